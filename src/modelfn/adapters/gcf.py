@@ -1,0 +1,81 @@
+"""functions-framework (Cloud Functions gen2, Cloud Run, local) HTTP adapter.
+
+A function folder's ``main.py`` is three lines::
+
+    from modelfn.adapters.gcf import http_function
+
+    handle = http_function(__file__)
+
+and is deployed with entry point ``handle``. Building the handler reads the
+``MODELFN_*`` settings and nothing else: no file, no model, no numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from modelfn.errors import PayloadTooLarge
+from modelfn.function import ModelFunction
+from modelfn.settings import Settings
+
+FlaskResult = tuple[Any, int, dict[str, str]]
+
+
+def http_function(source: str | Path, *, settings: Settings | None = None) -> Callable[[Any], FlaskResult]:
+    """The functions-framework HTTP target serving the model in ``source``'s folder.
+
+    ``source`` is the function folder or a file in it (pass ``__file__``).
+    """
+    folder = Path(source)
+    if folder.suffix == ".py":  # decided by name: a stat() here would be start-up I/O
+        folder = folder.parent
+    settings = Settings.from_env() if settings is None else settings
+    _configure_logging(settings.log_level)
+    function = ModelFunction(folder, settings)
+
+    def handle(request: Any) -> FlaskResult:
+        from modelfn.http import Request, error_response
+
+        try:
+            body = _read_body(request, settings.max_body_bytes)
+        except PayloadTooLarge as exc:
+            response = error_response(exc)
+            # A streamed body tells functions-framework not to buffer the rest of
+            # the oversized upload (its after-request hook reads whole bodies).
+            return _once(response.body), response.status, {**response.headers, "Connection": "close"}
+        response = function.handle(
+            Request(method=request.method, path=request.path, body=body, headers=request.headers)
+        )
+        return response.body, response.status, response.headers
+
+    handle.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
+    return handle
+
+
+def _read_body(request: Any, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; a declared or actual larger body is a 413."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    body: bytes = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+    return body
+
+
+def _once(body: bytes) -> Iterator[bytes]:
+    yield body
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("modelfn")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False

@@ -1,0 +1,94 @@
+"""The error tree. Each error knows its HTTP status and whose fault it is.
+
+::
+
+    ModelfnError                     500  base; never shown with a traceback
+    ├── ClientError                  4xx  the caller's fault: the message is for them
+    │   ├── InvalidInput             400  bad tensors, shapes, datatypes, hook rejections
+    │   ├── MalformedBody            400  not JSON, or not the protocol's shape
+    │   ├── NotFound                 404  unknown route, model or version
+    │   ├── MethodNotAllowed         405  known route, wrong verb
+    │   └── PayloadTooLarge          413  body or tensor over the configured limit
+    ├── ModelNotReady                503  loading failed or still loading; retried later
+    ├── ContractError                      the contract (modelfn.yaml) or hooks are wrong
+    └── ModelFault                   500  the model or a hook raised; detail only in the log
+
+Errors are rendered in exactly one place (:func:`modelfn.http.error_response`)
+as ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+
+class ModelfnError(Exception):
+    """Base of every error modelfn raises on purpose."""
+
+    status: int = 500
+    #: Whether ``str(error)`` may be shown to the caller. Model faults are not.
+    public: bool = True
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class ClientError(ModelfnError):
+    """The request is wrong; the message says how."""
+
+    status = 400
+
+
+class InvalidInput(ClientError):
+    """Tensors, shapes or values do not fit the model.
+
+    Pre-processing hooks raise this to reject a payload with a 400.
+    """
+
+
+class MalformedBody(ClientError):
+    """The body is not JSON, or not the shape the protocol expects."""
+
+
+class NotFound(ClientError):
+    status = 404
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(
+            f"method {method} is not allowed on {path}; use {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+
+
+class ModelNotReady(ModelfnError):
+    """The model could not be loaded (yet). Safe to retry."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class ContractError(ModelfnError):
+    """The contract or its hooks are invalid. The message names file, field and fix."""
+
+    status = 503
+
+
+class ArtifactError(ContractError):
+    """The artifact is missing, unreadable, or its digest does not match."""
+
+
+class ModelFault(ModelfnError):
+    """The model or a hook raised. The caller sees a generic message."""
+
+    status = 500
+    public = False

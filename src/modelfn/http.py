@@ -1,0 +1,62 @@
+"""Transport-neutral requests and responses, and the one place errors are rendered."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modelfn.errors import MalformedBody, ModelfnError
+
+log = logging.getLogger("modelfn")
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What every adapter translates its platform's request into."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+
+
+def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """Serialize with orjson; numpy arrays are written natively, without Python loops."""
+    return Response(status, orjson.dumps(value, option=_JSON_OPTIONS), {**JSON_HEADERS, **(headers or {})})
+
+
+def error_response(error: ModelfnError) -> Response:
+    """``{"error": "..."}`` with the error's status; model faults say nothing internal."""
+    message = error.message if error.public else "internal error: the model failed; see the function's log"
+    return json_response({"error": message}, error.status, error.headers)
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body, or raise a 400 that says what is wrong with it."""
+    if not body.strip():
+        raise MalformedBody("the body is empty; expected a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    value = parse_json(body)
+    if not isinstance(value, dict):
+        raise MalformedBody(f"the body must be a JSON object, got {type(value).__name__}")
+    return value

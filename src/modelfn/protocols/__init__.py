@@ -1,0 +1,26 @@
+"""Protocols: each maps its wire format onto :class:`modelfn.function.ModelFunction`."""
+
+from __future__ import annotations
+
+from modelfn.routing import Router
+
+_MODEL = r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+
+
+def build_router() -> Router:
+    """Every HTTP route of a function. Imported on the first request (it pulls numpy)."""
+    from modelfn.protocols import oip, simple, tfserving
+
+    return Router(
+        [
+            ("GET", r"/v2/health/live", oip.server_live),
+            ("GET", r"/v2/health/ready", oip.server_ready),
+            ("GET", r"/v2", oip.server_metadata),
+            ("GET", rf"/v2/models/{_MODEL}", oip.model_metadata),
+            ("GET", rf"/v2/models/{_MODEL}/ready", oip.model_ready),
+            ("POST", rf"/v2/models/{_MODEL}/infer", oip.infer),
+            ("GET", rf"/v1/models/{_MODEL}", tfserving.model_status),
+            ("POST", rf"/v1/models/{_MODEL}:predict", tfserving.predict),
+            ("POST", r"/predict", simple.predict),
+        ]
+    )

@@ -1,0 +1,43 @@
+"""Path -> handler. A known path with the wrong verb is a 405 that lists the right ones."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelfn.errors import MethodNotAllowed, NotFound
+
+if TYPE_CHECKING:
+    from modelfn.function import ModelFunction
+    from modelfn.http import Request, Response
+
+Handler = Callable[..., "Response"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class Router:
+    def __init__(self, routes: list[tuple[str, str, Handler]]) -> None:
+        self._routes = [Route(method, re.compile(pattern), handler) for method, pattern, handler in routes]
+
+    def dispatch(self, function: ModelFunction, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        allowed: list[str] = []
+        for route in self._routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
+                params = {k: v for k, v in match.groupdict().items() if v is not None}
+                return route.handler(function, request, **params)
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(request.method, path, sorted(set(allowed)))
+        raise NotFound(f"no route for {request.method} {path[:200]}")

@@ -1,0 +1,129 @@
+"""The process-global model cache: each model is loaded once, even under a stampede.
+
+The first request for a model starts its load on a background thread; that
+request and every concurrent one wait on the same flight, each for at most
+``wait_s``. A load that fails is forgotten, so a later request tries again
+(the process never dies of a bad artifact), and every waiter of the failed
+flight gets a 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from modelfn.errors import ModelfnError, ModelNotReady
+
+T = TypeVar("T")
+log = logging.getLogger("modelfn")
+
+
+class LoadState(enum.Enum):
+    IDLE = "idle"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+    @property
+    def is_ready(self) -> bool:
+        return self is LoadState.READY
+
+
+@dataclass
+class _Flight(Generic[T]):
+    done: threading.Event = field(default_factory=threading.Event)
+    value: T | None = None
+    error: str | None = None
+
+
+class ModelCache(Generic[T]):
+    """Single-flight, process-global cache of loaded models, keyed by a string."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, T] = {}
+        self._flights: dict[str, _Flight[T]] = {}
+        self._errors: dict[str, str] = {}
+        #: How many loads were started, per key (a stampede must leave this at 1).
+        self.loads_started: dict[str, int] = {}
+
+    def get(self, key: str, load: Callable[[], T], wait_s: float) -> T:
+        """The value for ``key``, loading it once; wait at most ``wait_s`` for a load in flight."""
+        value = self._values.get(key)
+        if value is not None:  # the hot path: no lock
+            return value
+        flight = self._start(key, load)
+        if not flight.done.wait(wait_s):
+            raise ModelNotReady(f"model {key} is still loading after {wait_s:g} s; retry shortly", retry_after_s=2)
+        if flight.error is not None:
+            raise ModelNotReady(f"model {key} could not be loaded: {flight.error}")
+        assert flight.value is not None
+        return flight.value
+
+    def start(self, key: str, load: Callable[[], T]) -> None:
+        """Begin loading ``key`` in the background unless it is loaded or loading."""
+        if key not in self._values:
+            self._start(key, load)
+
+    def state(self, key: str) -> LoadState:
+        if key in self._values:
+            return LoadState.READY
+        if key in self._flights:
+            return LoadState.LOADING
+        return LoadState.FAILED if key in self._errors else LoadState.IDLE
+
+    def last_error(self, key: str) -> str | None:
+        return self._errors.get(key)
+
+    def clear(self) -> None:
+        """Forget every loaded model (for tests and reloads); flights in progress finish."""
+        with self._lock:
+            self._values.clear()
+            self._errors.clear()
+
+    def _start(self, key: str, load: Callable[[], T]) -> _Flight[T]:
+        with self._lock:
+            if key in self._values:  # finished between the lock-free check and here
+                flight: _Flight[T] = _Flight(value=self._values[key])
+                flight.done.set()
+                return flight
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight
+            flight = self._flights[key] = _Flight()
+            self.loads_started[key] = self.loads_started.get(key, 0) + 1
+        # A dedicated thread: a waiter that gives up (or a client that hangs up)
+        # never abandons a half-done load.
+        threading.Thread(target=self._run, args=(key, load, flight), name=f"modelfn-load-{key}", daemon=True).start()
+        return flight
+
+    def _run(self, key: str, load: Callable[[], T], flight: _Flight[T]) -> None:
+        try:
+            value = load()
+        except ModelfnError as exc:
+            log.error("loading %s failed: %s", key, exc.message)
+            self._finish(key, flight, error=exc.message)
+        except BaseException as exc:  # noqa: BLE001 - a load must never kill the worker
+            log.exception("loading %s crashed", key)
+            self._finish(key, flight, error=f"{type(exc).__name__} while loading (see the function's log)")
+        else:
+            self._finish(key, flight, value=value)
+
+    def _finish(self, key: str, flight: _Flight[T], *, value: T | None = None, error: str | None = None) -> None:
+        with self._lock:
+            if value is not None:
+                self._values[key] = value
+                self._errors.pop(key, None)
+            else:
+                self._errors[key] = error or "unknown error"
+            del self._flights[key]
+            flight.value, flight.error = value, error
+        flight.done.set()
+
+
+#: The one cache of this process: models outlive requests and app objects.
+GLOBAL_CACHE: ModelCache = ModelCache()

@@ -1,0 +1,84 @@
+"""Pre/post-processing hooks: plain functions in the function folder.
+
+``pre(payload) -> {input_name: array-like}`` turns the plain JSON body into
+tensors; ``post(outputs, payload) -> JSON-able`` turns named output arrays into
+the answer. Both are optional. A hook rejects bad input by raising
+:class:`modelfn.InvalidInput`; anything else it raises is a model fault (500,
+generic message, traceback in the log).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelfn.errors import ContractError
+
+PreHook = Callable[[Any], Any]
+PostHook = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedHooks:
+    pre: PreHook | None = None
+    post: PostHook | None = None
+
+
+def load_hooks(folder: str | Path, pre: str | None, post: str | None, *, namespace: str) -> LoadedHooks:
+    """Import the hook functions named ``file.py:function`` from inside ``folder``.
+
+    ``namespace`` keeps hook modules of different models apart in ``sys.modules``.
+    """
+    modules: dict[Path, Any] = {}
+    return LoadedHooks(
+        pre=_resolve(folder, pre, "hooks.pre", 1, namespace, modules) if pre else None,
+        post=_resolve(folder, post, "hooks.post", 2, namespace, modules) if post else None,
+    )
+
+
+def _resolve(
+    folder: str | Path, ref: str, field: str, arity: int, namespace: str, modules: dict[Path, Any]
+) -> Callable[..., Any]:
+    file_name, _, function_name = ref.partition(":")
+    base = Path(folder).resolve()
+    path = (base / file_name).resolve()
+    if not path.is_relative_to(base):
+        raise ContractError(f"field `{field}`: {file_name!r} points outside the function folder")
+    if not path.is_file():
+        raise ContractError(f"field `{field}`: {path} does not exist")
+    if path not in modules:
+        modules[path] = _import(path, f"modelfn_hooks_{namespace}_{path.stem}", field)
+    function = getattr(modules[path], function_name, None)
+    if not callable(function):
+        raise ContractError(f"field `{field}`: {file_name} defines no function {function_name!r}")
+    _check_arity(function, arity, field, ref)
+    return function
+
+
+def _import(path: Path, module_name: str, field: str) -> Any:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ContractError(f"field `{field}`: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ContractError(f"field `{field}`: importing {path.name} failed: {exc!r}") from exc
+    return module
+
+
+def _check_arity(function: Callable[..., Any], arity: int, field: str, ref: str) -> None:
+    try:
+        inspect.signature(function).bind(*range(arity))
+    except TypeError:
+        expected = "pre(payload)" if arity == 1 else "post(outputs, payload)"
+        raise ContractError(f"field `{field}`: {ref} must accept {arity} argument(s), like {expected}") from None
+    except ValueError:  # builtins without a signature: trust them
+        pass

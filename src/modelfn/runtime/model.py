@@ -1,0 +1,165 @@
+"""A loaded model: contract + predictor + hooks, and the one place inputs are checked.
+
+:func:`load_model` is the whole cold-start work, phase by phase: fetch and
+verify the artifact, build the predictor, import the hooks, run one warm-up
+inference. Each phase is timed so cold starts can be explained, not guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelfn.contract import Contract, resolve_local_artifact
+from modelfn.datatypes import NUMPY_DTYPES
+from modelfn.errors import ContractError, InvalidInput, ModelfnError, ModelFault
+from modelfn.runtime.artifacts import fetch_verified
+from modelfn.runtime.hooks import LoadedHooks, load_hooks
+from modelfn.runtime.predictors import Predictor, load_predictor
+from modelfn.tensors import datatype_of, to_array
+
+if TYPE_CHECKING:
+    from modelfn.runtime.stores import Store
+    from modelfn.settings import Settings
+
+log = logging.getLogger("modelfn")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """Immutable once built; shared by every request thread."""
+
+    contract: Contract
+    predictor: Predictor
+    hooks: LoadedHooks
+    #: Seconds spent per load phase: fetch, deserialize, hooks, warmup.
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Refuse missing, unknown or mis-typed/mis-shaped inputs before the model runs."""
+        declared = {spec.name: spec for spec in self.contract.inputs}
+        unknown = sorted(set(inputs) - set(declared))
+        if unknown:
+            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {sorted(declared)}")
+        missing = sorted(set(declared) - set(inputs))
+        if missing:
+            raise InvalidInput(f"missing input(s) {missing}")
+        for name, array in inputs.items():
+            spec = declared[name]
+            actual = datatype_of(array)
+            if actual != spec.datatype:
+                raise InvalidInput(f"input {name!r}: datatype {actual}, the model expects {spec.datatype}")
+            if len(array.shape) != len(spec.shape) or any(
+                want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
+            ):
+                raise InvalidInput(
+                    f"input {name!r}: shape {list(array.shape)} does not fit the model's {spec.shape} (-1 = any)"
+                )
+
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run the model on checked tensors; ``output_names`` defaults to every output."""
+        names = list(output_names) if output_names else [spec.name for spec in self.contract.outputs]
+        unknown = [name for name in names if self.contract.output(name) is None]
+        if unknown:
+            raise InvalidInput(
+                f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}"
+            )
+        self.check_inputs(inputs)
+        try:
+            return self.predictor.predict(inputs, names)
+        except ModelfnError:
+            raise
+        except Exception as exc:
+            log.exception("model %s v%s failed during inference", self.contract.name, self.contract.version)
+            raise ModelFault("the model failed while running inference") from exc
+
+    def predict_json(self, payload: Any) -> Any:
+        """The plain JSON route: pre hook -> model -> post hook."""
+        inputs = self._preprocess(payload)
+        outputs = self.infer(inputs)
+        if self.hooks.post is None:
+            return outputs
+        return self._call_hook("post", self.hooks.post, outputs, payload)
+
+    def _preprocess(self, payload: Any) -> dict[str, np.ndarray]:
+        if self.hooks.pre is None:
+            return self._tensors(payload, "body")
+        produced = self._call_hook("pre", self.hooks.pre, payload)
+        try:
+            return self._tensors(produced, "pre-processing hook result")
+        except InvalidInput as exc:
+            # The caller cannot fix what the operator's hook produced.
+            log.error("pre-processing hook of %s returned invalid tensors: %s", self.contract.name, exc)
+            raise ModelFault("the pre-processing hook returned invalid tensors") from exc
+
+    def _tensors(self, values: Any, where: str) -> dict[str, np.ndarray]:
+        """Map ``{input name: JSON value}`` to arrays of the contract's datatypes."""
+        if not isinstance(values, dict):
+            raise InvalidInput(f"{where} must be an object mapping input names to values")
+        inputs = {}
+        for name, value in values.items():
+            spec = self.contract.input(name)
+            if spec is None:
+                raise InvalidInput(
+                    f"{where}: unknown input {name!r}; the model takes {[s.name for s in self.contract.inputs]}"
+                )
+            inputs[name] = to_array(value, spec.datatype, where=f"input {name!r}")
+        return inputs
+
+    def _call_hook(self, stage: str, hook: Any, *args: Any) -> Any:
+        try:
+            return hook(*args)
+        except ModelfnError:
+            raise
+        except Exception as exc:
+            log.exception("%s-processing hook of %s raised", stage, self.contract.name)
+            raise ModelFault(f"the {stage}-processing hook failed") from exc
+
+
+def load_model(folder: str | Path, contract: Contract, settings: Settings, store: Store) -> LoadedModel:
+    """Do the whole cold-start load of one model, timing each phase."""
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        phases[phase] = now - started
+        started = now
+
+    location = str(resolve_local_artifact(contract, folder))
+    data = fetch_verified(store, location, contract.artifact.sha256)
+    lap("fetch")
+    predictor = load_predictor(contract, data, settings)
+    del data
+    lap("deserialize")
+    namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
+    hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace)
+    lap("hooks")
+    model = LoadedModel(contract, predictor, hooks, phases)
+    _warm_up(model)
+    lap("warmup")
+    return model
+
+
+def _warm_up(model: LoadedModel) -> None:
+    """One inference on a batch of one, so the first real request does not pay for lazy init."""
+    inputs = {}
+    for spec in model.contract.inputs:
+        shape = [1 if dim == -1 else dim for dim in spec.shape]
+        if spec.datatype == "BYTES":
+            inputs[spec.name] = np.full(shape, "", dtype=object)
+        else:
+            inputs[spec.name] = np.zeros(shape, dtype=NUMPY_DTYPES[spec.datatype])
+    try:
+        model.infer(inputs)
+    except ModelfnError as exc:
+        raise ContractError(f"warm-up inference on zeros of the declared shapes failed: {exc.message}") from exc

@@ -1,0 +1,78 @@
+"""ONNX Runtime predictor: the fast default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import onnxruntime as ort
+
+from modelfn.datatypes import DATATYPE_OF_ONNX
+from modelfn.errors import ContractError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from modelfn.contract import Contract, TensorSpec
+    from modelfn.settings import Settings
+
+_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class OnnxPredictor:
+    """Wraps one ``InferenceSession``; ``session.run`` is thread-safe."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+
+    @classmethod
+    def from_bytes(cls, data: bytes, contract: Contract, settings: Settings) -> OnnxPredictor:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _OPTIMIZATION[settings.ort_graph_optimization]
+        if settings.ort_intra_op_threads:
+            options.intra_op_num_threads = settings.ort_intra_op_threads
+        try:
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ContractError(f"artifact is not a loadable ONNX model: {exc}") from exc
+        _check_signature("input", contract.inputs, session.get_inputs())
+        _check_signature("output", contract.outputs, session.get_outputs())
+        return cls(session)
+
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        results = self._session.run(list(output_names), dict(inputs))
+        return dict(zip(output_names, results, strict=True))
+
+
+def _check_signature(kind: str, declared: list[TensorSpec], actual: list[ort.NodeArg]) -> None:
+    """Fail fast when the contract and the model disagree, naming the tensor and the fix."""
+    model = {arg.name: arg for arg in actual}
+    if kind == "input" and set(model) != {spec.name for spec in declared}:
+        raise ContractError(
+            f"field `inputs`: the contract declares {sorted(s.name for s in declared)}, "
+            f"the model takes {sorted(model)}"
+        )
+    for index, spec in enumerate(declared):
+        arg = model.get(spec.name)
+        where = f"field `{kind}s[{index}]` ({spec.name})"
+        if arg is None:
+            raise ContractError(f"{where}: the model has no {kind} of that name; it has {sorted(model)}")
+        datatype = DATATYPE_OF_ONNX.get(arg.type)
+        if datatype != spec.datatype:
+            raise ContractError(f"{where}: datatype {spec.datatype} declared, the model says {arg.type}")
+        if len(arg.shape) != len(spec.shape):
+            raise ContractError(f"{where}: shape {spec.shape} declared, the model's rank is {len(arg.shape)}")
+        for dim, (declared_dim, model_dim) in enumerate(zip(spec.shape, arg.shape, strict=True)):
+            # A variable model dimension may be narrowed by the contract; a fixed one may not differ.
+            if isinstance(model_dim, int) and model_dim != declared_dim:
+                raise ContractError(
+                    f"{where}: dimension {dim} is {declared_dim}, the model fixes it at {model_dim}; "
+                    f"declare {model_dim}"
+                )

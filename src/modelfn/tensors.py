@@ -1,0 +1,141 @@
+"""JSON values <-> numpy arrays, strictly.
+
+Every protocol decodes through :func:`to_array` and encodes through
+:func:`to_json_data`, so the rules are the same everywhere: the declared size is
+checked before anything proportional to it is allocated; numbers are never
+parsed from strings; floats are never truncated into integer tensors; integers
+out of the datatype's range are refused, not wrapped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modelfn.datatypes import DATATYPE_OF_NUMPY, NUMPY_DTYPES
+from modelfn.errors import InvalidInput, PayloadTooLarge
+
+_FLOAT = {"FP16", "FP32", "FP64"}
+_INT = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+
+
+def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]:
+    """Validate a declared shape and its element count before any allocation."""
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {_brief(shape)}")
+    if len(shape) > 16:
+        raise InvalidInput(f"{where}: shape has {len(shape)} dimensions; at most 16 are allowed")
+    count = math.prod(shape)
+    if count > max_elements:
+        raise PayloadTooLarge(f"{where}: shape {shape} has {count} elements; the limit is {max_elements}")
+    return tuple(shape)
+
+
+def to_array(
+    data: Any, datatype: str, *, where: str, shape: Sequence[int] | None = None
+) -> np.ndarray:
+    """Convert JSON ``data`` (flat or nested) to an array of ``datatype``.
+
+    With ``shape`` (already checked by :func:`check_shape`), the element count must
+    match and the result takes that shape; without it, the nesting gives the shape.
+    """
+    if datatype not in NUMPY_DTYPES:
+        raise InvalidInput(f"{where}: unknown datatype {_brief(datatype)}; expected one of {', '.join(NUMPY_DTYPES)}")
+    if datatype == "BYTES":
+        array = _bytes_array(data, where)
+    else:
+        array = _numeric_array(data, datatype, where)
+    if shape is None:
+        return array
+    count = math.prod(shape)
+    if array.size != count:
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} elements, data has {array.size}")
+    return array.reshape(shape)
+
+
+def _numeric_array(data: Any, datatype: str, where: str) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        array = data
+    else:
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"{where}: data is ragged; every row must have the same length") from None
+    kind = array.dtype.kind
+    target = np.dtype(NUMPY_DTYPES[datatype])
+    if kind in "US":
+        raise InvalidInput(f"{where}: {datatype} data must be numbers, got strings")
+    if kind == "O":
+        raise InvalidInput(f"{where}: {datatype} data must be numbers of one kind (no nulls, no objects, no integers beyond 64 bits)")
+    if datatype == "BOOL":
+        if kind != "b":
+            raise InvalidInput(f"{where}: BOOL data must be true/false")
+        return array
+    if kind == "b":
+        raise InvalidInput(f"{where}: {datatype} data must be numbers, got true/false")
+    if datatype in _INT:
+        if kind == "f":
+            raise InvalidInput(f"{where}: {datatype} data must be integers, got floating-point numbers")
+        if array.size and array.dtype != target:
+            info = np.iinfo(target)
+            low, high = array.min(), array.max()
+            if low < info.min or high > info.max:
+                raise InvalidInput(f"{where}: value out of range for {datatype} ({info.min}..{info.max})")
+    elif datatype in _FLOAT and kind not in "iuf":
+        raise InvalidInput(f"{where}: {datatype} data must be numbers")
+    return array.astype(target, copy=False)
+
+
+def _bytes_array(data: Any, where: str) -> np.ndarray:
+    items: list[str] = []
+    stack = [iter(data if isinstance(data, list) else [data])]
+    while stack:  # iterative flatten: no recursion limit to hit
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if not isinstance(item, str):
+                raise InvalidInput(f"{where}: BYTES data must be strings, got {type(item).__name__}")
+            items.append(item)
+        else:
+            stack.pop()
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The OIP datatype of an array; strings of any kind are BYTES."""
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    try:
+        return DATATYPE_OF_NUMPY[array.dtype.name]
+    except KeyError:
+        raise TypeError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype") from None
+
+
+def to_json_data(array: np.ndarray) -> Any:
+    """Flat, row-major data for JSON: a numpy array orjson serializes natively, or a list."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype.kind in "OUS":
+        return [_text(item) for item in flat.tolist()]
+    return flat
+
+
+def to_json_value(array: np.ndarray) -> Any:
+    """Nested JSON for row-format protocols: numeric arrays stay numpy (orjson writes them)."""
+    if array.dtype.kind in "OUS":
+        return np.vectorize(_text, otypes=[object])(array).tolist() if array.size else array.tolist()
+    return np.ascontiguousarray(array)
+
+
+def _text(item: Any) -> Any:
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
