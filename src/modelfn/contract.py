@@ -135,7 +135,8 @@ def parse_contract(raw: bytes | str, *, source: str = CONTRACT_FILE) -> Contract
     except msgspec.ValidationError as exc:
         raise ContractError(f"{source}: {_located(str(exc))}") from None
     except msgspec.DecodeError as exc:
-        raise ContractError(f"{source}: not valid YAML: {exc}") from None
+        detail = str(exc).replace('in "<unicode string>", ', "")
+        raise ContractError(f"{source}: not valid YAML: {detail}") from None
 
 
 _LOCATION = re.compile(r"^(?P<problem>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
@@ -145,7 +146,7 @@ def _located(message: str) -> str:
     """Turn msgspec's ``Expected X - at `$.a.b``` into ``field `a.b`: expected X``."""
     match = _LOCATION.match(message)
     if not match:
-        return message
+        return message[:1].lower() + message[1:]
     field = match["path"].lstrip(".") or "(top level)"
     problem = match["problem"]
     return f"field `{field}`: {problem[:1].lower()}{problem[1:]}"

@@ -76,6 +76,9 @@ def _numeric_array(data: Any, datatype: str, where: str) -> np.ndarray:
         return array
     if kind == "b":
         raise InvalidInput(f"{where}: {datatype} data must be numbers, got true/false")
+    if datatype == "UINT64" and kind == "f":
+        array = _uint64_or_float(data, array)
+        kind = array.dtype.kind
     if datatype in _INT:
         if kind == "f":
             raise InvalidInput(f"{where}: {datatype} data must be integers, got floating-point numbers")
@@ -87,6 +90,15 @@ def _numeric_array(data: Any, datatype: str, where: str) -> np.ndarray:
     elif datatype in _FLOAT and kind not in "iuf":
         raise InvalidInput(f"{where}: {datatype} data must be numbers")
     return array.astype(target, copy=False)
+
+
+def _uint64_or_float(data: Any, inferred: np.ndarray) -> np.ndarray:
+    """numpy infers float64 for ints mixing [0, 2**63) and [2**63, 2**64); recover exact uint64."""
+    try:
+        exact = np.asarray(data, dtype=np.uint64)
+    except (OverflowError, ValueError, TypeError):
+        return inferred
+    return exact if np.array_equal(exact.astype(np.float64), inferred) else inferred
 
 
 def _bytes_array(data: Any, where: str) -> np.ndarray:
@@ -122,14 +134,20 @@ def to_json_data(array: np.ndarray) -> Any:
     flat = np.ascontiguousarray(array).reshape(-1)
     if flat.dtype.kind in "OUS":
         return [_text(item) for item in flat.tolist()]
-    return flat
+    return _canonical(flat)
 
 
 def to_json_value(array: np.ndarray) -> Any:
     """Nested JSON for row-format protocols: numeric arrays stay numpy (orjson writes them)."""
     if array.dtype.kind in "OUS":
         return np.vectorize(_text, otypes=[object])(array).tolist() if array.size else array.tolist()
-    return np.ascontiguousarray(array)
+    return _canonical(np.ascontiguousarray(array))
+
+
+def _canonical(array: np.ndarray) -> np.ndarray:
+    """View e.g. ``longlong`` (what ONNX Runtime returns) as ``int64``: orjson knows the canonical types."""
+    canonical = np.dtype(array.dtype.name)
+    return array if array.dtype.type is canonical.type else array.view(canonical)
 
 
 def _text(item: Any) -> Any:

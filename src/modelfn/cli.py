@@ -1,0 +1,78 @@
+"""The ``modelfn`` command line: tooling, never imported by a running function."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from modelfn import __version__
+from modelfn.errors import ModelfnError
+
+ENTRYPOINT_FILE = "main.py"
+ENTRYPOINT_TARGET = "handle"
+
+
+@click.group()
+@click.version_option(__version__, prog_name="modelfn")
+def cli() -> None:
+    """Turn a trained model into a fast, secure serverless function."""
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def check(folder: Path) -> None:
+    """Validate FOLDER's contract, load the model and run its example."""
+    import orjson
+
+    from modelfn.contract import load_contract
+    from modelfn.runtime.model import load_model
+    from modelfn.runtime.stores.local import LocalStore
+    from modelfn.settings import Settings
+
+    try:
+        contract = load_contract(folder)
+        click.echo(f"contract  {folder / 'modelfn.yaml'}: {contract.name} v{contract.version} ({contract.framework})")
+        model = load_model(folder, contract, Settings.from_env(), LocalStore())
+        phases = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in model.phases.items())
+        click.echo(f"loaded    sha256 verified; {phases}")
+        if contract.example is None:
+            click.echo("example   none in the contract (add `example:` to have it run here)")
+        else:
+            result = model.predict_json(contract.example)
+            option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
+            click.echo("example   POST /predict ->\n" + orjson.dumps(result, option=option).decode())
+    except ModelfnError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo("ok")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", envvar="PORT", type=int, default=8080, show_default=True, help="Port to listen on.")
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Address to bind.")
+def serve(folder: Path, port: int, host: str) -> None:
+    """Serve FOLDER locally under functions-framework (gunicorn), as in the cloud."""
+    from modelfn.contract import load_contract
+
+    entrypoint = folder / ENTRYPOINT_FILE
+    if not entrypoint.is_file():
+        raise click.ClickException(
+            f"{entrypoint} is missing; create it with:\n\n"
+            f"    from modelfn.adapters.gcf import http_function\n\n    {ENTRYPOINT_TARGET} = http_function(__file__)\n"
+        )
+    try:
+        contract = load_contract(folder)  # fail here, not on the first request
+    except ModelfnError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"serving {contract.name} v{contract.version} on http://{host}:{port}", err=True)
+    argv = [sys.executable, "-m", "functions_framework", "--target", ENTRYPOINT_TARGET,
+            "--source", str(entrypoint), "--host", host, "--port", str(port)]  # fmt: skip
+    # Replace this process: signals reach gunicorn directly, as on the platforms.
+    os.execv(sys.executable, argv)
+
+
+def main() -> None:
+    cli()

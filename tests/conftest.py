@@ -1,0 +1,50 @@
+"""Fixtures: the digits function in-process and as a real server, held-out data, folder copies."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import DIGITS, Server, copy_function, load_train_module, running  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def heldout() -> tuple[np.ndarray, np.ndarray]:
+    """The 360 held-out digits images (float32, 0..16) and their labels."""
+    _, x_test, _, y_test = load_train_module().heldout_split()
+    return x_test, y_test
+
+
+def make_client(folder: Path) -> Any:
+    """functions-framework's own app for ``folder/main.py``, driven in-process."""
+    return functions_framework.create_app("handle", str(folder / "main.py")).test_client()
+
+
+@pytest.fixture(scope="session")
+def digits_client() -> Any:
+    return make_client(DIGITS)
+
+
+@pytest.fixture
+def function_copy(tmp_path: Path):
+    """A factory: copy of the digits folder with contract changes applied."""
+
+    def make(**changes: Any) -> Path:
+        return copy_function(tmp_path, **changes)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real ``modelfn serve functions/digits`` process for the session."""
+    with running(DIGITS, tmp_path_factory.mktemp("server") / "serve.log") as server:
+        yield server

@@ -1,0 +1,105 @@
+"""The digits function as a real `modelfn serve` process (functions-framework + gunicorn) over HTTP."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from helpers import DIGITS, copy_function, running
+
+pytestmark = pytest.mark.slow
+
+
+def test_heldout_set_through_every_route(digits_server, heldout) -> None:
+    x, y = heldout
+    url = digits_server.url
+    oip = requests.post(f"{url}/v2/models/digits/infer", json={
+        "id": "heldout", "outputs": [{"name": "label"}],
+        "inputs": [{"name": "pixels", "shape": [360, 64], "datatype": "FP32", "data": x.ravel().tolist()}],
+    }, timeout=30)  # fmt: skip
+    assert oip.status_code == 200 and oip.json()["id"] == "heldout"
+    oip_labels = np.array(oip.json()["outputs"][0]["data"])
+
+    tfs = requests.post(f"{url}/v1/models/digits:predict", json={"instances": x.tolist()}, timeout=30)
+    tfs_labels = np.array([p["label"] for p in tfs.json()["predictions"]])
+
+    images = [image.reshape(8, 8).tolist() for image in x]
+    simple = requests.post(f"{url}/predict", json={"images": images[:256]}, timeout=30).json()["predictions"]
+    simple += requests.post(f"{url}/predict", json={"images": images[256:]}, timeout=30).json()["predictions"]
+    simple_labels = np.array([p["digit"] for p in simple])
+
+    assert np.array_equal(oip_labels, tfs_labels) and np.array_equal(oip_labels, simple_labels)
+    accuracy = (oip_labels == y).mean()
+    documented = __import__("yaml").safe_load((DIGITS / "modelfn.yaml").read_text())["docs"]["metrics"]
+    assert accuracy == pytest.approx(documented["heldout_accuracy"], abs=1e-9)
+    assert accuracy >= 0.95
+
+
+def test_an_unmodified_triton_client_works(digits_server, heldout) -> None:
+    """tritonclient's HTTP client, used as its docs show (JSON tensors), against modelfn."""
+    import tritonclient.http as triton
+
+    x, y = heldout
+    client = triton.InferenceServerClient(digits_server.url.removeprefix("http://"))
+    assert client.is_server_live()
+    assert client.get_model_metadata("digits")["inputs"][0]["name"] == "pixels"
+    pixels = triton.InferInput("pixels", list(x.shape), "FP32")
+    pixels.set_data_from_numpy(x, binary_data=False)
+    result = client.infer("digits", [pixels], outputs=[triton.InferRequestedOutput("label", binary_data=False)])
+    assert (result.as_numpy("label") == y).mean() >= 0.95
+    assert client.is_model_ready("digits") and client.is_server_ready()
+
+
+def test_oversized_bodies_are_refused_without_buffering(digits_server) -> None:
+    big = b"[" + b"0," * (3 * 1024 * 1024) + b"0]"  # ~6 MB, over the 4 MiB default
+    response = requests.post(f"{digits_server.url}/predict", data=big, timeout=30)
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(6):
+            yield b" " * (1024 * 1024)
+
+    response = requests.post(f"{digits_server.url}/predict", data=chunks(), timeout=30)
+    assert response.status_code == 413
+    assert requests.get(f"{digits_server.url}/v2/health/live", timeout=5).json() == {"live": True}
+
+
+def test_a_stampede_on_a_cold_server_loads_once(tmp_path) -> None:
+    body = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    with running(DIGITS, tmp_path / "serve.log") as server:
+        barrier = threading.Barrier(24)
+
+        def first_request(_: int) -> int:
+            barrier.wait()
+            return requests.post(f"{server.url}/v2/models/digits/infer", json=body, timeout=60).status_code
+
+        with ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(first_request, range(24)))
+        log = server.log()
+    assert statuses == [200] * 24
+    assert log.count("loading model digits v1") == 1, log
+    assert log.count("loaded model digits v1") == 1
+
+
+def test_a_failed_load_is_a_503_and_is_retried(tmp_path) -> None:
+    folder = copy_function(tmp_path)
+    good = (folder / "model.onnx").read_bytes()
+    (folder / "model.onnx").write_bytes(good[:-10])  # truncated artifact
+    body = {"instances": [[0.0] * 64]}
+    with running(folder, tmp_path / "serve.log") as server:
+        predict = f"{server.url}/v1/models/digits:predict"
+        ready = requests.get(f"{server.url}/v2/health/ready", timeout=10)
+        assert ready.status_code == 503 and ready.json() == {"ready": False}
+        failed = requests.post(predict, json=body, timeout=30)
+        assert failed.status_code == 503
+        assert "digest mismatch" in failed.json()["error"] and failed.headers["Retry-After"] == "1"
+        assert requests.get(f"{server.url}/v2/models/digits", timeout=10).status_code == 200
+
+        (folder / "model.onnx").write_bytes(good)  # the store heals; the process was never restarted
+        assert requests.post(predict, json=body, timeout=30).status_code == 200
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=10).json() == {"ready": True}
+        assert server.process.poll() is None

@@ -1,0 +1,110 @@
+"""Test helpers shared by fixtures: function folders, free ports, server processes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "functions" / "digits"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_train_module() -> Any:
+    """functions/digits/train.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("digits_train", DIGITS / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def copy_function(dest: Path, source: Path = DIGITS, **changes: Any) -> Path:
+    """Copy a function folder and apply top-level contract changes (``None`` deletes a key)."""
+    folder = Path(tempfile.mkdtemp(dir=dest)) / source.name
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("__pycache__", "train.py"))
+    if changes:
+        edit_contract(folder, **changes)
+    return folder
+
+
+def edit_contract(folder: Path, **changes: Any) -> None:
+    path = folder / "modelfn.yaml"
+    contract = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            contract.pop(key, None)
+        else:
+            contract[key] = value
+    path.write_text(yaml.safe_dump(contract, sort_keys=False))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Server:
+    """A real ``modelfn serve`` process on a free port, its log captured to a file."""
+
+    def __init__(self, folder: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "modelfn", "serve", str(folder), "--port", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def wait_live(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(self.url + "/v2/health/live", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(folder: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
+    server = Server(folder, log_path, env)
+    try:
+        server.wait_live()
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,53 @@
+"""Small real ONNX models built in tests (no training needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from helpers import sha256_of
+
+#: OIP datatype -> ONNX TensorProto type name.
+ONNX_TYPES = {
+    "BOOL": "BOOL", "UINT8": "UINT8", "UINT16": "UINT16", "UINT32": "UINT32", "UINT64": "UINT64",
+    "INT8": "INT8", "INT16": "INT16", "INT32": "INT32", "INT64": "INT64",
+    "FP16": "FLOAT16", "FP32": "FLOAT", "FP64": "DOUBLE", "BYTES": "STRING",
+}  # fmt: skip
+
+
+def write_echo_function(folder: Path) -> Path:
+    """A function whose model returns each input unchanged: ``in_<T>`` -> ``out_<T>`` for every datatype."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs, outputs, nodes = [], [], []
+    for datatype, onnx_type in ONNX_TYPES.items():
+        element = getattr(TensorProto, onnx_type)
+        inputs.append(helper.make_tensor_value_info(f"in_{datatype}", element, ["batch", 2]))
+        outputs.append(helper.make_tensor_value_info(f"out_{datatype}", element, ["batch", 2]))
+        nodes.append(helper.make_node("Identity", [f"in_{datatype}"], [f"out_{datatype}"]))
+    graph = helper.make_graph(nodes, "echo", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+
+    def spec(prefix: str, datatype: str) -> dict:
+        return {"name": f"{prefix}_{datatype}", "datatype": datatype, "shape": [-1, 2]}
+
+    contract = {
+        "name": "echo",
+        "version": "1",
+        "framework": "onnx",
+        "artifact": {"uri": "model.onnx", "sha256": sha256_of(folder / "model.onnx")},
+        "inputs": [spec("in", t) for t in ONNX_TYPES],
+        "outputs": [spec("out", t) for t in ONNX_TYPES],
+        "docs": {"description": "Returns its inputs; exercises every datatype."},
+    }
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    (folder / "main.py").write_text(
+        "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
+    )
+    return folder

@@ -1,0 +1,47 @@
+"""`modelfn check` and `modelfn serve` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import requests
+
+from helpers import DIGITS, copy_function, running
+
+
+def modelfn(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "modelfn", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_check_loads_and_runs_the_example() -> None:
+    result = modelfn("check", str(DIGITS))
+    assert result.returncode == 0, result.stderr
+    assert "digits v1 (onnx)" in result.stdout and "sha256 verified" in result.stdout
+    assert '"digit": 2' in result.stdout and result.stdout.rstrip().endswith("ok")
+
+
+def test_check_names_the_file_and_field(tmp_path) -> None:
+    folder = copy_function(tmp_path, version=3)
+    result = modelfn("check", str(folder))
+    assert result.returncode == 1
+    assert f"{folder / 'modelfn.yaml'}: field `version`: expected `str`, got `int`" in result.stderr
+
+
+def test_check_refuses_a_tampered_artifact(tmp_path) -> None:
+    folder = copy_function(tmp_path)
+    (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes() + b"\0")
+    result = modelfn("check", str(folder))
+    assert result.returncode == 1 and "digest mismatch" in result.stderr
+
+
+def test_serve_needs_an_entrypoint(tmp_path) -> None:
+    folder = copy_function(tmp_path)
+    (folder / "main.py").unlink()
+    result = modelfn("serve", str(folder))
+    assert result.returncode == 1 and "handle = http_function(__file__)" in result.stderr
+
+
+def test_serve_answers_on_the_given_port(tmp_path) -> None:
+    with running(DIGITS, tmp_path / "serve.log") as server:
+        assert requests.get(f"{server.url}/v2", timeout=5).json()["name"] == "modelfn"

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import DIGITS
+from modelfn.contract import load_contract, parse_contract, resolve_local_artifact
+from modelfn.errors import ContractError
+
+VALID = yaml.safe_load((DIGITS / "modelfn.yaml").read_text())
+
+
+def contract_text(**changes) -> str:
+    data = {**VALID, **changes}
+    return yaml.safe_dump({k: v for k, v in data.items() if v is not None})
+
+
+def test_digits_contract_loads_with_documented_accuracy() -> None:
+    contract = load_contract(DIGITS)
+    assert (contract.name, contract.version, contract.framework) == ("digits", "1", "onnx")
+    assert [s.name for s in contract.inputs] == ["pixels"]
+    assert contract.docs.metrics["heldout_accuracy"] >= 0.95
+    assert contract.platform == "onnx_onnxv1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"version": 1}, "field `version`: expected `str`, got `int`"),
+        ({"framework": "pytorch"}, "field `framework`: invalid enum value 'pytorch'"),
+        ({"name": "Digits!"}, "field `name`: expected `str` matching regex"),
+        ({"artifact": {"uri": "model.onnx", "sha256": "abc"}}, "field `artifact.sha256`"),
+        ({"artifact": None}, "object missing required field `artifact`"),
+        ({"colour": "blue"}, "object contains unknown field `colour`"),
+        ({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1]}]}, "field `inputs[0].datatype`"),
+        ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-2]}]}, "field `inputs[0].shape[0]`"),
+        ({"inputs": []}, "field `inputs`: expected `array` of length >= 1"),
+        ({"hooks": {"pre": "hooks.py"}}, "field `hooks.pre`"),
+        (
+            {"outputs": [{"name": "y", "datatype": "FP32", "shape": [1]}] * 2},
+            "outputs has duplicate tensor names: y",
+        ),
+    ],
+)
+def test_invalid_contract_names_file_and_field(changes: dict, expected: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_contract(contract_text(**changes), source="functions/x/modelfn.yaml")
+    assert str(caught.value).startswith("functions/x/modelfn.yaml: ")
+    assert expected in str(caught.value)
+
+
+def test_yaml_syntax_error_is_reported_with_its_line() -> None:
+    with pytest.raises(ContractError, match=r"(?s)not valid YAML.*line 3, column 1"):
+        parse_contract("name: digits\ninputs: [\n", source="m.yaml")
+
+
+def test_missing_contract_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="cannot read the contract"):
+        load_contract(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("../model.onnx", "points outside the function folder"),
+        ("sub/../../x.onnx", "points outside the function folder"),
+        ("file://relative/model.onnx", "must be absolute"),
+        ("http://example.com/model.onnx", "expected a path relative to the function folder"),
+    ],
+)
+def test_artifact_uri_cannot_escape_the_folder(tmp_path: Path, uri: str, message: str) -> None:
+    contract = parse_contract(contract_text(artifact={"uri": uri, "sha256": "0" * 64}))
+    with pytest.raises(ContractError, match=message):
+        resolve_local_artifact(contract, tmp_path)
+
+
+def test_artifact_paths_resolve(tmp_path: Path) -> None:
+    relative = parse_contract(contract_text(artifact={"uri": "models/m.onnx", "sha256": "0" * 64}))
+    assert resolve_local_artifact(relative, tmp_path) == (tmp_path / "models/m.onnx").resolve()
+    absolute = parse_contract(contract_text(artifact={"uri": "file:///srv/m.onnx", "sha256": "0" * 64}))
+    assert resolve_local_artifact(absolute, tmp_path) == Path("/srv/m.onnx")

@@ -1,0 +1,39 @@
+"""Importing a function's entrypoint must stay cheap: no I/O, no heavy modules.
+
+Run in a fresh interpreter, the way a cold instance starts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from helpers import DIGITS
+
+HEAVY = ["numpy", "onnxruntime", "tensorflow", "keras", "sklearn", "google.cloud.storage", "google.cloud.pubsub", "boto3", "botocore", "yaml", "msgspec"]
+
+PROBE = f"""
+import json, sys
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
+sys.path.insert(0, {str(DIGITS)!r})
+import main
+assert callable(main.handle)
+heavy = [m for m in {HEAVY!r} if m in sys.modules]
+touched = [p for p in opened if p.startswith({str(DIGITS)!r}) and not p.endswith((".py", ".pyc")) and "__pycache__" not in p]
+print(json.dumps({{"heavy": heavy, "touched": touched}}))
+"""
+
+
+def test_entrypoint_import_is_light_and_does_no_io() -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout)
+    assert report == {"heavy": [], "touched": []}, report
+
+
+def test_the_probe_would_catch_a_regression() -> None:
+    """The same probe flags a heavy import and a model read when they do happen."""
+    probe = PROBE.replace("import main\n", "import main, numpy\nopen(main.__file__.replace('main.py', 'model.onnx'), 'rb').close()\n")
+    report = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    assert "numpy" in report["heavy"] and any(p.endswith("model.onnx") for p in report["touched"])

@@ -1,0 +1,22 @@
+import pytest
+
+from modelfn.settings import Settings
+
+
+def test_defaults_and_environment() -> None:
+    assert Settings.from_env({}) == Settings()
+    settings = Settings.from_env({"MODELFN_MAX_BODY_BYTES": "1024", "MODELFN_LOAD_WAIT_S": "2.5"})
+    assert (settings.max_body_bytes, settings.load_wait_s) == (1024, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MODELFN_MAX_BODY_BYTES": "lots"}, "MODELFN_MAX_BODY_BYTES='lots': expected int"),
+        ({"MODELFN_MAX_BODY_BYTES": "0"}, "must be positive"),
+        ({"MODELFN_ORT_GRAPH_OPTIMIZATION": "max"}, "must be one of disable, basic, extended, all"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
