@@ -81,3 +81,36 @@ def test_artifact_paths_resolve(tmp_path: Path) -> None:
     assert resolve_local_artifact(relative, tmp_path) == (tmp_path / "models/m.onnx").resolve()
     absolute = parse_contract(contract_text(artifact={"uri": "file:///srv/m.onnx", "sha256": "0" * 64}))
     assert resolve_local_artifact(absolute, tmp_path) == Path("/srv/m.onnx")
+
+
+def test_compiled_contract_is_used_only_while_fresh(function_copy) -> None:
+    from modelfn.contract import COMPILED_FILE, compile_contract
+
+    folder = function_copy()
+    (folder / COMPILED_FILE).unlink(missing_ok=True)
+    assert compile_contract(folder) == load_contract(folder)
+    assert (folder / COMPILED_FILE).is_file()
+
+    # The YAML changes: the stale compiled copy must not win.
+    text = (folder / "modelfn.yaml").read_text().replace('version: "1"', 'version: "2"')
+    (folder / "modelfn.yaml").write_text(text)
+    assert load_contract(folder).version == "2"
+
+    # A corrupt compiled copy is ignored, never trusted.
+    (folder / COMPILED_FILE).write_text('{"source_sha256": "x", "contract": 1}')
+    assert load_contract(folder).version == "2"
+    assert compile_contract(folder).version == "2"
+
+
+def test_a_fresh_compiled_contract_keeps_yaml_off_the_cold_path(function_copy) -> None:
+    import subprocess
+    import sys
+
+    from modelfn.contract import compile_contract
+
+    folder = function_copy()
+    compile_contract(folder)
+    probe = f"import sys; from modelfn.contract import load_contract; load_contract({str(folder)!r}); print('yaml' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    (folder / "modelfn.yaml").write_text((folder / "modelfn.yaml").read_text() + "\n# edited\n")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelfn import __version__
 from modelfn.errors import ModelfnError
+
+if TYPE_CHECKING:
+    from modelfn.contract import Contract
 
 ENTRYPOINT_FILE = "main.py"
 ENTRYPOINT_TARGET = "handle"
@@ -27,13 +31,12 @@ def check(folder: Path) -> None:
     """Validate FOLDER's contract, load the model and run its example."""
     import orjson
 
-    from modelfn.contract import load_contract
     from modelfn.runtime.model import load_model
     from modelfn.runtime.stores.local import LocalStore
     from modelfn.settings import Settings
 
     try:
-        contract = load_contract(folder)
+        contract = _compile(folder)
         click.echo(f"contract  {folder / 'modelfn.yaml'}: {contract.name} v{contract.version} ({contract.framework})")
         model = load_model(folder, contract, Settings.from_env(), LocalStore())
         phases = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in model.phases.items())
@@ -55,8 +58,6 @@ def check(folder: Path) -> None:
 @click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Address to bind.")
 def serve(folder: Path, port: int, host: str) -> None:
     """Serve FOLDER locally under functions-framework (gunicorn), as in the cloud."""
-    from modelfn.contract import load_contract
-
     entrypoint = folder / ENTRYPOINT_FILE
     if not entrypoint.is_file():
         raise click.ClickException(
@@ -64,7 +65,7 @@ def serve(folder: Path, port: int, host: str) -> None:
             f"    from modelfn.adapters.gcf import http_function\n\n    {ENTRYPOINT_TARGET} = http_function(__file__)\n"
         )
     try:
-        contract = load_contract(folder)  # fail here, not on the first request
+        contract = _compile(folder)  # fail here, not on the first request
     except ModelfnError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"serving {contract.name} v{contract.version} on http://{host}:{port}", err=True)
@@ -72,6 +73,17 @@ def serve(folder: Path, port: int, host: str) -> None:
             "--source", str(entrypoint), "--host", host, "--port", str(port)]  # fmt: skip
     # Replace this process: signals reach gunicorn directly, as on the platforms.
     os.execv(sys.executable, argv)
+
+
+def _compile(folder: Path) -> Contract:
+    """Validate the contract and compile it, so the function's cold start skips YAML."""
+    from modelfn.contract import compile_contract, load_contract
+
+    try:
+        return compile_contract(folder)
+    except OSError as exc:  # a read-only folder only loses the speed-up
+        click.echo(f"note: compiled contract not written ({exc.strerror or exc}); the YAML is read instead", err=True)
+        return load_contract(folder)
 
 
 def main() -> None:

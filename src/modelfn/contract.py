@@ -11,16 +11,25 @@ read on the cold-start path of every function (see README, "Why these libraries"
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.json
 
 from modelfn.datatypes import Datatype
 from modelfn.errors import ContractError
 
 CONTRACT_FILE = "modelfn.yaml"
+#: The compiled contract, written by ``modelfn check``/``serve``: the validated
+#: contract as JSON plus the sha256 of the YAML it came from. Reading it skips
+#: importing and running a YAML parser on the cold path (~20 ms); it is used
+#: only while that digest still matches, like a ``.pyc`` file.
+COMPILED_FILE = ".modelfn/contract.json"
 
 # Model names travel in URLs and become cloud resource names later: keep them tame.
 ModelName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -116,14 +125,64 @@ class Contract(_Strict):
         return next((spec for spec in self.outputs if spec.name == name), None)
 
 
+class _Compiled(msgspec.Struct, frozen=True):
+    source_sha256: str
+    modelfn_version: str
+    contract: Contract
+
+
 def load_contract(folder: str | Path) -> Contract:
-    """Read and validate ``<folder>/modelfn.yaml``; raise :class:`ContractError` naming the problem."""
+    """Read and validate ``<folder>/modelfn.yaml``; raise :class:`ContractError` naming the problem.
+
+    A compiled copy (see :data:`COMPILED_FILE`) is used when it matches the YAML byte for byte.
+    """
     path = Path(folder) / CONTRACT_FILE
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ContractError(f"{path}: cannot read the contract ({exc.strerror or exc})") from exc
-    return parse_contract(raw, source=str(path))
+    compiled = _read_compiled(Path(folder), raw)
+    return compiled if compiled is not None else parse_contract(raw, source=str(path))
+
+
+def compile_contract(folder: str | Path) -> Contract:
+    """Validate the YAML contract and write its compiled JSON copy, unless a fresh one exists.
+
+    Raises :class:`ContractError` for an invalid contract and ``OSError`` when the
+    folder is not writable (the function then simply reads the YAML).
+    """
+    from modelfn import __version__
+
+    folder = Path(folder)
+    path = folder / CONTRACT_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the contract ({exc.strerror or exc})") from exc
+    fresh = _read_compiled(folder, raw)
+    if fresh is not None:
+        return fresh
+    contract = parse_contract(raw, source=str(path))
+    target = folder / COMPILED_FILE
+    target.parent.mkdir(exist_ok=True)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_bytes(msgspec.json.encode(_Compiled(hashlib.sha256(raw).hexdigest(), __version__, contract)))
+    temporary.replace(target)  # readers see the old file or the new one, never half of one
+    return contract
+
+
+def _read_compiled(folder: Path, raw: bytes) -> Contract | None:
+    from modelfn import __version__
+
+    try:
+        compiled = msgspec.json.decode((folder / COMPILED_FILE).read_bytes(), type=_Compiled)
+    except (OSError, msgspec.DecodeError):  # absent, unreadable or stale schema: use the YAML
+        return None
+    if compiled.modelfn_version != __version__ or not hmac.compare_digest(
+        compiled.source_sha256, hashlib.sha256(raw).hexdigest()
+    ):
+        return None
+    return compiled.contract
 
 
 def parse_contract(raw: bytes | str, *, source: str = CONTRACT_FILE) -> Contract:

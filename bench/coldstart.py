@@ -1,0 +1,149 @@
+"""Cold start, spawn to first answered prediction, side by side in one run.
+
+    python bench/coldstart.py [--runs 7]
+
+Systems are interleaved run by run (A B C D A B C D ...) so machine noise
+spreads evenly. Writes bench/results/coldstart.md and coldstart.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "functions" / "digits"
+RESULTS = ROOT / "bench" / "results"
+IMAGE = [0.0] * 64
+FF = [sys.executable, "-m", "functions_framework", "--target", "handle", "--host", "127.0.0.1"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def oip_body() -> bytes:
+    import json
+
+    return json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": IMAGE}]}).encode()
+
+
+SYSTEMS = {
+    "modelfn (functions-framework, lazy load)": lambda port: (
+        [*FF, "--source", str(DIGITS / "main.py"), "--port", str(port)],
+        f"/v2/models/digits/infer", oip_body(),
+    ),
+    "modelfn serve (CLI, then the same)": lambda port: (
+        [sys.executable, "-m", "modelfn", "serve", str(DIGITS), "--port", str(port)],
+        f"/v2/models/digits/infer", oip_body(),
+    ),
+    "floor: hand-written functions-framework function": lambda port: (
+        [*FF, "--source", str(ROOT / "bench/floors/handwritten_main.py"), "--port", str(port)],
+        "/", b'{"pixels": [[' + b",".join([b"0.0"] * 64) + b"]]}",
+    ),
+}
+
+
+def time_server(command: list[str], path: str, body: bytes, port: int) -> float:
+    """Seconds from spawn to the first 200 answer to a prediction request."""
+    env = {**os.environ, "BENCH_MODEL": str(DIGITS / "model.onnx"), "MODELFN_LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}{path}"
+        while True:
+            try:
+                request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - started
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command} exited with {process.returncode}") from None
+                time.sleep(0.002)
+    finally:
+        process.kill()  # only the start is measured; a graceful stop would just add waiting
+        process.wait()
+
+
+def time_bare_script() -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "bench/floors/bare_onnx.py"), str(DIGITS / "model.onnx")], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Cold start side by side.")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+
+    samples: dict[str, list[float]] = {"floor: bare script (import onnxruntime, session, 1 prediction; no HTTP)": []}
+    samples.update({name: [] for name in SYSTEMS})
+    # The build step a deployment runs: validates the contract and writes its compiled copy.
+    subprocess.run([sys.executable, "-m", "modelfn", "check", str(DIGITS)], check=True, capture_output=True)
+    time_bare_script()  # warm the OS file cache once so run 1 is not special
+    for run in range(args.runs):
+        samples[next(iter(samples))].append(time_bare_script())
+        for name, make in SYSTEMS.items():
+            port = free_port()
+            samples[name].append(time_server(*make(port), port))
+        print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+    write_results(samples, args.runs)
+
+
+def write_results(samples: dict[str, list[float]], runs: int) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    reference = statistics.median(samples["floor: hand-written functions-framework function"])
+    lines = [
+        f"Cold start, spawn to first answered prediction (digits model; {runs} interleaved runs, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}).",
+        "",
+        "| system | median | min | max | vs hand-written |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, values in samples.items():
+        median = statistics.median(values)
+        lines.append(
+            f"| {name} | {median * 1000:.0f} ms | {min(values) * 1000:.0f} ms | {max(values) * 1000:.0f} ms "
+            f"| {median / reference:.2f}x |"
+        )
+    (RESULTS / "coldstart.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(samples)
+
+
+def plot(samples: dict[str, list[float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(samples)
+    medians = [statistics.median(samples[n]) * 1000 for n in names]
+    low = [m - min(samples[n]) * 1000 for m, n in zip(medians, names, strict=True)]
+    high = [max(samples[n]) * 1000 - m for m, n in zip(medians, names, strict=True)]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    colors = ["#9aa5b1", "#1f77b4", "#6baed6", "#f2a541"]
+    ax.barh(range(len(names)), medians, xerr=[low, high], color=colors[: len(names)], capsize=4)
+    ax.set_yticks(range(len(names)), [n.split(" (")[0] for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("spawn to first answered prediction (ms, median; bars: min-max)")
+    for i, value in enumerate(medians):
+        ax.text(value + 8, i, f"{value:.0f} ms", va="center")
+    ax.set_xlim(0, max(medians) * 1.3)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "coldstart.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
