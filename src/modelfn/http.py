@@ -14,12 +14,16 @@ from modelfn.errors import MalformedBody, ModelfnError
 log = logging.getLogger("modelfn")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What every adapter translates its platform's request into."""
+    """What every adapter translates its platform's request into.
+
+    ``headers`` must look names up case-insensitively (adapters pass their
+    platform's header object or a normalizing mapping).
+    """
 
     method: str
     path: str
@@ -36,7 +40,7 @@ class Response:
 
 def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """Serialize with orjson; numpy arrays are written natively, without Python loops."""
-    return Response(status, orjson.dumps(value, option=_JSON_OPTIONS), {**JSON_HEADERS, **(headers or {})})
+    return Response(status, orjson.dumps(value, option=JSON_OPTIONS), {**JSON_HEADERS, **(headers or {})})
 
 
 def error_response(error: ModelfnError) -> Response:

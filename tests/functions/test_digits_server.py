@@ -39,19 +39,24 @@ def test_heldout_set_through_every_route(digits_server, heldout) -> None:
     assert accuracy >= 0.95
 
 
-def test_an_unmodified_triton_client_works(digits_server, heldout) -> None:
-    """tritonclient's HTTP client, used as its docs show (JSON tensors), against modelfn."""
+@pytest.mark.parametrize("binary_data", [True, False], ids=["binary-defaults", "json"])
+def test_an_unmodified_triton_client_works(digits_server, heldout, binary_data) -> None:
+    """tritonclient's HTTP client, as its docs use it (binary tensors by default), against modelfn."""
     import tritonclient.http as triton
 
     x, y = heldout
     client = triton.InferenceServerClient(digits_server.url.removeprefix("http://"))
-    assert client.is_server_live()
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
     assert client.get_model_metadata("digits")["inputs"][0]["name"] == "pixels"
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
     pixels = triton.InferInput("pixels", list(x.shape), "FP32")
-    pixels.set_data_from_numpy(x, binary_data=False)
-    result = client.infer("digits", [pixels], outputs=[triton.InferRequestedOutput("label", binary_data=False)])
-    assert (result.as_numpy("label") == y).mean() >= 0.95
-    assert client.is_model_ready("digits") and client.is_server_ready()
+    pixels.set_data_from_numpy(x, binary_data=binary_data)
+    labelled = client.infer("digits", [pixels], outputs=[triton.InferRequestedOutput("label", binary_data=binary_data)])
+    assert (labelled.as_numpy("label") == y).mean() >= 0.95
+    everything = client.infer("digits", [pixels], request_id="r-1")  # no outputs named: all, in binary
+    assert everything.get_response()["id"] == "r-1"
+    assert everything.as_numpy("probabilities").shape == (360, 10)
+    assert np.array_equal(everything.as_numpy("label"), labelled.as_numpy("label"))
 
 
 def test_oversized_bodies_are_refused_without_buffering(digits_server) -> None:

@@ -16,7 +16,7 @@ def infer_body(x: np.ndarray, **extra) -> dict:
 
 def test_health_and_server_metadata(digits_client) -> None:
     assert digits_client.get("/v2/health/live").get_json() == {"live": True}
-    assert digits_client.get("/v2").get_json() == {"name": "modelfn", "version": "0.1.0", "extensions": []}
+    assert digits_client.get("/v2").get_json() == {"name": "modelfn", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 
 
 def test_model_metadata_comes_from_the_contract(digits_client) -> None:
@@ -68,7 +68,9 @@ def test_outputs_filter_and_no_id(digits_client, heldout) -> None:
         ("/v2/models/digits/infer", {"inputs": [{"name": "image", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}, 400, "unknown input(s) ['image']"),
         ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}] * 2}, 400, "appears more than once"),
         ("/v2/models/digits/infer", {"id": 7, "inputs": []}, 400, "`id` must be a string"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64, "parameters": {"binary_data_size": 256}}]}, 400, "extension this server does not offer"),
+        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "parameters": {"binary_data_size": 256}}]}, 400, "needs the Inference-Header-Content-Length header"),
+        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64, "parameters": {"shared_memory_region": "r0"}}]}, 400, "extension this server does not offer"),
+        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "outputs": [{"name": "label", "parameters": {"classification": 3}}]}, 400, "'classification' asks for an extension"),
         ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "outputs": [{"name": "logits"}]}, 400, "unknown output(s) ['logits']"),
         ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [4096, 4096], "datatype": "FP32", "data": []}]}, 413, "the limit is"),
         ("/v2/models/mnist/infer", {"inputs": []}, 404, "model 'mnist' not found; this function serves 'digits'"),

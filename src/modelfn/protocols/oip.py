@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from modelfn import __version__
 from modelfn.errors import InvalidInput, MalformedBody
-from modelfn.http import Request, Response, json_response, parse_json_object
+from modelfn.http import JSON_OPTIONS, Request, Response, json_response, parse_json_object
+from modelfn.protocols import binary
 from modelfn.tensors import check_shape, datatype_of, to_array, to_json_data
 
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ def server_ready(function: ModelFunction, request: Request) -> Response:
 
 
 def server_metadata(function: ModelFunction, request: Request) -> Response:
-    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": []})
+    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": [binary.EXTENSION]})
 
 
 def model_metadata(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
@@ -58,24 +61,28 @@ def model_ready(function: ModelFunction, request: Request, name: str, version: s
 
 def infer(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
     contract = function.resolve(name, version)
-    body = parse_json_object(request.body)
+    header, blob = binary.split_body(request.body, request.headers)
+    body = parse_json_object(header)
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise MalformedBody("`id` must be a string")
-    _check_parameters(body, "the request")
-    inputs = decode_inputs(body.get("inputs"), function.settings.max_tensor_elements)
-    output_names = _requested_outputs(body.get("outputs"))
+    parameters = _check_parameters(body, "the request")
+    reader = None if blob is None else binary.BinaryReader(blob)
+    inputs = decode_inputs(body.get("inputs"), function.settings.max_tensor_elements, reader)
+    if reader is not None:
+        reader.finish()
+    requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
 
-    outputs = function.model().infer(inputs, output_names)
+    outputs = function.model().infer(inputs, list(requested) if requested else None)
 
     response: dict[str, Any] = {"model_name": contract.name, "model_version": contract.version}
     if request_id is not None:
         response["id"] = request_id
-    response["outputs"] = [encode_output(name, array) for name, array in outputs.items()]
-    return json_response(response)
+    as_binary = requested if requested else dict.fromkeys(outputs, parameters.get("binary_data_output") is True)
+    return _encode_response(response, outputs, as_binary)
 
 
-def decode_inputs(raw: Any, max_elements: int) -> dict[str, np.ndarray]:
+def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | None = None) -> dict[str, np.ndarray]:
     """``inputs`` of an inference request -> named arrays, each checked before it is built."""
     if not isinstance(raw, list) or not raw:
         raise MalformedBody("`inputs` must be a non-empty list of tensors")
@@ -84,7 +91,9 @@ def decode_inputs(raw: Any, max_elements: int) -> dict[str, np.ndarray]:
         where = f"inputs[{index}]"
         if not isinstance(tensor, dict):
             raise MalformedBody(f"{where} must be an object with name, shape, datatype and data")
-        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor]
+        parameters = _check_parameters(tensor, where)
+        is_binary = "binary_data_size" in parameters
+        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor and not (key == "data" and is_binary)]
         if missing:
             raise MalformedBody(f"{where} is missing {', '.join(missing)}")
         name = tensor["name"]
@@ -93,36 +102,76 @@ def decode_inputs(raw: Any, max_elements: int) -> dict[str, np.ndarray]:
         where = f"input {name[:100]!r}"
         if name in inputs:
             raise InvalidInput(f"{where} appears more than once")
-        _check_parameters(tensor, where)
         shape = check_shape(tensor["shape"], where=where, max_elements=max_elements)
-        inputs[name] = to_array(tensor["data"], tensor["datatype"], where=where, shape=shape)
+        if is_binary:
+            if reader is None or "data" in tensor:
+                raise MalformedBody(f"{where}: binary_data_size needs the {binary.HEADER} header and no `data`")
+            chunk = reader.take(parameters["binary_data_size"], where)
+            inputs[name] = binary.decode(chunk, _datatype(tensor, where), shape, where)
+        else:
+            inputs[name] = to_array(tensor["data"], tensor["datatype"], where=where, shape=shape)
     return inputs
+
+
+def _datatype(tensor: dict[str, Any], where: str) -> str:
+    datatype = tensor["datatype"]
+    if not isinstance(datatype, str):
+        raise InvalidInput(f"{where}: datatype must be a string")
+    return datatype
 
 
 def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
     return {"name": name, "datatype": datatype_of(array), "shape": list(array.shape), "data": to_json_data(array)}
 
 
-def _requested_outputs(raw: Any) -> list[str] | None:
+def _encode_response(response: dict[str, Any], outputs: dict[str, np.ndarray], as_binary: dict[str, bool]) -> Response:
+    """JSON outputs inline; binary ones after the JSON, located by ``binary_data_size``."""
+    blobs: list[bytes] = []
+    encoded = []
+    for name, array in outputs.items():
+        if as_binary.get(name):
+            blob = binary.encode(array)
+            blobs.append(blob)
+            encoded.append({"name": name, "datatype": datatype_of(array), "shape": list(array.shape),
+                            "parameters": {"binary_data_size": len(blob)}})  # fmt: skip
+        else:
+            encoded.append(encode_output(name, array))
+    response["outputs"] = encoded
+    if not blobs:
+        return json_response(response)
+    header = orjson.dumps(response, option=JSON_OPTIONS)
+    headers = {"Content-Type": "application/octet-stream", binary.HEADER: str(len(header))}
+    return Response(200, header + b"".join(blobs), headers)
+
+
+def _requested_outputs(raw: Any, *, default_binary: bool) -> dict[str, bool] | None:
+    """``outputs`` of a request -> {name: send as binary}; ``None`` means every output."""
     if raw is None:
         return None
     if not isinstance(raw, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
         raise MalformedBody("`outputs` must be a list of objects with a string `name`")
+    requested = {}
     for output in raw:
-        _check_parameters(output, f"output {output['name'][:100]!r}")
-    return [output["name"] for output in raw]
+        parameters = _check_parameters(output, f"output {output['name'][:100]!r}")
+        requested[output["name"]] = bool(parameters.get("binary_data", default_binary))
+    return requested
 
 
-def _check_parameters(obj: dict[str, Any], where: str) -> None:
-    """Parameters are optional; those that change the wire format must not be silently ignored."""
+#: Parameters of extensions this server does not offer: refused, never silently ignored.
+_UNSUPPORTED = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset", "classification")
+
+
+def _check_parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """The object's ``parameters`` (``{}`` when absent), refusing extensions not offered."""
     parameters = obj.get("parameters")
     if parameters is None:
-        return
+        return {}
     if not isinstance(parameters, dict):
         raise MalformedBody(f"{where}: `parameters` must be an object")
-    for key in ("binary_data_size", "binary_data", "binary_data_output", "shared_memory_region"):
+    for key in _UNSUPPORTED:
         if parameters.get(key):
             raise InvalidInput(
                 f"{where}: parameter {key!r} asks for an extension this server does not offer "
-                "(see GET /v2 `extensions`); send tensor data as JSON"
+                "(see GET /v2 `extensions`)"
             )
+    return parameters

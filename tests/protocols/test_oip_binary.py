@@ -1,0 +1,112 @@
+"""The binary tensor data extension, framed by hand, through functions-framework and ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_client
+from models import ONNX_TYPES, write_echo_function
+from modelfn.protocols import binary
+from test_tensors import VALUES
+
+HEADER = "Inference-Header-Content-Length"
+
+
+def framed(request: dict, *blobs: bytes) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps(request).encode()
+    return header + b"".join(blobs), {HEADER: str(len(header))}
+
+
+def unframe(response) -> tuple[dict, bytes]:
+    length = int(response.headers[HEADER])
+    return json.loads(response.data[:length]), response.data[length:]
+
+
+@pytest.fixture(scope="module")
+def echo_client(tmp_path_factory):
+    return make_client(write_echo_function(tmp_path_factory.mktemp("echo-binary") / "echo"))
+
+
+@pytest.mark.parametrize("datatype", ONNX_TYPES)
+def test_every_datatype_round_trips_in_binary(echo_client, datatype) -> None:
+    inputs, blobs = [], []
+    for other in ONNX_TYPES:
+        values = VALUES[other] if other == datatype else [VALUES[other][0]] * 2
+        array = np.array(values, dtype=object if other == "BYTES" else np.dtype(_numpy(other)))
+        blob = binary.encode(array)
+        blobs.append(blob)
+        inputs.append({"name": f"in_{other}", "shape": [1, 2], "datatype": other, "parameters": {"binary_data_size": len(blob)}})
+    body, headers = framed({"inputs": inputs, "outputs": [{"name": f"out_{datatype}", "parameters": {"binary_data": True}}]}, *blobs)
+    response = echo_client.post("/v2/models/echo/infer", data=body, headers=headers)
+    assert response.status_code == 200, response.data
+    meta, tail = unframe(response)
+    (output,) = meta["outputs"]
+    assert output["datatype"] == datatype and output["shape"] == [1, 2] and "data" not in output
+    assert output["parameters"]["binary_data_size"] == len(tail)
+    decoded = binary.decode(memoryview(tail), datatype, [2], "out")
+    expected = np.array(VALUES[datatype], dtype=object if datatype == "BYTES" else _numpy(datatype))
+    assert decoded.tolist() == expected.tolist()  # exact, at the datatype's own precision
+
+
+def _numpy(datatype: str) -> str:
+    from modelfn.datatypes import NUMPY_DTYPES
+
+    return NUMPY_DTYPES[datatype]
+
+
+def test_binary_in_json_out_and_request_level_default(digits_client, heldout) -> None:
+    x, y = heldout
+    blob = x.astype("<f4").tobytes()
+    tensor = {"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(blob)}}
+    body, headers = framed({"inputs": [tensor], "outputs": [{"name": "label"}]}, blob)
+    response = digits_client.post("/v2/models/digits/infer", data=body, headers=headers)
+    assert response.is_json and (np.array(response.get_json()["outputs"][0]["data"]) == y).mean() >= 0.95
+
+    body, headers = framed({"inputs": [tensor], "parameters": {"binary_data_output": True}}, blob)
+    meta, tail = unframe(digits_client.post("/v2/models/digits/infer", data=body, headers=headers))
+    sizes = [o["parameters"]["binary_data_size"] for o in meta["outputs"]]
+    assert sizes == [360 * 10 * 4, 360 * 8] and len(tail) == sum(sizes)
+    labels = np.frombuffer(tail[sizes[0]:], dtype="<i8")
+    assert (labels == y).mean() >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("size", "tail", "header", "message"),
+    [
+        (256, b"\0" * 255, None, "only 255 bytes remain"),
+        (255, b"\0" * 255, None, "needs 256 bytes, got 255"),
+        (256, b"\0" * 300, None, "44 bytes of binary data follow the JSON but no input claims them"),
+        (-1, b"", None, "binary_data_size must be a non-negative integer"),
+        (256, b"\0" * 256, "99999", "must be a length between 1 and the body's"),
+        (256, b"\0" * 256, "abc", "must be a length between 1 and the body's"),
+    ],
+)
+def test_malformed_binary_framing(digits_client, size, tail, header, message) -> None:
+    tensor = {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "parameters": {"binary_data_size": size}}
+    body, headers = framed({"inputs": [tensor]}, tail)
+    if header is not None:
+        headers[HEADER] = header
+    response = digits_client.post("/v2/models/digits/infer", data=body, headers=headers)
+    assert response.status_code == 400 and message in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("blob", "message"),
+    [
+        (b"\x05\0\0\0ab", "claims 5 bytes past the end"),
+        (b"\x01\0\0\0a", "ends after 1 of 2 elements"),
+        (b"\x01\0\0\0a\x01\0\0\0\xff", "not UTF-8"),
+        (b"\x01\0\0\0a\x01\0\0\0bzz", "2 bytes left after 2 BYTES elements"),
+    ],
+)
+def test_malformed_binary_bytes(blob, message) -> None:
+    with pytest.raises(Exception, match=message):
+        binary.decode(memoryview(blob), "BYTES", [2], "x")
+
+
+def test_binary_bool_must_be_zero_or_one() -> None:
+    with pytest.raises(Exception, match="BOOL bytes must be 0 or 1"):
+        binary.decode(memoryview(b"\x02"), "BOOL", [1], "x")
