@@ -8,7 +8,8 @@
     │   ├── MalformedBody            400  not JSON, or not the protocol's shape
     │   ├── NotFound                 404  unknown route, model or version
     │   ├── MethodNotAllowed         405  known route, wrong verb
-    │   └── PayloadTooLarge          413  body or tensor over the configured limit
+    │   ├── PayloadTooLarge          413  body or tensor over the configured limit
+    │   └── UnsupportedMediaType     415  a body encoding this server does not decode
     ├── ModelNotReady                503  loading failed or still loading; retried later
     ├── ContractError                      the contract (modelfn.yaml) or hooks are wrong
     └── ModelFault                   500  the model or a hook raised; detail only in the log
@@ -66,6 +67,10 @@ class MethodNotAllowed(ClientError):
 
 class PayloadTooLarge(ClientError):
     status = 413
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
 
 
 class ModelNotReady(ModelfnError):

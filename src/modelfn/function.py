@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelfn.errors import ModelfnError, ModelFault, NotFound
+from modelfn.errors import ModelfnError, ModelFault, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
@@ -52,6 +52,11 @@ class ModelFunction:
         from modelfn.http import error_response
 
         try:
+            encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+            if request.body and encoding not in ("", "identity"):
+                raise UnsupportedMediaType(
+                    f"Content-Encoding {encoding[:40]!r} is not accepted; send the body uncompressed"
+                )
             return self._routes().dispatch(self, request)
         except ModelfnError as exc:
             return error_response(exc)

@@ -20,3 +20,13 @@ def test_the_body_limit_comes_from_settings(monkeypatch) -> None:
 def test_trailing_slash_and_head(digits_client) -> None:
     assert digits_client.get("/v2/health/live/").status_code == 200
     assert digits_client.head("/v2/health/live").status_code == 200
+
+
+def test_compressed_bodies_are_refused_clearly(digits_client) -> None:
+    import gzip
+
+    response = digits_client.post(
+        "/predict", data=gzip.compress(b'{"image": []}'), headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 415
+    assert response.get_json() == {"error": "Content-Encoding 'gzip' is not accepted; send the body uncompressed"}
