@@ -2,14 +2,15 @@
 
     python bench/coldstart.py [--runs 7]
 
-Systems are interleaved run by run (A B C D A B C D ...) so machine noise
-spreads evenly. Writes bench/results/coldstart.md and coldstart.png.
+Systems are interleaved run by run, the order rotated each round (A B C D,
+B C D A, ...), so machine noise and neighbour effects spread evenly. Writes bench/results/coldstart.md and coldstart.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -58,7 +59,9 @@ def time_server(command: list[str], path: str, body: bytes, port: int) -> float:
     """Seconds from spawn to the first 200 answer to a prediction request."""
     env = {**os.environ, "BENCH_MODEL": str(DIGITS / "model.onnx"), "MODELFN_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         url = f"http://127.0.0.1:{port}{path}"
         while True:
@@ -72,8 +75,11 @@ def time_server(command: list[str], path: str, body: bytes, port: int) -> float:
                     raise RuntimeError(f"{command} exited with {process.returncode}") from None
                 time.sleep(0.002)
     finally:
-        process.kill()  # only the start is measured; a graceful stop would just add waiting
+        # The whole group: gunicorn's forked worker must not outlive the run and
+        # steal CPU from the next system. Only the start is measured, so no grace.
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        time.sleep(0.2)
 
 
 def time_bare_script() -> float:
@@ -92,11 +98,15 @@ def main() -> None:
     # The build step a deployment runs: validates the contract and writes its compiled copy.
     subprocess.run([sys.executable, "-m", "modelfn", "check", str(DIGITS)], check=True, capture_output=True)
     time_bare_script()  # warm the OS file cache once so run 1 is not special
+    bare = next(iter(samples))
+    order = [bare, *SYSTEMS]
     for run in range(args.runs):
-        samples[next(iter(samples))].append(time_bare_script())
-        for name, make in SYSTEMS.items():
-            port = free_port()
-            samples[name].append(time_server(*make(port), port))
+        for name in order[run % len(order) :] + order[: run % len(order)]:  # rotate: no fixed neighbour
+            if name == bare:
+                samples[name].append(time_bare_script())
+            else:
+                port = free_port()
+                samples[name].append(time_server(*SYSTEMS[name](port), port))
         print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     write_results(samples, args.runs)
 

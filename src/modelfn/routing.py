@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelfn.errors import MethodNotAllowed, NotFound
 
@@ -16,8 +15,7 @@ if TYPE_CHECKING:
 Handler = Callable[..., "Response"]
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     method: str
     pattern: re.Pattern[str]
     handler: Handler

@@ -13,6 +13,7 @@ and is deployed with entry point ``handle``. Building the handler reads the
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ def http_function(source: str | Path, *, settings: Settings | None = None) -> Ca
         folder = folder.parent
     settings = Settings.from_env() if settings is None else settings
     _configure_logging(settings.log_level)
+    _limit_blas_threads(settings.blas_threads)
     function = ModelFunction(folder, settings)
 
     def handle(request: Any) -> FlaskResult:
@@ -69,6 +71,14 @@ def _read_body(request: Any, limit: int) -> bytes:
 
 def _once(body: bytes) -> Iterator[bytes]:
     yield body
+
+
+def _limit_blas_threads(threads: int) -> None:
+    """Size numpy's OpenBLAS pool before numpy is imported (OpenBLAS reads it once, at load).
+
+    An explicit ``OPENBLAS_NUM_THREADS`` from the deployment always wins.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
 
 
 def _configure_logging(level: str) -> None:

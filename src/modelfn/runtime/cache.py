@@ -13,7 +13,6 @@ import enum
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from modelfn.errors import ModelfnError, ModelNotReady
@@ -33,11 +32,15 @@ class LoadState(enum.Enum):
         return self is LoadState.READY
 
 
-@dataclass
 class _Flight(Generic[T]):
-    done: threading.Event = field(default_factory=threading.Event)
-    value: T | None = None
-    error: str | None = None
+    """One load in progress; waiters block on ``done``."""
+
+    __slots__ = ("done", "value", "error")
+
+    def __init__(self, value: T | None = None) -> None:
+        self.done = threading.Event()
+        self.value = value
+        self.error: str | None = None
 
 
 class ModelCache(Generic[T]):

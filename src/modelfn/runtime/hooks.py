@@ -13,9 +13,8 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelfn.errors import ContractError
 
@@ -23,8 +22,7 @@ PreHook = Callable[[Any], Any]
 PostHook = Callable[[dict[str, Any], Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedHooks:
+class LoadedHooks(NamedTuple):
     pre: PreHook | None = None
     post: PostHook | None = None
 

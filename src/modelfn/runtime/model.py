@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -31,15 +30,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelfn")
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedModel:
+class LoadedModel(NamedTuple):
     """Immutable once built; shared by every request thread."""
 
     contract: Contract
     predictor: Predictor
     hooks: LoadedHooks
     #: Seconds spent per load phase: fetch, deserialize, hooks, warmup.
-    phases: dict[str, float] = field(default_factory=dict)
+    phases: dict[str, float]
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         """Refuse missing, unknown or mis-typed/mis-shaped inputs before the model runs."""

@@ -36,6 +36,9 @@ class OnnxPredictor:
         options.graph_optimization_level = _OPTIMIZATION[settings.ort_graph_optimization]
         if settings.ort_intra_op_threads:
             options.intra_op_num_threads = settings.ort_intra_op_threads
+        spin = "1" if settings.ort_spin else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         try:
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
