@@ -145,12 +145,13 @@ def plot(samples: dict[str, list[float]]) -> None:
     fig, ax = plt.subplots(figsize=(9, 3.2))
     colors = ["#9aa5b1", "#1f77b4", "#6baed6", "#f2a541"]
     ax.barh(range(len(names)), medians, xerr=[low, high], color=colors[: len(names)], capsize=4)
-    ax.set_yticks(range(len(names)), [n.split(" (")[0] for n in names])
+    ax.set_yticks(range(len(names)), [n.split(" (")[0].replace(" functions-framework function", "") for n in names])
     ax.invert_yaxis()
     ax.set_xlabel("spawn to first answered prediction (ms, median; bars: min-max)")
-    for i, value in enumerate(medians):
-        ax.text(value + 8, i, f"{value:.0f} ms", va="center")
-    ax.set_xlim(0, max(medians) * 1.3)
+    for i, (value, name) in enumerate(zip(medians, names, strict=True)):
+        ax.text(max(samples[name]) * 1000 + 10, i, f"{value:.0f} ms", va="center")
+    ax.set_xlim(0, max(max(v) for v in samples.values()) * 1000 * 1.18)
+    ax.set_title(f"Cold start, digits model ({len(next(iter(samples.values())))} interleaved runs)", fontsize=10)
     fig.tight_layout()
     fig.savefig(RESULTS / "coldstart.png", dpi=110)
 
