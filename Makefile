@@ -27,6 +27,8 @@ serve: $(VENV)/.runtime
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
 test: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests bench functions
+	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/python -m pytest
 
 check: $(VENV)/.runtime

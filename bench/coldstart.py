@@ -3,7 +3,8 @@
     python bench/coldstart.py [--runs 7]
 
 Systems are interleaved run by run, the order rotated each round (A B C D,
-B C D A, ...), so machine noise and neighbour effects spread evenly. Writes bench/results/coldstart.md and coldstart.png.
+B C D A, ...), so machine noise and neighbour effects spread evenly.
+Writes bench/results/coldstart.md and coldstart.png.
 """
 
 from __future__ import annotations
@@ -42,15 +43,18 @@ def oip_body() -> bytes:
 SYSTEMS = {
     "modelfn (functions-framework, lazy load)": lambda port: (
         [*FF, "--source", str(DIGITS / "main.py"), "--port", str(port)],
-        f"/v2/models/digits/infer", oip_body(),
+        "/v2/models/digits/infer",
+        oip_body(),
     ),
     "modelfn serve (CLI, then the same)": lambda port: (
         [sys.executable, "-m", "modelfn", "serve", str(DIGITS), "--port", str(port)],
-        f"/v2/models/digits/infer", oip_body(),
+        "/v2/models/digits/infer",
+        oip_body(),
     ),
     "floor: hand-written functions-framework function": lambda port: (
         [*FF, "--source", str(ROOT / "bench/floors/handwritten_main.py"), "--port", str(port)],
-        "/", b'{"pixels": [[' + b",".join([b"0.0"] * 64) + b"]]}",
+        "/",
+        b'{"pixels": [[' + b",".join([b"0.0"] * 64) + b"]]}",
     ),
 }
 

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import DIGITS, Server, copy_function, load_train_module, running  # noqa: E402
+from helpers import DIGITS, Server, copy_function, load_train_module, running
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from helpers import sha256_of
 
 #: OIP datatype -> ONNX TensorProto type name.

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import requests
-
 from helpers import DIGITS, copy_function, running
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import DIGITS
+
 from modelfn.contract import load_contract, parse_contract, resolve_local_artifact
 from modelfn.errors import ContractError
 
@@ -110,7 +110,16 @@ def test_a_fresh_compiled_contract_keeps_yaml_off_the_cold_path(function_copy) -
 
     folder = function_copy()
     compile_contract(folder)
-    probe = f"import sys; from modelfn.contract import load_contract; load_contract({str(folder)!r}); print('yaml' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    probe = (
+        "import sys; from modelfn.contract import load_contract; "
+        f"load_contract({str(folder)!r}); print('yaml' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
     (folder / "modelfn.yaml").write_text((folder / "modelfn.yaml").read_text() + "\n# edited\n")
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+        == "True"
+    )

@@ -11,7 +11,19 @@ import sys
 
 from helpers import DIGITS
 
-HEAVY = ["numpy", "onnxruntime", "tensorflow", "keras", "sklearn", "google.cloud.storage", "google.cloud.pubsub", "boto3", "botocore", "yaml", "msgspec"]
+HEAVY = [
+    "numpy",
+    "onnxruntime",
+    "tensorflow",
+    "keras",
+    "sklearn",
+    "google.cloud.storage",
+    "google.cloud.pubsub",
+    "boto3",
+    "botocore",
+    "yaml",
+    "msgspec",
+]
 
 PROBE = f"""
 import json, sys
@@ -21,7 +33,8 @@ sys.path.insert(0, {str(DIGITS)!r})
 import main
 assert callable(main.handle)
 heavy = [m for m in {HEAVY!r} if m in sys.modules]
-touched = [p for p in opened if p.startswith({str(DIGITS)!r}) and not p.endswith((".py", ".pyc")) and "__pycache__" not in p]
+touched = [p for p in opened
+           if p.startswith({str(DIGITS)!r}) and not p.endswith((".py", ".pyc")) and "__pycache__" not in p]
 print(json.dumps({{"heavy": heavy, "touched": touched}}))
 """
 
@@ -34,8 +47,12 @@ def test_entrypoint_import_is_light_and_does_no_io() -> None:
 
 def test_the_probe_would_catch_a_regression() -> None:
     """The same probe flags a heavy import and a model read when they do happen."""
-    probe = PROBE.replace("import main\n", "import main, numpy\nopen(main.__file__.replace('main.py', 'model.onnx'), 'rb').close()\n")
-    report = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    probe = PROBE.replace(
+        "import main\n", "import main, numpy\nopen(main.__file__.replace('main.py', 'model.onnx'), 'rb').close()\n"
+    )
+    report = json.loads(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    )
     assert "numpy" in report["heavy"] and any(p.endswith("model.onnx") for p in report["touched"])
 
 
@@ -43,8 +60,12 @@ def test_the_entrypoint_sizes_openblas_before_numpy_loads() -> None:
     """numpy's BLAS pool is sized by the entry point (default 1), unless the deployment set it."""
     probe = PROBE + "import os; print(os.environ['OPENBLAS_NUM_THREADS'])\n"
     env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.split()
+    lines = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
     assert lines[-1] == "1"
     env["OPENBLAS_NUM_THREADS"] = "4"
-    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout.split()
+    lines = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
     assert lines[-1] == "4"

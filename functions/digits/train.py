@@ -99,9 +99,7 @@ def export_onnx(model):
     for node in graph.node:
         node.output[:] = [PROBABILITIES if name == old_output else name for name in node.output]
     graph.output[0].name = PROBABILITIES
-    graph.node.append(
-        helper.make_node("ArgMax", [PROBABILITIES], [LABEL], axis=1, keepdims=0, name="label_argmax")
-    )
+    graph.node.append(helper.make_node("ArgMax", [PROBABILITIES], [LABEL], axis=1, keepdims=0, name="label_argmax"))
     graph.output.append(helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["batch"]))
     graph.name = "digits"
     proto.doc_string = "Handwritten digit classifier (8x8, pixel values 0..16), modelfn example."

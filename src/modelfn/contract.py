@@ -226,8 +226,7 @@ def resolve_local_artifact(contract: Contract, folder: str | Path) -> Path:
         return path
     if "://" in uri:
         raise ContractError(
-            f"field `artifact.uri`: expected a path relative to the function folder or a "
-            f"file:// URI, got {uri!r}"
+            f"field `artifact.uri`: expected a path relative to the function folder or a file:// URI, got {uri!r}"
         )
     base = Path(folder).resolve()
     path = (base / uri).resolve()

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelfn.errors import ModelfnError, ModelFault, NotFound, UnsupportedMediaType
+from modelfn.errors import ModelFault, ModelfnError, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class ModelFunction:
         self._cache = GLOBAL_CACHE if cache is None else cache
         self._store = store
         self._contract: Contract | None = None
+        self._cache_key = ""
         self._contract_lock = threading.Lock()
         self._router: Router | None = None
 
@@ -79,7 +80,12 @@ class ModelFunction:
                 if self._contract is None:
                     from modelfn.contract import load_contract
 
-                    self._contract = load_contract(self.folder)
+                    contract = load_contract(self.folder)
+                    # Computed once: resolve() touches the file system, requests must not.
+                    self._cache_key = (
+                        f"{self.folder.resolve()}:{contract.name}/{contract.version}:{contract.artifact.sha256}"
+                    )
+                    self._contract = contract
         return self._contract
 
     def resolve(self, name: str, version: str | None = None) -> Contract:
@@ -88,25 +94,20 @@ class ModelFunction:
         if name != contract.name:
             raise NotFound(f"model {name[:100]!r} not found; this function serves {contract.name!r}")
         if version is not None and version != contract.version:
-            raise NotFound(
-                f"model {name!r} has no version {version[:100]!r}; available: {contract.version!r}"
-            )
+            raise NotFound(f"model {name!r} has no version {version[:100]!r}; available: {contract.version!r}")
         return contract
 
     def model(self) -> LoadedModel:
         """The loaded model; the first call loads it (once, however many callers)."""
-        return self._cache.get(self._cache_key(), self._load, self.settings.load_wait_s)
+        self.contract()
+        return self._cache.get(self._cache_key, self._load, self.settings.load_wait_s)
 
     def ready(self, *, start: bool = False) -> bool:
         """Whether the model is loaded and warmed; ``start`` begins a load if none is running."""
-        key = self._cache_key()
+        self.contract()
         if start:
-            self._cache.start(key, self._load)
-        return self._cache.state(key).is_ready
-
-    def _cache_key(self) -> str:
-        contract = self.contract()
-        return f"{self.folder.resolve()}:{contract.name}/{contract.version}:{contract.artifact.sha256}"
+            self._cache.start(self._cache_key, self._load)
+        return self._cache.state(self._cache_key).is_ready
 
     def _load(self) -> LoadedModel:
         from modelfn.runtime.model import load_model

@@ -34,9 +34,7 @@ def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]
     return tuple(shape)
 
 
-def to_array(
-    data: Any, datatype: str, *, where: str, shape: Sequence[int] | None = None
-) -> np.ndarray:
+def to_array(data: Any, datatype: str, *, where: str, shape: Sequence[int] | None = None) -> np.ndarray:
     """Convert JSON ``data`` (flat or nested) to an array of ``datatype``.
 
     With ``shape`` (already checked by :func:`check_shape`), the element count must
@@ -69,7 +67,9 @@ def _numeric_array(data: Any, datatype: str, where: str) -> np.ndarray:
     if kind in "US":
         raise InvalidInput(f"{where}: {datatype} data must be numbers, got strings")
     if kind == "O":
-        raise InvalidInput(f"{where}: {datatype} data must be numbers of one kind (no nulls, no objects, no integers beyond 64 bits)")
+        raise InvalidInput(
+            f"{where}: {datatype} data must be numbers of one kind (no nulls, no objects, no integers beyond 64 bits)"
+        )
     if datatype == "BOOL":
         if kind != "b":
             raise InvalidInput(f"{where}: BOOL data must be true/false")

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-
 from helpers import DIGITS, copy_function, running
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from helpers import DIGITS
 
 pytestmark = pytest.mark.slow
@@ -31,5 +30,7 @@ def test_training_reproduces_the_committed_model(tmp_path, heldout) -> None:
     retrained = ort.InferenceSession(str(out)).run(None, {"pixels": x})
     assert np.array_equal(committed[1], retrained[1])  # same label for every held-out image
     assert np.abs(committed[0] - retrained[0]).max() < 1e-5
-    same_bytes = hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256((DIGITS / "model.onnx").read_bytes()).digest()
+    same_bytes = (
+        hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256((DIGITS / "model.onnx").read_bytes()).digest()
+    )
     print(f"retrained artifact is bit-for-bit identical: {same_bytes}")

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_client
 from models import ONNX_TYPES, write_echo_function
 from test_tensors import VALUES
 
 
 def infer_body(x: np.ndarray, **extra) -> dict:
-    return {"inputs": [{"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}], **extra}
+    return {
+        "inputs": [{"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+        **extra,
+    }
 
 
 def test_health_and_server_metadata(digits_client) -> None:
     assert digits_client.get("/v2/health/live").get_json() == {"live": True}
-    assert digits_client.get("/v2").get_json() == {"name": "modelfn", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+    assert digits_client.get("/v2").get_json() == {
+        "name": "modelfn",
+        "version": "0.1.0",
+        "extensions": ["binary_tensor_data"],
+    }
 
 
 def test_model_metadata_comes_from_the_contract(digits_client) -> None:
@@ -46,9 +52,7 @@ def test_heldout_set_flat_and_nested(digits_client, heldout) -> None:
 
 def test_outputs_filter_and_no_id(digits_client, heldout) -> None:
     x, _ = heldout
-    body = digits_client.post(
-        "/v2/models/digits/infer", json=infer_body(x[:4], outputs=[{"name": "label"}])
-    ).get_json()
+    body = digits_client.post("/v2/models/digits/infer", json=infer_body(x[:4], outputs=[{"name": "label"}])).get_json()
     assert "id" not in body
     assert [o["name"] for o in body["outputs"]] == ["label"]
 
@@ -61,18 +65,93 @@ def test_outputs_filter_and_no_id(digits_client, heldout) -> None:
         ("/v2/models/digits/infer", b"[1]", 400, "must be a JSON object"),
         ("/v2/models/digits/infer", {"inputs": []}, 400, "`inputs` must be a non-empty list"),
         ("/v2/models/digits/infer", {"inputs": [{"name": "pixels"}]}, 400, "missing shape, datatype, data"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 63}]}, 400, "needs 64 elements, data has 63"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": [0] * 63}]}, 400, "does not fit the model's [-1, 64]"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]}, 400, "datatype FP64, the model expects FP32"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FLOAT", "data": [0] * 64}]}, 400, "unknown datatype 'FLOAT'"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "image", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}, 400, "unknown input(s) ['image']"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}] * 2}, 400, "appears more than once"),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 63}]},
+            400,
+            "needs 64 elements, data has 63",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 63], "datatype": "FP32", "data": [0] * 63}]},
+            400,
+            "does not fit the model's [-1, 64]",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP64", "data": [0] * 64}]},
+            400,
+            "datatype FP64, the model expects FP32",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FLOAT", "data": [0] * 64}]},
+            400,
+            "unknown datatype 'FLOAT'",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "image", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]},
+            400,
+            "unknown input(s) ['image']",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}] * 2},
+            400,
+            "appears more than once",
+        ),
         ("/v2/models/digits/infer", {"id": 7, "inputs": []}, 400, "`id` must be a string"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "parameters": {"binary_data_size": 256}}]}, 400, "needs the Inference-Header-Content-Length header"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64, "parameters": {"shared_memory_region": "r0"}}]}, 400, "extension this server does not offer"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "outputs": [{"name": "label", "parameters": {"classification": 3}}]}, 400, "'classification' asks for an extension"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "outputs": [{"name": "logits"}]}, 400, "unknown output(s) ['logits']"),
-        ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "shape": [4096, 4096], "datatype": "FP32", "data": []}]}, 413, "the limit is"),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [
+                    {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "parameters": {"binary_data_size": 256}}
+                ]
+            },
+            400,
+            "needs the Inference-Header-Content-Length header",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [
+                    {
+                        "name": "pixels",
+                        "shape": [1, 64],
+                        "datatype": "FP32",
+                        "data": [0] * 64,
+                        "parameters": {"shared_memory_region": "r0"},
+                    }
+                ]
+            },
+            400,
+            "extension this server does not offer",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}],
+                "outputs": [{"name": "label", "parameters": {"classification": 3}}],
+            },
+            400,
+            "'classification' asks for an extension",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}],
+                "outputs": [{"name": "logits"}],
+            },
+            400,
+            "unknown output(s) ['logits']",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {"inputs": [{"name": "pixels", "shape": [4096, 4096], "datatype": "FP32", "data": []}]},
+            413,
+            "the limit is",
+        ),
         ("/v2/models/mnist/infer", {"inputs": []}, 404, "model 'mnist' not found; this function serves 'digits'"),
         ("/v2/models/digits/versions/9/infer", {"inputs": []}, 404, "has no version '9'; available: '1'"),
         ("/v3/anything", {}, 404, "no route for POST /v3/anything"),

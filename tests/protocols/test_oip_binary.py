@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import make_client
 from models import ONNX_TYPES, write_echo_function
-from modelfn.protocols import binary
 from test_tensors import VALUES
+
+from modelfn.protocols import binary
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -38,8 +38,12 @@ def test_every_datatype_round_trips_in_binary(echo_client, datatype) -> None:
         array = np.array(values, dtype=object if other == "BYTES" else np.dtype(_numpy(other)))
         blob = binary.encode(array)
         blobs.append(blob)
-        inputs.append({"name": f"in_{other}", "shape": [1, 2], "datatype": other, "parameters": {"binary_data_size": len(blob)}})
-    body, headers = framed({"inputs": inputs, "outputs": [{"name": f"out_{datatype}", "parameters": {"binary_data": True}}]}, *blobs)
+        inputs.append(
+            {"name": f"in_{other}", "shape": [1, 2], "datatype": other, "parameters": {"binary_data_size": len(blob)}}
+        )
+    body, headers = framed(
+        {"inputs": inputs, "outputs": [{"name": f"out_{datatype}", "parameters": {"binary_data": True}}]}, *blobs
+    )
     response = echo_client.post("/v2/models/echo/infer", data=body, headers=headers)
     assert response.status_code == 200, response.data
     meta, tail = unframe(response)
@@ -60,7 +64,12 @@ def _numpy(datatype: str) -> str:
 def test_binary_in_json_out_and_request_level_default(digits_client, heldout) -> None:
     x, y = heldout
     blob = x.astype("<f4").tobytes()
-    tensor = {"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(blob)}}
+    tensor = {
+        "name": "pixels",
+        "shape": list(x.shape),
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": len(blob)},
+    }
     body, headers = framed({"inputs": [tensor], "outputs": [{"name": "label"}]}, blob)
     response = digits_client.post("/v2/models/digits/infer", data=body, headers=headers)
     assert response.is_json and (np.array(response.get_json()["outputs"][0]["data"]) == y).mean() >= 0.95
@@ -69,7 +78,7 @@ def test_binary_in_json_out_and_request_level_default(digits_client, heldout) ->
     meta, tail = unframe(digits_client.post("/v2/models/digits/infer", data=body, headers=headers))
     sizes = [o["parameters"]["binary_data_size"] for o in meta["outputs"]]
     assert sizes == [360 * 10 * 4, 360 * 8] and len(tail) == sum(sizes)
-    labels = np.frombuffer(tail[sizes[0]:], dtype="<i8")
+    labels = np.frombuffer(tail[sizes[0] :], dtype="<i8")
     assert (labels == y).mean() >= 0.95
 
 

@@ -16,8 +16,11 @@ def test_row_format_heldout(digits_client, heldout) -> None:
 
 
 def test_columnar_format_and_version_path(digits_client, heldout) -> None:
-    x, y = heldout
-    for body in ({"inputs": x[:5].tolist()}, {"inputs": {"pixels": x[:5].tolist()}, "signature_name": "serving_default"}):
+    x, _ = heldout
+    for body in (
+        {"inputs": x[:5].tolist()},
+        {"inputs": {"pixels": x[:5].tolist()}, "signature_name": "serving_default"},
+    ):
         response = digits_client.post("/v1/models/digits/versions/1:predict", json=body)
         assert response.status_code == 200, response.data
         outputs = response.get_json()["outputs"]
@@ -27,7 +30,11 @@ def test_columnar_format_and_version_path(digits_client, heldout) -> None:
 def test_model_status(digits_client) -> None:
     digits_client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]})
     status = digits_client.get("/v1/models/digits").get_json()
-    assert status["model_version_status"][0] == {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    assert status["model_version_status"][0] == {
+        "version": "1",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
 
 
 @pytest.mark.parametrize(
@@ -38,7 +45,7 @@ def test_model_status(digits_client) -> None:
         ({"instances": []}, 400, "non-empty list"),
         ({"instances": [[0] * 63]}, 400, "shape [1, 63] does not fit"),
         ({"instances": [["a"] * 64]}, 400, "must be numbers, got strings"),
-        ({"inputs": {"image": [[0] * 64]}}, 400, "keyed by input names ['pixels']"),
+        ({"inputs": {"image": [[0] * 64]}}, 400, "`inputs`: unknown input 'image'; the model takes ['pixels']"),
         ({"instances": [[0] * 64], "signature_name": "train"}, 400, "unknown signature_name 'train'"),
     ],
 )

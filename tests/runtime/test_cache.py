@@ -49,7 +49,7 @@ def test_a_stampede_of_first_requests_loads_once() -> None:
 def test_waiting_is_bounded() -> None:
     cache: ModelCache = ModelCache()
     started = time.monotonic()
-    with pytest.raises(ModelNotReady, match="still loading after 0.1 s") as caught:
+    with pytest.raises(ModelNotReady, match=r"still loading after 0\.1 s") as caught:
         cache.get("m", SlowLoader(1.0), wait_s=0.1)
     assert time.monotonic() - started < 0.5
     assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "2"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import DIGITS
+
 from modelfn.contract import load_contract
 from modelfn.errors import ArtifactError, ContractError, InvalidInput, ModelFault
 from modelfn.runtime.model import load_model
@@ -60,7 +60,7 @@ def test_unknown_output_is_refused(digits) -> None:
 
 def test_digest_mismatch_is_refused(function_copy) -> None:
     folder = function_copy(artifact={"uri": "model.onnx", "sha256": "0" * 64})
-    with pytest.raises(ArtifactError, match="digest mismatch.*refusing to load"):
+    with pytest.raises(ArtifactError, match=r"digest mismatch.*refusing to load"):
         load(folder)
 
 
@@ -102,7 +102,9 @@ def write_hooks(folder: Path, source: str) -> None:
 
 def test_a_crashing_hook_is_a_model_fault(function_copy) -> None:
     folder = function_copy()
-    write_hooks(folder, "def preprocess(p):\n    raise KeyError('secret detail')\n\ndef postprocess(o, p):\n    return o\n")
+    write_hooks(
+        folder, "def preprocess(p):\n    raise KeyError('secret detail')\n\ndef postprocess(o, p):\n    return o\n"
+    )
     with pytest.raises(ModelFault) as caught:
         load(folder).predict_json({})
     assert "secret" not in str(caught.value) and caught.value.public is False

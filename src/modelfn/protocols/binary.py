@@ -45,7 +45,9 @@ class BinaryReader:
             raise MalformedBody(f"{where}: binary_data_size must be a non-negative integer")
         end = self._offset + size
         if end > len(self._blob):
-            raise MalformedBody(f"{where}: binary_data_size is {size}, only {len(self._blob) - self._offset} bytes remain")
+            raise MalformedBody(
+                f"{where}: binary_data_size is {size}, only {len(self._blob) - self._offset} bytes remain"
+            )
         chunk = self._blob[self._offset : end]
         self._offset = end
         return chunk
@@ -65,7 +67,9 @@ def decode(chunk: memoryview, datatype: str, shape: Sequence[int], where: str) -
         raise InvalidInput(f"{where}: unknown datatype {datatype[:40]!r}")
     dtype = np.dtype(NUMPY_DTYPES[datatype]).newbyteorder("<")
     if len(chunk) != count * dtype.itemsize:
-        raise InvalidInput(f"{where}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, got {len(chunk)}")
+        raise InvalidInput(
+            f"{where}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, got {len(chunk)}"
+        )
     if datatype == "BOOL":
         octets = np.frombuffer(chunk, dtype=np.uint8)
         if octets.size and octets.max() > 1:

@@ -93,7 +93,11 @@ def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | Non
             raise MalformedBody(f"{where} must be an object with name, shape, datatype and data")
         parameters = _check_parameters(tensor, where)
         is_binary = "binary_data_size" in parameters
-        missing = [key for key in ("name", "shape", "datatype", "data") if key not in tensor and not (key == "data" and is_binary)]
+        missing = [
+            key
+            for key in ("name", "shape", "datatype", "data")
+            if key not in tensor and not (key == "data" and is_binary)
+        ]
         if missing:
             raise MalformedBody(f"{where} is missing {', '.join(missing)}")
         name = tensor["name"]

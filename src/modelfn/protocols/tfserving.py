@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelfn.errors import InvalidInput, MalformedBody
 from modelfn.http import Request, Response, json_response, parse_json_object
+from modelfn.runtime.model import named_inputs
 from modelfn.tensors import to_array, to_json_value
 
 if TYPE_CHECKING:
@@ -69,18 +70,12 @@ def _rows_to_inputs(contract: Contract, instances: Any) -> dict[str, np.ndarray]
 
 
 def _columns_to_inputs(contract: Contract, columns: Any) -> dict[str, np.ndarray]:
-    names = {spec.name for spec in contract.inputs}
-    if isinstance(columns, dict):
-        if not set(columns) <= names:
-            raise MalformedBody(f"`inputs` must be keyed by input names {sorted(names)}")
-        values = columns
-    elif len(contract.inputs) == 1:
-        values = {contract.inputs[0].name: columns}
-    else:
-        raise MalformedBody(f"`inputs` must be an object keyed by input names {sorted(names)}")
+    if isinstance(columns, dict) or len(contract.inputs) != 1:
+        return named_inputs(contract, columns, "`inputs`")
     return {
-        name: to_array(value, contract.input(name).datatype, where=f"input {name!r}")  # type: ignore[union-attr]
-        for name, value in values.items()
+        contract.inputs[0].name: to_array(
+            columns, contract.inputs[0].datatype, where=f"input {contract.inputs[0].name!r}"
+        )
     }
 
 

@@ -35,7 +35,7 @@ class LoadState(enum.Enum):
 class _Flight(Generic[T]):
     """One load in progress; waiters block on ``done``."""
 
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "error", "value")
 
     def __init__(self, value: T | None = None) -> None:
         self.done = threading.Event()
@@ -110,7 +110,7 @@ class ModelCache(Generic[T]):
         except ModelfnError as exc:
             log.error("loading %s failed: %s", key, exc.message)
             self._finish(key, flight, error=exc.message)
-        except BaseException as exc:  # noqa: BLE001 - a load must never kill the worker
+        except BaseException as exc:
             log.exception("loading %s crashed", key)
             self._finish(key, flight, error=f"{type(exc).__name__} while loading (see the function's log)")
         else:

@@ -17,7 +17,7 @@ import numpy as np
 
 from modelfn.contract import Contract, resolve_local_artifact
 from modelfn.datatypes import NUMPY_DTYPES
-from modelfn.errors import ContractError, InvalidInput, ModelfnError, ModelFault
+from modelfn.errors import ContractError, InvalidInput, ModelFault, ModelfnError
 from modelfn.runtime.artifacts import fetch_verified
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
 from modelfn.runtime.predictors import Predictor, load_predictor
@@ -67,9 +67,7 @@ class LoadedModel(NamedTuple):
         names = list(output_names) if output_names else [spec.name for spec in self.contract.outputs]
         unknown = [name for name in names if self.contract.output(name) is None]
         if unknown:
-            raise InvalidInput(
-                f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}"
-            )
+            raise InvalidInput(f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}")
         self.check_inputs(inputs)
         try:
             return self.predictor.predict(inputs, names)
@@ -89,28 +87,14 @@ class LoadedModel(NamedTuple):
 
     def _preprocess(self, payload: Any) -> dict[str, np.ndarray]:
         if self.hooks.pre is None:
-            return self._tensors(payload, "body")
+            return named_inputs(self.contract, payload, "body")
         produced = self._call_hook("pre", self.hooks.pre, payload)
         try:
-            return self._tensors(produced, "pre-processing hook result")
+            return named_inputs(self.contract, produced, "pre-processing hook result")
         except InvalidInput as exc:
             # The caller cannot fix what the operator's hook produced.
             log.error("pre-processing hook of %s returned invalid tensors: %s", self.contract.name, exc)
             raise ModelFault("the pre-processing hook returned invalid tensors") from exc
-
-    def _tensors(self, values: Any, where: str) -> dict[str, np.ndarray]:
-        """Map ``{input name: JSON value}`` to arrays of the contract's datatypes."""
-        if not isinstance(values, dict):
-            raise InvalidInput(f"{where} must be an object mapping input names to values")
-        inputs = {}
-        for name, value in values.items():
-            spec = self.contract.input(name)
-            if spec is None:
-                raise InvalidInput(
-                    f"{where}: unknown input {name!r}; the model takes {[s.name for s in self.contract.inputs]}"
-                )
-            inputs[name] = to_array(value, spec.datatype, where=f"input {name!r}")
-        return inputs
 
     def _call_hook(self, stage: str, hook: Any, *args: Any) -> Any:
         try:
@@ -120,6 +104,24 @@ class LoadedModel(NamedTuple):
         except Exception as exc:
             log.exception("%s-processing hook of %s raised", stage, self.contract.name)
             raise ModelFault(f"the {stage}-processing hook failed") from exc
+
+
+def named_inputs(contract: Contract, values: Any, where: str) -> dict[str, np.ndarray]:
+    """``{input name: JSON value}`` -> arrays of the contract's datatypes.
+
+    Missing inputs are reported by :meth:`LoadedModel.check_inputs`, with every other check.
+    """
+    if not isinstance(values, dict):
+        raise InvalidInput(f"{where} must be an object keyed by input names {[s.name for s in contract.inputs]}")
+    inputs = {}
+    for name, value in values.items():
+        spec = contract.input(name)
+        if spec is None:
+            raise InvalidInput(
+                f"{where}: unknown input {str(name)[:100]!r}; the model takes {[s.name for s in contract.inputs]}"
+            )
+        inputs[name] = to_array(value, spec.datatype, where=f"input {name!r}")
+    return inputs
 
 
 def load_model(folder: str | Path, contract: Contract, settings: Settings, store: Store) -> LoadedModel:

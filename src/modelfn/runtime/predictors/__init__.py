@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 class Predictor(Protocol):
     """Runs the model on named arrays; thread-safe."""
 
-    def predict(
-        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]
-    ) -> dict[str, np.ndarray]: ...
+    def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]: ...
 
 
 def load_predictor(contract: Contract, data: bytes, settings: Settings) -> Predictor:

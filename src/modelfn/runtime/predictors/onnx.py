@@ -47,9 +47,7 @@ class OnnxPredictor:
         _check_signature("output", contract.outputs, session.get_outputs())
         return cls(session)
 
-    def predict(
-        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]
-    ) -> dict[str, np.ndarray]:
+    def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
         results = self._session.run(list(output_names), dict(inputs))
         return dict(zip(output_names, results, strict=True))
 
@@ -59,8 +57,7 @@ def _check_signature(kind: str, declared: list[TensorSpec], actual: list[ort.Nod
     model = {arg.name: arg for arg in actual}
     if kind == "input" and set(model) != {spec.name for spec in declared}:
         raise ContractError(
-            f"field `inputs`: the contract declares {sorted(s.name for s in declared)}, "
-            f"the model takes {sorted(model)}"
+            f"field `inputs`: the contract declares {sorted(s.name for s in declared)}, the model takes {sorted(model)}"
         )
     for index, spec in enumerate(declared):
         arg = model.get(spec.name)
