@@ -40,7 +40,7 @@ def to_array(data: Any, datatype: str, *, where: str, shape: Sequence[int] | Non
     With ``shape`` (already checked by :func:`check_shape`), the element count must
     match and the result takes that shape; without it, the nesting gives the shape.
     """
-    if datatype not in NUMPY_DTYPES:
+    if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
         raise InvalidInput(f"{where}: unknown datatype {_brief(datatype)}; expected one of {', '.join(NUMPY_DTYPES)}")
     if datatype == "BYTES":
         array = _bytes_array(data, where)
