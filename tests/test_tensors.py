@@ -45,7 +45,7 @@ def test_nested_and_flat_data_give_the_same_tensor() -> None:
         ([None], "FP32", "no nulls"),
         ([[1, 2], [3]], "FP32", "ragged"),
         ([1, 2], "COMPLEX64", "unknown datatype 'COMPLEX64'"),
-        ([1, 2], [None], "unknown datatype [None]"),
+        ([1, 2], [None], r"unknown datatype \[None\]"),
         ([1], "BYTES", "BYTES data must be strings, got int"),
     ],
 )
