@@ -50,3 +50,40 @@ def write_echo_function(folder: Path) -> Path:
         "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
     )
     return folder
+
+
+def write_external_data_function(folder: Path, location: str) -> Path:
+    """A function whose ONNX model keeps a weight in an external file at ``location``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "weights.bin").write_bytes(np.ones(2, np.float32).tobytes())
+    weight = numpy_helper.from_array(np.ones(2, np.float32), "w")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    for key, value in {"location": location, "offset": "0", "length": "8"}.items():
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "external",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+    contract = {
+        "name": "external",
+        "version": "1",
+        "framework": "onnx",
+        "artifact": {"uri": "model.onnx", "sha256": sha256_of(folder / "model.onnx")},
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [2]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [2]}],
+        "docs": {"description": "Keeps its weight outside the artifact."},
+    }
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    return folder
