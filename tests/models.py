@@ -55,7 +55,6 @@ def write_echo_function(folder: Path) -> Path:
 def write_external_data_function(folder: Path, location: str) -> Path:
     """A function whose ONNX model keeps a weight in an external file at ``location``."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     folder.mkdir(parents=True, exist_ok=True)
