@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from emulators import S3_ENV, environment, gcs_server, new_bucket, s3_server
 from helpers import DIGITS, Server, copy_function, load_train_module, running
 
 
@@ -48,3 +49,25 @@ def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real ``modelfn serve functions/digits`` process for the session."""
     with running(DIGITS, tmp_path_factory.mktemp("server") / "serve.log") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def emulators() -> Iterator[dict[str, str]]:
+    """Both emulators for the whole session, with the SDK variables set (and passed to child processes)."""
+    with s3_server() as s3_url, gcs_server() as gcs_url:
+        values = {
+            **S3_ENV,
+            "AWS_ENDPOINT_URL": s3_url,
+            "STORAGE_EMULATOR_HOST": gcs_url,
+            "GOOGLE_CLOUD_PROJECT": "test",
+        }
+        with environment(values):
+            yield values
+
+
+@pytest.fixture(params=["file", "gs", "s3"])
+def store_uri(request, emulators, tmp_path) -> str:
+    """A fresh, empty store root on each backend."""
+    if request.param == "file":
+        return str(tmp_path / "store")
+    return f"{request.param}://{new_bucket(request.param)}/models"

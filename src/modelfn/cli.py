@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,14 +33,13 @@ def check(folder: Path) -> None:
     """Validate FOLDER's contract, load the model and run its example."""
     import orjson
 
-    from modelfn.runtime.model import load_model
-    from modelfn.runtime.stores.local import LocalStore
+    from modelfn.runtime.model import load_model, local_artifact
     from modelfn.settings import Settings
 
     try:
         contract = _compile(folder)
         click.echo(f"contract  {folder / 'modelfn.yaml'}: {contract.name} v{contract.version} ({contract.framework})")
-        model = load_model(folder, contract, Settings.from_env(), LocalStore())
+        model = load_model(folder, contract, Settings.from_env(), *local_artifact(contract, folder))
         phases = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in model.phases.items())
         click.echo(f"loaded    sha256 verified; {phases}")
         if contract.example is None:
@@ -73,6 +74,77 @@ def serve(folder: Path, port: int, host: str) -> None:
             "--source", str(entrypoint), "--host", host, "--port", str(port)]  # fmt: skip
     # Replace this process: signals reach gunicorn directly, as on the platforms.
     os.execv(sys.executable, argv)
+
+
+REGISTRY = click.option(
+    "--registry",
+    envvar="MODELFN_REGISTRY",
+    required=True,
+    help="Registry root: gs://bucket/prefix, s3://bucket/prefix or a folder.",
+)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@REGISTRY
+def push(folder: Path, registry: str) -> None:
+    """Upload FOLDER's contract and artifact as an immutable version."""
+    from modelfn.registry import Registry
+
+    with _registry_errors():
+        result = Registry.open(registry).push(folder)
+    state = "pushed" if result.created else "already present (identical bytes)"
+    click.echo(f"{result.name} v{result.version} {state}: sha256 {result.sha256}")
+
+
+@cli.command()
+@click.argument("name")
+@REGISTRY
+def versions(name: str, registry: str) -> None:
+    """List NAME's versions and the aliases pointing at them."""
+    from modelfn.registry import Registry
+
+    with _registry_errors():
+        found = Registry.open(registry).versions(name)
+    if not found:
+        raise click.ClickException(f"no versions of {name!r} in {registry}")
+    for version in found:
+        click.echo(version)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version")
+@click.option("--alias", required=True, help="Alias to move, e.g. prod or canary.")
+@REGISTRY
+def promote(name: str, version: str, alias: str, registry: str) -> None:
+    """Point NAME@ALIAS at VERSION (which must exist); the old target is kept as history."""
+    from modelfn.registry import Registry
+
+    with _registry_errors():
+        record = Registry.open(registry).promote(name, version, alias)
+    click.echo(f"{name}@{alias} -> v{record.version} (previous: {', '.join(record.history) or 'none'})")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--alias", required=True, help="Alias to move back.")
+@REGISTRY
+def rollback(name: str, alias: str, registry: str) -> None:
+    """Point NAME@ALIAS back at its previous version."""
+    from modelfn.registry import Registry
+
+    with _registry_errors():
+        record = Registry.open(registry).rollback(name, alias)
+    click.echo(f"{name}@{alias} -> v{record.version} (previous: {', '.join(record.history) or 'none'})")
+
+
+@contextlib.contextmanager
+def _registry_errors() -> Iterator[None]:
+    try:
+        yield
+    except ModelfnError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _compile(folder: Path) -> Contract:

@@ -11,7 +11,12 @@
     │   ├── PayloadTooLarge          413  body or tensor over the configured limit
     │   └── UnsupportedMediaType     415  a body encoding this server does not decode
     ├── ModelNotReady                503  loading failed or still loading; retried later
+    │   └── StoreUnavailable         503  object store unreachable after bounded retries
     ├── ContractError                      the contract (modelfn.yaml) or hooks are wrong
+    │   └── ArtifactError                  artifact missing, unreadable or not matching its digest
+    │       └── ObjectNotFound             no object at a store URI
+    ├── RegistryError                409  a registry operation refused (immutable version, bad alias)
+    │   └── PreconditionFailed       412  a conditional write lost a race; re-read and retry
     └── ModelFault                   500  the model or a hook raised; detail only in the log
 
 Errors are rendered in exactly one place (:func:`modelfn.http.error_response`)
@@ -82,6 +87,10 @@ class ModelNotReady(ModelfnError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class StoreUnavailable(ModelNotReady):
+    """The object store did not answer after bounded retries."""
+
+
 class ContractError(ModelfnError):
     """The contract or its hooks are invalid. The message names file, field and fix."""
 
@@ -90,6 +99,22 @@ class ContractError(ModelfnError):
 
 class ArtifactError(ContractError):
     """The artifact is missing, unreadable, or its digest does not match."""
+
+
+class ObjectNotFound(ArtifactError):
+    """No object at the URI."""
+
+
+class RegistryError(ModelfnError):
+    """A registry operation was refused; the message says why and what to do."""
+
+    status = 409
+
+
+class PreconditionFailed(RegistryError):
+    """A conditional write found the object changed (or present) since it was read."""
+
+    status = 412
 
 
 class ModelFault(ModelfnError):

@@ -1,17 +1,22 @@
-"""The data plane of one deployed function: a folder with a contract, every protocol.
+"""The data plane of one deployed function: a folder with hooks, a model, every protocol.
 
-Creating a :class:`ModelFunction` does no I/O and imports nothing heavy; the
-contract is read on the first request, the model is loaded through the
-process-global single-flight cache, and the protocol modules (which need
-numpy) are imported on the first request too.
+The model is the folder's own contract and artifact, or a version in a
+registry (``MODELFN_MODEL=gs://bucket/models/digits@prod``). Creating a
+:class:`ModelFunction` does no I/O and imports nothing heavy; the first request
+resolves what to serve and loads it through the process-global single-flight
+cache. An alias is re-resolved every ``alias_refresh_s``: a new version loads
+in the background while the old one keeps answering, then replaces it in one
+assignment (blue-green inside the instance).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelfn.errors import ModelFault, ModelfnError, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
@@ -19,6 +24,7 @@ from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 if TYPE_CHECKING:
     from modelfn.contract import Contract
     from modelfn.http import Request, Response
+    from modelfn.registry import ModelRef, Registry
     from modelfn.routing import Router
     from modelfn.runtime.model import LoadedModel
     from modelfn.runtime.stores import Store
@@ -36,15 +42,14 @@ class ModelFunction:
         settings: Settings,
         *,
         cache: ModelCache | None = None,
-        store: Store | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.settings = settings
         self._cache = GLOBAL_CACHE if cache is None else cache
-        self._store = store
-        self._contract: Contract | None = None
-        self._cache_key = ""
-        self._contract_lock = threading.Lock()
+        self._current: _Target | None = None
+        self._target_lock = threading.Lock()
+        self._refreshing = False
+        self._next_refresh = time.monotonic() + settings.alias_refresh_s
         self._router: Router | None = None
 
     # -- requests -----------------------------------------------------------
@@ -72,21 +77,10 @@ class ModelFunction:
             self._router = build_router()
         return self._router
 
-    # -- the contract and the model ----------------------------------------
+    # -- what is served --------------------------------------------------------
     def contract(self) -> Contract:
-        """The validated contract, read once; a failed read is retried next time."""
-        if self._contract is None:
-            with self._contract_lock:
-                if self._contract is None:
-                    from modelfn.contract import load_contract
-
-                    contract = load_contract(self.folder)
-                    # Computed once: resolve() touches the file system, requests must not.
-                    self._cache_key = (
-                        f"{self.folder.resolve()}:{contract.name}/{contract.version}:{contract.artifact.sha256}"
-                    )
-                    self._contract = contract
-        return self._contract
+        """The contract of the version served now (resolved on first use; a failure is retried)."""
+        return self._target().contract
 
     def resolve(self, name: str, version: str | None = None) -> Contract:
         """The contract for ``name[/version]`` from a URL, or a 404 naming what exists."""
@@ -98,25 +92,106 @@ class ModelFunction:
         return contract
 
     def model(self) -> LoadedModel:
-        """The loaded model; the first call loads it (once, however many callers)."""
-        self.contract()
-        return self._cache.get(self._cache_key, self._load, self.settings.load_wait_s)
+        """The loaded model now being served; the first call loads it (once, however many callers)."""
+        target = self._target()
+        self._maybe_refresh()
+        return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
 
     def ready(self, *, start: bool = False) -> bool:
         """Whether the model is loaded and warmed; ``start`` begins a load if none is running."""
-        self.contract()
+        target = self._target()
         if start:
-            self._cache.start(self._cache_key, self._load)
-        return self._cache.state(self._cache_key).is_ready
+            self._cache.start(target.cache_key, target.loader)
+        return self._cache.state(target.cache_key).is_ready
 
-    def _load(self) -> LoadedModel:
-        from modelfn.runtime.model import load_model
-        from modelfn.runtime.stores.local import LocalStore
+    def _target(self) -> _Target:
+        target = self._current
+        if target is None:
+            with self._target_lock:
+                if self._current is None:
+                    self._current = self._build_target(None)
+                target = self._current
+        return target
 
-        contract = self.contract()
-        log.info("loading model %s v%s", contract.name, contract.version)
-        model = load_model(self.folder, contract, self.settings, self._store or LocalStore())
-        total = sum(model.phases.values()) * 1000
-        phases = ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in model.phases.items())
-        log.info("loaded model %s v%s in %.1f ms (%s)", contract.name, contract.version, total, phases)
-        return model
+    def _build_target(self, version: str | None) -> _Target:
+        """Resolve what to serve: the folder's own contract, or a version from the registry."""
+        if not self.settings.model:
+            from modelfn.contract import load_contract
+            from modelfn.runtime.model import local_artifact
+
+            contract = load_contract(self.folder)
+            store, key = local_artifact(contract, self.folder)
+            return self._make_target(contract, store, key, disk=False)
+        registry, ref = self._registry()
+        version = version or registry.resolve(ref)
+        contract = registry.contract(ref.name, version)
+        return self._make_target(contract, registry.store, registry.artifact_key(contract), disk=True)
+
+    def _make_target(self, contract: Contract, store: Store, key: str, *, disk: bool) -> _Target:
+        from modelfn.runtime.artifacts import DiskTier
+
+        tier = DiskTier(self.settings.cache_dir) if disk else None
+        # Resolved once per target: resolve() touches the file system, requests must not.
+        cache_key = f"{self.folder.resolve()}:{store.uri}/{key}:{contract.artifact.sha256}"
+
+        def load() -> LoadedModel:
+            from modelfn.runtime.model import load_model
+
+            log.info("loading model %s v%s from %s/%s", contract.name, contract.version, store.uri, key)
+            model = load_model(self.folder, contract, self.settings, store, key, disk=tier)
+            total = sum(model.phases.values()) * 1000
+            phases = ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in model.phases.items())
+            log.info("loaded model %s v%s in %.1f ms (%s)", contract.name, contract.version, total, phases)
+            return model
+
+        return _Target(contract, cache_key, load)
+
+    def _registry(self) -> tuple[Registry, ModelRef]:
+        from modelfn.registry import ModelRef, Registry
+
+        ref = ModelRef.parse(self.settings.model)
+        return Registry.open(ref.registry, attempts=self.settings.store_attempts), ref
+
+    # -- alias refresh: blue-green inside one instance ---------------------------
+    def _maybe_refresh(self) -> None:
+        """Every ``alias_refresh_s``, re-resolve the alias in the background (never on the request's time)."""
+        if not self.settings.model or "@" not in self.settings.model.rsplit("/", 1)[-1]:
+            return
+        now = time.monotonic()
+        with self._target_lock:
+            if self._refreshing or now < self._next_refresh:
+                return
+            self._refreshing = True
+            self._next_refresh = now + self.settings.alias_refresh_s
+        threading.Thread(target=self._refresh, name="modelfn-alias-refresh", daemon=True).start()
+
+    def _refresh(self) -> None:
+        current = self._target()
+        try:
+            registry, ref = self._registry()
+            version = registry.resolve(ref)
+            if version == current.contract.version:
+                return
+            log.info(
+                "%s now points at v%s; loading it beside v%s", self.settings.model, version, current.contract.version
+            )
+            target = self._build_target(version)
+            # Wait for the load in this background thread; requests keep using the old version.
+            self._cache.get(target.cache_key, target.loader, max(self.settings.load_wait_s, 600.0))
+            self._current = target  # one assignment: every later request sees the new version
+            log.info("now serving %s v%s", target.contract.name, version)
+        except ModelfnError as exc:
+            log.warning("alias refresh failed, still serving v%s: %s", current.contract.version, exc.message)
+        except Exception:
+            log.exception("alias refresh crashed, still serving v%s", current.contract.version)
+        finally:
+            with self._target_lock:
+                self._refreshing = False
+
+
+class _Target(NamedTuple):
+    """One servable version: its contract, its cache key and how to load it."""
+
+    contract: Contract
+    cache_key: str
+    loader: Callable[[], LoadedModel]

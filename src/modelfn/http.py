@@ -41,6 +41,10 @@ def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | No
     return Response(status, orjson.dumps(value, option=JSON_OPTIONS), {**JSON_HEADERS, **(headers or {})})
 
 
+#: Every inference response names the model version that produced it.
+VERSION_HEADER = "X-Model-Version"
+
+
 def error_response(error: ModelfnError) -> Response:
     """``{"error": "..."}`` with the error's status; model faults say nothing internal."""
     message = error.message if error.public else "internal error: the model failed; see the function's log"

@@ -19,6 +19,16 @@ class Settings(NamedTuple):
     where a frozen dataclass costs ~1 ms to define and a NamedTuple ~0.2 ms.
     """
 
+    #: The model to serve (``MODELFN_MODEL``): empty for the function folder's own contract and
+    #: artifact, or a registry reference ``gs://bucket/models/digits@prod``, ``s3://b/models/digits/3``.
+    model: str = ""
+    #: How often an alias is re-resolved, in seconds (``MODELFN_ALIAS_REFRESH_S``); when it has moved,
+    #: the new version loads in the background and replaces the old one atomically.
+    alias_refresh_s: float = 30.0
+    #: The local disk tier of the artifact cache (``MODELFN_CACHE_DIR``), shared by processes on a host.
+    cache_dir: str = "/tmp/modelfn-cache"
+    #: Attempts per object-store operation, with exponential backoff (``MODELFN_STORE_ATTEMPTS``).
+    store_attempts: int = 3
     #: Largest request body accepted, in bytes (``MODELFN_MAX_BODY_BYTES``). Over it: 413.
     max_body_bytes: int = 4 * 1024 * 1024
     #: Most elements one input tensor may declare (``MODELFN_MAX_TENSOR_ELEMENTS``).
@@ -64,6 +74,8 @@ class Settings(NamedTuple):
     def validate(self) -> None:
         if self.max_body_bytes <= 0 or self.max_tensor_elements <= 0 or self.load_wait_s <= 0:
             raise ValueError("MODELFN_MAX_BODY_BYTES, MAX_TENSOR_ELEMENTS and LOAD_WAIT_S must be positive")
+        if self.alias_refresh_s <= 0 or self.store_attempts <= 0:
+            raise ValueError("MODELFN_ALIAS_REFRESH_S and MODELFN_STORE_ATTEMPTS must be positive")
         if self.blas_threads <= 0:
             raise ValueError("MODELFN_BLAS_THREADS must be positive")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):

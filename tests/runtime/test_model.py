@@ -10,13 +10,13 @@ from helpers import DIGITS
 
 from modelfn.contract import load_contract
 from modelfn.errors import ArtifactError, ContractError, InvalidInput, ModelFault
-from modelfn.runtime.model import load_model
-from modelfn.runtime.stores.local import LocalStore
+from modelfn.runtime.model import load_model, local_artifact
 from modelfn.settings import Settings
 
 
 def load(folder: Path = DIGITS):
-    return load_model(folder, load_contract(folder), Settings(), LocalStore())
+    contract = load_contract(folder)
+    return load_model(folder, contract, Settings(), *local_artifact(contract, folder))
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def digits():
 
 
 def test_load_reports_every_phase(digits) -> None:
-    assert list(digits.phases) == ["fetch", "deserialize", "hooks", "warmup"]
+    assert list(digits.phases) == ["fetch(store)", "deserialize", "hooks", "warmup"]
     assert all(seconds >= 0 for seconds in digits.phases.values())
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from modelfn import __version__
 from modelfn.errors import InvalidInput, MalformedBody
-from modelfn.http import JSON_OPTIONS, Request, Response, json_response, parse_json_object
+from modelfn.http import JSON_OPTIONS, VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.protocols import binary
 from modelfn.tensors import check_shape, datatype_of, to_array, to_json_data
 
@@ -73,13 +73,16 @@ def infer(function: ModelFunction, request: Request, name: str, version: str | N
         reader.finish()
     requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
 
-    outputs = function.model().infer(inputs, list(requested) if requested else None)
+    model = function.model()
+    outputs = model.infer(inputs, list(requested) if requested else None)
 
-    response: dict[str, Any] = {"model_name": contract.name, "model_version": contract.version}
+    # The version that answered, which an alias swap may have changed since resolve().
+    version = model.contract.version
+    response: dict[str, Any] = {"model_name": contract.name, "model_version": version}
     if request_id is not None:
         response["id"] = request_id
     as_binary = requested if requested else dict.fromkeys(outputs, parameters.get("binary_data_output") is True)
-    return _encode_response(response, outputs, as_binary)
+    return _encode_response(response, outputs, as_binary, version)
 
 
 def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | None = None) -> dict[str, np.ndarray]:
@@ -128,7 +131,9 @@ def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
     return {"name": name, "datatype": datatype_of(array), "shape": list(array.shape), "data": to_json_data(array)}
 
 
-def _encode_response(response: dict[str, Any], outputs: dict[str, np.ndarray], as_binary: dict[str, bool]) -> Response:
+def _encode_response(
+    response: dict[str, Any], outputs: dict[str, np.ndarray], as_binary: dict[str, bool], version: str
+) -> Response:
     """JSON outputs inline; binary ones after the JSON, located by ``binary_data_size``."""
     blobs: list[bytes] = []
     encoded = []
@@ -142,9 +147,9 @@ def _encode_response(response: dict[str, Any], outputs: dict[str, np.ndarray], a
             encoded.append(encode_output(name, array))
     response["outputs"] = encoded
     if not blobs:
-        return json_response(response)
+        return json_response(response, headers={VERSION_HEADER: version})
     header = orjson.dumps(response, option=JSON_OPTIONS)
-    headers = {"Content-Type": "application/octet-stream", binary.HEADER: str(len(header))}
+    headers = {"Content-Type": "application/octet-stream", binary.HEADER: str(len(header)), VERSION_HEADER: version}
     return Response(200, header + b"".join(blobs), headers)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelfn.http import Request, Response, json_response, parse_json
+from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json
 
 if TYPE_CHECKING:
     from modelfn.function import ModelFunction
@@ -16,4 +16,5 @@ if TYPE_CHECKING:
 
 def predict(function: ModelFunction, request: Request) -> Response:
     payload = parse_json(request.body)
-    return json_response(function.model().predict_json(payload))
+    model = function.model()
+    return json_response(model.predict_json(payload), headers={VERSION_HEADER: model.contract.version})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelfn.errors import InvalidInput, MalformedBody
-from modelfn.http import Request, Response, json_response, parse_json_object
+from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.runtime.model import named_inputs
 from modelfn.tensors import to_array, to_json_value
 
@@ -42,15 +42,19 @@ def predict(function: ModelFunction, request: Request, name: str, version: str |
     if ("instances" in body) == ("inputs" in body):
         raise MalformedBody("the body must have exactly one of `instances` (row format) or `inputs` (columnar format)")
 
-    if "instances" in body:
+    row_format = "instances" in body
+    if row_format:
         inputs = _rows_to_inputs(contract, body["instances"])
-        outputs = function.model().infer(inputs)
-        return json_response({"predictions": _outputs_to_rows(outputs)})
-    inputs = _columns_to_inputs(contract, body["inputs"])
-    outputs = function.model().infer(inputs)
+    else:
+        inputs = _columns_to_inputs(contract, body["inputs"])
+    model = function.model()
+    outputs = model.infer(inputs)
+    headers = {VERSION_HEADER: model.contract.version}
+    if row_format:
+        return json_response({"predictions": _outputs_to_rows(outputs)}, headers=headers)
     if len(outputs) == 1:
-        return json_response({"outputs": to_json_value(next(iter(outputs.values())))})
-    return json_response({"outputs": {name: to_json_value(array) for name, array in outputs.items()}})
+        return json_response({"outputs": to_json_value(next(iter(outputs.values())))}, headers=headers)
+    return json_response({"outputs": {name: to_json_value(a) for name, a in outputs.items()}}, headers=headers)
 
 
 def _rows_to_inputs(contract: Contract, instances: Any) -> dict[str, np.ndarray]:

@@ -18,9 +18,10 @@ import numpy as np
 from modelfn.contract import Contract, resolve_local_artifact
 from modelfn.datatypes import NUMPY_DTYPES
 from modelfn.errors import ContractError, InvalidInput, ModelFault, ModelfnError
-from modelfn.runtime.artifacts import fetch_verified
+from modelfn.runtime.artifacts import DiskTier, fetch_verified
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
 from modelfn.runtime.predictors import Predictor, load_predictor
+from modelfn.runtime.stores.local import LocalStore
 from modelfn.tensors import datatype_of, to_array
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class LoadedModel(NamedTuple):
     contract: Contract
     predictor: Predictor
     hooks: LoadedHooks
-    #: Seconds spent per load phase: fetch, deserialize, hooks, warmup.
+    #: Seconds spent per load phase: fetch(<tier>), deserialize, hooks, warmup.
     phases: dict[str, float]
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
@@ -124,8 +125,25 @@ def named_inputs(contract: Contract, values: Any, where: str) -> dict[str, np.nd
     return inputs
 
 
-def load_model(folder: str | Path, contract: Contract, settings: Settings, store: Store) -> LoadedModel:
-    """Do the whole cold-start load of one model, timing each phase."""
+def local_artifact(contract: Contract, folder: str | Path) -> tuple[Store, str]:
+    """The store and key of an artifact that lives in (or under ``file://`` beside) the function folder."""
+    path = resolve_local_artifact(contract, folder)
+    return LocalStore(path.parent), path.name
+
+
+def load_model(
+    folder: str | Path,
+    contract: Contract,
+    settings: Settings,
+    store: Store,
+    key: str,
+    *,
+    disk: DiskTier | None = None,
+) -> LoadedModel:
+    """Do the whole cold-start load of one model, timing each phase.
+
+    ``folder`` holds the hooks; the artifact is ``key`` in ``store``, through ``disk`` if given.
+    """
     phases: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -135,9 +153,8 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
         phases[phase] = now - started
         started = now
 
-    location = str(resolve_local_artifact(contract, folder))
-    data = fetch_verified(store, location, contract.artifact.sha256)
-    lap("fetch")
+    data, tier = fetch_verified(store, key, contract.artifact.sha256, disk=disk, attempts=settings.store_attempts)
+    lap(f"fetch({tier})")
     predictor = load_predictor(contract, data, settings)
     del data
     lap("deserialize")

@@ -1,0 +1,243 @@
+"""The model registry on any store: immutable versions, aliases that move atomically.
+
+Layout under the registry root::
+
+    <name>/<version>/modelfn.json     the validated contract (its artifact.uri is the file below)
+    <name>/<version>/<artifact file>  the bytes, whose sha256 the contract pins
+    <name>/_aliases/<alias>.json      {"version": ..., "history": [previous, ...]}
+
+A version exists once its ``modelfn.json`` does; it is written last, so a push
+that dies halfway leaves no version. Pushing different bytes under an existing
+version is refused; identical bytes are a no-op. Aliases move by conditional
+writes (GCS generation, S3 ETag, a file lock locally): a writer that lost a race
+re-reads and tries again, so two racing promotes never corrupt the alias and
+the history keeps both.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+import msgspec.json
+
+from modelfn.contract import Artifact, Contract, compile_contract, resolve_local_artifact
+from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, RegistryError
+from modelfn.runtime.stores import ABSENT, Store, join, open_store, with_retries
+
+CONTRACT_OBJECT = "modelfn.json"
+ALIASES = "_aliases"
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+HISTORY_LIMIT = 50
+_CAS_ATTEMPTS = 8
+
+
+class AliasRecord(msgspec.Struct, forbid_unknown_fields=True):
+    version: str
+    history: list[str] = []
+    updated_at: float = 0.0
+
+
+class PushResult(NamedTuple):
+    name: str
+    version: str
+    sha256: str
+    created: bool
+
+
+class ModelRef(NamedTuple):
+    """``<registry>/<name>@<alias>`` or ``<registry>/<name>/<version>``."""
+
+    registry: str
+    name: str
+    version: str | None
+    alias: str | None
+
+    @classmethod
+    def parse(cls, ref: str) -> ModelRef:
+        head, _, last = ref.rstrip("/").rpartition("/")
+        if "@" in last:
+            name, _, alias = last.partition("@")
+            registry = head
+            version = None
+        else:
+            registry, _, name = head.rpartition("/")
+            version, alias = last, None
+        if not registry or not name or not (version or alias):
+            raise ContractError(
+                f"model reference {ref!r}: expected <registry>/<name>@<alias> or <registry>/<name>/<version>"
+            )
+        if alias is not None and not ALIAS_PATTERN.match(alias):
+            raise ContractError(f"model reference {ref!r}: invalid alias {alias!r}")
+        return cls(registry, name, version, alias)
+
+
+class Registry:
+    def __init__(self, store: Store, prefix: str = "", *, attempts: int = 3) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.attempts = attempts
+        self.uri = f"{store.uri}/{prefix}".rstrip("/")
+
+    @classmethod
+    def open(cls, uri: str, *, attempts: int = 3) -> Registry:
+        """The registry at ``uri``; each store operation is tried ``attempts`` times with backoff."""
+        store, prefix = open_store(uri)
+        return cls(store, prefix, attempts=attempts)
+
+    # -- versions -------------------------------------------------------------
+    def push(self, folder: str | Path) -> PushResult:
+        """Upload a function folder's contract and artifact as an immutable version."""
+        contract = compile_contract(folder)
+        source = resolve_local_artifact(contract, folder)
+        data = source.read_bytes()
+        if _sha256(data) != contract.artifact.sha256:
+            raise ContractError(f"{source}: the bytes do not match the contract's artifact.sha256")
+        name, version = contract.name, contract.version
+        artifact_key = self._key(name, version, source.name)
+        contract_key = self._key(name, version, CONTRACT_OBJECT)
+        existing = self._read_contract(contract_key)
+        if existing is not None:
+            if existing.artifact.sha256 != contract.artifact.sha256:
+                raise RegistryError(
+                    f"{name} v{version} already exists in {self.uri} with different bytes "
+                    f"(sha256 {existing.artifact.sha256}); versions are immutable, push a new version"
+                )
+            return PushResult(name, version, contract.artifact.sha256, created=False)
+        self._write_artifact(artifact_key, data, contract.artifact.sha256)
+        stored = msgspec.structs.replace(contract, artifact=Artifact(uri=source.name, sha256=contract.artifact.sha256))
+        try:
+            self._retry(lambda: self.store.write(contract_key, msgspec.json.encode(stored), expect=ABSENT), "push")
+        except PreconditionFailed:  # a racing identical push won: fine if it is the same bytes
+            return self.push(folder)
+        return PushResult(name, version, contract.artifact.sha256, created=True)
+
+    def versions(self, name: str) -> list[str]:
+        suffix = "/" + CONTRACT_OBJECT
+        base = self._key(name) + "/"
+        keys = self._retry(lambda: self.store.list(base), "listing versions")
+        found = [key[len(base) : -len(suffix)] for key in keys if key.endswith(suffix)]
+        return sorted((v for v in found if "/" not in v), key=_version_order)
+
+    def contract(self, name: str, version: str) -> Contract:
+        contract = self._read_contract(self._key(name, version, CONTRACT_OBJECT))
+        if contract is None:
+            raise ObjectNotFound(f"{name} v{version} is not in the registry {self.uri}")
+        return contract
+
+    def artifact_key(self, contract: Contract) -> str:
+        return self._key(contract.name, contract.version, contract.artifact.uri)
+
+    # -- aliases --------------------------------------------------------------
+    def alias(self, name: str, alias: str) -> AliasRecord | None:
+        record, _ = self._read_alias(name, alias)
+        return record
+
+    def resolve(self, ref: ModelRef) -> str:
+        """The version a reference means now."""
+        if ref.version is not None:
+            return ref.version
+        assert ref.alias is not None
+        record = self.alias(ref.name, ref.alias)
+        if record is None:
+            raise ObjectNotFound(f"alias {ref.name}@{ref.alias} does not exist in {self.uri}")
+        return record.version
+
+    def promote(self, name: str, version: str, alias: str) -> AliasRecord:
+        """Point ``alias`` at ``version`` (which must exist); the previous target goes to history."""
+        self.contract(name, version)  # refuse aliases to versions that do not exist
+
+        def move(current: AliasRecord | None) -> AliasRecord:
+            if current is None:
+                return AliasRecord(version, [], time.time())
+            if current.version == version:
+                return current
+            history = [current.version, *current.history][:HISTORY_LIMIT]
+            return AliasRecord(version, history, time.time())
+
+        return self._update_alias(name, alias, move)
+
+    def rollback(self, name: str, alias: str) -> AliasRecord:
+        """Point ``alias`` back at its previous target."""
+
+        def back(current: AliasRecord | None) -> AliasRecord:
+            if current is None or not current.history:
+                raise RegistryError(f"{name}@{alias} has no previous version to roll back to")
+            return AliasRecord(current.history[0], current.history[1:], time.time())
+
+        return self._update_alias(name, alias, back)
+
+    # -- internals ------------------------------------------------------------
+    def _update_alias(self, name: str, alias: str, change) -> AliasRecord:  # type: ignore[no-untyped-def]
+        if not ALIAS_PATTERN.match(alias):
+            raise RegistryError(f"invalid alias {alias!r}: expected {ALIAS_PATTERN.pattern}")
+        key = self._alias_key(name, alias)
+        for _ in range(_CAS_ATTEMPTS):
+            current, token = self._read_alias(name, alias)
+            updated = change(current)
+            if current is not None and updated is current:
+                return current
+            try:
+                data = msgspec.json.encode(updated)
+                self._retry(lambda data=data, token=token: self.store.write(key, data, expect=token), "moving alias")
+            except PreconditionFailed:
+                continue  # someone else moved it in between: re-read and re-apply
+            return updated
+        raise RegistryError(f"{name}@{alias} kept changing under {_CAS_ATTEMPTS} attempts; try again")
+
+    def _read_alias(self, name: str, alias: str) -> tuple[AliasRecord | None, str]:
+        key = self._alias_key(name, alias)
+        info = self._retry(lambda: self.store.stat(key), "reading alias")
+        if info is None:
+            return None, ABSENT
+        try:
+            data = self._retry(lambda: self.store.read(key), "reading alias")
+        except ObjectNotFound:
+            return None, ABSENT
+        # Re-stat after reading: the token must describe the bytes we parsed.
+        after = self._retry(lambda: self.store.stat(key), "reading alias")
+        if after is None or after.token != info.token:
+            return self._read_alias(name, alias)
+        return msgspec.json.decode(data, type=AliasRecord), info.token
+
+    def _read_contract(self, key: str) -> Contract | None:
+        try:
+            data = self._retry(lambda: self.store.read(key), "reading contract")
+        except ObjectNotFound:
+            return None
+        try:
+            return msgspec.json.decode(data, type=Contract)
+        except msgspec.DecodeError as exc:
+            raise ContractError(f"{self.store.uri}/{key}: not a valid contract: {exc}") from None
+
+    def _write_artifact(self, key: str, data: bytes, sha256: str) -> None:
+        try:
+            self._retry(lambda: self.store.write(key, data, expect=ABSENT), "uploading artifact")
+        except PreconditionFailed:
+            present = self._retry(lambda: self.store.read(key), "reading artifact")
+            if _sha256(present) != sha256:
+                raise RegistryError(
+                    f"{self.store.uri}/{key} already holds different bytes; refusing to overwrite"
+                ) from None
+
+    def _retry(self, operation, what: str):  # type: ignore[no-untyped-def]
+        return with_retries(operation, what=f"{what} in {self.uri}", attempts=self.attempts)
+
+    def _key(self, *parts: str) -> str:
+        return join(self.prefix, *parts)
+
+    def _alias_key(self, name: str, alias: str) -> str:
+        return self._key(name, ALIASES, f"{alias}.json")
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version_order(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)

@@ -1,0 +1,166 @@
+"""Serving from the registry: real `modelfn serve` processes, real GCS and S3 emulators."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import requests
+from emulators import new_bucket, s3_server
+from helpers import DIGITS, free_port, running
+from test_registry import version_folder
+
+from modelfn.registry import Registry
+from modelfn.runtime.stores import open_store
+
+pytestmark = pytest.mark.slow
+
+
+def infer_body(x: np.ndarray) -> dict:
+    return {"inputs": [{"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+
+
+def registry_with(uri: str, tmp_path, *versions: str) -> Registry:
+    registry = Registry.open(uri)
+    for version in versions:
+        registry.push(version_folder(tmp_path, version))
+    registry.promote("digits", versions[0], "prod")
+    return registry
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_served_from_object_storage(scheme, emulators, tmp_path, heldout) -> None:
+    uri = f"{scheme}://{new_bucket(scheme)}/models"
+    registry_with(uri, tmp_path, "1")
+    env = {"MODELFN_MODEL": f"{uri}/digits@prod", "MODELFN_CACHE_DIR": str(tmp_path / "cache")}
+    x, y = heldout
+    with running(DIGITS, tmp_path / "serve.log", env) as server:
+        response = requests.post(f"{server.url}/v2/models/digits/infer", json=infer_body(x), timeout=60)
+        log = server.log()
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Model-Version"] == "1" and response.json()["model_version"] == "1"
+    labels = np.array(next(o for o in response.json()["outputs"] if o["name"] == "label")["data"])
+    assert (labels == y).mean() >= 0.95
+    assert f"from {scheme}://" in log and "fetch(store)" in log
+
+
+@pytest.mark.parametrize("scheme", ["gs", "s3"])
+def test_promote_and_rollback_under_load_fail_no_request(scheme, emulators, tmp_path) -> None:
+    uri = f"{scheme}://{new_bucket(scheme)}/models"
+    registry = registry_with(uri, tmp_path, "1", "2")
+    env = {
+        "MODELFN_MODEL": f"{uri}/digits@prod",
+        "MODELFN_CACHE_DIR": str(tmp_path / "cache"),
+        "MODELFN_ALIAS_REFRESH_S": "0.2",
+    }
+    body = infer_body(np.zeros((1, 64), np.float32))
+    seen: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+    with running(DIGITS, tmp_path / "serve.log", env) as server:
+
+        def client() -> None:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    r = session.post(f"{server.url}/v2/models/digits/infer", json=body, timeout=30)
+                    seen.append((time.monotonic(), r.status_code, r.headers.get("X-Model-Version", "")))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+
+        def wait_for(version: str) -> float:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if seen and seen[-1][2] == version:
+                    return time.monotonic()
+                time.sleep(0.05)
+            raise AssertionError(f"never served v{version}; last: {seen[-3:]}")
+
+        wait_for("1")
+        registry.promote("digits", "2", "prod")
+        promoted = wait_for("2")
+        time.sleep(0.5)
+        registry.rollback("digits", "prod")
+        rolled_back = wait_for("1")
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    statuses = Counter(status for _, status, _ in seen)
+    assert statuses == {200: len(seen)}, statuses
+    assert len(seen) > 50
+    # Once a version took over it answered every later request until the next move.
+    assert all(v == "2" for t, _, v in seen if promoted + 0.3 < t < rolled_back - 1.0)
+
+
+def test_store_down_at_cold_start_then_a_loaded_model_survives_it(tmp_path) -> None:
+    dead = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+    }
+    env = {"MODELFN_MODEL": "s3://models/registry/digits@prod", "MODELFN_STORE_ATTEMPTS": "2", **dead}
+    with running(DIGITS, tmp_path / "down.log", env) as server:
+        started = time.monotonic()
+        response = requests.post(f"{server.url}/v1/models/digits:predict", json={"instances": [[0] * 64]}, timeout=60)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert "did not answer after 2 attempts" in response.json()["error"]
+        assert time.monotonic() - started < 20
+        assert server.process.poll() is None
+
+
+def test_a_loaded_model_keeps_serving_when_the_store_goes_away(tmp_path) -> None:
+    from emulators import S3_ENV, environment
+
+    from modelfn.runtime.stores.s3 import S3Store
+
+    body = {"instances": [[0] * 64]}
+    with contextlib.ExitStack() as server_scope:
+        with s3_server() as url, environment({**S3_ENV, "AWS_ENDPOINT_URL": url}):
+            S3Store._client = None  # this test's store lives at its own endpoint
+            uri = f"s3://{new_bucket('s3')}/models"
+            registry_with(uri, tmp_path, "1")
+            env = {"MODELFN_MODEL": f"{uri}/digits@prod", "MODELFN_ALIAS_REFRESH_S": "0.2", "AWS_ENDPOINT_URL": url}
+            server = server_scope.enter_context(running(DIGITS, tmp_path / "serve.log", env))
+            assert requests.post(f"{server.url}/v1/models/digits:predict", json=body, timeout=60).status_code == 200
+        S3Store._client = None
+        # The emulator is stopped: alias refreshes now fail, and the loaded version keeps answering.
+        deadline = time.monotonic() + 15
+        while "alias refresh failed" not in server.log() and time.monotonic() < deadline:
+            assert requests.post(f"{server.url}/v1/models/digits:predict", json=body, timeout=30).status_code == 200
+            time.sleep(0.1)
+        assert "alias refresh failed, still serving v1" in server.log()
+        for _ in range(20):
+            assert requests.post(f"{server.url}/v1/models/digits:predict", json=body, timeout=30).status_code == 200
+
+
+def test_corrupted_artifact_is_refused_and_not_cached(emulators, tmp_path) -> None:
+    uri = f"s3://{new_bucket('s3')}/models"
+    registry = registry_with(uri, tmp_path, "1")
+    store, _ = open_store(uri)
+    key = registry.artifact_key(registry.contract("digits", "1"))
+    store.write(key, store.read(key)[:-100])  # truncated in the bucket
+    env = {"MODELFN_MODEL": f"{uri}/digits@prod", "MODELFN_CACHE_DIR": str(tmp_path / "cache")}
+    with running(DIGITS, tmp_path / "serve.log", env) as server:
+        response = requests.post(f"{server.url}/predict", json={"image": [[0] * 8] * 8}, timeout=60)
+    assert response.status_code == 503 and "digest mismatch" in response.json()["error"]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_second_process_reuses_the_disk_tier(emulators, tmp_path) -> None:
+    uri = f"gs://{new_bucket('gs')}/models"
+    registry = registry_with(uri, tmp_path, "1")
+    env = {"MODELFN_MODEL": f"{uri}/digits@prod", "MODELFN_CACHE_DIR": str(tmp_path / "cache")}
+    body = {"image": [[0] * 8] * 8}
+    with running(DIGITS, tmp_path / "first.log", env) as first:
+        assert requests.post(f"{first.url}/predict", json=body, timeout=60).status_code == 200
+    # Spoil the bucket's copy: a process that downloads would now fail the digest check.
+    store, _ = open_store(uri)
+    store.write(registry.artifact_key(registry.contract("digits", "1")), b"spoiled")
+    with running(DIGITS, tmp_path / "second.log", env) as second:
+        assert requests.post(f"{second.url}/predict", json=body, timeout=60).status_code == 200
+        assert "fetch(disk)" in second.log()

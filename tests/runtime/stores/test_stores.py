@@ -1,0 +1,86 @@
+"""The store contract, against a local folder, the GCS emulator and moto's S3 server."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, StoreUnavailable
+from modelfn.runtime.stores import ABSENT, join, open_store, with_retries
+
+GCS_PRECONDITIONS = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "gcp-storage-emulator ignores ifGenerationMatch (real GCS enforces it); "
+        "strict, so a fixed emulator fails this marker"
+    ),
+)
+
+
+def test_write_read_stat_list_range(store_uri) -> None:
+    store, prefix = open_store(store_uri)
+    key = join(prefix, "digits", "1", "model.onnx")
+    data = bytes(range(256)) * 40
+    info = store.write(key, data)
+    assert info.size == len(data)
+    assert store.read(key) == data
+    assert store.stat(key).size == len(data)
+    assert store.read_range(key, 100, 50) == data[100:150]
+    assert key in store.list(join(prefix, "digits"))
+    assert store.stat(join(prefix, "absent")) is None
+    with pytest.raises(ObjectNotFound, match="no object at"):
+        store.read(join(prefix, "absent"))
+
+
+def test_tokens_change_with_content(store_uri) -> None:
+    store, prefix = open_store(store_uri)
+    key = join(prefix, "alias.json")
+    first = store.write(key, b"one")
+    second = store.write(key, b"two")
+    assert first.token != second.token == store.stat(key).token
+
+
+def _conditional(store_uri: str) -> None:
+    store, prefix = open_store(store_uri)
+    key = join(prefix, "alias.json")
+    created = store.write(key, b"one", expect=ABSENT)
+    with pytest.raises(PreconditionFailed):
+        store.write(key, b"two", expect=ABSENT)
+    store.write(key, b"three", expect=created.token)
+    with pytest.raises(PreconditionFailed):
+        store.write(key, b"four", expect=created.token)  # stale token: someone wrote since
+    assert store.read(key) == b"three"
+
+
+@pytest.mark.parametrize("backend", ["file", "s3", pytest.param("gs", marks=GCS_PRECONDITIONS)])
+def test_conditional_writes(backend, emulators, tmp_path) -> None:
+    from emulators import new_bucket
+
+    uri = str(tmp_path / "store") if backend == "file" else f"{backend}://{new_bucket(backend)}/m"
+    _conditional(uri)
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a/../../b", "a//b", "a b", ""])
+def test_keys_cannot_escape(tmp_path, key) -> None:
+    store, _ = open_store(str(tmp_path))
+    with pytest.raises(ContractError, match="invalid object key"):
+        store.read(key)
+
+
+@pytest.mark.parametrize("uri", ["ftp://host/x", "gs://", "s3:///prefix"])
+def test_bad_store_uris(uri) -> None:
+    with pytest.raises(ContractError):
+        open_store(uri)
+
+
+def test_an_unreachable_store_is_retried_then_reported(monkeypatch) -> None:
+    from helpers import free_port
+
+    from modelfn.runtime.stores.s3 import S3Store
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setattr(S3Store, "_client", None)  # a new client for the new endpoint
+    store, _ = open_store("s3://bucket/models")
+    with pytest.raises(StoreUnavailable, match="did not answer after 3 attempts") as caught:
+        with_retries(lambda: store.read("models/x"), what="reading", attempts=3, base_delay_s=0.05)
+    assert caught.value.status == 503
+    monkeypatch.setattr(S3Store, "_client", None)
