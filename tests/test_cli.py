@@ -44,3 +44,18 @@ def test_serve_needs_an_entrypoint(tmp_path) -> None:
 def test_serve_answers_on_the_given_port(tmp_path) -> None:
     with running(DIGITS, tmp_path / "serve.log") as server:
         assert requests.get(f"{server.url}/v2", timeout=5).json()["name"] == "modelfn"
+
+
+def test_registry_commands(tmp_path) -> None:
+    registry = str(tmp_path / "registry")
+    pushed = modelfn("push", str(DIGITS), "--registry", registry)
+    assert pushed.returncode == 0 and "digits v1 pushed: sha256 ffbc6559" in pushed.stdout
+    again = modelfn("push", str(DIGITS), "--registry", registry)
+    assert "already present (identical bytes)" in again.stdout
+    assert modelfn("versions", "digits", "--registry", registry).stdout.split() == ["1"]
+    promoted = modelfn("promote", "digits", "1", "--alias", "prod", "--registry", registry)
+    assert promoted.stdout.strip() == "digits@prod -> v1 (previous: none)"
+    missing = modelfn("promote", "digits", "9", "--alias", "prod", "--registry", registry)
+    assert missing.returncode == 1 and "digits v9 is not in the registry" in missing.stderr
+    refused = modelfn("rollback", "digits", "--alias", "prod", "--registry", registry)
+    assert refused.returncode == 1 and "no previous version" in refused.stderr

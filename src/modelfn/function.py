@@ -179,7 +179,8 @@ class ModelFunction:
             # Wait for the load in this background thread; requests keep using the old version.
             self._cache.get(target.cache_key, target.loader, max(self.settings.load_wait_s, 600.0))
             self._current = target  # one assignment: every later request sees the new version
-            log.info("now serving %s v%s", target.contract.name, version)
+            self._cache.discard(current.cache_key)  # in-flight requests keep their reference
+            log.info("now serving %s v%s (v%s released)", target.contract.name, version, current.contract.version)
         except ModelfnError as exc:
             log.warning("alias refresh failed, still serving v%s: %s", current.contract.version, exc.message)
         except Exception:

@@ -89,3 +89,12 @@ def test_start_loads_in_the_background() -> None:
     assert cache.state("m") is LoadState.LOADING
     cache.get("m", loader, wait_s=5)
     assert loader.calls == 1
+
+
+def test_discard_forgets_a_model_but_not_its_holders() -> None:
+    cache: ModelCache = ModelCache()
+    held = cache.get("m", SlowLoader(0.0), wait_s=5)
+    cache.discard("m")
+    assert cache.state("m") is LoadState.IDLE and held is not None
+    again = SlowLoader(0.0)
+    assert cache.get("m", again, wait_s=5) is not held and again.calls == 1

@@ -82,6 +82,12 @@ class ModelCache(Generic[T]):
     def last_error(self, key: str) -> str | None:
         return self._errors.get(key)
 
+    def discard(self, key: str) -> None:
+        """Forget one loaded model; requests still holding it finish with it (it is immutable)."""
+        with self._lock:
+            self._values.pop(key, None)
+            self._errors.pop(key, None)
+
     def clear(self) -> None:
         """Forget every loaded model (for tests and reloads); flights in progress finish."""
         with self._lock:

@@ -84,3 +84,19 @@ def test_an_unreachable_store_is_retried_then_reported(monkeypatch) -> None:
         with_retries(lambda: store.read("models/x"), what="reading", attempts=3, base_delay_s=0.05)
     assert caught.value.status == 503
     monkeypatch.setattr(S3Store, "_client", None)
+
+
+@pytest.mark.parametrize(("uri", "package", "extra"), [("gs://b/m", "google", "gcs"), ("s3://b/m", "boto3", "s3")])
+def test_a_missing_sdk_says_what_to_install(uri, package, extra) -> None:
+    """In a fresh interpreter where the SDK cannot be imported, the error is the install hint."""
+    import subprocess
+    import sys
+
+    probe = (
+        f"import sys; sys.modules[{package!r}] = None\n"
+        "from modelfn.runtime.stores import open_store\n"
+        f"try:\n    open_store({uri!r})\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith(f"pip install 'modelfn[{extra}]'"), out
+    assert out.startswith("ContractError")
