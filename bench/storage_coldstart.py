@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -48,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     models = {"digits (21 KB)": DIGITS, "MobileNetV2 (14 MB)": medium_model.build(HERE / ".cache" / "mobilenet")}
     for folder in models.values():  # the build step: compiled contract
-        coldstart.subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], check=True, capture_output=True)
 
     with s3_server() as s3_url, gcs_server() as gcs_url:
         env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_url, "STORAGE_EMULATOR_HOST": gcs_url, "GOOGLE_CLOUD_PROJECT": "bench"}
@@ -112,8 +113,8 @@ def write_results(samples: dict[tuple[str, str], list[float]], runs: int) -> Non
         "|---|---|---:|---:|---:|",
     ]
     for (label, source), values in samples.items():
-        median = statistics.median(values) * 1000
-        lines.append(f"| {label} | {source} | {median:.0f} ms | {min(values) * 1000:.0f} ms | {max(values) * 1000:.0f} ms |")
+        median, low, high = (statistics.median(values) * 1000, min(values) * 1000, max(values) * 1000)
+        lines.append(f"| {label} | {source} | {median:.0f} ms | {low:.0f} ms | {high:.0f} ms |")
     (coldstart.RESULTS / "storage.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(samples)
