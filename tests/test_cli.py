@@ -55,6 +55,8 @@ def test_registry_commands(tmp_path) -> None:
     assert modelfn("versions", "digits", "--registry", registry).stdout.split() == ["1"]
     promoted = modelfn("promote", "digits", "1", "--alias", "prod", "--registry", registry)
     assert promoted.stdout.strip() == "digits@prod -> v1 (previous: none)"
+    modelfn("promote", "digits", "1", "--alias", "canary", "--registry", registry)
+    assert modelfn("versions", "digits", "--registry", registry).stdout.strip() == "1  (canary, prod)"
     missing = modelfn("promote", "digits", "9", "--alias", "prod", "--registry", registry)
     assert missing.returncode == 1 and "digits v9 is not in the registry" in missing.stderr
     refused = modelfn("rollback", "digits", "--alias", "prod", "--registry", registry)

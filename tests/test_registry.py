@@ -52,6 +52,8 @@ def test_promote_rollback_and_history(store_uri, tmp_path) -> None:
     assert registry.resolve(ModelRef.parse(f"{store_uri}/digits@prod")) == "3"
     record = registry.rollback("digits", "prod")
     assert (record.version, record.history) == ("2", ["1"])
+    registry.promote("digits", "3", "canary")
+    assert registry.aliases("digits") == {"canary": "3", "prod": "2"}
     assert registry.rollback("digits", "prod").version == "1"
     with pytest.raises(RegistryError, match="no previous version"):
         registry.rollback("digits", "prod")

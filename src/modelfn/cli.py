@@ -105,11 +105,14 @@ def versions(name: str, registry: str) -> None:
     from modelfn.registry import Registry
 
     with _registry_errors():
-        found = Registry.open(registry).versions(name)
+        opened = Registry.open(registry)
+        found = opened.versions(name)
+        aliases = opened.aliases(name)
     if not found:
         raise click.ClickException(f"no versions of {name!r} in {registry}")
     for version in found:
-        click.echo(version)
+        pointing = sorted(alias for alias, target in aliases.items() if target == version)
+        click.echo(f"{version}  ({', '.join(pointing)})" if pointing else version)
 
 
 @cli.command()

@@ -136,6 +136,18 @@ class Registry:
         record, _ = self._read_alias(name, alias)
         return record
 
+    def aliases(self, name: str) -> dict[str, str]:
+        """Every alias of ``name`` and the version it points at."""
+        base = self._key(name, ALIASES) + "/"
+        keys = self._retry(lambda: self.store.list(base), "listing aliases")
+        found = {}
+        for key in keys:
+            alias = key[len(base) :].removesuffix(".json")
+            record = self.alias(name, alias) if ALIAS_PATTERN.match(alias) else None
+            if record is not None:
+                found[alias] = record.version
+        return found
+
     def resolve(self, ref: ModelRef) -> str:
         """The version a reference means now."""
         if ref.version is not None:
