@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import msgspec.json
 
+from modelfn._files import write_atomically
 from modelfn.datatypes import Datatype
 from modelfn.errors import ContractError
 
@@ -165,9 +165,7 @@ def compile_contract(folder: str | Path) -> Contract:
     contract = parse_contract(raw, source=str(path))
     target = folder / COMPILED_FILE
     target.parent.mkdir(exist_ok=True)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_bytes(msgspec.json.encode(_Compiled(hashlib.sha256(raw).hexdigest(), __version__, contract)))
-    temporary.replace(target)  # readers see the old file or the new one, never half of one
+    write_atomically(target, msgspec.json.encode(_Compiled(hashlib.sha256(raw).hexdigest(), __version__, contract)))
     return contract
 
 

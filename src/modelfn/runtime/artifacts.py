@@ -14,11 +14,10 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from modelfn._files import write_atomically
 from modelfn.errors import ArtifactError, ObjectNotFound
 from modelfn.runtime.stores import Store, with_retries
 
@@ -51,17 +50,7 @@ class DiskTier:
     def put(self, sha256: str, data: bytes) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{sha256}.")
-            try:
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, self.directory / sha256)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            write_atomically(self.directory / sha256, data)
         except OSError as exc:  # a full or read-only disk only loses the speed-up
             log.warning("could not write the disk cache in %s: %s", self.directory, exc)
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelfn._files import write_atomically
 from modelfn.errors import ArtifactError, ObjectNotFound, PreconditionFailed
 from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key
 
@@ -62,17 +61,7 @@ class LocalStore:
                     raise PreconditionFailed(f"{self.uri}/{key} already exists")
                 if expect != ABSENT and (current is None or current.token != expect):
                     raise PreconditionFailed(f"{self.uri}/{key} changed since it was read")
-            descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(descriptor, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-                raise
+            write_atomically(path, data)
             written = self.stat(key)
         assert written is not None
         return written
