@@ -66,12 +66,37 @@ class TensorSpec(_Strict):
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
+#: Serialization formats by file extension. Pickle and joblib run code when loaded.
+FORMATS = {".onnx": "onnx", ".keras": "keras", ".skops": "skops", ".pkl": "pickle", ".pickle": "pickle",
+           ".joblib": "joblib"}  # fmt: skip
+PICKLE_FORMATS = frozenset({"pickle", "joblib"})
+
+
 class Artifact(_Strict):
     """Where the model bytes are and what they must hash to."""
 
     #: A path relative to the function folder, or a ``file://`` URI.
     uri: Annotated[str, msgspec.Meta(min_length=1)]
-    sha256: Sha256
+    #: Required: modelfn never deserializes bytes it has not verified.
+    sha256: Sha256 | None = None
+    #: For skops artifacts: the extra types you trust to be loaded (``skops.io.get_untrusted_types``).
+    trusted_types: list[str] = []
+
+    @property
+    def format(self) -> str | None:
+        suffix = "." + self.uri.rsplit(".", 1)[-1].lower() if "." in self.uri else ""
+        return FORMATS.get(suffix)
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None:
+            return
+        if self.format in PICKLE_FORMATS:
+            raise ValueError(
+                f"{self.format} artifacts run code when they are loaded, so modelfn loads them only when "
+                "artifact.sha256 pins the exact bytes you built; add it (sha256sum), or save the model "
+                "with skops (.skops), which loads without running code"
+            )
+        raise ValueError("artifact.sha256 is required: modelfn never loads bytes it has not verified")
 
 
 class Hooks(_Strict):
@@ -104,10 +129,19 @@ class Contract(_Strict):
     hooks: Hooks = Hooks()
     #: A request body for the plain JSON route; ``modelfn check`` runs it.
     example: dict[str, Any] | None = None
+    #: A ``.npz`` file in the folder with validation inputs (by input name) and optional ``labels``;
+    #: ``modelfn convert`` checks conversions on it.
+    validation: str | None = None
     #: Extra pip requirements the hooks need (the runtime's own are implied).
     dependencies: list[str] = []
 
     def __post_init__(self) -> None:
+        expected = {"onnx": {"onnx"}, "tensorflow": {"keras"}, "sklearn": {"skops"} | PICKLE_FORMATS}[self.framework]
+        if self.artifact.format not in expected:
+            raise ValueError(
+                f"a {self.framework} artifact must end in one of "
+                f"{sorted(k for k, v in FORMATS.items() if v in expected)}, got {self.artifact.uri!r}"
+            )
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
             names = [spec.name for spec in specs]
             duplicates = sorted({n for n in names if names.count(n) > 1})

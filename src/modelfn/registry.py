@@ -24,7 +24,7 @@ from typing import NamedTuple
 import msgspec
 import msgspec.json
 
-from modelfn.contract import Artifact, Contract, compile_contract, resolve_local_artifact
+from modelfn.contract import Contract, compile_contract, resolve_local_artifact
 from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, RegistryError
 from modelfn.runtime.stores import ABSENT, Store, join, open_store, with_retries
 
@@ -108,7 +108,7 @@ class Registry:
                 )
             return PushResult(name, version, contract.artifact.sha256, created=False)
         self._write_artifact(artifact_key, data, contract.artifact.sha256)
-        stored = msgspec.structs.replace(contract, artifact=Artifact(uri=source.name, sha256=contract.artifact.sha256))
+        stored = msgspec.structs.replace(contract, artifact=msgspec.structs.replace(contract.artifact, uri=source.name))
         try:
             self._retry(lambda: self.store.write(contract_key, msgspec.json.encode(stored), expect=ABSENT), "push")
         except PreconditionFailed:  # a racing identical push won: fine if it is the same bytes

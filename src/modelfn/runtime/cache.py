@@ -61,9 +61,10 @@ class ModelCache(Generic[T]):
             return value
         flight = self._start(key, load)
         if not flight.done.wait(wait_s):
-            raise ModelNotReady(f"model {key} is still loading after {wait_s:g} s; retry shortly", retry_after_s=2)
+            # Keys name files and digests: keep them out of what callers see.
+            raise ModelNotReady(f"the model is still loading after {wait_s:g} s; retry shortly", retry_after_s=2)
         if flight.error is not None:
-            raise ModelNotReady(f"model {key} could not be loaded: {flight.error}")
+            raise ModelNotReady(f"the model could not be loaded: {flight.error}")
         assert flight.value is not None
         return flight.value
 

@@ -30,13 +30,20 @@ def load_predictor(contract: Contract, data: bytes, settings: Settings) -> Predi
         from modelfn.runtime.predictors.onnx import OnnxPredictor
 
         return OnnxPredictor.from_bytes(data, contract, settings)
-    raise ContractError(
-        f"field `framework`: {contract.framework!r} models cannot be served by modelfn "
-        f"{_version()} yet; convert the model to ONNX (framework: onnx)"
-    )
+    if contract.framework == "sklearn":
+        from modelfn.runtime.predictors.sklearn import SklearnPredictor
+
+        return SklearnPredictor.from_bytes(data, contract)
+    if contract.framework == "tensorflow":
+        from modelfn.runtime.predictors.tensorflow import KerasPredictor
+
+        return KerasPredictor.from_bytes(data, contract)
+    raise ContractError(f"field `framework`: no predictor for {contract.framework!r}")
 
 
-def _version() -> str:
-    from modelfn import __version__
+def require(module: str, extra: str) -> None:
+    """Fail with the install hint when a framework's optional dependency is missing."""
+    import importlib.util
 
-    return __version__
+    if importlib.util.find_spec(module) is None:
+        raise ContractError(f"this model needs {module}: pip install 'modelfn[{extra}]'")

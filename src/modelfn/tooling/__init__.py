@@ -1,0 +1,1 @@
+"""Build-time tooling (conversion, quantization). Never imported by a running function."""

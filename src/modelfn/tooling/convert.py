@@ -1,0 +1,204 @@
+"""``modelfn convert``: a scikit-learn or Keras function -> a verified ONNX function.
+
+The converted function is built in a temporary folder and moved into place
+only after it has been checked against the source model on the contract's
+validation data: the largest absolute difference of every float output and the
+agreement of labels (or of the argmax of probabilities) must pass thresholds,
+or nothing is written. A report records size, accuracy and latency before and
+after.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+import numpy as np
+import yaml
+
+from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
+from modelfn.errors import ContractError
+from modelfn.runtime.model import LoadedModel, load_model, local_artifact
+from modelfn.settings import Settings
+
+
+class ConversionRejected(ContractError):
+    """The converted model disagrees with the source beyond the thresholds."""
+
+
+class Thresholds(NamedTuple):
+    max_abs_diff: float
+    min_agreement: float
+
+
+DEFAULTS = {None: Thresholds(1e-3, 0.99), "int8": Thresholds(0.05, 0.99)}
+
+
+def convert(
+    folder: Path,
+    out: Path,
+    *,
+    version: str | None = None,
+    quantize: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> dict[str, Any]:
+    """Convert ``folder``'s model to ONNX in ``out`` and return the report; raise if it does not verify."""
+    source = compile_contract(folder)
+    if source.framework == "onnx" and quantize is None:
+        raise ContractError(f"{folder} is already ONNX; pass --quantize int8 to quantize it")
+    if source.validation is None:
+        raise ContractError(f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion")
+    limits = thresholds or DEFAULTS[quantize]
+    inputs, labels = _validation(folder, source)
+    original = _load(folder, source)
+
+    store, key = local_artifact(source, folder)
+    onnx_bytes = original_bytes = store.read(key)
+    if source.framework != "onnx":
+        onnx_bytes = _to_onnx(source, original)
+    if quantize == "int8":
+        onnx_bytes = _quantize_int8(onnx_bytes)
+
+    suffix = "-onnx" + (f"-{quantize}" if quantize else "") if source.framework != "onnx" else f"-{quantize}"
+    target = msgspec.structs.replace(
+        source,
+        version=version or f"{source.version}{suffix}",
+        framework="onnx",
+        artifact=msgspec.structs.replace(
+            source.artifact, uri="model.onnx", sha256=_sha256(onnx_bytes), trusted_types=[]
+        ),
+        dependencies=[d for d in source.dependencies if d not in ("scikit-learn", "skops", "tensorflow", "keras")],
+    )
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
+        staged = Path(scratch) / out.name
+        _write_function(folder, staged, target, onnx_bytes)
+        converted = _load(staged, target)
+        report = _compare(original, converted, inputs, labels, limits)
+        report |= {
+            "source": {"framework": source.framework, "version": source.version, "bytes": len(original_bytes)},
+            "converted": {"version": target.version, "bytes": len(onnx_bytes), "quantize": quantize},
+            "latency_ms": {"source": _latency(original, inputs), "converted": _latency(converted, inputs)},
+        }
+        (staged / "conversion-report.json").write_text(json.dumps(report, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.move(str(staged), out)
+    return report
+
+
+def _load(folder: Path, contract: Contract) -> LoadedModel:
+    return load_model(folder, contract, Settings(), *local_artifact(contract, folder))
+
+
+def _validation(folder: Path, contract: Contract) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    with np.load(folder / str(contract.validation)) as data:
+        missing = [spec.name for spec in contract.inputs if spec.name not in data]
+        if missing:
+            raise ContractError(f"{folder / str(contract.validation)}: no arrays for inputs {missing}")
+        inputs = {spec.name: data[spec.name] for spec in contract.inputs}
+        labels = data["labels"] if "labels" in data.files else None
+    return inputs, labels
+
+
+def _to_onnx(contract: Contract, model: LoadedModel) -> bytes:
+    if contract.framework == "sklearn":
+        from modelfn.tooling.sklearn_onnx import sklearn_to_onnx
+
+        return sklearn_to_onnx(model.predictor, contract)
+    from modelfn.tooling.keras_onnx import keras_to_onnx
+
+    return keras_to_onnx(model.predictor, contract)
+
+
+def _quantize_int8(data: bytes) -> bytes:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    proto = onnx.load_from_string(data)
+    if not any(opset.domain in ("", "ai.onnx") for opset in proto.opset_import):
+        # skl2onnx graphs made only of ai.onnx.ml operators declare no default domain; the quantizer needs one.
+        proto.opset_import.append(onnx.helper.make_opsetid("", 17))
+    with tempfile.TemporaryDirectory() as scratch:
+        source, target = Path(scratch) / "in.onnx", Path(scratch) / "out.onnx"
+        onnx.save(proto, source)
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        except Exception as exc:  # the quantizer raises plain ValueError/RuntimeError
+            raise ContractError(f"int8 quantization failed: {exc}") from exc
+        return target.read_bytes()
+
+
+def _write_function(source: Path, out: Path, contract: Contract, onnx_bytes: bytes) -> None:
+    out.mkdir(parents=True)
+    (out / "model.onnx").write_bytes(onnx_bytes)
+    for name in {ref.partition(":")[0] for ref in (contract.hooks.pre, contract.hooks.post) if ref}:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, out / name)
+    for name in ("main.py", str(contract.validation)):
+        if (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+    data = msgspec.to_builtins(contract)
+    data["artifact"].pop("trusted_types", None)
+    header = f"# Converted from {source.name} v{contract.version.split('-')[0]} by modelfn convert.\n"
+    (out / CONTRACT_FILE).write_text(header + yaml.safe_dump(data, sort_keys=False, width=100))
+
+
+def _compare(
+    original: LoadedModel, converted: LoadedModel, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
+    limits: Thresholds,
+) -> dict[str, Any]:  # fmt: skip
+    expected, actual = original.infer(inputs), converted.infer(inputs)
+    outputs: dict[str, Any] = {}
+    failures = []
+    for name, reference in expected.items():
+        got = actual[name]
+        entry: dict[str, Any] = {}
+        if reference.dtype.kind == "f":
+            entry["max_abs_diff"] = float(np.abs(reference.astype(np.float64) - got).max()) if reference.size else 0.0
+            if entry["max_abs_diff"] > limits.max_abs_diff:
+                failures.append(f"{name}: max abs difference {entry['max_abs_diff']:.3g} > {limits.max_abs_diff}")
+            if reference.ndim == 2:
+                entry["argmax_agreement"] = float((reference.argmax(1) == got.argmax(1)).mean())
+        else:
+            entry["agreement"] = float((reference == got).mean())
+        agreement = entry.get("agreement", entry.get("argmax_agreement"))
+        if agreement is not None and agreement < limits.min_agreement:
+            failures.append(f"{name}: agreement {agreement:.4f} < {limits.min_agreement}")
+        outputs[name] = entry
+    report: dict[str, Any] = {"validation_rows": int(next(iter(inputs.values())).shape[0]), "outputs": outputs}
+    if labels is not None:
+        report["accuracy"] = {"source": _accuracy(expected, labels), "converted": _accuracy(actual, labels)}
+    if failures:
+        raise ConversionRejected("conversion rejected, nothing written: " + "; ".join(failures))
+    return report
+
+
+def _accuracy(outputs: dict[str, np.ndarray], labels: np.ndarray) -> float | None:
+    if "label" in outputs:
+        return round(float((outputs["label"] == labels).mean()), 4)
+    if "probabilities" in outputs:
+        return round(float((outputs["probabilities"].argmax(1) == labels).mean()), 4)
+    return None
+
+
+def _latency(model: LoadedModel, inputs: dict[str, np.ndarray], runs: int = 200) -> float:
+    """Median milliseconds of one single-row inference."""
+    row = {name: array[:1] for name, array in inputs.items()}
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        model.infer(row)
+        samples.append(time.perf_counter() - started)
+    return round(statistics.median(samples) * 1000, 4)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,33 @@
+"""scikit-learn -> ONNX with skl2onnx, outputs named as the contract names them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfn.contract import Contract
+from modelfn.tooling.onnx_graph import normalize_opsets, rename_outputs
+
+
+def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    estimator = predictor.estimator
+    spec = contract.inputs[0]
+    options = {id(estimator): {"zipmap": False}}  # plain probability tensors, not lists of dicts
+    try:
+        proto = convert_sklearn(
+            estimator, initial_types=[(spec.name, FloatTensorType([None, spec.shape[-1]]))], options=options,
+            target_opset={"": 17, "ai.onnx.ml": 3},
+        )  # fmt: skip
+    except Exception as exc:  # skl2onnx raises many types for unsupported estimators
+        raise_unsupported(exc)
+    names = {"output_label": "label", "output_probability": "probabilities"}
+    proto = rename_outputs(normalize_opsets(proto), names, keep=[s.name for s in contract.outputs])
+    return proto.SerializeToString()
+
+
+def raise_unsupported(exc: Exception) -> None:
+    from modelfn.errors import ContractError
+
+    raise ContractError(f"skl2onnx cannot convert this estimator: {exc}") from exc

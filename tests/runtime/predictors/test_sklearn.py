@@ -1,0 +1,120 @@
+"""The scikit-learn predictor with models trained in the test, served over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import yaml
+from helpers import running
+
+from modelfn.contract import parse_contract
+from modelfn.errors import ContractError
+
+MAIN = "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
+
+
+def iris_function(folder: Path, fmt: str = "skops", *, pin: bool = True, estimator=None) -> tuple[Path, object]:
+    """Train a small classifier here and write it as a function folder in ``fmt``."""
+    import joblib
+    import skops.io
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    x, y = load_iris(return_X_y=True)
+    model = estimator or GradientBoostingClassifier(n_estimators=20, random_state=0).fit(x.astype(np.float32), y)
+    folder.mkdir(parents=True)
+    artifact = folder / f"model.{ {'skops': 'skops', 'pickle': 'pkl', 'joblib': 'joblib'}[fmt] }"
+    if fmt == "skops":
+        artifact.write_bytes(skops.io.dumps(model))
+    elif fmt == "pickle":
+        artifact.write_bytes(pickle.dumps(model))
+    else:
+        joblib.dump(model, artifact)
+    contract = {
+        "name": "iris", "version": "1", "framework": "sklearn",
+        "artifact": {
+            "uri": artifact.name,
+            **({"sha256": hashlib.sha256(artifact.read_bytes()).hexdigest()} if pin else {}),
+            # Tree ensembles hold this type; skops asks the owner to trust it explicitly.
+            **({"trusted_types": ["sklearn.tree._tree.Tree"]} if fmt == "skops" and estimator is None else {}),
+        },
+        "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]},
+                    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}],
+        "docs": {"description": "iris, trained in a test"},
+    }  # fmt: skip
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    (folder / "main.py").write_text(MAIN)
+    return folder, model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["skops", "pickle", "joblib"])
+def test_served_over_http_answers_as_scikit_learn_does(tmp_path, fmt) -> None:
+    from sklearn.datasets import load_iris
+
+    folder, model = iris_function(tmp_path / "iris", fmt)
+    x = load_iris().data.astype(np.float32)
+    with running(folder, tmp_path / "serve.log") as server:
+        body = {
+            "inputs": [{"name": "features", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+        }
+        response = requests.post(f"{server.url}/v2/models/iris/infer", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in response.json()["outputs"]}
+    assert np.array_equal(outputs["label"], model.predict(x))
+    assert np.abs(outputs["probabilities"] - model.predict_proba(x)).max() < 1e-6
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "joblib"])
+def test_an_unpinned_pickle_is_refused_with_the_reason(tmp_path, fmt) -> None:
+    folder, _ = iris_function(tmp_path / "iris", fmt, pin=False)
+    with pytest.raises(ContractError, match=r"run code when they are loaded.*pins the exact bytes.*skops"):
+        parse_contract((folder / "modelfn.yaml").read_text())
+
+
+def test_every_artifact_needs_a_digest() -> None:
+    text = yaml.safe_dump({"name": "m", "version": "1", "framework": "onnx", "artifact": {"uri": "m.onnx"},
+                           "inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}],
+                           "outputs": [{"name": "y", "datatype": "FP32", "shape": [1]}],
+                           "docs": {"description": "d"}})  # fmt: skip
+    with pytest.raises(ContractError, match="never loads bytes it has not verified"):
+        parse_contract(text)
+
+
+def test_skops_types_outside_the_defaults_must_be_trusted_explicitly(tmp_path) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x, y = load_iris(return_X_y=True)
+    import operator
+
+    # operator.neg is a callable skops does not trust by default (numpy ufuncs it does).
+    model = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression(max_iter=500)).fit(x, y)
+    folder, _ = iris_function(tmp_path / "iris", "skops", estimator=model)
+    check = subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], capture_output=True, text=True)
+    assert check.returncode == 1
+    assert "not trusted by default" in check.stderr and "_operator.neg" in check.stderr
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    contract["artifact"]["trusted_types"] = ["_operator.neg"]
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    check = subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_outputs_must_map_to_estimator_methods(tmp_path) -> None:
+    folder, _ = iris_function(tmp_path / "iris")
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    contract["outputs"][0]["name"] = "class"
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    check = subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], capture_output=True, text=True)
+    assert check.returncode == 1 and "'label' (predict) or 'probabilities' (predict_proba)" in check.stderr

@@ -1,0 +1,63 @@
+"""modelfn convert on the cancer function: verified, reported, and nothing written when rejected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_client
+from helpers import ROOT
+
+from modelfn.tooling.convert import ConversionRejected, Thresholds, convert
+
+CANCER = ROOT / "functions" / "cancer"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("convert") / "cancer-onnx"
+    return out, convert(CANCER, out)
+
+
+def test_conversion_is_verified_and_reported(converted) -> None:
+    out, report = converted
+    assert report["outputs"]["label"]["agreement"] == 1.0
+    assert report["outputs"]["probabilities"]["max_abs_diff"] < 1e-5
+    assert report["accuracy"] == {"source": 0.979, "converted": 0.979}
+    assert report["converted"]["bytes"] < report["source"]["bytes"]
+    assert json.loads((out / "conversion-report.json").read_text()) == report
+    assert sorted(p.name for p in out.iterdir()) == [
+        "conversion-report.json", "main.py", "model.onnx", "modelfn.yaml", "validation.npz"
+    ]  # fmt: skip
+
+
+def test_the_converted_function_serves_the_same_answers(converted) -> None:
+    out, _ = converted
+    with np.load(CANCER / "validation.npz") as data:
+        x = data["features"]
+    body = {"inputs": [{"name": "features", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    source = make_client(CANCER).post("/v2/models/cancer/infer", json=body).get_json()
+    onnx = make_client(out).post("/v2/models/cancer/infer", json=body).get_json()
+    assert onnx["model_version"] == "1-onnx" and source["model_version"] == "1"
+    assert source["outputs"][0]["data"] == onnx["outputs"][0]["data"]  # labels
+
+
+def test_int8_quantization(tmp_path) -> None:
+    report = convert(CANCER, tmp_path / "int8", quantize="int8")
+    assert report["converted"]["version"] == "1-onnx-int8" and report["outputs"]["label"]["agreement"] == 1.0
+
+
+def test_a_rejected_conversion_writes_nothing(tmp_path) -> None:
+    out = tmp_path / "rejected"
+    with pytest.raises(ConversionRejected, match=r"max abs difference .* > 0\.0"):
+        convert(CANCER, out, thresholds=Thresholds(max_abs_diff=0.0, min_agreement=1.0))
+    assert not out.exists() and not any(tmp_path.iterdir())
+
+
+def test_an_onnx_function_needs_quantize(tmp_path) -> None:
+    from modelfn.errors import ContractError
+
+    with pytest.raises(ContractError, match="already ONNX"):
+        convert(ROOT / "functions" / "digits", tmp_path / "x")
