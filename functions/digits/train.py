@@ -118,12 +118,24 @@ def heldout_accuracy(onnx_bytes: bytes, x_test, y_test) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "model.onnx")
+    parser.add_argument(
+        "--keras-out",
+        type=Path,
+        default=None,
+        help="Also save the Keras original (functions/digits-keras/model.keras).",
+    )
     args = parser.parse_args()
 
     _configure_determinism()
     x_train, x_test, y_train, y_test = heldout_split()
     model = train_keras(x_train, y_train)
-    data = export_onnx(model).SerializeToString()
+    data = export_onnx(model).SerializeToString()  # before saving Keras: saving renames graph scopes
+    if args.keras_out is not None:
+        import numpy as np
+
+        model.save(args.keras_out)
+        np.savez(args.keras_out.parent / "validation.npz", pixels=x_test, labels=y_test)
+        print(f"wrote {args.keras_out} and its validation.npz")
     args.out.write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes)")
     print(f"sha256: {hashlib.sha256(data).hexdigest()}")
