@@ -47,6 +47,7 @@ class ModelFunction:
         self.settings = settings
         self._cache = GLOBAL_CACHE if cache is None else cache
         self._current: _Target | None = None
+        self._registry_ref: tuple[Registry, ModelRef] | None = None  # built on first use (imports msgspec)
         self._target_lock = threading.Lock()
         self._refreshing = False
         self._next_refresh = time.monotonic() + settings.alias_refresh_s
@@ -147,16 +148,18 @@ class ModelFunction:
         return _Target(contract, cache_key, load)
 
     def _registry(self) -> tuple[Registry, ModelRef]:
-        from modelfn.registry import ModelRef, Registry
+        if self._registry_ref is None:
+            from modelfn.registry import ModelRef, Registry
 
-        ref = ModelRef.parse(self.settings.model)
-        return Registry.open(ref.registry, attempts=self.settings.store_attempts), ref
+            ref = ModelRef.parse(self.settings.model)
+            self._registry_ref = Registry.open(ref.registry, attempts=self.settings.store_attempts), ref
+        return self._registry_ref
 
     # -- alias refresh: blue-green inside one instance ---------------------------
     def _maybe_refresh(self) -> None:
         """Every ``alias_refresh_s``, re-resolve the alias in the background (never on the request's time)."""
-        if not self.settings.model or "@" not in self.settings.model.rsplit("/", 1)[-1]:
-            return
+        if self._registry_ref is None or self._registry_ref[1].alias is None:
+            return  # the folder's own model, or a pinned version: nothing can move
         now = time.monotonic()
         with self._target_lock:
             if self._refreshing or now < self._next_refresh:

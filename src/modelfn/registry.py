@@ -201,19 +201,20 @@ class Registry:
         raise RegistryError(f"{name}@{alias} kept changing under {_CAS_ATTEMPTS} attempts; try again")
 
     def _read_alias(self, name: str, alias: str) -> tuple[AliasRecord | None, str]:
+        """The alias and the token of exactly those bytes (re-read if it moved while being read)."""
         key = self._alias_key(name, alias)
-        info = self._retry(lambda: self.store.stat(key), "reading alias")
-        if info is None:
-            return None, ABSENT
-        try:
-            data = self._retry(lambda: self.store.read(key), "reading alias")
-        except ObjectNotFound:
-            return None, ABSENT
-        # Re-stat after reading: the token must describe the bytes we parsed.
-        after = self._retry(lambda: self.store.stat(key), "reading alias")
-        if after is None or after.token != info.token:
-            return self._read_alias(name, alias)
-        return msgspec.json.decode(data, type=AliasRecord), info.token
+        for _ in range(_CAS_ATTEMPTS):
+            info = self._retry(lambda: self.store.stat(key), "reading alias")
+            if info is None:
+                return None, ABSENT
+            try:
+                data = self._retry(lambda: self.store.read(key), "reading alias")
+            except ObjectNotFound:
+                return None, ABSENT
+            after = self._retry(lambda: self.store.stat(key), "reading alias")
+            if after is not None and after.token == info.token:
+                return msgspec.json.decode(data, type=AliasRecord), info.token
+        raise RegistryError(f"{name}@{alias} kept changing while being read; try again")
 
     def _read_contract(self, key: str) -> Contract | None:
         try:

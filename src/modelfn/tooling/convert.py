@@ -77,7 +77,7 @@ def convert(
     )
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
         staged = Path(scratch) / out.name
-        _write_function(folder, staged, target, onnx_bytes)
+        _write_function(folder, staged, target, onnx_bytes, converted_from=source.version)
         converted = _load(staged, target)
         report = _compare(original, converted, inputs, labels, limits)
         report |= {
@@ -134,7 +134,7 @@ def _quantize_int8(data: bytes) -> bytes:
         return target.read_bytes()
 
 
-def _write_function(source: Path, out: Path, contract: Contract, onnx_bytes: bytes) -> None:
+def _write_function(source: Path, out: Path, contract: Contract, onnx_bytes: bytes, *, converted_from: str) -> None:
     out.mkdir(parents=True)
     (out / "model.onnx").write_bytes(onnx_bytes)
     for name in {ref.partition(":")[0] for ref in (contract.hooks.pre, contract.hooks.post) if ref}:
@@ -145,7 +145,7 @@ def _write_function(source: Path, out: Path, contract: Contract, onnx_bytes: byt
             shutil.copy2(source / name, out / name)
     data = msgspec.to_builtins(contract)
     data["artifact"].pop("trusted_types", None)
-    header = f"# Converted from {source.name} v{contract.version.split('-')[0]} by modelfn convert.\n"
+    header = f"# Converted from {source.name} v{converted_from} by modelfn convert.\n"
     (out / CONTRACT_FILE).write_text(header + yaml.safe_dump(data, sort_keys=False, width=100))
 
 
