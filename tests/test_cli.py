@@ -61,3 +61,11 @@ def test_registry_commands(tmp_path) -> None:
     assert missing.returncode == 1 and "digits v9 is not in the registry" in missing.stderr
     refused = modelfn("rollback", "digits", "--alias", "prod", "--registry", registry)
     assert refused.returncode == 1 and "no previous version" in refused.stderr
+
+
+def test_serve_needs_a_contract_here_or_in_sub_folders(tmp_path) -> None:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "main.py").write_text("handle = None\n")
+    result = modelfn("serve", str(folder))
+    assert result.returncode == 1 and "no modelfn.yaml in" in result.stderr

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from modelfn.errors import ModelFault, ModelfnError, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
@@ -25,12 +25,39 @@ if TYPE_CHECKING:
     from modelfn.contract import Contract
     from modelfn.http import Request, Response
     from modelfn.registry import ModelRef, Registry
-    from modelfn.routing import Router
     from modelfn.runtime.model import LoadedModel
     from modelfn.runtime.stores import Store
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
+
+
+class Servable(Protocol):
+    """What the protocols serve: one model (:class:`ModelFunction`) or several (:class:`FunctionGroup`)."""
+
+    settings: Settings
+
+    def member(self, name: str | None, version: str | None = None) -> ModelFunction: ...
+    def ready(self, *, start: bool = False) -> bool: ...
+
+
+def handle_request(servable: Servable, request: Request) -> Response:
+    """Route a request and render any error as ``{"error": ...}``; never raises."""
+    from modelfn.http import error_response
+    from modelfn.protocols import router
+
+    try:
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if request.body and encoding not in ("", "identity"):
+            raise UnsupportedMediaType(
+                f"Content-Encoding {encoding[:40]!r} is not accepted; send the body uncompressed"
+            )
+        return router().dispatch(servable, request)
+    except ModelfnError as exc:
+        return error_response(exc)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path[:200])
+        return error_response(ModelFault("unhandled error"))
 
 
 class ModelFunction:
@@ -51,32 +78,16 @@ class ModelFunction:
         self._target_lock = threading.Lock()
         self._refreshing = False
         self._next_refresh = time.monotonic() + settings.alias_refresh_s
-        self._router: Router | None = None
 
-    # -- requests -----------------------------------------------------------
     def handle(self, request: Request) -> Response:
         """Route a request and render any error as ``{"error": ...}``; never raises."""
-        from modelfn.http import error_response
+        return handle_request(self, request)
 
-        try:
-            encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-            if request.body and encoding not in ("", "identity"):
-                raise UnsupportedMediaType(
-                    f"Content-Encoding {encoding[:40]!r} is not accepted; send the body uncompressed"
-                )
-            return self._routes().dispatch(self, request)
-        except ModelfnError as exc:
-            return error_response(exc)
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path[:200])
-            return error_response(ModelFault("unhandled error"))
-
-    def _routes(self) -> Router:
-        if self._router is None:
-            from modelfn.protocols import build_router
-
-            self._router = build_router()
-        return self._router
+    def member(self, name: str | None, version: str | None = None) -> ModelFunction:
+        """This function, once ``name[/version]`` from the URL is checked against what it serves."""
+        if name is not None:
+            self.resolve(name, version)
+        return self
 
     # -- what is served --------------------------------------------------------
     def contract(self) -> Contract:
@@ -104,6 +115,18 @@ class ModelFunction:
         if start:
             self._cache.start(target.cache_key, target.loader)
         return self._cache.state(target.cache_key).is_ready
+
+    def loaded_bytes(self) -> int | None:
+        """The loaded artifact's size, or ``None`` when no model is in memory."""
+        target = self._current
+        if target is None or not self._cache.state(target.cache_key).is_ready:
+            return None
+        return self._cache.peek(target.cache_key).artifact_bytes
+
+    def release(self) -> None:
+        """Drop the loaded model from memory; requests holding it finish, the next one reloads."""
+        if self._current is not None:
+            self._cache.discard(self._current.cache_key)
 
     def _target(self) -> _Target:
         target = self._current

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from modelfn.errors import MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
-    from modelfn.function import ModelFunction
+    from modelfn.function import Servable
     from modelfn.http import Request, Response
 
 Handler = Callable[..., "Response"]
@@ -25,7 +25,7 @@ class Router:
     def __init__(self, routes: list[tuple[str, str, Handler]]) -> None:
         self._routes = [Route(method, re.compile(pattern), handler) for method, pattern, handler in routes]
 
-    def dispatch(self, function: ModelFunction, request: Request) -> Response:
+    def dispatch(self, function: Servable, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
         allowed: list[str] = []
         for route in self._routes:

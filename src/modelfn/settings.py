@@ -29,6 +29,9 @@ class Settings(NamedTuple):
     cache_dir: str = "/tmp/modelfn-cache"
     #: Attempts per object-store operation, with exponential backoff (``MODELFN_STORE_ATTEMPTS``).
     store_attempts: int = 3
+    #: Budget for the models loaded by a several-model function, in MB of artifacts
+    #: (``MODELFN_MEMORY_BUDGET_MB``); 0 means no limit. Least recently used models go first.
+    memory_budget_mb: float = 0.0
     #: Largest request body accepted, in bytes (``MODELFN_MAX_BODY_BYTES``). Over it: 413.
     max_body_bytes: int = 4 * 1024 * 1024
     #: Most elements one input tensor may declare (``MODELFN_MAX_TENSOR_ELEMENTS``).

@@ -26,10 +26,13 @@ from modelfn.settings import Settings
 FlaskResult = tuple[Any, int, dict[str, str]]
 
 
-def http_function(source: str | Path, *, settings: Settings | None = None) -> Callable[[Any], FlaskResult]:
+def http_function(
+    source: str | Path, *, models: list[str] | None = None, settings: Settings | None = None
+) -> Callable[[Any], FlaskResult]:
     """The functions-framework HTTP target serving the model in ``source``'s folder.
 
-    ``source`` is the function folder or a file in it (pass ``__file__``).
+    ``source`` is the function folder or a file in it (pass ``__file__``). With
+    ``models``, the function serves each ``<folder>/<name>/`` instead (see :mod:`modelfn.group`).
     """
     folder = Path(source)
     if folder.suffix == ".py":  # decided by name: a stat() here would be start-up I/O
@@ -37,7 +40,12 @@ def http_function(source: str | Path, *, settings: Settings | None = None) -> Ca
     settings = Settings.from_env() if settings is None else settings
     _configure_logging(settings.log_level)
     _limit_blas_threads(settings.blas_threads)
-    function = ModelFunction(folder, settings)
+    if models:
+        from modelfn.group import FunctionGroup
+
+        function: ModelFunction | FunctionGroup = FunctionGroup(folder, models, settings)
+    else:
+        function = ModelFunction(folder, settings)
 
     def handle(request: Any) -> FlaskResult:
         from modelfn.http import Request, error_response

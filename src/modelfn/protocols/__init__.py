@@ -7,6 +7,17 @@ from modelfn.routing import Router
 _MODEL = r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 
 
+_ROUTER: Router | None = None
+
+
+def router() -> Router:
+    """The routes, built on the first request (the protocol modules import numpy)."""
+    global _ROUTER
+    if _ROUTER is None:
+        _ROUTER = build_router()
+    return _ROUTER
+
+
 def build_router() -> Router:
     """Every HTTP route of a function. Imported on the first request (it pulls numpy)."""
     from modelfn.protocols import oip, simple, tfserving
@@ -22,5 +33,6 @@ def build_router() -> Router:
             ("GET", rf"/v1/models/{_MODEL}", tfserving.model_status),
             ("POST", rf"/v1/models/{_MODEL}:predict", tfserving.predict),
             ("POST", r"/predict", simple.predict),
+            ("POST", r"/models/(?P<name>[^/:]+)/predict", simple.predict),
         ]
     )

@@ -22,26 +22,26 @@ from modelfn.tensors import check_shape, datatype_of, to_array, to_json_data
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelfn.function import ModelFunction
+    from modelfn.function import Servable
 
 SERVER_NAME = "modelfn"
 
 
-def server_live(function: ModelFunction, request: Request) -> Response:
+def server_live(function: Servable, request: Request) -> Response:
     return json_response({"live": True})
 
 
-def server_ready(function: ModelFunction, request: Request) -> Response:
+def server_ready(function: Servable, request: Request) -> Response:
     ready = function.ready(start=True)
     return json_response({"ready": ready}, 200 if ready else 503)
 
 
-def server_metadata(function: ModelFunction, request: Request) -> Response:
+def server_metadata(function: Servable, request: Request) -> Response:
     return json_response({"name": SERVER_NAME, "version": __version__, "extensions": [binary.EXTENSION]})
 
 
-def model_metadata(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
-    contract = function.resolve(name, version)
+def model_metadata(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
+    contract = function.member(name, version).contract()
     return json_response(
         {
             "name": contract.name,
@@ -53,14 +53,16 @@ def model_metadata(function: ModelFunction, request: Request, name: str, version
     )
 
 
-def model_ready(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
-    contract = function.resolve(name, version)
-    ready = function.ready(start=True)
+def model_ready(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
+    member = function.member(name, version)
+    contract = member.contract()
+    ready = member.ready(start=True)
     return json_response({"name": contract.name, "ready": ready}, 200 if ready else 503)
 
 
-def infer(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
-    contract = function.resolve(name, version)
+def infer(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
+    member = function.member(name, version)
+    contract = member.contract()
     header, blob = binary.split_body(request.body, request.headers)
     body = parse_json_object(header)
     request_id = body.get("id")
@@ -73,7 +75,7 @@ def infer(function: ModelFunction, request: Request, name: str, version: str | N
         reader.finish()
     requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
 
-    model = function.model()
+    model = member.model()
     outputs = model.infer(inputs, list(requested) if requested else None)
 
     # The version that answered, which an alias swap may have changed since resolve().

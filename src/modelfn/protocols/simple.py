@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json
 
 if TYPE_CHECKING:
-    from modelfn.function import ModelFunction
+    from modelfn.function import Servable
 
 
-def predict(function: ModelFunction, request: Request) -> Response:
+def predict(function: Servable, request: Request, name: str | None = None) -> Response:
+    """``POST /predict`` (one-model functions) or ``POST /models/{name}/predict`` (any function)."""
+    member = function.member(name)
     payload = parse_json(request.body)
-    model = function.model()
+    model = member.model()
     return json_response(model.predict_json(payload), headers={VERSION_HEADER: model.contract.version})

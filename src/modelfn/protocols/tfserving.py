@@ -18,12 +18,13 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelfn.contract import Contract
-    from modelfn.function import ModelFunction
+    from modelfn.function import Servable
 
 
-def model_status(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
-    contract = function.resolve(name, version)
-    state = "AVAILABLE" if function.ready(start=True) else "LOADING"
+def model_status(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
+    member = function.member(name, version)
+    contract = member.contract()
+    state = "AVAILABLE" if member.ready(start=True) else "LOADING"
     return json_response(
         {
             "model_version_status": [
@@ -33,8 +34,9 @@ def model_status(function: ModelFunction, request: Request, name: str, version: 
     )
 
 
-def predict(function: ModelFunction, request: Request, name: str, version: str | None = None) -> Response:
-    contract = function.resolve(name, version)
+def predict(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
+    member = function.member(name, version)
+    contract = member.contract()
     body = parse_json_object(request.body)
     signature = body.get("signature_name", "serving_default")
     if signature != "serving_default":
@@ -47,7 +49,7 @@ def predict(function: ModelFunction, request: Request, name: str, version: str |
         inputs = _rows_to_inputs(contract, body["instances"])
     else:
         inputs = _columns_to_inputs(contract, body["inputs"])
-    model = function.model()
+    model = member.model()
     outputs = model.infer(inputs)
     headers = {VERSION_HEADER: model.contract.version}
     if row_format:

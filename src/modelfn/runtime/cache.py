@@ -83,6 +83,10 @@ class ModelCache(Generic[T]):
     def last_error(self, key: str) -> str | None:
         return self._errors.get(key)
 
+    def peek(self, key: str) -> T:
+        """The loaded value for ``key`` (``KeyError`` if it is not loaded); no load is started."""
+        return self._values[key]
+
     def discard(self, key: str) -> None:
         """Forget one loaded model; requests still holding it finish with it (it is immutable)."""
         with self._lock:

@@ -39,6 +39,8 @@ class LoadedModel(NamedTuple):
     hooks: LoadedHooks
     #: Seconds spent per load phase: fetch(<tier>), deserialize, hooks, warmup.
     phases: dict[str, float]
+    #: Size of the artifact the model was built from (the memory budget's unit).
+    artifact_bytes: int = 0
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         """Refuse missing, unknown or mis-typed/mis-shaped inputs before the model runs."""
@@ -156,12 +158,13 @@ def load_model(
     data, tier = fetch_verified(store, key, contract.artifact.sha256, disk=disk, attempts=settings.store_attempts)
     lap(f"fetch({tier})")
     predictor = load_predictor(contract, data, settings)
+    size = len(data)
     del data
     lap("deserialize")
     namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
     hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace)
     lap("hooks")
-    model = LoadedModel(contract, predictor, hooks, phases)
+    model = LoadedModel(contract, predictor, hooks, phases, size)
     _warm_up(model)
     lap("warmup")
     return model
