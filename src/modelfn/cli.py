@@ -36,7 +36,7 @@ def check(folder: Path) -> None:
     from modelfn.runtime.model import load_model, local_artifact
     from modelfn.settings import Settings
 
-    try:
+    with _click_errors():
         contract = _compile(folder)
         click.echo(f"contract  {folder / 'modelfn.yaml'}: {contract.name} v{contract.version} ({contract.framework})")
         model = load_model(folder, contract, Settings.from_env(), *local_artifact(contract, folder))
@@ -48,8 +48,6 @@ def check(folder: Path) -> None:
             result = model.predict_json(contract.example)
             option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
             click.echo("example   POST /predict ->\n" + orjson.dumps(result, option=option).decode())
-    except ModelfnError as exc:
-        raise click.ClickException(exc.message) from None
     click.echo("ok")
 
 
@@ -71,10 +69,8 @@ def serve(folder: Path, port: int, host: str) -> None:
     )
     if not folders:
         raise click.ClickException(f"no modelfn.yaml in {folder} or its sub-folders")
-    try:
+    with _click_errors():
         contracts = [_compile(each) for each in folders]  # fail here, not on the first request
-    except ModelfnError as exc:
-        raise click.ClickException(exc.message) from None
     served = ", ".join(f"{c.name} v{c.version}" for c in contracts)
     click.echo(f"serving {served} on http://{host}:{port}", err=True)
     argv = [sys.executable, "-m", "functions_framework", "--target", ENTRYPOINT_TARGET,
@@ -107,7 +103,7 @@ def convert(
         defaults.max_abs_diff if max_abs_diff is None else max_abs_diff,
         defaults.min_agreement if min_agreement is None else min_agreement,
     )
-    with _registry_errors():
+    with _click_errors():
         report = run(folder, out, version=version, quantize=quantize, thresholds=limits)
     source, converted = report["source"], report["converted"]
     click.echo(f"converted {folder} v{source['version']} ({source['framework']}) -> {out} v{converted['version']}")
@@ -135,7 +131,7 @@ def push(folder: Path, registry: str) -> None:
     """Upload FOLDER's contract and artifact as an immutable version."""
     from modelfn.registry import Registry
 
-    with _registry_errors():
+    with _click_errors():
         result = Registry.open(registry).push(folder)
     state = "pushed" if result.created else "already present (identical bytes)"
     click.echo(f"{result.name} v{result.version} {state}: sha256 {result.sha256}")
@@ -148,7 +144,7 @@ def versions(name: str, registry: str) -> None:
     """List NAME's versions and the aliases pointing at them."""
     from modelfn.registry import Registry
 
-    with _registry_errors():
+    with _click_errors():
         opened = Registry.open(registry)
         found = opened.versions(name)
         aliases = opened.aliases(name)
@@ -168,7 +164,7 @@ def promote(name: str, version: str, alias: str, registry: str) -> None:
     """Point NAME@ALIAS at VERSION (which must exist); the old target is kept as history."""
     from modelfn.registry import Registry
 
-    with _registry_errors():
+    with _click_errors():
         record = Registry.open(registry).promote(name, version, alias)
     click.echo(f"{name}@{alias} -> v{record.version} (previous: {', '.join(record.history) or 'none'})")
 
@@ -181,13 +177,14 @@ def rollback(name: str, alias: str, registry: str) -> None:
     """Point NAME@ALIAS back at its previous version."""
     from modelfn.registry import Registry
 
-    with _registry_errors():
+    with _click_errors():
         record = Registry.open(registry).rollback(name, alias)
     click.echo(f"{name}@{alias} -> v{record.version} (previous: {', '.join(record.history) or 'none'})")
 
 
 @contextlib.contextmanager
-def _registry_errors() -> Iterator[None]:
+def _click_errors() -> Iterator[None]:
+    """Show a modelfn error as the command's error message (exit 1), never as a traceback."""
     try:
         yield
     except ModelfnError as exc:

@@ -34,14 +34,20 @@ def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]
     return tuple(shape)
 
 
+def check_datatype(datatype: Any, *, where: str) -> str:
+    """A declared OIP datatype, or a 400 listing the valid ones (whatever JSON type was sent)."""
+    if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
+        raise InvalidInput(f"{where}: unknown datatype {_brief(datatype)}; expected one of {', '.join(NUMPY_DTYPES)}")
+    return datatype
+
+
 def to_array(data: Any, datatype: str, *, where: str, shape: Sequence[int] | None = None) -> np.ndarray:
     """Convert JSON ``data`` (flat or nested) to an array of ``datatype``.
 
     With ``shape`` (already checked by :func:`check_shape`), the element count must
     match and the result takes that shape; without it, the nesting gives the shape.
     """
-    if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
-        raise InvalidInput(f"{where}: unknown datatype {_brief(datatype)}; expected one of {', '.join(NUMPY_DTYPES)}")
+    check_datatype(datatype, where=where)
     if datatype == "BYTES":
         array = _bytes_array(data, where)
     else:

@@ -119,3 +119,11 @@ def test_malformed_binary_bytes(blob, message) -> None:
 def test_binary_bool_must_be_zero_or_one() -> None:
     with pytest.raises(Exception, match="BOOL bytes must be 0 or 1"):
         binary.decode(memoryview(b"\x02"), "BOOL", [1], "x")
+
+
+@pytest.mark.parametrize("datatype", [[None], 7, "FLOAT"])
+def test_binary_tensors_need_a_known_datatype(digits_client, datatype) -> None:
+    tensor = {"name": "pixels", "shape": [1, 64], "datatype": datatype, "parameters": {"binary_data_size": 256}}
+    body, headers = framed({"inputs": [tensor]}, b"\0" * 256)
+    response = digits_client.post("/v2/models/digits/infer", data=body, headers=headers)
+    assert response.status_code == 400 and "unknown datatype" in response.get_json()["error"]

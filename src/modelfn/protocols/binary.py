@@ -17,6 +17,7 @@ import numpy as np
 
 from modelfn.datatypes import NUMPY_DTYPES
 from modelfn.errors import InvalidInput, MalformedBody
+from modelfn.tensors import check_datatype
 
 HEADER = "Inference-Header-Content-Length"
 EXTENSION = "binary_tensor_data"
@@ -61,10 +62,9 @@ class BinaryReader:
 def decode(chunk: memoryview, datatype: str, shape: Sequence[int], where: str) -> np.ndarray:
     """Raw little-endian bytes -> an array of ``shape``; the size must match exactly."""
     count = math.prod(shape)
+    check_datatype(datatype, where=where)
     if datatype == "BYTES":
         return _decode_bytes(chunk, count, where).reshape(shape)
-    if datatype not in NUMPY_DTYPES:
-        raise InvalidInput(f"{where}: unknown datatype {datatype[:40]!r}")
     dtype = np.dtype(NUMPY_DTYPES[datatype]).newbyteorder("<")
     if len(chunk) != count * dtype.itemsize:
         raise InvalidInput(

@@ -116,17 +116,10 @@ def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | Non
             if reader is None or "data" in tensor:
                 raise MalformedBody(f"{where}: binary_data_size needs the {binary.HEADER} header and no `data`")
             chunk = reader.take(parameters["binary_data_size"], where)
-            inputs[name] = binary.decode(chunk, _datatype(tensor, where), shape, where)
+            inputs[name] = binary.decode(chunk, tensor["datatype"], shape, where)
         else:
             inputs[name] = to_array(tensor["data"], tensor["datatype"], where=where, shape=shape)
     return inputs
-
-
-def _datatype(tensor: dict[str, Any], where: str) -> str:
-    datatype = tensor["datatype"]
-    if not isinstance(datatype, str):
-        raise InvalidInput(f"{where}: datatype must be a string")
-    return datatype
 
 
 def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
