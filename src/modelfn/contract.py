@@ -171,11 +171,8 @@ def load_contract(folder: str | Path) -> Contract:
     A compiled copy (see :data:`COMPILED_FILE`) is used when it matches the YAML byte for byte.
     """
     path = Path(folder) / CONTRACT_FILE
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read the contract ({exc.strerror or exc})") from exc
-    compiled = _read_compiled(Path(folder), raw)
+    raw = _read(path)
+    compiled = _read_compiled(Path(folder), hashlib.sha256(raw).hexdigest())
     return compiled if compiled is not None else parse_contract(raw, source=str(path))
 
 
@@ -189,30 +186,34 @@ def compile_contract(folder: str | Path) -> Contract:
 
     folder = Path(folder)
     path = folder / CONTRACT_FILE
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read the contract ({exc.strerror or exc})") from exc
-    fresh = _read_compiled(folder, raw)
+    raw = _read(path)
+    digest = hashlib.sha256(raw).hexdigest()
+    fresh = _read_compiled(folder, digest)
     if fresh is not None:
         return fresh
     contract = parse_contract(raw, source=str(path))
     target = folder / COMPILED_FILE
     target.parent.mkdir(exist_ok=True)
-    write_atomically(target, msgspec.json.encode(_Compiled(hashlib.sha256(raw).hexdigest(), __version__, contract)))
+    write_atomically(target, msgspec.json.encode(_Compiled(digest, __version__, contract)))
     return contract
 
 
-def _read_compiled(folder: Path, raw: bytes) -> Contract | None:
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the contract ({exc.strerror or exc})") from exc
+
+
+def _read_compiled(folder: Path, yaml_sha256: str) -> Contract | None:
+    """The compiled contract if it was made from YAML with this digest by this modelfn version."""
     from modelfn import __version__
 
     try:
         compiled = msgspec.json.decode((folder / COMPILED_FILE).read_bytes(), type=_Compiled)
     except (OSError, msgspec.DecodeError):  # absent, unreadable or stale schema: use the YAML
         return None
-    if compiled.modelfn_version != __version__ or not hmac.compare_digest(
-        compiled.source_sha256, hashlib.sha256(raw).hexdigest()
-    ):
+    if compiled.modelfn_version != __version__ or not hmac.compare_digest(compiled.source_sha256, yaml_sha256):
         return None
     return compiled.contract
 

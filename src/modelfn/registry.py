@@ -26,6 +26,7 @@ import msgspec.json
 
 from modelfn.contract import Contract, compile_contract, resolve_local_artifact
 from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, RegistryError
+from modelfn.runtime.artifacts import sha256_hex
 from modelfn.runtime.stores import ABSENT, Store, join, open_store, with_retries
 
 CONTRACT_OBJECT = "modelfn.json"
@@ -94,7 +95,7 @@ class Registry:
         contract = compile_contract(folder)
         source = resolve_local_artifact(contract, folder)
         data = source.read_bytes()
-        if _sha256(data) != contract.artifact.sha256:
+        if sha256_hex(data) != contract.artifact.sha256:
             raise ContractError(f"{source}: the bytes do not match the contract's artifact.sha256")
         name, version = contract.name, contract.version
         artifact_key = self._key(name, version, source.name)
@@ -231,7 +232,7 @@ class Registry:
             self._retry(lambda: self.store.write(key, data, expect=ABSENT), "uploading artifact")
         except PreconditionFailed:
             present = self._retry(lambda: self.store.read(key), "reading artifact")
-            if _sha256(present) != sha256:
+            if sha256_hex(present) != sha256:
                 raise RegistryError(
                     f"{self.store.uri}/{key} already holds different bytes; refusing to overwrite"
                 ) from None
@@ -244,12 +245,6 @@ class Registry:
 
     def _alias_key(self, name: str, alias: str) -> str:
         return self._key(name, ALIASES, f"{alias}.json")
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _version_order(version: str) -> tuple[int, int | str]:

@@ -72,7 +72,7 @@ def fetch_verified(
     location = f"{store.uri}/{key}"
     data = with_retries(lambda: _download(store, key, chunk_bytes), what=f"reading {location}", attempts=attempts)
     if not _matches(data, expected_sha256):
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_hex(data)
         raise ArtifactError(
             f"artifact digest mismatch for {location}: the contract pins sha256 "
             f"{expected_sha256}, the bytes hash to {actual}; refusing to load them"
@@ -97,5 +97,9 @@ def _download(store: Store, key: str, chunk: int) -> bytes:
     return data
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _matches(data: bytes, sha256: str) -> bool:
-    return hmac.compare_digest(hashlib.sha256(data).hexdigest(), sha256)
+    return hmac.compare_digest(sha256_hex(data), sha256)

@@ -24,6 +24,7 @@ import yaml
 
 from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
 from modelfn.errors import ContractError
+from modelfn.runtime.artifacts import sha256_hex
 from modelfn.runtime.model import LoadedModel, load_model, local_artifact
 from modelfn.settings import Settings
 
@@ -58,9 +59,10 @@ def convert(
     inputs, labels = _validation(folder, source)
     original = _load(folder, source)
 
-    store, key = local_artifact(source, folder)
-    onnx_bytes = original_bytes = store.read(key)
-    if source.framework != "onnx":
+    if source.framework == "onnx":  # quantizing only: start from the artifact itself
+        store, key = local_artifact(source, folder)
+        onnx_bytes = store.read(key)
+    else:
         onnx_bytes = _to_onnx(source, original)
     if quantize == "int8":
         onnx_bytes = _quantize_int8(onnx_bytes)
@@ -71,7 +73,7 @@ def convert(
         version=version or f"{source.version}{suffix}",
         framework="onnx",
         artifact=msgspec.structs.replace(
-            source.artifact, uri="model.onnx", sha256=_sha256(onnx_bytes), trusted_types=[]
+            source.artifact, uri="model.onnx", sha256=sha256_hex(onnx_bytes), trusted_types=[]
         ),
         dependencies=[d for d in source.dependencies if d not in ("scikit-learn", "skops", "tensorflow", "keras")],
     )
@@ -81,7 +83,7 @@ def convert(
         converted = _load(staged, target)
         report = _compare(original, converted, inputs, labels, limits)
         report |= {
-            "source": {"framework": source.framework, "version": source.version, "bytes": len(original_bytes)},
+            "source": {"framework": source.framework, "version": source.version, "bytes": original.artifact_bytes},
             "converted": {"version": target.version, "bytes": len(onnx_bytes), "quantize": quantize},
             "latency_ms": {"source": _latency(original, inputs), "converted": _latency(converted, inputs)},
         }
@@ -196,9 +198,3 @@ def _latency(model: LoadedModel, inputs: dict[str, np.ndarray], runs: int = 200)
         model.infer(row)
         samples.append(time.perf_counter() - started)
     return round(statistics.median(samples) * 1000, 4)
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
