@@ -32,7 +32,8 @@ def test_digits_contract_loads_with_documented_accuracy() -> None:
         ({"framework": "pytorch"}, "field `framework`: invalid enum value 'pytorch'"),
         ({"name": "Digits!"}, "field `name`: expected `str` matching regex"),
         ({"artifact": {"uri": "model.onnx", "sha256": "abc"}}, "field `artifact.sha256`"),
-        ({"artifact": None}, "object missing required field `artifact`"),
+        ({"artifact": None}, "framework 'onnx' needs `artifact`"),
+        ({"steps": [{"model": "x", "inputs": {"a": "pixels"}, "outputs": {"b": "c"}}]}, "`steps` belong to"),
         ({"colour": "blue"}, "object contains unknown field `colour`"),
         ({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1]}]}, "field `inputs[0].datatype`"),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-2]}]}, "field `inputs[0].shape[0]`"),
@@ -123,3 +124,63 @@ def test_a_fresh_compiled_contract_keeps_yaml_off_the_cold_path(function_copy) -
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
         == "True"
     )
+
+
+# -- pipelines -------------------------------------------------------------------------------------
+
+PIPELINE = {
+    "name": "ensemble",
+    "version": "1",
+    "framework": "pipeline",
+    "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}],
+    "outputs": [
+        {"name": "label", "datatype": "INT64", "shape": [-1]},
+        {"name": "mlp_label", "datatype": "INT64", "shape": [-1]},
+    ],
+    "docs": {"description": "a chain and a fan-out"},
+    "steps": [
+        {"model": "pca", "inputs": {"x": "pixels"}, "outputs": {"components": "features"}},
+        {"model": "classifier", "inputs": {"features": "features"}, "outputs": {"label": "label"}},
+        {"model": "digits", "inputs": {"pixels": "pixels"}, "outputs": {"label": "mlp_label"}},
+    ],
+}
+
+
+def pipeline_text(**changes) -> str:
+    return yaml.safe_dump({k: v for k, v in {**PIPELINE, **changes}.items() if v is not None})
+
+
+def test_a_pipeline_chains_and_fans_out() -> None:
+    contract = parse_contract(pipeline_text())
+    assert contract.artifact is None and contract.platform == "ensemble"
+    assert [step.model for step in contract.steps] == ["pca", "classifier", "digits"]
+    with pytest.raises(ContractError, match="is a pipeline: it has no artifact"):
+        contract.verified_artifact()
+
+
+def step(model: str, inputs: dict, outputs: dict) -> dict:
+    return {"model": model, "inputs": inputs, "outputs": outputs}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"steps": None}, "a pipeline needs `steps`"),
+        ({"artifact": {"uri": "m.onnx", "sha256": "0" * 64}}, "a pipeline has no `artifact`"),
+        ({"steps": [step("pca", {"x": "nowhere"}, {"y": "label"})]}, "reads ['nowhere'], which no pipeline input"),
+        (  # a step may only read what earlier steps produced: no cycles by construction
+            {"steps": [step("a", {"x": "later"}, {"y": "label"}), step("b", {"x": "pixels"}, {"y": "later"})]},
+            "steps[0] (a): reads ['later']",
+        ),
+        ({"steps": [step("a", {"x": "pixels"}, {"y": "pixels"})]}, "publishes ['pixels'] again"),
+        ({"steps": [step("a", {"x": "pixels"}, {"y": "label", "z": "label"})]}, "publishes ['label'] again"),
+        ({"steps": [step("a", {"x": "pixels"}, {"y": "label"})]}, "outputs ['mlp_label'] are produced by no step"),
+        ({"steps": [step("ensemble", {"x": "pixels"}, {"y": "label"})]}, "a pipeline cannot run itself"),
+        ({"steps": [step("a", {}, {"y": "label"})]}, "field `steps[0].inputs`"),
+        ({"steps": [step("Bad Name", {"x": "pixels"}, {"y": "label"})]}, "field `steps[0].model`"),
+    ],
+)
+def test_invalid_pipelines_name_the_step(changes: dict, expected: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_contract(pipeline_text(**changes), source="p/modelfn.yaml")
+    assert expected in str(caught.value)

@@ -16,6 +16,8 @@ from modelfn.errors import ModelfnError
 
 if TYPE_CHECKING:
     from modelfn.contract import Contract
+    from modelfn.runtime.model import LoadedModel
+    from modelfn.settings import Settings
 
 ENTRYPOINT_FILE = "main.py"
 ENTRYPOINT_TARGET = "handle"
@@ -39,9 +41,14 @@ def check(folder: Path) -> None:
     with _click_errors():
         contract = _compile(folder)
         click.echo(f"contract  {folder / 'modelfn.yaml'}: {contract.name} v{contract.version} ({contract.framework})")
-        model = load_model(folder, contract, Settings.from_env(), *local_artifact(contract, folder))
+        settings = Settings.from_env()
+        if contract.framework == "pipeline":
+            model = _load_pipeline(folder, contract, settings)
+            click.echo(f"steps     {' -> '.join(step.model for step in contract.steps)} (sibling folders)")
+        else:
+            model = load_model(folder, contract, settings, *local_artifact(contract, folder))
         phases = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in model.phases.items())
-        click.echo(f"loaded    sha256 verified; {phases}")
+        click.echo(f"loaded    every sha256 verified; {phases}")
         if contract.example is None:
             click.echo("example   none in the contract (add `example:` to have it run here)")
         else:
@@ -189,6 +196,18 @@ def _click_errors() -> Iterator[None]:
         yield
     except ModelfnError as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _load_pipeline(folder: Path, contract: Contract, settings: Settings) -> LoadedModel:
+    """Load a pipeline as its function would: beside the sibling folders its steps name."""
+    from modelfn.group import FunctionGroup
+
+    names = [folder.name, *dict.fromkeys(step.model for step in contract.steps)]
+    try:
+        group = FunctionGroup(folder.parent, names, settings)
+    except ValueError as exc:
+        raise click.ClickException(f"{folder}: {exc}") from None
+    return group.member(folder.name).model()
 
 
 def _compile(folder: Path) -> Contract:

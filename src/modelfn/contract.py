@@ -39,13 +39,15 @@ Dim = Annotated[int, msgspec.Meta(ge=-1)]
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 HookRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$")]
 
-Framework = Literal["onnx", "tensorflow", "sklearn"]
+Framework = Literal["onnx", "tensorflow", "sklearn", "pipeline"]
 
-#: OIP ``platform`` string reported in model metadata, per framework.
+#: OIP ``platform`` string reported in model metadata, per framework
+#: (``ensemble`` is what Triton reports for the same idea, so clients recognise it).
 PLATFORMS: dict[str, str] = {
     "onnx": "onnx_onnxv1",
     "tensorflow": "tensorflow_savedmodel",
     "sklearn": "sklearn",
+    "pipeline": "ensemble",
 }
 
 
@@ -116,13 +118,30 @@ class Docs(_Strict):
     limitations: list[str] = []
 
 
-class Contract(_Strict):
+class Step(_Strict):
+    """One model run by a pipeline, wired by tensor names (as in a Triton ensemble).
+
+    The pipeline's inputs and every step's mapped outputs share one namespace of
+    tensor names; a step reads from it and adds to it, so a later step can take an
+    earlier one's output (a chain) and several steps can read the same input (a fan-out).
+    """
+
+    #: A model served by the same function (a sibling folder); it may not be a pipeline.
+    model: ModelName
+    #: The model's input name -> the tensor it reads: a pipeline input or an earlier step's output.
+    inputs: Annotated[dict[TensorName, TensorName], msgspec.Meta(min_length=1)]
+    #: The model's output name -> the tensor name it is published under.
+    outputs: Annotated[dict[TensorName, TensorName], msgspec.Meta(min_length=1)]
+
+
+class Contract(_Strict, kw_only=True):
     """The whole ``modelfn.yaml``."""
 
     name: ModelName
     version: Version
     framework: Framework
-    artifact: Artifact
+    #: Every framework but ``pipeline`` has one; a pipeline has ``steps`` instead.
+    artifact: Artifact | None = None
     inputs: Annotated[list[TensorSpec], msgspec.Meta(min_length=1)]
     outputs: Annotated[list[TensorSpec], msgspec.Meta(min_length=1)]
     docs: Docs
@@ -134,19 +153,54 @@ class Contract(_Strict):
     validation: str | None = None
     #: Extra pip requirements the hooks need (the runtime's own are implied).
     dependencies: list[str] = []
+    #: ``framework: pipeline`` only: the models to run, in order.
+    steps: Annotated[list[Step], msgspec.Meta(max_length=32)] = []
 
     def __post_init__(self) -> None:
+        for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+            names = [spec.name for spec in specs]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} has duplicate tensor names: {', '.join(duplicates)}")
+        if self.framework == "pipeline":
+            self._check_pipeline()
+            return
+        if self.artifact is None:
+            raise ValueError(f"framework {self.framework!r} needs `artifact` (its uri and sha256)")
+        if self.steps:
+            raise ValueError("`steps` belong to `framework: pipeline` only")
         expected = {"onnx": {"onnx"}, "tensorflow": {"keras"}, "sklearn": {"skops"} | PICKLE_FORMATS}[self.framework]
         if self.artifact.format not in expected:
             raise ValueError(
                 f"a {self.framework} artifact must end in one of "
                 f"{sorted(k for k, v in FORMATS.items() if v in expected)}, got {self.artifact.uri!r}"
             )
-        for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
-            names = [spec.name for spec in specs]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"{kind} has duplicate tensor names: {', '.join(duplicates)}")
+
+    def _check_pipeline(self) -> None:
+        """Every tensor a step reads exists by then, each is produced once, every output is produced."""
+        if self.artifact is not None:
+            raise ValueError("a pipeline has no `artifact`: its `steps` name the models it runs")
+        if not self.steps:
+            raise ValueError("a pipeline needs `steps`: the models to run, in order")
+        available = {spec.name for spec in self.inputs}
+        for index, step in enumerate(self.steps):
+            where = f"steps[{index}] ({step.model})"
+            if step.model == self.name:
+                raise ValueError(f"{where}: a pipeline cannot run itself")
+            missing = sorted(set(step.inputs.values()) - available)
+            if missing:
+                raise ValueError(
+                    f"{where}: reads {missing}, which no pipeline input or earlier step provides "
+                    f"(available: {sorted(available)})"
+                )
+            published = list(step.outputs.values())
+            clashes = sorted({name for name in published if name in available or published.count(name) > 1})
+            if clashes:
+                raise ValueError(f"{where}: publishes {clashes} again; every tensor name is produced once")
+            available.update(published)
+        unproduced = sorted({spec.name for spec in self.outputs} - available)
+        if unproduced:
+            raise ValueError(f"outputs {unproduced} are produced by no step; map a step output to each name")
 
     @property
     def platform(self) -> str:
@@ -157,6 +211,12 @@ class Contract(_Strict):
 
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)
+
+    def verified_artifact(self) -> Artifact:
+        """The artifact of a model (every framework but ``pipeline``, which validation guarantees)."""
+        if self.artifact is None:
+            raise ContractError(f"{self.name} is a pipeline: it has no artifact of its own")
+        return self.artifact
 
 
 class _Compiled(msgspec.Struct, frozen=True):
@@ -251,7 +311,7 @@ def resolve_local_artifact(contract: Contract, folder: str | Path) -> Path:
     relative path must stay inside the folder, so a contract copied from
     elsewhere cannot read arbitrary files.
     """
-    uri = contract.artifact.uri
+    uri = contract.verified_artifact().uri
     if uri.startswith("file://"):
         path = Path(uri.removeprefix("file://"))
         if not path.is_absolute():

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from modelfn.errors import ModelFault, ModelfnError, NotFound, UnsupportedMediaType
+from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from modelfn.http import Request, Response
     from modelfn.registry import ModelRef, Registry
     from modelfn.runtime.model import LoadedModel
+    from modelfn.runtime.pipeline import Members
     from modelfn.runtime.stores import Store
     from modelfn.settings import Settings
 
@@ -61,7 +62,11 @@ def handle_request(servable: Servable, request: Request) -> Response:
 
 
 class ModelFunction:
-    """Serves the model described by ``<folder>/modelfn.yaml``."""
+    """Serves the model described by ``<folder>/modelfn.yaml``.
+
+    ``members`` finds the other models of the same function, which a pipeline
+    contract runs (see :mod:`modelfn.runtime.pipeline`).
+    """
 
     def __init__(
         self,
@@ -69,10 +74,12 @@ class ModelFunction:
         settings: Settings,
         *,
         cache: ModelCache | None = None,
+        members: Members | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.settings = settings
         self._cache = GLOBAL_CACHE if cache is None else cache
+        self._members = members
         self._current: _Target | None = None
         self._registry_ref: tuple[Registry, ModelRef] | None = None  # built on first use (imports msgspec)
         self._target_lock = threading.Lock()
@@ -144,6 +151,8 @@ class ModelFunction:
             from modelfn.runtime.model import local_artifact
 
             contract = load_contract(self.folder)
+            if contract.framework == "pipeline":
+                return self._pipeline_target(contract)
             store, key = local_artifact(contract, self.folder)
             return self._make_target(contract, store, key, disk=False)
         registry, ref = self._registry()
@@ -156,19 +165,32 @@ class ModelFunction:
 
         tier = DiskTier(self.settings.cache_dir) if disk else None
         # Resolved once per target: resolve() touches the file system, requests must not.
-        cache_key = f"{self.folder.resolve()}:{store.uri}/{key}:{contract.artifact.sha256}"
+        cache_key = f"{self.folder.resolve()}:{store.uri}/{key}:{contract.verified_artifact().sha256}"
 
         def load() -> LoadedModel:
             from modelfn.runtime.model import load_model
 
             log.info("loading model %s v%s from %s/%s", contract.name, contract.version, store.uri, key)
-            model = load_model(self.folder, contract, self.settings, store, key, disk=tier)
-            total = sum(model.phases.values()) * 1000
-            phases = ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in model.phases.items())
-            log.info("loaded model %s v%s in %.1f ms (%s)", contract.name, contract.version, total, phases)
-            return model
+            return _logged(load_model(self.folder, contract, self.settings, store, key, disk=tier))
 
         return _Target(contract, cache_key, load)
+
+    def _pipeline_target(self, contract: Contract) -> _Target:
+        members = self._members
+        if members is None:
+            raise ContractError(
+                f"{contract.name} is a pipeline: it runs models served by the same function, so serve it "
+                "with http_function(__file__, models=[...]) naming it and each model of its steps"
+            )
+
+        def load() -> LoadedModel:
+            from modelfn.runtime.pipeline import load_pipeline
+
+            log.info("loading pipeline %s v%s (%s)", contract.name, contract.version,
+                     " -> ".join(step.model for step in contract.steps))  # fmt: skip
+            return _logged(load_pipeline(self.folder, contract, members))
+
+        return _Target(contract, f"{self.folder.resolve()}:pipeline:{contract.version}", load)
 
     def _registry(self) -> tuple[Registry, ModelRef]:
         if self._registry_ref is None:
@@ -214,6 +236,16 @@ class ModelFunction:
         finally:
             with self._target_lock:
                 self._refreshing = False
+
+
+def _logged(model: LoadedModel) -> LoadedModel:
+    """Log how long a load took and where the time went, then pass the model on."""
+    contract = model.contract
+    total = sum(model.phases.values()) * 1000
+    phases = ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in model.phases.items())
+    kind = "pipeline" if contract.framework == "pipeline" else "model"
+    log.info("loaded %s %s v%s in %.1f ms (%s)", kind, contract.name, contract.version, total, phases)
+    return model
 
 
 class _Target(NamedTuple):

@@ -6,7 +6,8 @@ hooks); ``main.py`` names them, so building the group reads nothing::
     handle = http_function(__file__, models=["digits", "cancer"])
 
 ``/v2/models/{name}/...``, ``/v1/models/{name}:predict`` and
-``/models/{name}/predict`` route to each. Loaded models share a memory budget
+``/models/{name}/predict`` route to each. A member may be a pipeline that runs
+other members (:mod:`modelfn.runtime.pipeline`). Loaded models share a memory budget
 (``MODELFN_MEMORY_BUDGET_MB``, counted in artifact bytes, the part of a model's
 memory that grows with it): on every request the least recently used loaded
 models are released until the others fit. A released model reloads on its next
@@ -44,7 +45,9 @@ class FunctionGroup:
         if bad or not names or len(set(names)) != len(names):
             raise ValueError(f"models must be distinct sub-folder names matching {_NAME.pattern}; got {names}")
         self.settings = settings
-        self._members = {name: ModelFunction(Path(folder) / name, settings, cache=cache) for name in names}
+        self._members = {
+            name: ModelFunction(Path(folder) / name, settings, cache=cache, members=self.member) for name in names
+        }
         self._recent: OrderedDict[str, None] = OrderedDict((name, None) for name in names)
         self._lock = threading.Lock()
 
@@ -78,7 +81,8 @@ class FunctionGroup:
             if budget <= 0:
                 return
             loaded = [(other, self._members[other].loaded_bytes()) for other in self._recent]
-            sizes = {other: size for other, size in loaded if size is not None}
+            # A loaded pipeline holds no artifact (0 bytes): releasing it would free nothing.
+            sizes = {other: size for other, size in loaded if size}
             total = sum(sizes.values())
             for other in list(sizes):  # least recent first
                 if total <= budget or other == name:

@@ -93,28 +93,34 @@ class Registry:
     def push(self, folder: str | Path) -> PushResult:
         """Upload a function folder's contract and artifact as an immutable version."""
         contract = compile_contract(folder)
+        if contract.framework == "pipeline":
+            raise RegistryError(
+                f"{contract.name} is a pipeline: push the models it runs; "
+                "the pipeline's contract ships with its function"
+            )
+        artifact = contract.verified_artifact()
         source = resolve_local_artifact(contract, folder)
         data = source.read_bytes()
-        if sha256_hex(data) != contract.artifact.sha256:
+        if sha256_hex(data) != artifact.sha256:
             raise ContractError(f"{source}: the bytes do not match the contract's artifact.sha256")
         name, version = contract.name, contract.version
         artifact_key = self._key(name, version, source.name)
         contract_key = self._key(name, version, CONTRACT_OBJECT)
         existing = self._read_contract(contract_key)
         if existing is not None:
-            if existing.artifact.sha256 != contract.artifact.sha256:
+            if existing.verified_artifact().sha256 != artifact.sha256:
                 raise RegistryError(
                     f"{name} v{version} already exists in {self.uri} with different bytes "
-                    f"(sha256 {existing.artifact.sha256}); versions are immutable, push a new version"
+                    f"(sha256 {existing.verified_artifact().sha256}); versions are immutable, push a new version"
                 )
-            return PushResult(name, version, contract.artifact.sha256, created=False)
-        self._write_artifact(artifact_key, data, contract.artifact.sha256)
-        stored = msgspec.structs.replace(contract, artifact=msgspec.structs.replace(contract.artifact, uri=source.name))
+            return PushResult(name, version, artifact.sha256, created=False)
+        self._write_artifact(artifact_key, data, artifact.sha256)
+        stored = msgspec.structs.replace(contract, artifact=msgspec.structs.replace(artifact, uri=source.name))
         try:
             self._retry(lambda: self.store.write(contract_key, msgspec.json.encode(stored), expect=ABSENT), "push")
         except PreconditionFailed:  # a racing identical push won: fine if it is the same bytes
             return self.push(folder)
-        return PushResult(name, version, contract.artifact.sha256, created=True)
+        return PushResult(name, version, artifact.sha256, created=True)
 
     def versions(self, name: str) -> list[str]:
         suffix = "/" + CONTRACT_OBJECT
@@ -130,7 +136,7 @@ class Registry:
         return contract
 
     def artifact_key(self, contract: Contract) -> str:
-        return self._key(contract.name, contract.version, contract.artifact.uri)
+        return self._key(contract.name, contract.version, contract.verified_artifact().uri)
 
     # -- aliases --------------------------------------------------------------
     def alias(self, name: str, alias: str) -> AliasRecord | None:

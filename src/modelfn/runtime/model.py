@@ -133,6 +133,19 @@ def local_artifact(contract: Contract, folder: str | Path) -> tuple[Store, str]:
     return LocalStore(path.parent), path.name
 
 
+class PhaseTimer:
+    """Seconds per load phase, in order, for the log line that explains a cold start."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = now - self._started
+        self._started = now
+
+
 def load_model(
     folder: str | Path,
     contract: Contract,
@@ -146,27 +159,27 @@ def load_model(
 
     ``folder`` holds the hooks; the artifact is ``key`` in ``store``, through ``disk`` if given.
     """
-    phases: dict[str, float] = {}
-    started = time.perf_counter()
-
-    def lap(phase: str) -> None:
-        nonlocal started
-        now = time.perf_counter()
-        phases[phase] = now - started
-        started = now
-
-    data, tier = fetch_verified(store, key, contract.artifact.sha256, disk=disk, attempts=settings.store_attempts)
-    lap(f"fetch({tier})")
+    timer = PhaseTimer()
+    sha256 = contract.verified_artifact().sha256
+    data, tier = fetch_verified(store, key, sha256, disk=disk, attempts=settings.store_attempts)
+    timer.lap(f"fetch({tier})")
     predictor = load_predictor(contract, data, settings)
     size = len(data)
     del data
-    lap("deserialize")
+    timer.lap("deserialize")
+    return assemble(folder, contract, predictor, timer, artifact_bytes=size)
+
+
+def assemble(
+    folder: str | Path, contract: Contract, predictor: Predictor, timer: PhaseTimer, *, artifact_bytes: int = 0
+) -> LoadedModel:
+    """Import the hooks and warm the predictor up: the last phases of every load."""
     namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
     hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace)
-    lap("hooks")
-    model = LoadedModel(contract, predictor, hooks, phases, size)
+    timer.lap("hooks")
+    model = LoadedModel(contract, predictor, hooks, timer.phases, artifact_bytes)
     _warm_up(model)
-    lap("warmup")
+    timer.lap("warmup")
     return model
 
 

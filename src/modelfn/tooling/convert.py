@@ -51,6 +51,8 @@ def convert(
 ) -> dict[str, Any]:
     """Convert ``folder``'s model to ONNX in ``out`` and return the report; raise if it does not verify."""
     source = compile_contract(folder)
+    if source.framework == "pipeline":
+        raise ContractError(f"{folder} is a pipeline; convert each model it runs")
     if source.framework == "onnx" and quantize is None:
         raise ContractError(f"{folder} is already ONNX; pass --quantize int8 to quantize it")
     if source.validation is None:
@@ -73,7 +75,7 @@ def convert(
         version=version or f"{source.version}{suffix}",
         framework="onnx",
         artifact=msgspec.structs.replace(
-            source.artifact, uri="model.onnx", sha256=sha256_hex(onnx_bytes), trusted_types=[]
+            source.verified_artifact(), uri="model.onnx", sha256=sha256_hex(onnx_bytes), trusted_types=[]
         ),
         dependencies=[d for d in source.dependencies if d not in ("scikit-learn", "skops", "tensorflow", "keras")],
     )

@@ -67,18 +67,19 @@ class SklearnPredictor:
 
 
 def _deserialize(data: bytes, contract: Contract) -> Any:
-    fmt = contract.artifact.format
+    artifact = contract.verified_artifact()
+    fmt = artifact.format
     if fmt == "skops":
         require("skops", "sklearn")
         import skops.io
 
-        untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in contract.artifact.trusted_types]
+        untrusted = [t for t in skops.io.get_untrusted_types(data=data) if t not in artifact.trusted_types]
         if untrusted:
             raise ContractError(
                 f"field `artifact.trusted_types`: the skops file contains types that are not trusted by default: "
                 f"{untrusted}; list them there if you built this file and trust them"
             )
-        return skops.io.loads(data, trusted=list(contract.artifact.trusted_types) or None)
+        return skops.io.loads(data, trusted=list(artifact.trusted_types) or None)
     # Pickle/joblib: the bytes were verified against the pinned sha256 before reaching here.
     if fmt == "joblib":
         import joblib
