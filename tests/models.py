@@ -86,3 +86,51 @@ def write_external_data_function(folder: Path, location: str) -> Path:
     }
     (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
     return folder
+
+
+def write_training_graph_function(folder: Path) -> Path:
+    """An ONNX MLP exported with training-only leftovers (Dropout, Identity) and unfused MatMul + Add.
+
+    Carries ``validation.npz`` so ``modelfn convert`` can verify what it does to the graph.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    weights = {
+        "w1": rng.normal(size=(8, 16)).astype(np.float32), "b1": rng.normal(size=16).astype(np.float32),
+        "w2": rng.normal(size=(16, 3)).astype(np.float32), "b2": rng.normal(size=3).astype(np.float32),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Identity", ["x"], ["x_copy"]),
+        helper.make_node("MatMul", ["x_copy", "w1"], ["h_mm"]),
+        helper.make_node("Add", ["h_mm", "b1"], ["h_lin"]),
+        helper.make_node("Relu", ["h_lin"], ["h"]),
+        helper.make_node("Dropout", ["h"], ["h_drop"]),  # a no-op at inference
+        helper.make_node("MatMul", ["h_drop", "w2"], ["y_mm"]),
+        helper.make_node("Add", ["y_mm", "b2"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "trained",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(array, name) for name, array in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+    np.savez(folder / "validation.npz", x=rng.normal(size=(64, 8)).astype(np.float32))
+    contract = {
+        "name": "trained",
+        "version": "1",
+        "framework": "onnx",
+        "artifact": {"uri": "model.onnx", "sha256": sha256_of(folder / "model.onnx")},
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 8]}],
+        "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 3]}],
+        "validation": "validation.npz",
+        "docs": {"description": "An MLP graph as a training framework might export it."},
+    }
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    return folder

@@ -94,11 +94,14 @@ def serve(folder: Path, port: int, host: str) -> None:
 @click.option("--version", "version", default=None, help="Version of the converted contract (default: <version>-onnx).")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None, help="ONNX Runtime dynamic quantization.")
 @click.option(
+    "--optimize", is_flag=True, help="Save ONNX Runtime's offline-optimized graph (portable, extended level)."
+)
+@click.option(
     "--max-abs-diff", type=float, default=None, help="Largest accepted float difference (default 1e-3; 0.05 with int8)."
 )
 @click.option("--min-agreement", type=float, default=None, help="Smallest accepted label agreement (default 0.99).")
 def convert(
-    folder: Path, out: Path, version: str | None, quantize: str | None, max_abs_diff: float | None,
+    folder: Path, out: Path, version: str | None, quantize: str | None, optimize: bool, max_abs_diff: float | None,
     min_agreement: float | None,
 ) -> None:  # fmt: skip
     """Convert FOLDER's scikit-learn or Keras model to a verified ONNX function in OUT."""
@@ -111,13 +114,14 @@ def convert(
         defaults.min_agreement if min_agreement is None else min_agreement,
     )
     with _click_errors():
-        report = run(folder, out, version=version, quantize=quantize, thresholds=limits)
+        report = run(folder, out, version=version, quantize=quantize, optimize=optimize, thresholds=limits)
     source, converted = report["source"], report["converted"]
     click.echo(f"converted {folder} v{source['version']} ({source['framework']}) -> {out} v{converted['version']}")
     click.echo(f"size      {source['bytes']:,} -> {converted['bytes']:,} bytes")
     if "accuracy" in report:
         click.echo(f"accuracy  {report['accuracy']['source']} -> {report['accuracy']['converted']}")
     click.echo(f"latency   {report['latency_ms']['source']} -> {report['latency_ms']['converted']} ms (1 row, median)")
+    click.echo(f"load      {report['load_ms']['source']} -> {report['load_ms']['converted']} ms (deserialize, once)")
     for name, entry in report["outputs"].items():
         click.echo(f"{name:9s} " + ", ".join(f"{k} {v:.3g}" for k, v in entry.items()))
     click.echo(f"report    {out / 'conversion-report.json'}")

@@ -56,8 +56,28 @@ def test_a_rejected_conversion_writes_nothing(tmp_path) -> None:
     assert not out.exists() and not any(tmp_path.iterdir())
 
 
-def test_an_onnx_function_needs_quantize(tmp_path) -> None:
+def test_the_offline_optimized_graph_drops_training_leftovers_and_answers_the_same(tmp_path) -> None:
+    import onnx
+    from models import write_training_graph_function
+
+    source = write_training_graph_function(tmp_path / "trained")
+    report = convert(source, tmp_path / "optimized", optimize=True)
+    assert report["converted"]["version"] == "1-opt" and report["converted"]["optimized"] is True
+    assert report["outputs"]["scores"]["max_abs_diff"] < 1e-5
+    assert set(report["load_ms"]) == {"source", "converted"}
+    before = [node.op_type for node in onnx.load(source / "model.onnx").graph.node]
+    after = [node.op_type for node in onnx.load(tmp_path / "optimized" / "model.onnx").graph.node]
+    assert {"Dropout", "Identity"} <= set(before) and not {"Dropout", "Identity"} & set(after)
+    assert len(after) < len(before)  # MatMul + Add fused into Gemm
+
+
+def test_quantized_and_optimized(tmp_path) -> None:
+    report = convert(CANCER, tmp_path / "both", quantize="int8", optimize=True)
+    assert report["converted"]["version"] == "1-onnx-int8-opt" and report["outputs"]["label"]["agreement"] == 1.0
+
+
+def test_an_onnx_function_needs_quantize_or_optimize(tmp_path) -> None:
     from modelfn.errors import ContractError
 
-    with pytest.raises(ContractError, match="already ONNX"):
+    with pytest.raises(ContractError, match="already ONNX; pass --quantize int8 or --optimize"):
         convert(ROOT / "functions" / "digits", tmp_path / "x")
