@@ -68,9 +68,10 @@ class TensorSpec(_Strict):
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
-#: Serialization formats by file extension. Pickle and joblib run code when loaded.
+#: Serialization formats by file extension. Pickle and joblib run code when loaded. A SavedModel
+#: is a folder, so it travels as one archive whose digest is pinned like any artifact.
 FORMATS = {".onnx": "onnx", ".keras": "keras", ".skops": "skops", ".pkl": "pickle", ".pickle": "pickle",
-           ".joblib": "joblib"}  # fmt: skip
+           ".joblib": "joblib", ".zip": "savedmodel", ".tgz": "savedmodel", ".tar.gz": "savedmodel"}  # fmt: skip
 PICKLE_FORMATS = frozenset({"pickle", "joblib"})
 
 
@@ -86,8 +87,8 @@ class Artifact(_Strict):
 
     @property
     def format(self) -> str | None:
-        suffix = "." + self.uri.rsplit(".", 1)[-1].lower() if "." in self.uri else ""
-        return FORMATS.get(suffix)
+        name = self.uri.rsplit("/", 1)[-1].lower()
+        return next((fmt for suffix, fmt in FORMATS.items() if name.endswith(suffix)), None)
 
     def __post_init__(self) -> None:
         if self.sha256 is not None:
@@ -169,7 +170,9 @@ class Contract(_Strict, kw_only=True):
             raise ValueError(f"framework {self.framework!r} needs `artifact` (its uri and sha256)")
         if self.steps:
             raise ValueError("`steps` belong to `framework: pipeline` only")
-        expected = {"onnx": {"onnx"}, "tensorflow": {"keras"}, "sklearn": {"skops"} | PICKLE_FORMATS}[self.framework]
+        expected = {"onnx": {"onnx"}, "tensorflow": {"keras", "savedmodel"}, "sklearn": {"skops"} | PICKLE_FORMATS}[
+            self.framework
+        ]
         if self.artifact.format not in expected:
             raise ValueError(
                 f"a {self.framework} artifact must end in one of "

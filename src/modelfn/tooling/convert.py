@@ -132,9 +132,9 @@ def _to_onnx(contract: Contract, model: LoadedModel) -> bytes:
         from modelfn.tooling.sklearn_onnx import sklearn_to_onnx
 
         return sklearn_to_onnx(model.predictor, contract)
-    from modelfn.tooling.keras_onnx import keras_to_onnx
+    from modelfn.tooling.tensorflow_onnx import tensorflow_to_onnx
 
-    return keras_to_onnx(model.predictor, contract)
+    return tensorflow_to_onnx(model.predictor, contract)
 
 
 def _quantize_int8(data: bytes) -> bytes:
@@ -227,10 +227,12 @@ def _compare(
 
 
 def _accuracy(outputs: dict[str, np.ndarray], labels: np.ndarray) -> float | None:
-    if "label" in outputs:
-        return round(float((outputs["label"] == labels).mean()), 4)
-    if "probabilities" in outputs:
-        return round(float((outputs["probabilities"].argmax(1) == labels).mean()), 4)
+    """Accuracy of the first output that names classes: integer labels, or per-class scores (argmax)."""
+    for array in outputs.values():
+        if array.ndim == 1 and array.dtype.kind in "iu":
+            return round(float((array == labels).mean()), 4)
+        if array.ndim == 2 and array.dtype.kind == "f":
+            return round(float((array.argmax(1) == labels).mean()), 4)
     return None
 
 

@@ -65,3 +65,114 @@ def test_lambda_layers_are_refused(tmp_path) -> None:
     loaded = load_contract(folder)
     with pytest.raises(ContractError, match="not a loadable Keras model"):
         load_model(folder, loaded, Settings(), *local_artifact(loaded, folder))
+
+
+# -- SavedModel: a folder, served from a digest-pinned archive ------------------------------------------
+
+
+def archive_folder(folder, target, fmt: str) -> None:
+    import shutil
+
+    base = str(target).removesuffix(".zip").removesuffix(".tar.gz")
+    made = shutil.make_archive(base, "zip" if fmt == "zip" else "gztar", root_dir=folder.parent, base_dir=folder.name)
+    assert made == str(target)
+
+
+@pytest.fixture(scope="module", params=["zip", "tar.gz"])
+def savedmodel_function(request, tmp_path_factory, keras_model):
+    """The digits network exported by Keras as a SavedModel, archived, with its contract."""
+    import shutil
+
+    root = tmp_path_factory.mktemp(f"savedmodel-{request.param}")
+    keras_model.export(root / "export" / "digits", verbose=False)
+    folder = root / "function"
+    folder.mkdir()
+    archive_folder(root / "export" / "digits", folder / f"model.{request.param}", request.param)
+    shutil.copy(KERAS / "validation.npz", folder)
+    shutil.copy(KERAS / "main.py", folder)
+    contract = yaml.safe_load((KERAS / "modelfn.yaml").read_text())
+    contract["version"] = "1-savedmodel"
+    contract["artifact"] = {"uri": f"model.{request.param}", "sha256": sha_of(folder / f"model.{request.param}")}
+    contract["outputs"] = [{"name": "output_0", "datatype": "FP32", "shape": [-1, 10]}]
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    return folder
+
+
+def sha_of(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_savedmodel_answers_as_keras_does(savedmodel_function, keras_model, heldout) -> None:
+    x, _ = heldout
+    contract = load_contract(savedmodel_function)
+    model = load_model(savedmodel_function, contract, Settings(), *local_artifact(contract, savedmodel_function))
+    served = model.infer({"pixels": x})["output_0"]
+    assert np.abs(served - keras_model(x, training=False).numpy()).max() < 1e-6
+
+
+def test_a_savedmodel_over_http(savedmodel_function, keras_model, heldout, tmp_path) -> None:
+    x, y = heldout
+    with running(savedmodel_function, tmp_path / "serve.log") as server:
+        tensor = {"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+        response = requests.post(f"{server.url}/v2/models/digits/infer", json={"inputs": [tensor]}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["model_version"] == "1-savedmodel"
+    served = np.array(response.json()["outputs"][0]["data"]).reshape(360, 10)
+    assert (served.argmax(1) == y).mean() == pytest.approx(0.975)
+
+
+def test_a_savedmodel_converts_to_onnx(savedmodel_function, tmp_path) -> None:
+    from modelfn.tooling.convert import convert
+
+    report = convert(savedmodel_function, tmp_path / "onnx")
+    assert report["outputs"]["output_0"]["argmax_agreement"] == 1.0
+    assert report["outputs"]["output_0"]["max_abs_diff"] < 1e-5
+    assert report["accuracy"] == {"source": 0.975, "converted": 0.975}
+    assert load_contract(tmp_path / "onnx").version == "1-savedmodel-onnx"
+
+
+@pytest.mark.parametrize(
+    ("field", "change", "expected"),
+    [
+        (
+            "outputs",
+            {"name": "probabilities"},
+            r"outputs\[0\]` \(probabilities\): .* no such tensor; it has \['output_0'\]",
+        ),
+        ("outputs", {"datatype": "FP64"}, r"datatype FP64 declared, the serving_default signature says float32"),
+        (
+            "inputs",
+            {"name": "image"},
+            r"the contract declares \['image'\], the serving_default signature takes \['pixels'\]",
+        ),
+        ("inputs", {"shape": [-1, 8, 8]}, r"shape \[-1, 8, 8\] declared, the signature's rank is 2"),
+    ],
+)
+def test_a_savedmodel_contract_must_match_its_signature(savedmodel_function, tmp_path, field, change, expected) -> None:
+    import shutil
+
+    folder = tmp_path / "mismatch"
+    shutil.copytree(savedmodel_function, folder)
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    contract[field][0].update(change)
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    loaded = load_contract(folder)
+    with pytest.raises(ContractError, match=expected):
+        load_model(folder, loaded, Settings(), *local_artifact(loaded, folder))
+
+
+def test_an_archive_that_escapes_its_folder_is_never_loaded(tmp_path) -> None:
+    import zipfile
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "model.zip", "w") as archive:
+        archive.writestr("digits/saved_model.pb", b"")
+        archive.writestr("../../outside.txt", b"owned")
+    contract = yaml.safe_load((KERAS / "modelfn.yaml").read_text())
+    contract["artifact"] = {"uri": "model.zip", "sha256": sha_of(folder / "model.zip")}
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    loaded = load_contract(folder)
+    with pytest.raises(ContractError, match="points outside the archive's folder"):
+        load_model(folder, loaded, Settings(), *local_artifact(loaded, folder))
+    assert not (tmp_path / "outside.txt").exists()

@@ -35,8 +35,10 @@ def load_predictor(contract: Contract, data: bytes, settings: Settings) -> Predi
 
         return SklearnPredictor.from_bytes(data, contract)
     if contract.framework == "tensorflow":
-        from modelfn.runtime.predictors.tensorflow import KerasPredictor
+        from modelfn.runtime.predictors.tensorflow import KerasPredictor, SavedModelPredictor
 
+        if contract.verified_artifact().format == "savedmodel":
+            return SavedModelPredictor.from_bytes(data, contract)
         return KerasPredictor.from_bytes(data, contract)
     raise ContractError(f"field `framework`: no predictor for {contract.framework!r}")
 

@@ -1,8 +1,8 @@
-"""Keras -> ONNX with tf2onnx, from a traced function with an explicit input signature.
+"""Keras and SavedModel -> ONNX with tf2onnx, from a traced function with an explicit input signature.
 
-``tf2onnx.convert.from_keras`` fails on Keras 3 Sequential models; tracing
-``model(x)`` under a ``tf.function`` with the contract's input shapes works for
-Sequential and functional models alike.
+``tf2onnx.convert.from_keras`` fails on Keras 3 Sequential models; tracing the
+predictor (``model(x)``, or the SavedModel's serving signature) under a
+``tf.function`` with the contract's input shapes works for every kind alike.
 """
 
 from __future__ import annotations
@@ -17,19 +17,17 @@ _TF_TYPES = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "INT32": "
              "UINT8": "uint8", "BOOL": "bool"}  # fmt: skip
 
 
-def keras_to_onnx(predictor: Any, contract: Contract) -> bytes:
+def tensorflow_to_onnx(predictor: Any, contract: Contract) -> bytes:
     import tensorflow as tf
     import tf2onnx
 
-    model = predictor.model
     signature = []
     for spec in contract.inputs:
         if spec.datatype not in _TF_TYPES:
-            raise ContractError(f"input {spec.name!r}: {spec.datatype} inputs cannot be converted from Keras")
+            raise ContractError(f"input {spec.name!r}: {spec.datatype} inputs cannot be converted from TensorFlow")
         shape = [None if dim == -1 else dim for dim in spec.shape]
         signature.append(tf.TensorSpec(shape, getattr(tf, _TF_TYPES[spec.datatype]), name=spec.name))
-    single = len(signature) == 1
-    function = tf.function(lambda *args: model(args[0] if single else list(args)), input_signature=signature)
+    function = tf.function(predictor.traceable(), input_signature=signature)
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=17)
     except Exception as exc:  # tf2onnx raises many types for unsupported layers
