@@ -2,8 +2,8 @@
 
     python bench/frameworks.py [--runs 3]
 
-Digits as Keras (functions/digits-keras), ONNX (functions/digits) and int8 ONNX
-(modelfn convert --quantize int8); the breast-cancer model as skops
+Digits as Keras (functions/digits-keras), as a SavedModel (Keras' export, zipped),
+ONNX (functions/digits) and int8 ONNX (modelfn convert --quantize int8); the breast-cancer model as skops
 (functions/cancer), as a digest-pinned pickle, and as ONNX (modelfn convert).
 Each is served by functions-framework; cold start is spawn to first answered
 prediction, RSS is the function's processes (gunicorn master + worker) after
@@ -44,6 +44,7 @@ def prepare() -> dict[str, Path]:
     CACHE.mkdir(parents=True, exist_ok=True)
     variants = {
         "digits, Keras": ROOT / "functions/digits-keras",
+        "digits, SavedModel": CACHE / "digits-savedmodel",
         "digits, ONNX": ROOT / "functions/digits",
         "digits, ONNX int8": CACHE / "digits-int8",
         "cancer, skops": ROOT / "functions/cancer",
@@ -54,6 +55,8 @@ def prepare() -> dict[str, Path]:
         convert(ROOT / "functions/digits-keras", variants["digits, ONNX int8"], quantize="int8")
     if not variants["cancer, ONNX"].exists():
         convert(ROOT / "functions/cancer", variants["cancer, ONNX"])
+    if not variants["digits, SavedModel"].exists():
+        _export_savedmodel(variants["digits, SavedModel"])
     pickled = variants["cancer, pickle"]
     if not pickled.exists():
         import skops.io
@@ -68,6 +71,22 @@ def prepare() -> dict[str, Path]:
     for folder in variants.values():
         subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], check=True, capture_output=True)
     return variants
+
+
+def _export_savedmodel(folder: Path) -> None:
+    """The digits-keras network exported by Keras as a SavedModel, zipped, with its contract."""
+    import keras
+    import yaml
+
+    source = ROOT / "functions/digits-keras"
+    keras.saving.load_model(source / "model.keras", compile=False).export(CACHE / "savedmodel-export", verbose=False)
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("model.keras", ".modelfn"))
+    archive = shutil.make_archive(str(folder / "model"), "zip", root_dir=CACHE / "savedmodel-export")
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    contract["version"] = "1-savedmodel"
+    contract["artifact"] = {"uri": "model.zip", "sha256": hashlib.sha256(Path(archive).read_bytes()).hexdigest()}
+    contract["outputs"][0]["name"] = "output_0"  # the name Keras gives the serving signature's output
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
 
 
 def request_for(label: str) -> tuple[str, bytes]:
@@ -150,7 +169,7 @@ def write(variants: dict[str, Path], results: dict[str, list[dict[str, float]]],
     ]
     for label, samples in results.items():
         contract = load_contract(variants[label])
-        size = (variants[label] / contract.artifact.uri).stat().st_size
+        size = (variants[label] / contract.verified_artifact().uri).stat().st_size
         accuracy = _accuracy(variants[label], contract)
         median = {key: statistics.median(s[key] for s in samples) for key in ("cold", "rss", "warm")}
         lines.append(
