@@ -3,7 +3,8 @@
     python bench/medium_model.py [--out bench/.cache/mobilenet]
 
 ``weights=None``: nothing is downloaded. Seeded, so the file is the same each time.
-Writes a function folder (model.onnx, modelfn.yaml, main.py) that modelfn serves.
+Writes a function folder (model.onnx, modelfn.yaml, main.py, and validation.npz: 8
+seeded random images, so ``modelfn convert`` can verify what it does) that modelfn serves.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(out: Path) -> Path:
-    if (out / "modelfn.yaml").is_file():
+    if (out / "modelfn.yaml").is_file() and (out / "validation.npz").is_file():
         return out
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -48,10 +49,15 @@ inputs:
   - {{name: image, datatype: FP32, shape: [-1, 224, 224, 3]}}
 outputs:
   - {{name: probabilities, datatype: FP32, shape: [-1, 1000]}}
+validation: validation.npz
 docs:
   description: MobileNetV2 with random weights, for benchmarks only.
 """
     )
+    import numpy as np
+
+    images = np.random.default_rng(0).random((8, 224, 224, 3), dtype=np.float32)
+    np.savez(out / "validation.npz", image=images)
     (out / "main.py").write_text((ROOT / "functions/digits/main.py").read_text())
     return out
 

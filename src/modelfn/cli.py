@@ -121,7 +121,9 @@ def convert(
     if "accuracy" in report:
         click.echo(f"accuracy  {report['accuracy']['source']} -> {report['accuracy']['converted']}")
     click.echo(f"latency   {report['latency_ms']['source']} -> {report['latency_ms']['converted']} ms (1 row, median)")
-    click.echo(f"load      {report['load_ms']['source']} -> {report['load_ms']['converted']} ms (deserialize, once)")
+    click.echo(
+        f"load      {report['load_ms']['source']} -> {report['load_ms']['converted']} ms (deserialize, median of 5)"
+    )
     for name, entry in report["outputs"].items():
         click.echo(f"{name:9s} " + ", ".join(f"{k} {v:.3g}" for k, v in entry.items()))
     click.echo(f"report    {out / 'conversion-report.json'}")

@@ -26,14 +26,20 @@ def keras_model():
     return keras.saving.load_model(KERAS / "model.keras", compile=False)
 
 
-def test_served_over_http_answers_as_keras_does(tmp_path, keras_model, heldout) -> None:
-    x, y = heldout
-    with running(KERAS, tmp_path / "serve.log") as server:
-        tensor = {"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+def serve_heldout(folder, images: np.ndarray, log) -> tuple[str, np.ndarray]:
+    """The version and probabilities a real ``modelfn serve`` of ``folder`` answers for ``images``."""
+    with running(folder, log) as server:
+        tensor = {"name": "pixels", "shape": list(images.shape), "datatype": "FP32", "data": images.ravel().tolist()}
         response = requests.post(f"{server.url}/v2/models/digits/infer", json={"inputs": [tensor]}, timeout=120)
     assert response.status_code == 200, response.text
-    assert response.json()["model_version"] == "1-keras"
-    served = np.array(response.json()["outputs"][0]["data"]).reshape(360, 10)
+    output = response.json()["outputs"][0]
+    return response.json()["model_version"], np.array(output["data"]).reshape(output["shape"])
+
+
+def test_served_over_http_answers_as_keras_does(tmp_path, keras_model, heldout) -> None:
+    x, y = heldout
+    version, served = serve_heldout(KERAS, x, tmp_path / "serve.log")
+    assert version == "1-keras"
     assert np.abs(served - keras_model(x, training=False).numpy()).max() < 1e-6
     assert (served.argmax(1) == y).mean() == pytest.approx(0.975)
 
@@ -110,14 +116,10 @@ def test_a_savedmodel_answers_as_keras_does(savedmodel_function, keras_model, he
     assert np.abs(served - keras_model(x, training=False).numpy()).max() < 1e-6
 
 
-def test_a_savedmodel_over_http(savedmodel_function, keras_model, heldout, tmp_path) -> None:
+def test_a_savedmodel_over_http(savedmodel_function, heldout, tmp_path) -> None:
     x, y = heldout
-    with running(savedmodel_function, tmp_path / "serve.log") as server:
-        tensor = {"name": "pixels", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-        response = requests.post(f"{server.url}/v2/models/digits/infer", json={"inputs": [tensor]}, timeout=120)
-    assert response.status_code == 200, response.text
-    assert response.json()["model_version"] == "1-savedmodel"
-    served = np.array(response.json()["outputs"][0]["data"]).reshape(360, 10)
+    version, served = serve_heldout(savedmodel_function, x, tmp_path / "serve.log")
+    assert version == "1-savedmodel"
     assert (served.argmax(1) == y).mean() == pytest.approx(0.975)
 
 
