@@ -34,6 +34,12 @@ def test_digits_contract_loads_with_documented_accuracy() -> None:
         ({"artifact": {"uri": "model.onnx", "sha256": "abc"}}, "field `artifact.sha256`"),
         ({"artifact": None}, "framework 'onnx' needs `artifact`"),
         ({"steps": [{"model": "x", "inputs": {"a": "pixels"}, "outputs": {"b": "c"}}]}, "`steps` belong to"),
+        ({"batching": {"max_batch_size": 1}}, "field `batching.max_batch_size`: expected `int` >= 2"),
+        ({"batching": {"max_wait_ms": -1}}, "field `batching.max_wait_ms`: expected `float` >= 0"),
+        (
+            {"batching": {}, "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 64]}]},
+            "so it must be -1 in every tensor; inputs ['pixels'] do not start with -1",
+        ),
         ({"colour": "blue"}, "object contains unknown field `colour`"),
         ({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1]}]}, "field `inputs[0].datatype`"),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-2]}]}, "field `inputs[0].shape[0]`"),
@@ -184,3 +190,11 @@ def test_invalid_pipelines_name_the_step(changes: dict, expected: str) -> None:
     with pytest.raises(ContractError) as caught:
         parse_contract(pipeline_text(**changes), source="p/modelfn.yaml")
     assert expected in str(caught.value)
+
+
+def test_batching_is_declared_per_model() -> None:
+    contract = parse_contract(contract_text(batching={"max_batch_size": 64, "max_wait_ms": 2}))
+    assert (contract.batching.max_batch_size, contract.batching.max_wait_ms) == (64, 2.0)
+    assert parse_contract(contract_text()).batching is None
+    with pytest.raises(ContractError, match="`batching` belongs to the models a pipeline runs"):
+        parse_contract(pipeline_text(batching={}))

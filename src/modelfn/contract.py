@@ -119,6 +119,19 @@ class Docs(_Strict):
     limitations: list[str] = []
 
 
+class Batching(_Strict):
+    """Micro-batching: concurrent requests for this model run as one inference call.
+
+    Requests are concatenated along the first dimension, so every input and output
+    must have a variable first dimension (``-1``). A request alone is never delayed.
+    """
+
+    #: Most rows in one inference call; a request this large or larger runs alone.
+    max_batch_size: Annotated[int, msgspec.Meta(ge=2, le=65536)] = 32
+    #: How long a batch that already has company may wait for more requests, in ms (0: never wait).
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
+
+
 class Step(_Strict):
     """One model run by a pipeline, wired by tensor names (as in a Triton ensemble).
 
@@ -156,6 +169,8 @@ class Contract(_Strict, kw_only=True):
     dependencies: list[str] = []
     #: ``framework: pipeline`` only: the models to run, in order.
     steps: Annotated[list[Step], msgspec.Meta(max_length=32)] = []
+    #: Coalesce concurrent requests into one inference call (see :class:`Batching`).
+    batching: Batching | None = None
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -163,6 +178,16 @@ class Contract(_Strict, kw_only=True):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{kind} has duplicate tensor names: {', '.join(duplicates)}")
+        if self.batching is not None:
+            if self.framework == "pipeline":
+                raise ValueError("`batching` belongs to the models a pipeline runs, not to the pipeline")
+            for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+                fixed = [spec.name for spec in specs if not spec.shape or spec.shape[0] != -1]
+                if fixed:
+                    raise ValueError(
+                        f"`batching` joins requests along the first dimension, so it must be -1 in every tensor; "
+                        f"{kind} {fixed} do not start with -1"
+                    )
         if self.framework == "pipeline":
             self._check_pipeline()
             return

@@ -164,6 +164,10 @@ def load_model(
     data, tier = fetch_verified(store, key, sha256, disk=disk, attempts=settings.store_attempts)
     timer.lap(f"fetch({tier})")
     predictor = load_predictor(contract, data, settings)
+    if contract.batching is not None:
+        from modelfn.runtime.batching import BatchingPredictor
+
+        predictor = BatchingPredictor(predictor, contract.batching)
     size = len(data)
     del data
     timer.lap("deserialize")

@@ -1,0 +1,177 @@
+"""Micro-batching over the real digits ONNX model: own rows back, no delay alone, errors isolated.
+
+``Gated`` is the real predictor behind the same interface, holding calls at a gate so
+a test decides what is queued when the leader takes its next batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from helpers import ROOT, copy_function, running
+
+from modelfn.contract import Batching, load_contract
+from modelfn.runtime.batching import BatchingPredictor
+from modelfn.runtime.model import load_model, local_artifact
+from modelfn.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def onnx_predictor(tmp_path_factory):
+    folder = copy_function(tmp_path_factory.mktemp("digits"))
+    contract = load_contract(folder)
+    return load_model(folder, contract, Settings(), *local_artifact(contract, folder)).predictor
+
+
+class Gated:
+    """The real predictor; each call waits at ``gate`` first and its batch size (rows) is recorded."""
+
+    def __init__(self, inner, *, fail_on_negative: bool = False) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.rows: list[int] = []
+        self.fail_on_negative = fail_on_negative
+
+    def predict(self, inputs, output_names):
+        self.entered.set()
+        self.gate.wait(10)
+        self.rows.append(len(inputs["pixels"]))
+        if self.fail_on_negative and (inputs["pixels"] < 0).any():
+            raise ValueError("a row the model cannot take")
+        return self.inner.predict(inputs, output_names)
+
+
+def images(heldout, start: int, rows: int) -> dict[str, np.ndarray]:
+    return {"pixels": heldout[0][start : start + rows]}
+
+
+def hold_leader(batcher: BatchingPredictor, gated: Gated, heldout, pool: ThreadPoolExecutor):
+    """Start one call and keep it inside the model, so the calls submitted next queue behind it."""
+    gated.gate.clear()
+    leader = pool.submit(batcher.predict, images(heldout, 0, 1), ["label"])
+    assert gated.entered.wait(5)
+    return leader
+
+
+def wait_queued(batcher: BatchingPredictor, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(batcher._queue) < count:  # the test's only view of the queue
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_concurrent_callers_each_get_exactly_their_own_rows(onnx_predictor, heldout) -> None:
+    gated = Gated(onnx_predictor)
+    batcher = BatchingPredictor(gated, Batching(max_batch_size=64))
+    sizes = [1 + index % 4 for index in range(16)]
+    starts = np.cumsum([0, *sizes[:-1]])
+    with ThreadPoolExecutor(17) as pool:
+        leader = hold_leader(batcher, gated, heldout, pool)
+        futures = [pool.submit(batcher.predict, images(heldout, int(s), n), ["probabilities", "label"])
+                   for s, n in zip(starts, sizes, strict=True)]  # fmt: skip
+        wait_queued(batcher, 16)
+        gated.gate.set()
+        leader.result(5)
+        for future, start, rows in zip(futures, starts, sizes, strict=True):
+            expected = onnx_predictor.predict(images(heldout, int(start), rows), ["probabilities", "label"])
+            got = future.result(5)
+            assert got["label"].tolist() == expected["label"].tolist()
+            assert np.allclose(got["probabilities"], expected["probabilities"], atol=1e-6)
+    assert gated.rows == [1, sum(sizes)]  # the leader alone, then all 16 callers in one inference
+    assert (batcher.calls, batcher.batches) == (17, 2)
+
+
+def test_a_request_alone_is_not_delayed(onnx_predictor, heldout) -> None:
+    batcher = BatchingPredictor(onnx_predictor, Batching(max_wait_ms=1000))
+    started = time.perf_counter()
+    batcher.predict(images(heldout, 0, 1), ["label"])
+    assert time.perf_counter() - started < 0.5  # not the 1000 ms it could wait with company
+
+
+@pytest.mark.parametrize("wait_ms", [0, 1000])
+def test_max_wait_lets_a_batch_with_company_gather_more(onnx_predictor, heldout, wait_ms) -> None:
+    gated = Gated(onnx_predictor)
+    batcher = BatchingPredictor(gated, Batching(max_batch_size=4, max_wait_ms=wait_ms))
+    with ThreadPoolExecutor(5) as pool:
+        leader = hold_leader(batcher, gated, heldout, pool)
+        early = [pool.submit(batcher.predict, images(heldout, i, 1), ["label"]) for i in (1, 2)]
+        wait_queued(batcher, 2)
+        gated.gate.set()  # the leader answers, then takes the two queued calls as its next batch
+        if wait_ms == 0:
+            for future in early:  # nothing holds the pair: it is answered before the late calls come
+                future.result(5)
+        else:
+            time.sleep(0.1)  # the pair has company, so its batch holds (up to 1 s) for more
+        late = [pool.submit(batcher.predict, images(heldout, i, 1), ["label"]) for i in (3, 4)]
+        for future in [leader, *early, *late]:
+            future.result(5)
+    if wait_ms == 0:
+        assert gated.rows[:2] == [1, 2] and sum(gated.rows[2:]) == 2
+    else:
+        assert gated.rows == [1, 4]
+
+
+def test_an_error_fails_only_the_call_at_fault(onnx_predictor, heldout) -> None:
+    gated = Gated(onnx_predictor, fail_on_negative=True)
+    batcher = BatchingPredictor(gated, Batching())
+    bad = {"pixels": -np.ones((1, 64), np.float32)}
+    with ThreadPoolExecutor(9) as pool:
+        leader = hold_leader(batcher, gated, heldout, pool)
+        calls = [images(heldout, i, 1) for i in range(1, 8)]
+        calls.insert(3, bad)
+        futures = [pool.submit(batcher.predict, call, ["label"]) for call in calls]
+        wait_queued(batcher, 8)
+        gated.gate.set()
+        leader.result(5)
+        for call, future in zip(calls, futures, strict=True):
+            if call is bad:
+                with pytest.raises(ValueError, match="a row the model cannot take"):
+                    future.result(5)
+            else:
+                assert future.result(5)["label"].tolist() == onnx_predictor.predict(call, ["label"])["label"].tolist()
+    assert gated.rows[:2] == [1, 8]  # the batch was tried once, then each call alone
+    assert len(gated.rows) == 2 + 8
+
+
+def test_calls_asking_for_different_outputs_are_batched_apart(onnx_predictor, heldout) -> None:
+    gated = Gated(onnx_predictor)
+    batcher = BatchingPredictor(gated, Batching())
+    with ThreadPoolExecutor(5) as pool:
+        leader = hold_leader(batcher, gated, heldout, pool)
+        wanted = [["label"], ["probabilities"], ["label"], ["probabilities"]]
+        futures = [pool.submit(batcher.predict, images(heldout, i, 1), names) for i, names in enumerate(wanted)]
+        wait_queued(batcher, 4)
+        gated.gate.set()
+        leader.result(5)
+        assert [list(f.result(5)) for f in futures] == wanted
+    assert gated.rows == [1, 2, 2]
+
+
+def test_a_request_over_the_batch_size_runs_alone(onnx_predictor, heldout) -> None:
+    gated = Gated(onnx_predictor)
+    batcher = BatchingPredictor(gated, Batching(max_batch_size=8))
+    got = batcher.predict(images(heldout, 0, 40), ["label"])
+    assert got["label"].tolist() == onnx_predictor.predict(images(heldout, 0, 40), ["label"])["label"].tolist()
+    assert gated.rows == [40]
+
+
+@pytest.mark.slow
+def test_the_keras_function_batched_over_http(tmp_path, heldout) -> None:
+    """The model whose per-call overhead batching is for, behind a real server, 16 clients at once."""
+    folder = copy_function(tmp_path, ROOT / "functions" / "digits-keras", batching={"max_batch_size": 32})
+    x, _ = heldout
+    body = lambda i: {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": x[i].tolist()}]}  # noqa: E731
+    with running(folder, tmp_path / "serve.log") as server:
+        url = f"{server.url}/v2/models/digits/infer"
+        alone = [requests.post(url, json=body(i), timeout=60).json()["outputs"][0]["data"] for i in range(48)]
+        with ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(lambda i: requests.post(url, json=body(i), timeout=60).json(), range(48)))
+    for i, answer in enumerate(together):
+        assert np.allclose(answer["outputs"][0]["data"], alone[i], atol=1e-6), i
