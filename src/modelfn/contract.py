@@ -130,6 +130,9 @@ class Batching(_Strict):
     max_batch_size: Annotated[int, msgspec.Meta(ge=2, le=65536)] = 32
     #: How long a batch that already has company may wait for more requests, in ms (0: never wait).
     max_wait_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
+    #: How many batches may run at once. 1 suits models whose every call is expensive (Keras);
+    #: a small, fast model keeps its CPUs busy with one batch per vCPU.
+    max_concurrent_batches: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
 class Step(_Strict):

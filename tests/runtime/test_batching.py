@@ -162,6 +162,80 @@ def test_a_request_over_the_batch_size_runs_alone(onnx_predictor, heldout) -> No
     assert gated.rows == [40]
 
 
+def test_several_batches_run_at_once_with_several_slots(onnx_predictor, heldout) -> None:
+    gated = Gated(onnx_predictor)
+    gated.gate.clear()
+    inside = threading.Semaphore(0)
+    original = gated.predict
+
+    def counted(inputs, output_names):
+        inside.release()
+        return original(inputs, output_names)
+
+    gated.predict = counted
+    batcher = BatchingPredictor(gated, Batching(max_concurrent_batches=2))
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(batcher.predict, images(heldout, i, 1), ["label"]) for i in range(2)]
+        assert inside.acquire(timeout=5) and inside.acquire(timeout=5)  # both inside the model together
+        gated.gate.set()
+        for future in futures:
+            future.result(5)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_under_load_every_caller_gets_its_rows_and_no_slot_is_lost(onnx_predictor, heldout, slots) -> None:
+    batcher = BatchingPredictor(onnx_predictor, Batching(max_batch_size=16, max_concurrent_batches=slots))
+    rng = np.random.default_rng(slots)
+    work = [(int(rng.integers(0, 300)), int(rng.integers(1, 6))) for _ in range(400)]
+    expected = onnx_predictor.predict({"pixels": heldout[0]}, ["label"])["label"]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda w: batcher.predict(images(heldout, *w), ["label"])["label"], work))
+    for (start, rows), answer in zip(work, answers, strict=True):
+        assert answer.tolist() == expected[start : start + rows].tolist()
+    assert batcher._leaders == 0 and not batcher._queue  # every slot given back, nothing stranded
+    assert batcher.calls == 400 and batcher.batches <= 400
+
+
+class Costly:
+    """The real predictor plus a cost per call and a cost per row, as a framework's overhead would add."""
+
+    def __init__(self, inner, per_call_s: float, per_row_s: float) -> None:
+        self.inner, self.per_call_s, self.per_row_s = inner, per_call_s, per_row_s
+
+    def predict(self, inputs, output_names):
+        # A busy wait, exact to microseconds: sleep() overshoots by ~0.1 ms a call, itself a per-call cost.
+        until = time.perf_counter() + self.per_call_s + self.per_row_s * len(inputs["pixels"])
+        while time.perf_counter() < until:
+            pass
+        return self.inner.predict(inputs, output_names)
+
+
+@pytest.mark.parametrize(
+    ("per_call_s", "per_row_s", "enabled"),
+    [(0.004, 0.0, True), (0.0, 0.002, False)],
+    ids=["overhead-per-call-batches", "cost-per-row-does-not"],
+)
+def test_calibration_keeps_batching_only_where_a_batch_saves_time(onnx_predictor, per_call_s, per_row_s, enabled):
+    batcher = BatchingPredictor(Costly(onnx_predictor, per_call_s, per_row_s), Batching())
+    saving = batcher.calibrate({"pixels": np.zeros((1, 64), np.float32)}, ["label"])
+    assert batcher.enabled is enabled
+    assert (saving > 0.002) if enabled else (saving < 0.0005)
+
+
+def test_a_fast_model_loads_with_batching_off_and_answers_the_same(tmp_path, heldout, caplog) -> None:
+    folder = copy_function(tmp_path, batching={"max_batch_size": 32})
+    contract = load_contract(folder)
+    with caplog.at_level("INFO", logger="modelfn"):
+        model = load_model(folder, contract, Settings(), *local_artifact(contract, folder))
+    assert model.predictor.enabled is False and "calibrate" in model.phases
+    assert "calls go straight through" in caplog.text
+    x = heldout[0][:5]
+    assert (
+        model.infer({"pixels": x}, ["label"])["label"].tolist()
+        == model.predictor._inner.predict({"pixels": x}, ["label"])["label"].tolist()
+    )
+
+
 @pytest.mark.slow
 def test_the_keras_function_batched_over_http(tmp_path, heldout) -> None:
     """The model whose per-call overhead batching is for, behind a real server, 16 clients at once."""
@@ -173,5 +247,7 @@ def test_the_keras_function_batched_over_http(tmp_path, heldout) -> None:
         alone = [requests.post(url, json=body(i), timeout=60).json()["outputs"][0]["data"] for i in range(48)]
         with ThreadPoolExecutor(16) as pool:
             together = list(pool.map(lambda i: requests.post(url, json=body(i), timeout=60).json(), range(48)))
+        log = server.log()
     for i, answer in enumerate(together):
         assert np.allclose(answer["outputs"][0]["data"], alone[i], atol=1e-6), i
+    assert "batching digits v1-keras: a batch saves" in log and ": on" in log
