@@ -4,9 +4,10 @@
 
 The digits network as Keras (functions/digits-keras: a model call costs milliseconds of
 framework overhead, which batching shares out) and as ONNX (functions/digits: a call
-costs microseconds, where batching must at least do no harm), each served by
-functions-framework with and without ``batching`` in its contract (Keras: one batch
-at a time; ONNX: one per vCPU, ``max_concurrent_batches: 2``). Every server runs 16
+costs microseconds, so batching calibrates itself off and must do no harm), and
+MobileNetV2 (14 MB ONNX, bench/medium_model.py; its requests use the OIP binary tensor
+extension), each served by functions-framework with and without ``batching`` in its
+contract. Every server runs 16
 request threads (``THREADS=16``; functions-framework's default is 4 per CPU), so that
 concurrency 16 puts 16 requests in the process either way. wrk sends one-row OIP
 requests for ``--seconds`` at concurrency 1, then 16, to each configuration in turn;
@@ -36,20 +37,45 @@ sys.path.insert(0, str(HERE))
 
 import coldstart  # noqa: E402
 
+MOBILENET = HERE / ".cache" / "mobilenet"
+BATCHED = {"max_batch_size": 32}
 CONFIGS = {
-    "Keras, unbatched": (ROOT / "functions/digits-keras", None),
-    "Keras, batched": (ROOT / "functions/digits-keras", {"max_batch_size": 32}),
-    "ONNX, unbatched": (ROOT / "functions/digits", None),
-    "ONNX, batched (2 slots)": (ROOT / "functions/digits", {"max_batch_size": 32, "max_concurrent_batches": 2}),
+    "digits Keras, unbatched": (ROOT / "functions/digits-keras", None),
+    "digits Keras, batched": (ROOT / "functions/digits-keras", BATCHED),
+    "digits ONNX, unbatched": (ROOT / "functions/digits", None),
+    "digits ONNX, batched": (ROOT / "functions/digits", BATCHED),
+    "MobileNetV2 ONNX, unbatched": (MOBILENET, None),
+    "MobileNetV2 ONNX, batched": (MOBILENET, BATCHED),
 }
 CONCURRENCY = (1, 16)
 BODY = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [3.0] * 64}]})
 
 
+def lua_scripts(scratch: Path) -> dict[str, tuple[str, Path]]:
+    """Per model: the inference path and a wrk script that posts one request (JSON, or OIP binary)."""
+    import numpy as np
+
+    image = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32).tobytes()
+    header = json.dumps({"inputs": [{"name": "image", "shape": [1, 224, 224, 3], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": len(image)}}]}).encode()  # fmt: skip
+    (scratch / "image.bin").write_bytes(header + image)
+    digits = scratch / "digits.lua"
+    digits.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {BODY!r}\n')
+    mobilenet = scratch / "mobilenet.lua"
+    mobilenet.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/octet-stream"\n'
+        f'wrk.headers["Inference-Header-Content-Length"] = "{len(header)}"\n'
+        f'local f = io.open("{scratch / "image.bin"}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+    )
+    return {"digits": ("/v2/models/digits/infer", digits), "mobilenet": ("/v2/models/mobilenet/infer", mobilenet)}
+
+
 def prepare(scratch: Path) -> dict[str, Path]:
     """A copy of each function folder, with ``batching`` added where the configuration has it."""
+    import medium_model
     import yaml
 
+    medium_model.build(MOBILENET)
     folders = {}
     for label, (source, batching) in CONFIGS.items():
         folder = scratch / label.replace(", ", "-").lower()
@@ -81,20 +107,20 @@ def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, flo
             "p99": latency("99")}  # fmt: skip
 
 
-def measure(folder: Path, seconds: int, script: Path) -> dict[int, dict[str, float]]:
+def measure(folder: Path, seconds: int, path: str, script: Path) -> dict[int, dict[str, float]]:
     port = coldstart.free_port()
     env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "3", "THREADS": "16"}
     command = [*coldstart.FF, "--source", str(folder / "main.py"), "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
+    url = f"http://127.0.0.1:{port}{path}"
     try:
         deadline = time.monotonic() + 120
-        while True:  # the first answer loads the model; wrk then measures it warm
+        while True:  # readiness loads the model; wrk then measures it warm
             try:
-                urllib.request.urlopen(urllib.request.Request(url, data=BODY.encode()), timeout=60).read()
-                break
-            except OSError:
+                if urllib.request.urlopen(url.removesuffix("/infer") + "/ready", timeout=60).status == 200:
+                    break
+            except OSError:  # not listening yet, or 503 while loading
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{folder} did not start") from None
                 time.sleep(0.05)
@@ -114,15 +140,13 @@ def main() -> None:
         sys.exit("bench/batching.py needs wrk: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="modelfn-bench-") as scratch:
         folders = prepare(Path(scratch))
-        script = Path(scratch) / "post.lua"
-        script.write_text(
-            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {BODY!r}\n'
-        )
+        scripts = lua_scripts(Path(scratch))
         runs: dict[str, list[dict[int, dict[str, float]]]] = {label: [] for label in CONFIGS}
         labels = list(CONFIGS)
         for round_ in range(args.rounds):
             for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
-                runs[label].append(measure(folders[label], args.seconds, script))
+                path, script = scripts["mobilenet" if label.startswith("MobileNetV2") else "digits"]
+                runs[label].append(measure(folders[label], args.seconds, path, script))
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     write(runs, args)
 
@@ -132,8 +156,8 @@ def write(runs: dict[str, list[dict[int, dict[str, float]]]], args: argparse.Nam
         return statistics.median(run[c][key] for run in runs[label])
 
     lines = [
-        f"Micro-batching, digits model, one-row OIP requests ({args.rounds} rotated rounds of {args.seconds} s per "
-        f"point, wrk, {os.cpu_count()} CPUs; medians).",
+        f"Micro-batching, one-row OIP requests ({args.rounds} rotated rounds of {args.seconds} s per "
+        f"point, wrk, 16 server threads, {os.cpu_count()} CPUs; medians).",
         "",
         "| configuration | req/s c1 | p50 c1 | req/s c16 | p50 c16 | p99 c16 |",
         "|---|---:|---:|---:|---:|---:|",
@@ -145,9 +169,8 @@ def write(runs: dict[str, list[dict[int, dict[str, float]]]], args: argparse.Nam
             f"| {median(label, 16, 'p99'):.2f} ms |"
         )
     lines.append("")
-    for model in ("Keras", "ONNX"):
-        batched = next(label for label in runs if label.startswith(f"{model}, batched"))
-        ratios = [median(batched, c, "rps") / median(f"{model}, unbatched", c, "rps") for c in CONCURRENCY]
+    for model in ("digits Keras", "digits ONNX", "MobileNetV2 ONNX"):
+        ratios = [median(f"{model}, batched", c, "rps") / median(f"{model}, unbatched", c, "rps") for c in CONCURRENCY]
         lines.append(f"{model}: batched / unbatched throughput {ratios[0]:.2f}x at c1, {ratios[1]:.2f}x at c16.")
     coldstart.RESULTS.mkdir(parents=True, exist_ok=True)
     (coldstart.RESULTS / "batching.md").write_text("\n".join(lines) + "\n")
