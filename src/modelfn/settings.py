@@ -39,7 +39,8 @@ class Settings(NamedTuple):
     #: How long a request waits for a model load in progress, in seconds
     #: (``MODELFN_LOAD_WAIT_S``). Past it the request gets 503 with Retry-After.
     load_wait_s: float = 60.0
-    #: ONNX Runtime intra-op threads (``MODELFN_ORT_INTRA_OP_THREADS``); 0 lets ONNX Runtime choose.
+    #: ONNX Runtime intra-op threads (``MODELFN_ORT_INTRA_OP_THREADS``); 0 means the CPUs this instance
+    #: may use: its CPU affinity capped by a cgroup CPU quota, which ONNX Runtime's own default ignores.
     ort_intra_op_threads: int = 0
     #: Whether ONNX Runtime's idle pool threads spin-wait (``MODELFN_ORT_SPIN``). Off by default:
     #: on serverless instances spinning burns billed CPU and starves the request threads

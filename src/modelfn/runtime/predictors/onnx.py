@@ -9,6 +9,7 @@ import onnxruntime as ort
 
 from modelfn.datatypes import DATATYPE_OF_ONNX
 from modelfn.errors import ContractError
+from modelfn.runtime.cpus import available_cpus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,8 +35,8 @@ class OnnxPredictor:
     def from_bytes(cls, data: bytes, contract: Contract, settings: Settings) -> OnnxPredictor:
         options = ort.SessionOptions()
         options.graph_optimization_level = _OPTIMIZATION[settings.ort_graph_optimization]
-        if settings.ort_intra_op_threads:
-            options.intra_op_num_threads = settings.ort_intra_op_threads
+        # Sized to the CPUs this instance may use, not the host's cores (a CPU quota hides from ONNX Runtime).
+        options.intra_op_num_threads = settings.ort_intra_op_threads or available_cpus()
         spin = "1" if settings.ort_spin else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
