@@ -51,17 +51,28 @@ SYSTEMS = {
         "/v2/models/digits/infer",
         oip_body(),
     ),
+    "modelfn, prefetch (MODELFN_PREFETCH=1)": lambda port: (
+        [*FF, "--source", str(DIGITS / "main.py"), "--port", str(port)],
+        "/v2/models/digits/infer",
+        oip_body(),
+        {"MODELFN_PREFETCH": "1"},
+    ),
     "floor: hand-written functions-framework function": lambda port: (
         [*FF, "--source", str(ROOT / "bench/floors/handwritten_main.py"), "--port", str(port)],
         "/",
         b'{"pixels": [[' + b",".join([b"0.0"] * 64) + b"]]}",
     ),
+    "floor: functions-framework answering a constant (HTTP, no model)": lambda port: (
+        [*FF, "--source", str(ROOT / "bench/floors/constant_main.py"), "--port", str(port)],
+        "/",
+        b"{}",
+    ),
 }
 
 
-def time_server(command: list[str], path: str, body: bytes, port: int) -> float:
+def time_server(command: list[str], path: str, body: bytes, port: int, extra_env: dict | None = None) -> float:
     """Seconds from spawn to the first 200 answer to a prediction request."""
-    env = {**os.environ, "BENCH_MODEL": str(DIGITS / "model.onnx"), "MODELFN_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "BENCH_MODEL": str(DIGITS / "model.onnx"), "MODELFN_LOG_LEVEL": "WARNING", **(extra_env or {})}
     started = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -81,6 +92,33 @@ def time_server(command: list[str], path: str, body: bytes, port: int) -> float:
     finally:
         # The whole group: gunicorn's forked worker must not outlive the run and
         # steal CPU from the next system. Only the start is measured, so no grace.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        time.sleep(0.2)
+
+
+def time_first_request_after_idle(extra_env: dict, idle_s: float = 1.0) -> float:
+    """Seconds the first prediction takes on an instance that was up (live) ``idle_s`` before it."""
+    port = free_port()
+    env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING", **extra_env}
+    command = [*FF, "--source", str(DIGITS / "main.py"), "--port", str(port)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.01)
+        time.sleep(idle_s)  # a minimum instance, started ahead of traffic
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/digits/infer", data=oip_body())
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        return time.perf_counter() - started
+    finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         time.sleep(0.2)
@@ -110,12 +148,17 @@ def main() -> None:
                 samples[name].append(time_bare_script())
             else:
                 port = free_port()
-                samples[name].append(time_server(*SYSTEMS[name](port), port))
+                command, path, body, *extra_env = SYSTEMS[name](port)
+                samples[name].append(time_server(command, path, body, port, *extra_env))
         print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
-    write_results(samples, args.runs)
+    idle: dict[str, list[float]] = {"lazy (default)": [], "prefetch (MODELFN_PREFETCH=1)": []}
+    for _ in range(max(3, args.runs // 3)):
+        idle["lazy (default)"].append(time_first_request_after_idle({}))
+        idle["prefetch (MODELFN_PREFETCH=1)"].append(time_first_request_after_idle({"MODELFN_PREFETCH": "1"}))
+    write_results(samples, args.runs, idle)
 
 
-def write_results(samples: dict[str, list[float]], runs: int) -> None:
+def write_results(samples: dict[str, list[float]], runs: int, idle: dict[str, list[float]]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     reference = statistics.median(samples["floor: hand-written functions-framework function"])
     lines = [
@@ -131,6 +174,16 @@ def write_results(samples: dict[str, list[float]], runs: int) -> None:
             f"| {name} | {median * 1000:.0f} ms | {min(values) * 1000:.0f} ms | {max(values) * 1000:.0f} ms "
             f"| {median / reference:.2f}x |"
         )
+    lines += [
+        "",
+        f"First prediction on an instance that was live 1 s before it (a minimum instance; "
+        f"{len(next(iter(idle.values())))} runs each):",
+        "",
+        "| mode | median | max |",
+        "|---|---:|---:|",
+    ]
+    for name, values in idle.items():
+        lines.append(f"| {name} | {statistics.median(values) * 1000:.1f} ms | {max(values) * 1000:.1f} ms |")
     (RESULTS / "coldstart.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(samples)
@@ -146,8 +199,8 @@ def plot(samples: dict[str, list[float]]) -> None:
     medians = [statistics.median(samples[n]) * 1000 for n in names]
     low = [m - min(samples[n]) * 1000 for m, n in zip(medians, names, strict=True)]
     high = [max(samples[n]) * 1000 - m for m, n in zip(medians, names, strict=True)]
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    colors = ["#9aa5b1", "#1f77b4", "#6baed6", "#f2a541"]
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(names) + 1))
+    colors = ["#9aa5b1", "#1f77b4", "#6baed6", "#2ca02c", "#f2a541", "#c7c7c7"]
     ax.barh(range(len(names)), medians, xerr=[low, high], color=colors[: len(names)], capsize=4)
     ax.set_yticks(range(len(names)), [n.split(" (")[0].replace(" functions-framework function", "") for n in names])
     ax.invert_yaxis()

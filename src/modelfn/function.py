@@ -40,6 +40,7 @@ class Servable(Protocol):
 
     def member(self, name: str | None, version: str | None = None) -> ModelFunction: ...
     def ready(self, *, start: bool = False) -> bool: ...
+    def prefetch(self) -> None: ...
 
 
 def handle_request(servable: Servable, request: Request) -> Response:
@@ -115,6 +116,10 @@ class ModelFunction:
         target = self._target()
         self._maybe_refresh()
         return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
+
+    def prefetch(self) -> None:
+        """Begin loading in the background (no-op when loaded or loading); a pipeline loads its steps too."""
+        self.ready(start=True)
 
     def ready(self, *, start: bool = False) -> bool:
         """Whether the model is loaded and warmed; ``start`` begins a load if none is running."""

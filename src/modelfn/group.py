@@ -67,6 +67,12 @@ class FunctionGroup:
         self._use(name)
         return member
 
+    def prefetch(self) -> None:
+        """Begin loading every model in the background; with a memory budget, only the first one listed."""
+        members = list(self._members.values())
+        for member in members[:1] if self.settings.memory_budget_mb > 0 else members:
+            member.prefetch()
+
     def ready(self, *, start: bool = False) -> bool:
         """Every contract readable (models load on their first request, so this loads none)."""
         for member in self._members.values():

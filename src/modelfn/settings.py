@@ -53,6 +53,10 @@ class Settings(NamedTuple):
     blas_threads: int = 1
     #: ONNX Runtime graph optimization: disable, basic, extended or all (``MODELFN_ORT_GRAPH_OPTIMIZATION``).
     ort_graph_optimization: str = "all"
+    #: Start loading the model(s) as soon as the serving process starts, before any request
+    #: (``MODELFN_PREFETCH``): for platforms that keep warm or minimum instances, where start-up
+    #: time is not a user's wait. Readiness (``/v2/health/ready``) turns true when the load is done.
+    prefetch: bool = False
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+import requests
 from conftest import make_client
-from helpers import DIGITS
+from helpers import DIGITS, ROOT, running
 
 
 def test_the_body_limit_comes_from_settings(monkeypatch) -> None:
@@ -30,3 +32,33 @@ def test_compressed_bodies_are_refused_clearly(digits_client) -> None:
     )
     assert response.status_code == 415
     assert response.get_json() == {"error": "Content-Encoding 'gzip' is not accepted; send the body uncompressed"}
+
+
+def wait_for(condition, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", [DIGITS, ROOT / "functions" / "digits-ensemble"], ids=["one-model", "group"])
+def test_prefetch_loads_in_the_worker_before_any_request(tmp_path, folder) -> None:
+    """A real gunicorn master and its forked worker: only /v2/health/live is asked, the model loads anyway."""
+    with running(folder, tmp_path / "serve.log", env={"MODELFN_PREFETCH": "1"}) as server:
+        assert wait_for(lambda: "loaded model mlp v1" in server.log() or "loaded model digits v1" in server.log(), 30)
+        assert "prefetch started in worker" in server.log()
+        if folder == DIGITS:
+            ready = requests.get(f"{server.url}/v2/health/ready", timeout=5)
+            assert ready.status_code == 200 and ready.json() == {"ready": True}
+    assert server.log().count("loaded model") == (1 if folder == DIGITS else 3)  # once each, in the worker only
+
+
+@pytest.mark.slow
+def test_without_prefetch_nothing_loads_before_a_request(tmp_path) -> None:
+    with running(DIGITS, tmp_path / "serve.log") as server:
+        assert not wait_for(lambda: "loaded model" in server.log(), 2)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from modelfn.errors import PayloadTooLarge
-from modelfn.function import ModelFunction
+from modelfn.errors import ModelfnError, PayloadTooLarge
+from modelfn.function import ModelFunction, Servable
 from modelfn.settings import Settings
 
 FlaskResult = tuple[Any, int, dict[str, str]]
@@ -46,6 +47,8 @@ def http_function(
         function: ModelFunction | FunctionGroup = FunctionGroup(folder, models, settings)
     else:
         function = ModelFunction(folder, settings)
+    if settings.prefetch:
+        _prefetch_in_worker(function)
 
     def handle(request: Any) -> FlaskResult:
         from modelfn.http import Request, error_response
@@ -64,6 +67,34 @@ def http_function(
 
     handle.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
     return handle
+
+
+def _prefetch_in_worker(function: Servable) -> None:
+    """Start the load in the serving process, right after it is forked.
+
+    functions-framework imports this module in gunicorn's master and forks the worker
+    afterwards. Threads do not survive a fork, and a lock a library held in one at that
+    moment would stay locked in the worker for good, so the master starts nothing: the
+    load begins in each worker the master forks (a replaced worker prefetches again).
+    """
+    master = os.getpid()
+
+    def after_fork() -> None:
+        if os.getppid() == master:  # a worker of this master, not a process forked later by one
+            threading.Thread(target=_prefetch, args=(function,), name="modelfn-prefetch", daemon=True).start()
+
+    os.register_at_fork(after_in_child=after_fork)
+
+
+def _prefetch(function: Servable) -> None:
+    log = logging.getLogger("modelfn")
+    try:
+        function.prefetch()
+        log.info("prefetch started in worker %d", os.getpid())
+    except ModelfnError as exc:  # the first request retries and reports it
+        log.warning("prefetch failed: %s", exc.message)
+    except Exception:
+        log.exception("prefetch crashed")
 
 
 def _read_body(request: Any, limit: int) -> bytes:
