@@ -92,7 +92,7 @@ def prepare(scratch: Path) -> dict[str, Path]:
 def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-         "-s", str(script), url],
+         "--timeout", "30s", "-s", str(script), url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

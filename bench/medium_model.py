@@ -62,6 +62,19 @@ docs:
     return out
 
 
+def build_keras(path: Path) -> Path:
+    """The same architecture as a Keras file (seeded random weights), for the Flask + Keras comparison."""
+    if path.is_file():
+        return path
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=1000).save(path)
+    return path
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench/.cache/mobilenet")

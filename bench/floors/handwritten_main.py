@@ -7,9 +7,11 @@ import numpy as np
 import onnxruntime as ort
 
 session = ort.InferenceSession(os.environ["BENCH_MODEL"], providers=["CPUExecutionProvider"])
+INPUT = os.environ.get("BENCH_INPUT", "pixels")
+OUTPUTS = [output.name for output in session.get_outputs()]
 
 
 def handle(request):
-    pixels = np.asarray(request.get_json()["pixels"], dtype=np.float32)
-    probabilities, labels = session.run(None, {"pixels": pixels})
-    return json.dumps({"label": labels.tolist(), "probabilities": probabilities.tolist()})
+    values = np.asarray(request.get_json()[INPUT], dtype=np.float32)
+    results = session.run(OUTPUTS, {INPUT: values})
+    return json.dumps({name: result.tolist() for name, result in zip(OUTPUTS, results, strict=True)})
