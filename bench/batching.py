@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -109,12 +108,9 @@ def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, flo
 
 def measure(folder: Path, seconds: int, path: str, script: Path) -> dict[int, dict[str, float]]:
     port = coldstart.free_port()
-    env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "3", "THREADS": "16"}
     command = [*coldstart.FF, "--source", str(folder / "main.py"), "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}{path}"
-    try:
+    with coldstart.server(command, {"TF_CPP_MIN_LOG_LEVEL": "3", "THREADS": "16"}) as process:
         deadline = time.monotonic() + 120
         while True:  # readiness loads the model; wrk then measures it warm
             try:
@@ -125,10 +121,6 @@ def measure(folder: Path, seconds: int, path: str, script: Path) -> dict[int, di
                     raise RuntimeError(f"{folder} did not start") from None
                 time.sleep(0.05)
         return {c: wrk(url, c, seconds, script) for c in CONCURRENCY}
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        time.sleep(0.3)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ Writes bench/results/coldstart.md and coldstart.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +72,29 @@ SYSTEMS = {
 }
 
 
-def time_server(command: list[str], path: str, body: bytes, port: int, extra_env: dict | None = None) -> float:
-    """Seconds from spawn to the first 200 answer to a prediction request."""
-    env = {**os.environ, "BENCH_MODEL": str(DIGITS / "model.onnx"), "MODELFN_LOG_LEVEL": "WARNING", **(extra_env or {})}
-    started = time.perf_counter()
+@contextlib.contextmanager
+def server(command: list[str], extra_env: dict | None = None) -> Iterator[subprocess.Popen]:
+    """A quiet server process in its own process group, the whole group killed on leaving.
+
+    The whole group: gunicorn's forked worker (or MLServer's inference pool) must not
+    outlive the run and steal CPU from the next system. Nothing measured needs a grace period.
+    """
+    env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING", **(extra_env or {})}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        time.sleep(0.2)
+
+
+def time_server(command: list[str], path: str, body: bytes, port: int, extra_env: dict | None = None) -> float:
+    """Seconds from spawn to the first 200 answer to a prediction request."""
+    started = time.perf_counter()
+    with server(command, {"BENCH_MODEL": str(DIGITS / "model.onnx"), **(extra_env or {})}) as process:
         url = f"http://127.0.0.1:{port}{path}"
         while True:
             try:
@@ -89,23 +106,13 @@ def time_server(command: list[str], path: str, body: bytes, port: int, extra_env
                 if process.poll() is not None:
                     raise RuntimeError(f"{command} exited with {process.returncode}") from None
                 time.sleep(0.002)
-    finally:
-        # The whole group: gunicorn's forked worker must not outlive the run and
-        # steal CPU from the next system. Only the start is measured, so no grace.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        time.sleep(0.2)
 
 
 def time_first_request_after_idle(extra_env: dict, idle_s: float = 1.0) -> float:
     """Seconds the first prediction takes on an instance that was up (live) ``idle_s`` before it."""
     port = free_port()
-    env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING", **extra_env}
     command = [*FF, "--source", str(DIGITS / "main.py"), "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
+    with server(command, extra_env):
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5):
@@ -118,10 +125,6 @@ def time_first_request_after_idle(extra_env: dict, idle_s: float = 1.0) -> float
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
         return time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        time.sleep(0.2)
 
 
 def time_bare_script() -> float:

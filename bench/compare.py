@@ -21,10 +21,10 @@ for ``--seconds`` each. Writes bench/results/compare.md and compare.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -141,12 +141,15 @@ def systems(model: str, folder: Path, keras_file: Path, scratch: Path) -> dict[s
     return out
 
 
-def start(system: System, port: int, scratch: Path) -> subprocess.Popen:
-    mlserver = {"MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(coldstart.free_port()),
-                "MLSERVER_METRICS_PORT": str(coldstart.free_port())}  # fmt: skip
-    env = {**os.environ, **system.env, **mlserver}
-    return subprocess.Popen(system.command(port, scratch), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+def start(system: System, port: int, scratch: Path) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    # MLServer's ports, and its Prometheus files kept out of the working directory.
+    mlserver = {
+        "MLSERVER_HTTP_PORT": str(port),
+        "MLSERVER_GRPC_PORT": str(coldstart.free_port()),
+        "MLSERVER_METRICS_PORT": str(coldstart.free_port()),
+        "MLSERVER_METRICS_DIR": str(scratch / "metrics"),
+    }
+    return coldstart.server(system.command(port, scratch), {**system.env, **mlserver})
 
 
 def post(port: int, request: Request, timeout: float = 120) -> int:
@@ -171,12 +174,6 @@ def first_answer(process: subprocess.Popen, port: int, request: Request) -> floa
             if process.poll() is not None:
                 raise RuntimeError(f"exited with {process.returncode}") from None
             time.sleep(0.005)
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    time.sleep(0.3)
 
 
 def pss_mb(group: int) -> float:
@@ -231,24 +228,18 @@ def main() -> None:
             for run in range(args.runs):  # cold starts, interleaved and rotated
                 for label in labels[run % len(labels) :] + labels[: run % len(labels)]:
                     port = coldstart.free_port()
-                    process = start(table[label], port, scratch)
-                    try:
+                    with start(table[label], port, scratch) as process:
                         results[model][label]["cold"].append(first_answer(process, port, table[label].request))
                         results[model][label]["pss"].append(pss_mb(process.pid))
-                    finally:
-                        stop(process)
                 print(f"{model}: cold run {run + 1}/{args.runs} done", file=sys.stderr)
             for label in labels:  # throughput, warm, one system at a time
                 port = coldstart.free_port()
-                process = start(table[label], port, scratch)
-                try:
+                with start(table[label], port, scratch) as process:
                     first_answer(process, port, table[label].request)
                     script = wrk_script(table[label].request, scratch, f"{model}-{len(results)}-{labels.index(label)}")
                     url = f"http://127.0.0.1:{port}{table[label].request.path}"
                     for level in levels:
                         results[model][label]["load"][level] = batching.wrk(url, level, args.seconds, script)
-                finally:
-                    stop(process)
                 print(f"{model}: load {label} done", file=sys.stderr)
     write(results, models, args)
 

@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -99,13 +98,9 @@ def measure(folder: Path, label: str) -> dict[str, float]:
     port = coldstart.free_port()
     path, body = request_for(label)
     command = [*coldstart.FF, "--source", str(folder / "main.py"), "--port", str(port)]
-    env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
     url = f"http://127.0.0.1:{port}{path}"
-    try:
+    with coldstart.server(command, {"TF_CPP_MIN_LOG_LEVEL": "3"}) as process:
         while True:
             try:
                 request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
@@ -125,10 +120,6 @@ def measure(folder: Path, label: str) -> dict[str, float]:
                 response.read()
             latencies.append(time.perf_counter() - begin)
         return {"cold": cold, "rss": rss, "warm": statistics.median(latencies)}
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        time.sleep(0.2)
 
 
 def _rss_mb(pid: int) -> float:

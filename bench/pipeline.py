@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -74,12 +73,9 @@ WARM = {"pipeline (1 request, 3 models)": pipeline, "client chains 3 requests": 
 
 def warm(rounds: int) -> dict[str, list[float]]:
     port = coldstart.free_port()
-    env = {**os.environ, "MODELFN_LOG_LEVEL": "WARNING"}
     command = [*coldstart.FF, "--source", str(ENSEMBLE / "main.py"), "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    try:
+    with coldstart.server(command) as process:
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -99,9 +95,6 @@ def warm(rounds: int) -> dict[str, list[float]]:
                 if index >= 20:  # the first rounds warm the connection paths
                     samples[label].append(time.perf_counter() - started)
         return samples
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def cold(runs: int) -> dict[str, list[float]]:
