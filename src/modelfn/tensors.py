@@ -9,6 +9,7 @@ out of the datatype's range are refused, not wrapped.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -129,10 +130,19 @@ def datatype_of(array: np.ndarray) -> str:
     """The OIP datatype of an array; strings of any kind are BYTES."""
     if array.dtype.kind in "OUS":
         return "BYTES"
-    try:
-        return DATATYPE_OF_NUMPY[array.dtype.name]
-    except KeyError:
-        raise TypeError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype") from None
+    datatype = _dtype_info(array.dtype)[0]
+    if datatype is None:
+        raise TypeError(f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
+    return datatype
+
+
+@functools.cache
+def _dtype_info(dtype: np.dtype) -> tuple[str | None, np.dtype]:
+    """(OIP datatype, canonical dtype) of a numeric dtype, computed once per dtype.
+
+    numpy 2 computes ``dtype.name`` in Python; the request path asked for it five times a request.
+    """
+    return DATATYPE_OF_NUMPY.get(dtype.name), np.dtype(dtype.name)
 
 
 def to_json_data(array: np.ndarray) -> Any:
@@ -152,7 +162,7 @@ def to_json_value(array: np.ndarray) -> Any:
 
 def _canonical(array: np.ndarray) -> np.ndarray:
     """View e.g. ``longlong`` (what ONNX Runtime returns) as ``int64``: orjson knows the canonical types."""
-    canonical = np.dtype(array.dtype.name)
+    canonical = _dtype_info(array.dtype)[1]
     return array if array.dtype.type is canonical.type else array.view(canonical)
 
 
