@@ -108,19 +108,23 @@ def time_server(command: list[str], path: str, body: bytes, port: int, extra_env
                 time.sleep(0.002)
 
 
-def time_first_request_after_idle(extra_env: dict, idle_s: float = 1.0) -> float:
-    """Seconds the first prediction takes on an instance that was up (live) ``idle_s`` before it."""
+def time_first_request_after_idle(name: str, idle_s: float = 1.0) -> float:
+    """Seconds the first prediction takes on an instance that was up (answering) ``idle_s`` before it."""
     port = free_port()
-    command = [*FF, "--source", str(DIGITS / "main.py"), "--port", str(port)]
-    with server(command, extra_env):
-        while True:
+    command, path, body, *extra_env = SYSTEMS[name](port)
+    with server(command, {"BENCH_MODEL": str(DIGITS / "model.onnx"), **(extra_env[0] if extra_env else {})}):
+        while True:  # up: the port answers (a 404 or 405 will do; nothing is predicted yet)
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/nothing-here", timeout=5):
                     break
+            except urllib.error.HTTPError:
+                break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.01)
         time.sleep(idle_s)  # a minimum instance, started ahead of traffic
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/digits/infer", data=oip_body())
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+        )
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
@@ -154,10 +158,16 @@ def main() -> None:
                 command, path, body, *extra_env = SYSTEMS[name](port)
                 samples[name].append(time_server(command, path, body, port, *extra_env))
         print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
-    idle: dict[str, list[float]] = {"lazy (default)": [], "prefetch (MODELFN_PREFETCH=1)": []}
+    idle_systems = [
+        "modelfn (functions-framework, lazy load)",
+        "modelfn, prefetch (MODELFN_PREFETCH=1)",
+        "floor: hand-written functions-framework function",
+        "floor: functions-framework answering a constant (HTTP, no model)",
+    ]
+    idle: dict[str, list[float]] = {name: [] for name in idle_systems}
     for _ in range(max(3, args.runs // 3)):
-        idle["lazy (default)"].append(time_first_request_after_idle({}))
-        idle["prefetch (MODELFN_PREFETCH=1)"].append(time_first_request_after_idle({"MODELFN_PREFETCH": "1"}))
+        for name in idle_systems:
+            idle[name].append(time_first_request_after_idle(name))
     write_results(samples, args.runs, idle)
 
 
@@ -182,7 +192,7 @@ def write_results(samples: dict[str, list[float]], runs: int, idle: dict[str, li
         f"First prediction on an instance that was live 1 s before it (a minimum instance; "
         f"{len(next(iter(idle.values())))} runs each):",
         "",
-        "| mode | median | max |",
+        "| system | median | max |",
         "|---|---:|---:|",
     ]
     for name, values in idle.items():

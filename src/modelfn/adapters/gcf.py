@@ -91,6 +91,9 @@ def _prefetch(function: Servable) -> None:
     try:
         function.prefetch()
         log.info("prefetch started in worker %d", os.getpid())
+        from modelfn.protocols import router
+
+        router()  # the routes and protocol modules too: the first request then pays for neither
     except ModelfnError as exc:  # the first request retries and reports it
         log.warning("prefetch failed: %s", exc.message)
     except Exception:
