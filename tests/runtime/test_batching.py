@@ -197,29 +197,39 @@ def test_under_load_every_caller_gets_its_rows_and_no_slot_is_lost(onnx_predicto
 
 
 class Costly:
-    """The real predictor plus a cost per call and a cost per row, as a framework's overhead would add."""
+    """The real predictor plus a cost per call and a cost per row (rows ** power), as a framework adds."""
 
-    def __init__(self, inner, per_call_s: float, per_row_s: float) -> None:
-        self.inner, self.per_call_s, self.per_row_s = inner, per_call_s, per_row_s
+    def __init__(self, inner, per_call_s: float, per_row_s: float, power: float = 1.0) -> None:
+        self.inner, self.per_call_s, self.per_row_s, self.power = inner, per_call_s, per_row_s, power
 
     def predict(self, inputs, output_names):
         # A busy wait, exact to microseconds: sleep() overshoots by ~0.1 ms a call, itself a per-call cost.
-        until = time.perf_counter() + self.per_call_s + self.per_row_s * len(inputs["pixels"])
+        until = time.perf_counter() + self.per_call_s + self.per_row_s * len(inputs["pixels"]) ** self.power
         while time.perf_counter() < until:
             pass
         return self.inner.predict(inputs, output_names)
 
 
-@pytest.mark.parametrize(
-    ("per_call_s", "per_row_s", "enabled"),
-    [(0.004, 0.0, True), (0.0, 0.002, False)],
-    ids=["overhead-per-call-batches", "cost-per-row-does-not"],
-)
-def test_calibration_keeps_batching_only_where_a_batch_saves_time(onnx_predictor, per_call_s, per_row_s, enabled):
-    batcher = BatchingPredictor(Costly(onnx_predictor, per_call_s, per_row_s), Batching())
-    saving = batcher.calibrate({"pixels": np.zeros((1, 64), np.float32)}, ["label"])
-    assert batcher.enabled is enabled
-    assert (saving > 0.002) if enabled else (saving < 0.0005)
+def calibrated(inner, **costs) -> tuple[BatchingPredictor, float]:
+    batcher = BatchingPredictor(Costly(inner, **costs), Batching())
+    return batcher, batcher.calibrate({"pixels": np.zeros((1, 64), np.float32)}, ["label"])
+
+
+def test_calibration_keeps_batching_where_each_call_carries_overhead(onnx_predictor) -> None:
+    batcher, saving = calibrated(onnx_predictor, per_call_s=0.004, per_row_s=0.0)
+    assert batcher.enabled and saving > 0.002  # 4 ms a call, shared by 8 rows: 3.5 ms a row
+
+
+def test_calibration_measures_no_saving_where_cost_follows_rows(onnx_predictor) -> None:
+    # The true saving is ONNX Runtime's own (~15 us a row), close to the 100 us threshold by design,
+    # so only the estimate is checked here, not the decision.
+    _, saving = calibrated(onnx_predictor, per_call_s=0.0, per_row_s=0.002)
+    assert abs(saving) < 0.0005
+
+
+def test_calibration_turns_batching_off_where_a_batch_costs_more(onnx_predictor) -> None:
+    batcher, saving = calibrated(onnx_predictor, per_call_s=0.0, per_row_s=0.002, power=1.2)  # 8 rows: 3 ms a row
+    assert not batcher.enabled and saving < -0.0005
 
 
 def test_a_fast_model_loads_with_batching_off_and_answers_the_same(tmp_path, heldout, caplog) -> None:
