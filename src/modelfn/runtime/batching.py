@@ -112,6 +112,8 @@ class BatchingPredictor:
         if not lead:
             call.wake.wait()  # answered by a leader, or handed a leader slot
             lead = call.promoted
+            if lead:
+                call.wake.clear()  # from now on it means answered (done is set before it, and checked first)
         if lead:
             self._lead_until(call)
         if call.error is not None:
@@ -124,6 +126,8 @@ class BatchingPredictor:
             batch = self._take()
             if batch:
                 self._run(batch)
+            elif not own.done:
+                own.wake.wait()  # its call is in a batch another leader is running
             with self._lock:
                 if not own.done:
                     continue
