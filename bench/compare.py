@@ -9,7 +9,8 @@ Systems, on the digits model and on MobileNetV2 (14 MB, random weights; bench/me
 - hand-written: the usual functions-framework function, ONNX Runtime session created at import;
 - MLServer 1.7: a custom ONNX Runtime model (bench/alternatives/mlserver), OIP JSON;
 - Flask + Keras: the classic app, Keras model loaded at import, ``model.predict`` per request,
-  under gunicorn (bench/alternatives/flask_keras).
+  under gunicorn (bench/alternatives/flask_keras);
+- on digits, the HTTP floor: functions-framework answering a constant, no model.
 
 Each system gets its own virtual environment under bench/.venvs (created once, pinned below).
 Cold start is spawn to first answered prediction (median of ``--runs``, systems interleaved and
@@ -132,6 +133,13 @@ def systems(model: str, folder: Path, keras_file: Path, scratch: Path) -> dict[s
             Request("/predict", json.dumps({"instances": x.tolist()}).encode()),
         ),
     }
+    if model == "digits":  # the HTTP floor: functions-framework answering a constant, no model
+        out["floor: functions-framework, constant answer"] = out["hand-written"]._replace(
+            command=lambda port, _: [
+                *[str(venv("handwritten") / "python"), *ff],
+                *["--source", str(HERE / "floors/constant_main.py"), "--port", str(port)],
+            ]
+        )
     if model == "mobilenet":
         header = json.dumps({"inputs": [{"name": name, "shape": shape, "datatype": "FP32",
                                          "parameters": {"binary_data_size": x.nbytes}}]}).encode()  # fmt: skip
