@@ -65,10 +65,11 @@ def convert(
     limits = thresholds or DEFAULTS[quantize]
     inputs, labels = _validation(folder, source)
     original = _load(folder, source)
+    store, key = local_artifact(source, folder)
+    source_bytes = store.read(key)
 
     if source.framework == "onnx":  # quantizing or optimizing only: start from the artifact itself
-        store, key = local_artifact(source, folder)
-        onnx_bytes = store.read(key)
+        onnx_bytes = source_bytes
     else:
         onnx_bytes = _to_onnx(source, original)
     if quantize == "int8":
@@ -100,8 +101,7 @@ def convert(
                 "quantize": quantize,
                 "optimized": optimize,
             },
-            # One cold deserialization each (session creation for ONNX): what a cold start pays.
-            "load_ms": {"source": _load_ms(folder, source), "converted": _load_ms(staged, target)},
+            "load_ms": {"source": _load_ms(source, source_bytes), "converted": _load_ms(target, onnx_bytes)},
             "latency_ms": {"source": _latency(original, inputs), "converted": _latency(converted, inputs)},
         }
         (staged / "conversion-report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -175,14 +175,12 @@ def _optimize_offline(data: bytes) -> bytes:
         return target.read_bytes()
 
 
-def _load_ms(folder: Path, contract: Contract, runs: int = 5) -> float:
+def _load_ms(contract: Contract, data: bytes, runs: int = 5) -> float:
     """Median milliseconds to build the predictor from its bytes (session creation for ONNX).
 
     Both sides are already loaded once, so one-time costs of the process (importing the
     framework, ONNX Runtime's first session) are in neither figure; bench/ measures those.
     """
-    store, key = local_artifact(contract, folder)
-    data = store.read(key)
     samples = []
     for _ in range(runs):
         started = time.perf_counter()

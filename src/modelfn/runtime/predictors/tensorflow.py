@@ -93,8 +93,12 @@ class SavedModelPredictor:
 
     def traceable(self) -> Callable[..., Any]:
         """The signature as a function of its input tensors in contract order (for conversion tooling)."""
-        return lambda *args: [self._signature(**dict(zip(self._inputs, args, strict=True)))[name]
-                              for name in self._outputs]  # fmt: skip
+
+        def call(*args: Any) -> list[Any]:
+            results = self._signature(**dict(zip(self._inputs, args, strict=True)))  # once, whatever the outputs
+            return [results[name] for name in self._outputs]
+
+        return call
 
     @classmethod
     def from_bytes(cls, data: bytes, contract: Contract) -> SavedModelPredictor:
