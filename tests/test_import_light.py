@@ -1,4 +1,4 @@
-"""Importing a function's entrypoint must stay cheap: no I/O, no heavy modules.
+"""Importing a function's entrypoint (functions-framework and Lambda) must stay cheap: no I/O, no heavy modules.
 
 Run in a fresh interpreter, the way a cold instance starts.
 """
@@ -32,6 +32,8 @@ sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "op
 sys.path.insert(0, {str(DIGITS)!r})
 import main
 assert callable(main.handle)
+from modelfn.adapters.aws_lambda import lambda_function
+assert callable(lambda_function(main.__file__))
 heavy = [m for m in {HEAVY!r} if m in sys.modules]
 touched = [p for p in opened
            if p.startswith({str(DIGITS)!r}) and not p.endswith((".py", ".pyc")) and "__pycache__" not in p]

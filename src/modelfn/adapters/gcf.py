@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from modelfn.adapters.process import prepare_process
 from modelfn.errors import ModelfnError, PayloadTooLarge
 from modelfn.function import ModelFunction, Servable
 from modelfn.settings import Settings
@@ -39,8 +39,7 @@ def http_function(
     if folder.suffix == ".py":  # decided by name: a stat() here would be start-up I/O
         folder = folder.parent
     settings = Settings.from_env() if settings is None else settings
-    _configure_logging(settings.log_level)
-    _limit_blas_threads(settings.blas_threads)
+    prepare_process(settings)
     if models:
         from modelfn.group import FunctionGroup
 
@@ -113,21 +112,3 @@ def _read_body(request: Any, limit: int) -> bytes:
 
 def _once(body: bytes) -> Iterator[bytes]:
     yield body
-
-
-def _limit_blas_threads(threads: int) -> None:
-    """Size numpy's OpenBLAS pool before numpy is imported (OpenBLAS reads it once, at load).
-
-    An explicit ``OPENBLAS_NUM_THREADS`` from the deployment always wins.
-    """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
-
-
-def _configure_logging(level: str) -> None:
-    logger = logging.getLogger("modelfn")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False

@@ -1,0 +1,175 @@
+"""AWS Lambda HTTP adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0) and function URLs.
+
+A function folder's ``lambda_function.py`` is::
+
+    from modelfn.adapters.aws_lambda import lambda_function
+
+    handler = lambda_function(__file__)
+
+deployed with handler ``lambda_function.handler``. The same core serves every protocol as on
+functions-framework; only the event is translated. As there, building the handler reads the
+``MODELFN_*`` settings and nothing else.
+
+Bodies are limited before they are decoded, and responses are held to Lambda's 6 MB
+synchronous payload limit, so an oversized answer is a clear 413 instead of a platform error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from modelfn.adapters.process import prepare_process
+from modelfn.errors import MalformedBody, ModelfnError, PayloadTooLarge
+from modelfn.function import ModelFunction
+from modelfn.settings import Settings
+
+#: Lambda's synchronous response limit is 6 MB for the whole JSON document it returns;
+#: the envelope and the headers take some of it.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 - 16 * 1024
+#: Media types returned as text; everything else is base64 (API Gateway REST needs
+#: ``binaryMediaTypes`` for those: the generated ``serverless.yml`` declares them).
+TEXT_TYPES = ("application/json", "text/")
+
+LambdaEvent = dict[str, Any]
+LambdaResult = dict[str, Any]
+
+
+def lambda_function(
+    source: str | Path, *, models: list[str] | None = None, settings: Settings | None = None
+) -> Callable[[LambdaEvent, Any], LambdaResult]:
+    """The Lambda handler serving the model in ``source``'s folder (pass ``__file__``).
+
+    With ``MODELFN_PREFETCH=1`` the model is loaded during Lambda's init phase, which
+    runs before the first invocation at full CPU; otherwise the first request loads it.
+    """
+    folder = Path(source)
+    if folder.suffix == ".py":
+        folder = folder.parent
+    settings = Settings.from_env() if settings is None else settings
+    prepare_process(settings)
+    if models:
+        from modelfn.group import FunctionGroup
+
+        function: ModelFunction | FunctionGroup = FunctionGroup(folder, models, settings)
+    else:
+        function = ModelFunction(folder, settings)
+    if settings.prefetch:
+        # Lambda freezes the sandbox between invocations, so a background load would stall;
+        # the init phase is the time to do it, bounded like any request's wait.
+        function.prefetch()
+        deadline = time.monotonic() + settings.load_wait_s
+        while not function.ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def handler(event: LambdaEvent, context: Any = None) -> LambdaResult:
+        from modelfn.http import Response, error_response
+
+        try:
+            request = request_from_event(event, settings.max_body_bytes)
+        except ModelfnError as exc:
+            return to_lambda_result(error_response(exc))
+        response: Response = function.handle(request)
+        return to_lambda_result(response)
+
+    handler.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
+    return handler
+
+
+class Headers(Mapping[str, str]):
+    """Header names looked up case-insensitively (API Gateway keeps the client's case in 1.0)."""
+
+    def __init__(self, raw: Mapping[str, str] | None) -> None:
+        self._values = {str(name).lower(): str(value) for name, value in (raw or {}).items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._values.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def request_from_event(event: Any, max_body_bytes: int) -> Any:
+    """An API Gateway or function URL event -> :class:`modelfn.http.Request`; 4xx when it is not one."""
+    from modelfn.http import Request
+
+    if not isinstance(event, dict) or not isinstance(event.get("requestContext"), dict):
+        raise MalformedBody("not an HTTP event: expected an API Gateway or Lambda function URL event")
+    context = event["requestContext"]
+    if event.get("version") == "2.0":
+        http = context.get("http") or {}
+        method, path = http.get("method"), event.get("rawPath")
+        stage = context.get("stage")
+        # An HTTP API stage other than $default is the first path segment; routes do not include it.
+        if isinstance(stage, str) and stage != "$default" and isinstance(path, str):
+            prefix = f"/{stage}"
+            if path == prefix or path.startswith(prefix + "/"):
+                path = path[len(prefix) :] or "/"
+    else:
+        method, path = event.get("httpMethod"), event.get("path")
+    if not isinstance(method, str) or not isinstance(path, str):
+        raise MalformedBody("the HTTP event has no method or path")
+    headers = event.get("headers")
+    if headers is not None and not isinstance(headers, dict):
+        raise MalformedBody("the HTTP event's headers must be an object")
+    return Request(method=method.upper(), path=path, body=_body(event, max_body_bytes), headers=Headers(headers))
+
+
+def _body(event: dict[str, Any], limit: int) -> bytes:
+    raw = event.get("body")
+    if raw is None:
+        return b""
+    if not isinstance(raw, str):
+        raise MalformedBody("the HTTP event's body must be a string")
+    if event.get("isBase64Encoded"):
+        # Checked before decoding: base64 is 4 characters for every 3 bytes.
+        if len(raw) > (limit + 2) // 3 * 4:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedBody("the body is marked base64 but is not valid base64") from None
+    else:
+        if len(raw) > limit:  # characters: never more than the UTF-8 bytes
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        body = raw.encode("utf-8", "surrogatepass")
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
+    return body
+
+
+def to_lambda_result(response: Any) -> LambdaResult:
+    """A :class:`modelfn.http.Response` as the proxy integration result (the same shape for 1.0 and 2.0)."""
+    from modelfn.http import error_response
+
+    headers = dict(response.headers)
+    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    as_text = content_type.startswith(TEXT_TYPES)
+    size = len(response.body) if as_text else (len(response.body) + 2) // 3 * 4
+    if size > MAX_RESPONSE_BYTES:
+        return to_lambda_result(
+            error_response(
+                PayloadTooLarge(
+                    f"the response would be {size} bytes; Lambda returns at most {MAX_RESPONSE_BYTES}: "
+                    "send fewer rows per request, or ask for binary outputs"
+                )
+            )
+        )
+    if as_text:
+        body, encoded = response.body.decode("utf-8"), False
+    else:
+        body, encoded = base64.b64encode(response.body).decode("ascii"), True
+    return {"statusCode": response.status, "headers": headers, "body": body, "isBase64Encoded": encoded}
