@@ -195,6 +195,28 @@ def rollback(name: str, alias: str, registry: str) -> None:
     click.echo(f"{name}@{alias} -> v{record.version} (previous: {', '.join(record.history) or 'none'})")
 
 
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--target", type=click.Choice(["gcf", "cloudrun", "lambda", "lambda-image"]), required=True,
+    help="gcf and lambda: a zip; cloudrun and lambda-image: a container build context.",
+)  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"), show_default=True)
+@click.option("--python", "python", default=None, help="Python of the target runtime (default 3.12).")
+@click.option(
+    "--store", "stores", multiple=True, type=click.Choice(["gcs", "s3"]),
+    help="Also bundle this object store's SDK (for MODELFN_MODEL=gs://... or s3://... set at deployment).",
+)  # fmt: skip
+def build(folder: Path, target: str, out: Path, python: str | None, stores: tuple[str, ...]) -> None:
+    """Build FOLDER's smallest deployable for TARGET and check it against the platform's limits."""
+    from modelfn.tooling.build import build as build_bundle
+
+    with _click_errors():
+        report = build_bundle(folder, target, out, python=python, stores=stores)
+    for line in report.lines():
+        click.echo(line)
+
+
 @contextlib.contextmanager
 def _click_errors() -> Iterator[None]:
     """Show a modelfn error as the command's error message (exit 1), never as a traceback."""

@@ -1,0 +1,21 @@
+# Cloud Run image of one function folder; `modelfn build functions/<name> --target cloudrun` copies
+# this file into the build context beside the sources and the pinned requirements.txt.
+FROM python:{{python}}-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# Dependencies first: a change to the model or the hooks does not reinstall them.
+COPY requirements.txt .
+# The file pins the whole closure, so nothing unpinned comes in with --no-deps.
+RUN pip install --no-deps -r requirements.txt
+COPY . .
+# Byte-compiled at build time, so a cold start does not compile modelfn and the hooks.
+RUN python -m compileall -q /app
+
+# Not root: the function reads its files and writes nothing here.
+USER 65532:65532
+ENV PORT=8080
+CMD ["sh", "-c", "exec functions-framework --target handle --source main.py --port ${PORT}"]

@@ -1,0 +1,410 @@
+"""``modelfn build``: the smallest correct deployable of a function folder, checked against the platform's limits.
+
+Targets:
+
+- ``gcf`` (Cloud Functions gen2): a source zip with the function's files, modelfn itself and a
+  fully pinned ``requirements.txt``; the platform installs the requirements.
+- ``lambda``: a zip with the dependencies inside, built from wheels for Lambda's Linux
+  (``pip download --platform``), so it can be built on any machine; handler
+  ``lambda_function.handler``.
+- ``cloudrun`` and ``lambda-image``: a container build context (the ``gcf`` sources plus a
+  Dockerfile from ``packaging/docker/``).
+
+The requirements carry only what the contracts need: an ONNX function gets ONNX Runtime and
+numpy, never TensorFlow or scikit-learn. Versions come from the project's constraints file
+(``packaging/constraints.txt``, the set the tests ran with) and the resolution is written out
+in full, so a deployment installs exactly what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
+from modelfn.errors import ContractError
+
+MB = 1024 * 1024
+TARGETS = ("gcf", "cloudrun", "lambda", "lambda-image")
+
+#: Documented deployment limits. Lambda: zip upload 50 MB, unzipped function and layers 250 MB.
+#: Cloud Functions: sources 100 MB compressed, sources plus installed modules 500 MB.
+LIMITS: dict[str, dict[str, int]] = {
+    "lambda": {"zipped": 50 * MB, "unzipped": 250 * MB},
+    "gcf": {"zipped": 100 * MB, "unzipped": 500 * MB},
+    "cloudrun": {},
+    "lambda-image": {},
+}
+#: The platform runtime each target builds for. Lambda's python3.12 runs on Amazon Linux 2023
+#: (glibc 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), too old for ONNX Runtime's
+#: manylinux_2_28 wheels.
+PYTHON = {"gcf": "3.12", "cloudrun": "3.12", "lambda": "3.12", "lambda-image": "3.12"}
+GLIBC = {"gcf": 35, "cloudrun": 35, "lambda": 34, "lambda-image": 34}
+
+#: What each framework needs at serving time, beyond modelfn's own core.
+FRAMEWORK_PACKAGES = {
+    "onnx": ["onnxruntime", "numpy"],
+    "sklearn": ["scikit-learn", "skops", "numpy"],
+    "tensorflow": ["tensorflow-cpu", "keras"],
+    "pipeline": [],  # its steps are models of the same function, each bringing its own
+}
+CORE_PACKAGES = ["msgspec", "pyyaml", "orjson"]
+HTTP_PACKAGES = ["functions-framework"]  # gcf and cloudrun; Lambda calls the handler itself
+STORE_PACKAGES = {"gcs": ["google-cloud-storage"], "s3": ["boto3"]}
+#: modelfn modules a deployed function never imports (they import click, skl2onnx, tf2onnx...).
+TOOLING_ONLY = ("tooling", "cli.py", "__main__.py")
+#: Left out of Lambda zips: caches, test suites, type stubs and C headers, none of them used at run time.
+STRIPPED_DIRS = {"__pycache__", "tests"}
+STRIPPED_SUFFIXES = (".pyc", ".pyi", ".h", ".hpp", ".pxd")
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # reproducible archives: same inputs, same bytes
+
+
+class BuildError(ContractError):
+    """A bundle that cannot be built, or would not deploy; the message says what to do."""
+
+
+@dataclass
+class FunctionLayout:
+    """A function folder: one model (``modelfn.yaml`` at its top) or several (one per sub-folder)."""
+
+    folder: Path
+    models: dict[str, Contract]  # sub-folder name ("" for a one-model function) -> contract
+
+    @classmethod
+    def read(cls, folder: Path) -> FunctionLayout:
+        """Validate and compile every contract; a group's members are its sub-folders with a contract."""
+        folder = Path(folder).resolve()
+        if (folder / CONTRACT_FILE).is_file():
+            return cls(folder, {"": compile_contract(folder)})
+        members = sorted(p.name for p in folder.iterdir() if (p / CONTRACT_FILE).is_file())
+        if not members:
+            raise BuildError(f"{folder}: no {CONTRACT_FILE} in it or in any sub-folder")
+        return cls(folder, {name: compile_contract(folder / name) for name in members})
+
+    @property
+    def name(self) -> str:
+        return self.folder.resolve().name
+
+    @property
+    def is_group(self) -> bool:
+        return "" not in self.models
+
+    def frameworks(self) -> set[str]:
+        return {contract.framework for contract in self.models.values()}
+
+    def stores(self) -> set[str]:
+        """Object stores the contracts' artifact URIs name (``gs://`` or ``s3://``)."""
+        schemes = {"gs": "gcs", "s3": "s3"}
+        found = set()
+        for contract in self.models.values():
+            if contract.artifact is not None and "://" in contract.artifact.uri:
+                scheme = contract.artifact.uri.split("://", 1)[0]
+                if scheme in schemes:
+                    found.add(schemes[scheme])
+        return found
+
+
+@dataclass
+class BuildReport:
+    """What was built and how it measures against the target's limits."""
+
+    function: str
+    target: str
+    python: str
+    output: str
+    requirements: list[str]
+    sizes: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
+
+    def over(self) -> list[str]:
+        return [name for name, limit in self.limits.items() if self.sizes.get(name, 0) > limit]
+
+    def lines(self) -> list[str]:
+        out = [f"built     {self.function} for {self.target} (Python {self.python}) -> {self.output}"]
+        for name, size in self.sizes.items():
+            limit = self.limits.get(name)
+            against = f" of {limit / MB:,.0f} MB ({size / limit:.0%})" if limit else ""
+            out.append(f"{name:<9} {size / MB:,.1f} MB{against}")
+        out.append(f"packages  {len(self.requirements)}: {', '.join(r.split('==')[0] for r in self.requirements)}")
+        return out
+
+
+def requirement_names(layout: FunctionLayout, target: str, stores: Iterable[str] = ()) -> list[str]:
+    """The top-level packages a deployment of ``layout`` needs, before resolution."""
+    names = list(CORE_PACKAGES)
+    if target in ("gcf", "cloudrun"):
+        names += HTTP_PACKAGES
+    for framework in sorted(layout.frameworks()):
+        names += FRAMEWORK_PACKAGES[framework]
+    for store in sorted(set(stores) | layout.stores()):
+        if store == "s3" and target in ("lambda", "lambda-image"):
+            continue  # the Lambda Python runtime ships boto3
+        names += STORE_PACKAGES[store]
+    for contract in layout.models.values():
+        names += list(contract.dependencies)
+    return list(dict.fromkeys(names))
+
+
+def find_project_file(start: Path, relative: str) -> Path | None:
+    """``relative`` in ``start`` or the nearest folder above it (the project root holds packaging/)."""
+    for folder in [start.resolve(), *start.resolve().parents]:
+        if (folder / relative).is_file():
+            return folder / relative
+    return None
+
+
+def build(
+    folder: Path,
+    target: str,
+    out: Path,
+    *,
+    python: str | None = None,
+    stores: Iterable[str] = (),
+    constraints: Path | None = None,
+) -> BuildReport:
+    """Build ``folder`` for ``target`` under ``out``; raise :class:`BuildError` when it would not deploy."""
+    if target not in TARGETS:
+        raise BuildError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    layout = FunctionLayout.read(folder)
+    python = python or PYTHON[target]
+    constraints = constraints or find_project_file(layout.folder, "packaging/constraints.txt")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wheels = out / ".wheels" / f"{target}-py{python}"
+    names = requirement_names(layout, target, stores)
+    pinned = resolve(names, wheels, python, GLIBC[target], constraints)
+    stage = out / f"{layout.name}-{target}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    copy_sources(layout, stage)
+    (stage / "requirements.txt").write_text(
+        "# Generated by `modelfn build`: every package pinned, the set the tests ran with.\n" + "\n".join(pinned) + "\n"
+    )
+    report = BuildReport(layout.name, target, python, str(stage), pinned, limits=LIMITS[target])
+    dependencies = unzipped_size(wheel_files(wheels, pinned))
+    if target in ("cloudrun", "lambda-image"):
+        write_dockerfile(layout, stage, target, python)
+        report.sizes = {"sources": tree_size(stage), "installed": tree_size(stage) + dependencies}
+        return report
+    if target == "lambda":
+        # Known before anything is installed: the wheels say how much they unpack to.
+        early = tree_size(stage) + dependencies
+        if early > LIMITS["lambda"]["unzipped"]:
+            report.sizes = {"unzipped": early}
+            raise BuildError(_too_big(report, layout))
+        install_wheels(wheel_files(wheels, pinned), stage, python, GLIBC[target])
+        strip(stage)
+        (stage / "lambda_function.py").write_text(lambda_entrypoint(layout))
+    archive = out / f"{layout.name}-{target}.zip"
+    write_zip(stage, archive)
+    report.output = str(archive)
+    unzipped = tree_size(stage) + (dependencies if target == "gcf" else 0)
+    report.sizes = {"zipped": archive.stat().st_size, "unzipped": unzipped}
+    if report.over():
+        raise BuildError(_too_big(report, layout))
+    (out / f"{layout.name}-{target}.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
+    return report
+
+
+def _too_big(report: BuildReport, layout: FunctionLayout) -> str:
+    over = ", ".join(
+        f"{name} {report.sizes[name] / MB:,.0f} MB is over the {report.limits[name] / MB:,.0f} MB limit"
+        for name in report.over()
+    )
+    advice = []
+    if layout.frameworks() & {"tensorflow", "sklearn"}:
+        advice.append("convert the model to ONNX (`modelfn convert`), which needs ONNX Runtime and numpy only")
+    if report.target == "lambda":
+        advice.append("or build a container image (`--target lambda-image`, up to 10 GB)")
+    return f"{report.function} does not fit {report.target}: {over}; " + ", ".join(advice or ["trim its dependencies"])
+
+
+def resolve(names: list[str], wheels: Path, python: str, glibc: int, constraints: Path | None) -> list[str]:
+    """Download wheels for the target Linux and Python; the pinned closure of ``names``."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--dest", str(wheels), "--only-binary=:all:", *platform_args(python, glibc), *names,
+    ]  # fmt: skip
+    if constraints is not None:
+        command[command.index("--dest") :] = ["--constraint", str(constraints), *command[command.index("--dest") :]]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"pip could not resolve {', '.join(names)} for Python {python}:\n{done.stderr.strip()}")
+    return pins_from_output(wheels, names, python, glibc, constraints)
+
+
+def pins_from_output(wheels: Path, names: list[str], python: str, glibc: int, constraints: Path | None) -> list[str]:
+    """``name==version`` for exactly the wheels this resolution needs (the folder may hold older ones)."""
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--dry-run",
+        "--ignore-installed", "--no-index", "--find-links", str(wheels), "--report", "-", "--target",
+        str(wheels / ".dry-run"), "--only-binary=:all:", *platform_args(python, glibc), *names,
+    ]  # fmt: skip
+    if constraints is not None:
+        command += ["--constraint", str(constraints)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"pip could not resolve {', '.join(names)} from the downloaded wheels:\n{done.stderr}")
+    report = json.loads(done.stdout)
+    pins = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in report["install"]}
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+def platform_args(python: str, glibc: int) -> list[str]:
+    """pip's target-platform flags: every manylinux level the target's glibc can load (pip does not expand them)."""
+    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(glibc, 16, -1)] + ["manylinux2014_x86_64"]
+    args = [arg for tag in tags for arg in ("--platform", tag)]
+    return [*args, "--python-version", python, "--implementation", "cp"]
+
+
+def wheel_files(wheels: Path, pinned: list[str]) -> list[Path]:
+    """The downloaded wheel of each pin (wheel names normalize ``-`` and ``.`` to ``_``)."""
+    files = []
+    for pin in pinned:
+        name, version = pin.split("==")
+        prefix = f"{name.replace('-', '_').replace('.', '_')}-{version}-".lower()
+        matches = [p for p in wheels.glob("*.whl") if p.name.lower().startswith(prefix)]
+        if not matches:
+            raise BuildError(f"no wheel for {pin} in {wheels}")
+        files.append(max(matches, key=lambda p: p.name))
+    return files
+
+
+def unzipped_size(wheels: list[Path]) -> int:
+    """What the wheels unpack to, read from their zip directories."""
+    total = 0
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            total += sum(info.file_size for info in archive.infolist())
+    return total
+
+
+def install_wheels(wheels: list[Path], target: Path, python: str, glibc: int) -> None:
+    """Install exactly these wheels into ``target`` for the target platform (pip, no resolution, no index)."""
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+        "--no-index", "--no-compile", "--target", str(target), "--only-binary=:all:",
+        *platform_args(python, glibc), *map(str, wheels),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BuildError(f"pip could not install the wheels into {target}:\n{done.stderr}")
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: nothing runs them on Lambda
+
+
+def copy_sources(layout: FunctionLayout, stage: Path) -> None:
+    """The function's own files and modelfn's runtime modules (not its tooling)."""
+    stage.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".modelfn-cache")
+    for name in layout.models:
+        source, dest = layout.folder / name, stage / name
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in model_files(source):
+            target = dest / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    if (layout.folder / "main.py").is_file():
+        shutil.copy2(layout.folder / "main.py", stage / "main.py")
+    import modelfn
+
+    package = Path(modelfn.__file__).parent
+    shutil.copytree(
+        package, stage / "modelfn", ignore=lambda d, names: [*ignore(d, names), *_tooling(package, d, names)]
+    )
+
+
+def _tooling(package: Path, folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if Path(folder) == package and n in TOOLING_ONLY]
+
+
+def model_files(folder: Path) -> list[Path]:
+    """What serving one model reads: its contract (and compiled copy), Python modules, and a local artifact.
+
+    Everything else in the folder (training data, validation sets, notebooks) stays out.
+    """
+    contract = compile_contract(folder)
+    files = [folder / CONTRACT_FILE, *sorted((folder / ".modelfn").glob("*.json"))]
+    hooks = [ref.split(":")[0] for ref in (contract.hooks.pre, contract.hooks.post) if ref] if contract.hooks else []
+    files += [folder / name for name in sorted(local_modules(folder, hooks))]
+    if contract.artifact is not None and "://" not in contract.artifact.uri:
+        from modelfn.contract import resolve_local_artifact
+
+        files.append(resolve_local_artifact(contract, folder))
+    return files
+
+
+def local_modules(folder: Path, entries: list[str]) -> set[str]:
+    """The hook files and the sibling modules they import, followed transitively (a training script stays out)."""
+    import ast
+
+    found: set[str] = set()
+    pending = [name for name in entries if (folder / name).is_file()]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for node in ast.walk(ast.parse((folder / name).read_bytes(), filename=name)):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module]
+            pending += [f"{m.split('.')[0]}.py" for m in modules if (folder / f"{m.split('.')[0]}.py").is_file()]
+    return found
+
+
+def lambda_entrypoint(layout: FunctionLayout) -> str:
+    models = f", models={sorted(layout.models)!r}" if layout.is_group else ""
+    return (
+        f'"""Lambda entry point of {layout.name}, generated by `modelfn build`."""\n\n'
+        "from modelfn.adapters.aws_lambda import lambda_function\n\n"
+        f"handler = lambda_function(__file__{models})\n"
+    )
+
+
+def write_dockerfile(layout: FunctionLayout, stage: Path, target: str, python: str) -> None:
+    """Copy the container template from ``packaging/docker/`` into the build context."""
+    template = find_project_file(layout.folder, f"packaging/docker/{target}.Dockerfile")
+    if template is None:
+        raise BuildError(f"packaging/docker/{target}.Dockerfile not found above {layout.folder}")
+    text = template.read_text().replace("{{python}}", python)
+    (stage / "Dockerfile").write_text(text)
+    if target == "lambda-image":
+        (stage / "lambda_function.py").write_text(lambda_entrypoint(layout))
+
+
+def strip(root: Path) -> None:
+    """Remove what a serving process never reads (see :data:`STRIPPED_DIRS`, :data:`STRIPPED_SUFFIXES`)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [d for d in dirnames if d in STRIPPED_DIRS]:
+            shutil.rmtree(Path(dirpath) / name)
+            dirnames.remove(name)
+        for name in filenames:
+            if name.endswith(STRIPPED_SUFFIXES):
+                (Path(dirpath) / name).unlink()
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def write_zip(root: Path, archive: Path) -> None:
+    """A reproducible zip: sorted entries, fixed dates, modes kept (Lambda needs +x on nothing but keeps it)."""
+    partial = archive.with_suffix(".zip.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(path.relative_to(root).as_posix(), ZIP_DATE)
+            info.external_attr = (path.stat().st_mode & 0o777 | 0o100000) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with path.open("rb") as source, out.open(info, "w") as dest:
+                shutil.copyfileobj(source, dest, 1 << 20)
+    partial.replace(archive)  # never a half-written bundle under the final name

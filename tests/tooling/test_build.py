@@ -1,0 +1,182 @@
+"""``modelfn build``: real bundles, resolved by pip, then run from a clean interpreter or virtual environment.
+
+Bundles are built for this interpreter's Python version (the default is the platforms' 3.12), so
+the tests can load the native wheels they contain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import DIGITS, ROOT, free_port
+
+from modelfn.tooling.build import BuildError, FunctionLayout, build, requirement_names
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+ENSEMBLE = ROOT / "functions" / "digits-ensemble"
+KERAS = ROOT / "functions" / "digits-keras"
+FRAMEWORK_PACKAGES = ("tensorflow", "keras", "sklearn", "scikit_learn", "skops", "scipy")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output folder for the module, so the downloaded wheels are shared."""
+    return tmp_path_factory.mktemp("dist")
+
+
+def names(pins: list[str]) -> set[str]:
+    return {pin.split("==")[0] for pin in pins}
+
+
+def test_requirements_carry_only_what_the_contracts_need() -> None:
+    digits = FunctionLayout.read(DIGITS)
+    assert requirement_names(digits, "gcf") == [
+        "msgspec",
+        "pyyaml",
+        "orjson",
+        "functions-framework",
+        "onnxruntime",
+        "numpy",
+    ]
+    assert "functions-framework" not in requirement_names(digits, "lambda")  # Lambda calls the handler itself
+    assert "boto3" not in requirement_names(digits, "lambda", stores=["s3"])  # the Lambda runtime has it
+    assert "google-cloud-storage" in requirement_names(digits, "gcf", stores=["gcs"])
+    keras = requirement_names(FunctionLayout.read(KERAS), "gcf")
+    assert "tensorflow-cpu" in keras and "onnxruntime" not in keras
+    cancer = requirement_names(FunctionLayout.read(ROOT / "functions" / "cancer"), "gcf")
+    assert {"scikit-learn", "skops"} <= set(cancer) and "tensorflow-cpu" not in cancer
+
+
+def test_a_group_is_read_from_its_sub_folders() -> None:
+    layout = FunctionLayout.read(ENSEMBLE)
+    assert layout.is_group and sorted(layout.models) == ["ensemble", "logreg", "mlp", "pca"]
+    assert layout.frameworks() == {"onnx", "pipeline"}
+
+
+def test_a_folder_without_a_contract_is_refused(tmp_path) -> None:
+    with pytest.raises(BuildError, match=r"no modelfn\.yaml"):
+        build(tmp_path, "gcf", tmp_path / "dist")
+    with pytest.raises(BuildError, match="unknown target 'heroku'"):
+        build(DIGITS, "heroku", tmp_path / "dist")
+
+
+@pytest.mark.slow
+def test_the_lambda_zip_answers_from_a_bare_interpreter(out, tmp_path) -> None:
+    """Unzipped into an empty folder and imported with no site-packages at all: the zip is complete."""
+    report = build(DIGITS, "lambda", out, python=PYTHON)
+    archive = Path(report.output)
+    with zipfile.ZipFile(archive) as bundle:
+        listed = bundle.namelist()
+        bundle.extractall(tmp_path / "task")
+    assert {"lambda_function.py", "modelfn.yaml", "model.onnx", "hooks.py", ".modelfn/contract.json"} <= set(listed)
+    assert "train.py" not in listed  # not imported by the hooks: stays out
+    assert not any(name.startswith(("modelfn/tooling/", "modelfn/cli.py")) for name in listed)
+    assert not {name.split("/")[0].split("-")[0] for name in listed} & set(FRAMEWORK_PACKAGES)
+    assert not any("/tests/" in name or name.endswith(".pyc") for name in listed)
+    assert report.sizes["zipped"] == archive.stat().st_size < 50 * 1024 * 1024
+    assert names(report.requirements) == {
+        "flatbuffers", "msgspec", "numpy", "onnxruntime", "orjson", "packaging", "protobuf", "pyyaml"
+    }  # fmt: skip
+
+    event = {
+        "version": "2.0",
+        "rawPath": "/predict",
+        "requestContext": {"http": {"method": "POST"}, "stage": "$default"},
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"image": [[0, 0, 5, 13, 9, 1, 0, 0]] * 8}),
+        "isBase64Encoded": False,
+    }
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(tmp_path / 'task')!r})\n"
+        "import lambda_function\n"
+        f"print(json.dumps(lambda_function.handler({event!r}, None)))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{(*FRAMEWORK_PACKAGES, 'functions_framework', 'flask')!r})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result, imported = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert result["statusCode"] == 200 and json.loads(result["body"])["digit"] in range(10)
+    assert imported == []
+    # Reproducible: the same inputs give the same bytes (sorted entries, fixed dates).
+    first = archive.read_bytes()
+    assert Path(build(DIGITS, "lambda", out, python=PYTHON).output).read_bytes() == first
+
+
+@pytest.mark.slow
+def test_the_gcf_zip_serves_from_a_clean_virtual_environment(out, tmp_path) -> None:
+    """The group function's source zip, its requirements.txt installed into a new venv, under functions-framework."""
+    report = build(ENSEMBLE, "gcf", out, python=PYTHON)
+    with zipfile.ZipFile(report.output) as bundle:
+        bundle.extractall(tmp_path / "source")
+    source = tmp_path / "source"
+    assert (source / "main.py").is_file() and (source / "ensemble" / "modelfn.yaml").is_file()
+    assert not (source / "train.py").exists()
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "-r", str(source / "requirements.txt")],
+        check=True, timeout=600,
+    )  # fmt: skip
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    server = subprocess.Popen(
+        [str(python), "-m", "functions_framework", "--target", "handle", "--source", "main.py", "--port", str(port)],
+        cwd=source, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        body = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [3.0] * 64}]}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}/v2/models/ensemble/infer", json=body, timeout=30)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()
+                time.sleep(0.1)
+        assert answer.status_code == 200, answer.text
+        assert {output["name"] for output in answer.json()["outputs"]} >= {"mlp_probabilities"}
+        probe = "import importlib.util as u; print([m for m in ('tensorflow', 'sklearn') if u.find_spec(m)])"
+        modules = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True)
+        assert modules.stdout.strip() == "[]"  # the venv holds no framework the contracts do not need
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.slow
+def test_a_tensorflow_function_over_lambdas_limit_fails_before_installing(out) -> None:
+    """The wheels' own directories give the unzipped size, so nothing 1.5 GB is unpacked to say no."""
+    with pytest.raises(BuildError) as error:
+        build(KERAS, "lambda", out, python=PYTHON)
+    message = error.value.message
+    assert "does not fit lambda: unzipped" in message and "250 MB limit" in message
+    assert (
+        "convert the model to ONNX (`modelfn convert`), which needs ONNX Runtime and numpy only, or" in message
+        and "--target lambda-image" in message
+    )
+    assert not (out / "digits-keras-lambda" / "tensorflow").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cloudrun", "lambda-image"])
+def test_container_targets_write_a_build_context(out, target) -> None:
+    report = build(DIGITS, target, out, python=PYTHON)
+    context = Path(report.output)
+    dockerfile = (context / "Dockerfile").read_text()
+    assert "{{python}}" not in dockerfile and PYTHON in dockerfile
+    requirements = names(line for line in (context / "requirements.txt").read_text().splitlines() if "==" in line)
+    assert ("functions-framework" in requirements) == (target == "cloudrun")
+    assert (context / "lambda_function.py").is_file() == (target == "lambda-image")
+    assert 'CMD ["lambda_function.handler"]' in dockerfile or "functions-framework --target handle" in dockerfile
