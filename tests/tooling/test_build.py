@@ -18,7 +18,7 @@ import pytest
 import requests
 from helpers import DIGITS, ROOT, free_port
 
-from modelfn.tooling.build import BuildError, FunctionLayout, build, requirement_names
+from modelfn.tooling.build import MB, BuildError, BuildReport, FunctionLayout, build, requirement_names
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 ENSEMBLE = ROOT / "functions" / "digits-ensemble"
@@ -59,6 +59,16 @@ def test_a_group_is_read_from_its_sub_folders() -> None:
     layout = FunctionLayout.read(ENSEMBLE)
     assert layout.is_group and sorted(layout.models) == ["ensemble", "logreg", "mlp", "pca"]
     assert layout.frameworks() == {"onnx", "pipeline"}
+
+
+def test_a_lambda_zip_over_the_upload_limit_is_reported_not_refused() -> None:
+    """50 MB is the direct upload limit; from S3 a zip may be larger. 250 MB unzipped is the platform's."""
+    limits = {"zipped": 50 * MB, "unzipped": 250 * MB}
+    report = BuildReport("f", "lambda", "3.12", "f.zip", [], {"zipped": 60 * MB, "unzipped": 200 * MB}, limits)
+    assert report.over() == [] and report.over(refused=False) == ["zipped"]
+    assert "over the direct upload limit, upload it to S3" in report.lines()[1]
+    report.sizes["unzipped"] = 260 * MB
+    assert report.over() == ["unzipped"]
 
 
 def test_a_folder_without_a_contract_is_refused(tmp_path) -> None:

@@ -42,6 +42,9 @@ LIMITS: dict[str, dict[str, int]] = {
     "cloudrun": {},
     "lambda-image": {},
 }
+#: Limits of one way to deploy, not of the platform: a Lambda zip over 50 MB deploys from S3.
+#: Reported, not refused.
+UPLOAD_ONLY = {"lambda": {"zipped": "upload it to S3 and point the function at it (the Serverless Framework does)"}}
 #: The platform runtime each target builds for. Lambda's python3.12 runs on Amazon Linux 2023
 #: (glibc 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), too old for ONNX Runtime's
 #: manylinux_2_28 wheels.
@@ -123,14 +126,22 @@ class BuildReport:
     sizes: dict[str, int] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
 
-    def over(self) -> list[str]:
-        return [name for name, limit in self.limits.items() if self.sizes.get(name, 0) > limit]
+    def over(self, *, refused: bool = True) -> list[str]:
+        """Sizes over their limit: those that refuse the build, or (``refused=False``) those only reported."""
+        advisory = UPLOAD_ONLY.get(self.target, {})
+        return [
+            name
+            for name, limit in self.limits.items()
+            if self.sizes.get(name, 0) > limit and (name in advisory) != refused
+        ]
 
     def lines(self) -> list[str]:
         out = [f"built     {self.function} for {self.target} (Python {self.python}) -> {self.output}"]
         for name, size in self.sizes.items():
             limit = self.limits.get(name)
             against = f" of {limit / MB:,.0f} MB ({size / limit:.0%})" if limit else ""
+            if name in self.over(refused=False):
+                against += f": over the direct upload limit, {UPLOAD_ONLY[self.target][name]}"
             out.append(f"{name:<9} {size / MB:,.1f} MB{against}")
         out.append(f"packages  {len(self.requirements)}: {', '.join(r.split('==')[0] for r in self.requirements)}")
         return out
@@ -223,6 +234,8 @@ def _too_big(report: BuildReport, layout: FunctionLayout) -> str:
         advice.append("convert the model to ONNX (`modelfn convert`), which needs ONNX Runtime and numpy only")
     if report.target == "lambda":
         advice.append("or build a container image (`--target lambda-image`, up to 10 GB)")
+    if report.target == "gcf":
+        advice.append("or deploy it to Cloud Run (`--target cloudrun`), whose images have no such limit")
     return f"{report.function} does not fit {report.target}: {over}; " + ", ".join(advice or ["trim its dependencies"])
 
 
