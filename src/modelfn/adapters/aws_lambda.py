@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelfn.adapters.process import prepare_process
+from modelfn.adapters.process import build_servable
 from modelfn.errors import MalformedBody, ModelfnError, PayloadTooLarge
-from modelfn.function import ModelFunction
 from modelfn.settings import Settings
 
 #: Lambda's synchronous response limit is 6 MB for the whole JSON document it returns;
@@ -47,17 +46,7 @@ def lambda_function(
     With ``MODELFN_PREFETCH=1`` the model is loaded during Lambda's init phase, which
     runs before the first invocation at full CPU; otherwise the first request loads it.
     """
-    folder = Path(source)
-    if folder.suffix == ".py":
-        folder = folder.parent
-    settings = Settings.from_env() if settings is None else settings
-    prepare_process(settings)
-    if models:
-        from modelfn.group import FunctionGroup
-
-        function: ModelFunction | FunctionGroup = FunctionGroup(folder, models, settings)
-    else:
-        function = ModelFunction(folder, settings)
+    function, settings = build_servable(source, models, settings)
     if settings.prefetch:
         # Lambda freezes the sandbox between invocations, so a background load would stall;
         # the init phase is the time to do it, bounded like any request's wait.

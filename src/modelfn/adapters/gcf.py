@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from modelfn.adapters.process import prepare_process
+from modelfn.adapters.process import build_servable
 from modelfn.errors import ModelfnError, PayloadTooLarge
-from modelfn.function import ModelFunction, Servable
+from modelfn.function import Servable
 from modelfn.settings import Settings
 
 FlaskResult = tuple[Any, int, dict[str, str]]
@@ -35,17 +35,7 @@ def http_function(
     ``source`` is the function folder or a file in it (pass ``__file__``). With
     ``models``, the function serves each ``<folder>/<name>/`` instead (see :mod:`modelfn.group`).
     """
-    folder = Path(source)
-    if folder.suffix == ".py":  # decided by name: a stat() here would be start-up I/O
-        folder = folder.parent
-    settings = Settings.from_env() if settings is None else settings
-    prepare_process(settings)
-    if models:
-        from modelfn.group import FunctionGroup
-
-        function: ModelFunction | FunctionGroup = FunctionGroup(folder, models, settings)
-    else:
-        function = ModelFunction(folder, settings)
+    function, settings = build_servable(source, models, settings)
     if settings.prefetch:
         _prefetch_in_worker(function)
 

@@ -1,18 +1,39 @@
-"""What every adapter does once per process, before the first request: logging and thread pools."""
+"""What every adapter does once per process, before the first request: the servable, logging, thread pools."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from modelfn.function import ModelFunction
 from modelfn.settings import Settings
 
+if TYPE_CHECKING:
+    from modelfn.group import FunctionGroup
 
-def prepare_process(settings: Settings) -> None:
-    """Configure the ``modelfn`` logger and size numpy's thread pool; cheap, no heavy import."""
+
+def build_servable(
+    source: str | Path, models: list[str] | None, settings: Settings | None
+) -> tuple[ModelFunction | FunctionGroup, Settings]:
+    """What serves ``source``'s folder (``models``: one sub-folder each), with the process set up.
+
+    ``source`` is the function folder or a file in it (``__file__``). Configures the ``modelfn``
+    logger and sizes numpy's thread pool; cheap, no I/O, no heavy import.
+    """
+    folder = Path(source)
+    if folder.suffix == ".py":  # decided by name: a stat() here would be start-up I/O
+        folder = folder.parent
+    settings = Settings.from_env() if settings is None else settings
     configure_logging(settings.log_level)
     limit_blas_threads(settings.blas_threads)
+    if models:
+        from modelfn.group import FunctionGroup
+
+        return FunctionGroup(folder, models, settings), settings
+    return ModelFunction(folder, settings), settings
 
 
 def limit_blas_threads(threads: int) -> None:
