@@ -75,14 +75,8 @@ class Headers(Mapping[str, str]):
     def __init__(self, raw: Mapping[str, str] | None) -> None:
         self._values = {str(name).lower(): str(value) for name, value in (raw or {}).items()}
 
-    def __getitem__(self, name: str) -> str:
+    def __getitem__(self, name: str) -> str:  # Mapping's get() and `in` go through here
         return self._values[name.lower()]
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self._values.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -145,8 +139,7 @@ def to_lambda_result(response: Any) -> LambdaResult:
     from modelfn.http import error_response
 
     headers = dict(response.headers)
-    content_type = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
-    as_text = content_type.startswith(TEXT_TYPES)
+    as_text = Headers(headers).get("Content-Type", "").startswith(TEXT_TYPES)
     size = len(response.body) if as_text else (len(response.body) + 2) // 3 * 4
     if size > MAX_RESPONSE_BYTES:
         return to_lambda_result(
