@@ -88,6 +88,12 @@ def prepare(scratch: Path) -> dict[str, Path]:
     return folders
 
 
+def require_wrk() -> None:
+    """Exit with the way to install wrk when it is missing (every load benchmark needs it)."""
+    if shutil.which("wrk") is None:
+        sys.exit(f"bench/{Path(sys.argv[0]).name} needs wrk: apt-get install wrk")
+
+
 def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--latency",
@@ -128,15 +134,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("bench/batching.py needs wrk: apt-get install wrk")
+    require_wrk()
     with tempfile.TemporaryDirectory(prefix="modelfn-bench-") as scratch:
         folders = prepare(Path(scratch))
         scripts = lua_scripts(Path(scratch))
         runs: dict[str, list[dict[int, dict[str, float]]]] = {label: [] for label in CONFIGS}
         labels = list(CONFIGS)
         for round_ in range(args.rounds):
-            for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
+            for label in coldstart.rotated(labels, round_):
                 path, script = scripts["mobilenet" if label.startswith("MobileNetV2") else "digits"]
                 runs[label].append(measure(folders[label], args.seconds, path, script))
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,12 @@ DIGITS = ROOT / "functions" / "digits"
 RESULTS = ROOT / "bench" / "results"
 IMAGE = [0.0] * 64
 FF = [sys.executable, "-m", "functions_framework", "--target", "handle", "--host", "127.0.0.1"]
+
+
+def rotated(items: Sequence, run: int) -> list:
+    """``items`` started at position ``run``, wrapping: each leads once per len(items) runs, no fixed neighbour."""
+    shift = run % len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 def free_port() -> int:
@@ -150,7 +156,7 @@ def main() -> None:
     bare = next(iter(samples))
     order = [bare, *SYSTEMS]
     for run in range(args.runs):
-        for name in order[run % len(order) :] + order[: run % len(order)]:  # rotate: no fixed neighbour
+        for name in rotated(order, run):
             if name == bare:
                 samples[name].append(time_bare_script())
             else:

@@ -218,8 +218,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("bench/compare.py needs wrk: apt-get install wrk")
+    batching.require_wrk()
     mobilenet = medium_model.build(CACHE / "mobilenet")
     keras_mobilenet = medium_model.build_keras(CACHE / "mobilenet.keras")
     models = {"digits": (ROOT / "functions/digits", ROOT / "functions/digits-keras/model.keras", (1, 16)),
@@ -234,7 +233,7 @@ def main() -> None:
             results[model] = {label: {"cold": [], "pss": [], "load": {}} for label in table}
             labels = list(table)
             for run in range(args.runs):  # cold starts, interleaved and rotated
-                for label in labels[run % len(labels) :] + labels[: run % len(labels)]:
+                for label in coldstart.rotated(labels, run):
                     port = coldstart.free_port()
                     with start(table[label], port, scratch) as process:
                         results[model][label]["cold"].append(first_answer(process, port, table[label].request))

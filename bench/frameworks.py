@@ -143,7 +143,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {label: [] for label in variants}
     order = list(variants)
     for run in range(args.runs):
-        for label in order[run % len(order) :] + order[: run % len(order)]:
+        for label in coldstart.rotated(order, run):
             results[label].append(measure(variants[label], label))
         print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     write(variants, results, args.runs)

@@ -17,8 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,22 +51,14 @@ STEPS = {  # label -> (source, extra environment, the step it adds to), cheapest
 }
 
 
-def requests_per_second(source: Path, env: dict[str, str], body: bytes, script: Path, seconds: int) -> float:
+def requests_per_second(
+    source: Path, env: dict[str, str], request: compare.Request, script: Path, seconds: int
+) -> float:
     port = coldstart.free_port()
     command = [*coldstart.FF, "--source", str(source), "--port", str(port)]
-    url = f"http://127.0.0.1:{port}{PATH}"
     with coldstart.server(command, {"BENCH_MODEL": str(MODEL), **env}) as process:
-        deadline = time.monotonic() + 60
-        while True:  # the first request also loads modelfn's model; wrk then measures warm
-            try:
-                request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-                urllib.request.urlopen(request, timeout=60).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{source} did not start") from None
-                time.sleep(0.02)
-        return batching.wrk(url, 1, seconds, script)["rps"]
+        compare.first_answer(process, port, request)  # it also loads modelfn's model: wrk then measures warm
+        return batching.wrk(f"http://127.0.0.1:{port}{PATH}", 1, seconds, script)["rps"]
 
 
 def hot_loop_call_us(body: bytes) -> float:
@@ -94,17 +84,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (apt-get install wrk)")
+    batching.require_wrk()
     body = coldstart.oip_body()
+    request = compare.Request(PATH, body)
     scratch = Path(tempfile.mkdtemp(prefix="modelfn-ladder-"))
-    script = compare.wrk_script(compare.Request(PATH, body), scratch, "digits")
+    script = compare.wrk_script(request, scratch, "digits")
     rps: dict[str, list[float]] = {label: [] for label in STEPS}
     labels = list(STEPS)
     for round_ in range(args.rounds):
-        for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
+        for label in coldstart.rotated(labels, round_):
             source, env, _ = STEPS[label]
-            rps[label].append(requests_per_second(source, env, body, script, args.seconds))
+            rps[label].append(requests_per_second(source, env, request, script, args.seconds))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     write(rps, hot_loop_call_us(body), args)
     shutil.rmtree(scratch, ignore_errors=True)

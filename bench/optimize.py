@@ -71,7 +71,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {label: [] for label in cases}
     labels = list(cases)
     for run in range(args.runs):
-        for label in labels[run % len(labels) :] + labels[: run % len(labels)]:
+        for label in coldstart.rotated(labels, run):
             folder, level = cases[label]
             out = subprocess.run([sys.executable, "-c", PROBE, str(folder / "model.onnx"), level],
                                  check=True, capture_output=True, text=True).stdout  # fmt: skip

@@ -73,8 +73,7 @@ def main() -> None:
             samples: dict[tuple[str, str], list[float]] = {(c[0], c[1]): [] for c in configs}
             warm_dir = Path(tempfile.mkdtemp(prefix="modelfn-bench-warm-"))
             for run in range(args.runs):
-                shift = run % len(configs)
-                for label, source, folder, extra, disk in configs[shift:] + configs[:shift]:
+                for label, source, folder, extra, disk in coldstart.rotated(configs, run):
                     cache = warm_dir if disk == "warm" else Path(tempfile.mkdtemp(prefix="modelfn-bench-cold-"))
                     if disk == "warm" and not any(warm_dir.iterdir()):
                         _serve_once(folder, {**extra, "MODELFN_CACHE_DIR": str(warm_dir)})  # fill it
