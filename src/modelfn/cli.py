@@ -217,6 +217,33 @@ def build(folder: Path, target: str, out: Path, python: str | None, stores: tupl
         click.echo(line)
 
 
+@cli.command()
+@click.option(
+    "--target", "targets", multiple=True, type=click.Choice(["gcp", "aws"]),
+    help="Only this cloud's files (cloudbuild.yaml always). Default: both.",
+)  # fmt: skip
+@click.option(
+    "--root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("."), show_default=True,
+    help="The project: functions/ is read, infra/, serverless.yml and cloudbuild.yaml are written.",
+)  # fmt: skip
+@click.option("--check", is_flag=True, help="Write nothing; fail when a checked-in file differs from the output.")
+def render(targets: tuple[str, ...], root: Path, check: bool) -> None:
+    """Generate the Terraform variables, serverless.yml and cloudbuild.yaml from the contracts."""
+    from modelfn.tooling import render as rendering
+
+    with _click_errors():
+        files = rendering.render(root, targets or rendering.TARGETS)
+    if check:
+        stale = rendering.drifted(root, files)
+        if stale:
+            raise click.ClickException(f"out of date, run `modelfn render`: {', '.join(stale)}")
+        click.echo(f"up to date: {', '.join(files)}")
+        return
+    changed = rendering.write(root, files)
+    for relative in files:
+        click.echo(f"{'wrote' if relative in changed else 'same '}  {relative}")
+
+
 @contextlib.contextmanager
 def _click_errors() -> Iterator[None]:
     """Show a modelfn error as the command's error message (exit 1), never as a traceback."""

@@ -135,6 +135,36 @@ class Batching(_Strict):
     max_concurrent_batches: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
+class Deploy(_Strict):
+    """How the function serving this model is sized and packaged in the cloud (``modelfn render``).
+
+    Read only by the tooling; a running function never looks at it. A several-model function
+    takes the block of the one member that declares it.
+    """
+
+    #: Memory of each instance, in MiB (Lambda: 128..10240; Cloud Run: up to 32 GiB).
+    memory_mb: Annotated[int, msgspec.Meta(ge=128, le=10240)] = 1024
+    #: vCPUs of each instance on Google Cloud (Lambda gives CPU in proportion to memory).
+    cpu: Annotated[float, msgspec.Meta(ge=0.08, le=8)] = 1
+    #: Longest request, in seconds; kept under API Gateway's 29 s integration limit.
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=29)] = 28
+    #: Instances kept warm (billed while idle; 0 scales to zero).
+    min_instances: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    #: Most instances: the ceiling on cost and on load sent to the registry bucket.
+    max_instances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    #: Requests one instance serves at once on Google Cloud (Lambda always serves one).
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
+    #: ``zip`` (source bundle) or ``image`` (container). ``auto`` picks ``image`` for TensorFlow,
+    #: whose wheels are over both platforms' zip limits (see ``modelfn build``).
+    package: Literal["auto", "zip", "image"] = "auto"
+    #: The registry alias a one-model function serves (``MODELFN_MODEL=<registry>/<name>@<alias>``).
+    alias: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,62}$")] = "prod"
+    #: Whether the models' routes are on the shared API gateway (with API keys). ``false`` leaves
+    #: the function reachable only at its own URL, with IAM authentication: for a second build of
+    #: a model the gateway already routes, or an internal one.
+    expose: bool = True
+
+
 class Step(_Strict):
     """One model run by a pipeline, wired by tensor names (as in a Triton ensemble).
 
@@ -174,6 +204,8 @@ class Contract(_Strict, kw_only=True):
     steps: Annotated[list[Step], msgspec.Meta(max_length=32)] = []
     #: Coalesce concurrent requests into one inference call (see :class:`Batching`).
     batching: Batching | None = None
+    #: Cloud sizing and packaging (see :class:`Deploy`); absent means the defaults.
+    deploy: Deploy | None = None
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
