@@ -8,7 +8,7 @@ PYTHON ?= python3
 PORT ?= 8080
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt
 
-.PHONY: serve test bench check clean
+.PHONY: serve test tools bench check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,26 @@ $(VENV)/.dev: pyproject.toml packaging/constraints.txt | $(VENV)/bin/python
 	$(PIP) -e ".[dev,train]"
 	@touch $@ $(VENV)/.runtime
 
+# Offline checkers of the deployment files (tests/infra): checkov in its own environment (it pins
+# many packages of its own) and osls, the maintained fork of Serverless Framework v3, from npm.
+# Terraform is the machine's own (see README, "Deploy").
+TOOLS ?= .tools
+CHECKOV_VERSION ?= 3.3.30
+OSLS_VERSION ?= 4.3.1
+
+$(TOOLS)/checkov/bin/checkov:
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+
+$(TOOLS)/node_modules/.bin/sls:
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) osls@$(OSLS_VERSION)
+
+tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls
+
 serve: $(VENV)/.runtime
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev tools
 	$(VENV)/bin/ruff check src tests bench functions
 	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/python -m pytest
@@ -38,4 +54,4 @@ bench: $(VENV)/.dev
 	$(VENV)/bin/python bench/coldstart.py
 
 clean:
-	rm -rf $(VENV) functions/*/.modelfn
+	rm -rf $(VENV) $(TOOLS) functions/*/.modelfn

@@ -36,6 +36,13 @@ GATEWAY_ROUTES = (
     ("post", "/models/{model}/predict", "predict"),
 )
 BINARY_TYPES = ["application/octet-stream"]
+TERRAFORM_VERSION = "1.11.4"
+TEST_TOOLS = [
+    "apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm unzip > /dev/null",
+    f"curl -fsSL -o /tmp/terraform.zip https://releases.hashicorp.com/terraform/{TERRAFORM_VERSION}/"
+    f"terraform_{TERRAFORM_VERSION}_linux_amd64.zip",
+    "unzip -q -o /tmp/terraform.zip -d /usr/local/bin",
+]
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,9 @@ class FunctionPlan:
 
 def plan(functions_dir: Path) -> list[FunctionPlan]:
     """Read every function folder under ``functions_dir``; refuse plans that could not deploy together."""
-    plans = [_plan(FunctionLayout.read(folder)) for folder in sorted(Path(functions_dir).iterdir()) if _is_function(folder)]
+    plans = [
+        _plan(FunctionLayout.read(folder)) for folder in sorted(Path(functions_dir).iterdir()) if _is_function(folder)
+    ]
     if not plans:
         raise BuildError(f"{functions_dir}: no function folders (a folder with modelfn.yaml, or sub-folders with one)")
     routed: dict[str, str] = {}
@@ -165,7 +174,9 @@ def write(root: Path, files: dict[str, str]) -> list[str]:
 
 def drifted(root: Path, files: dict[str, str]) -> list[str]:
     """The generated files whose checked-in copy differs from ``files`` (or is missing)."""
-    return [rel for rel, text in files.items() if not (Path(root) / rel).is_file() or (Path(root) / rel).read_text() != text]
+    return [
+        rel for rel, text in files.items() if not (Path(root) / rel).is_file() or (Path(root) / rel).read_text() != text
+    ]
 
 
 def tfvars(plans: list[FunctionPlan]) -> str:
@@ -173,8 +184,20 @@ def tfvars(plans: list[FunctionPlan]) -> str:
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the build scripts) as literal blocks, readable in review."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def _dump(document: object, comment: str = HEADER) -> str:
-    return f"# {comment}\n" + yaml.safe_dump(document, sort_keys=False, width=110, default_flow_style=False)
+    return f"# {comment}\n" + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=110, default_flow_style=False)
 
 
 def openapi_template(plans: list[FunctionPlan]) -> str:
@@ -241,14 +264,18 @@ def serverless(plans: list[FunctionPlan]) -> str:
             }
         )
         if each.registry_model:
-            function["environment"] = {"MODELFN_MODEL": f"s3://${{param:bucket}}/models/{each.registry_model}@{d.alias}"}
+            function["environment"] = {
+                "MODELFN_MODEL": f"s3://${{param:bucket}}/models/{each.registry_model}@{d.alias}"
+            }
         if d.min_instances:
             function["provisionedConcurrency"] = d.min_instances
         if d.expose:
             events = []
             for model in each.models:
                 for method, route, _ in GATEWAY_ROUTES:
-                    events.append({"http": {"path": route.format(model=model).lstrip("/"), "method": method, "private": True}})
+                    events.append(
+                        {"http": {"path": route.format(model=model).lstrip("/"), "method": method, "private": True}}
+                    )
             function["events"] = events
         else:
             function["url"] = {"authorizer": "aws_iam"}
@@ -291,9 +318,15 @@ def _camel(name: str) -> str:
 def _lambda_role(each: FunctionPlan) -> dict[str, object]:
     """Least privilege: its own log group, X-Ray, and reading its model's prefix (nothing else)."""
     log_group = f"/aws/lambda/modelfn-${{sls:stage}}-{each.name}"
-    arn = {"Fn::Join": [":", ["arn:aws:logs", {"Ref": "AWS::Region"}, {"Ref": "AWS::AccountId"}, "log-group", log_group]]}
+    arn = {
+        "Fn::Join": [":", ["arn:aws:logs", {"Ref": "AWS::Region"}, {"Ref": "AWS::AccountId"}, "log-group", log_group]]
+    }
     statements: list[dict[str, object]] = [
-        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": [{"Fn::Join": [":", [arn, "*"]]}]},
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [{"Fn::Join": [":", [arn, "*"]]}],
+        },
         {"Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"},
     ]
     if each.registry_model:
@@ -310,7 +343,11 @@ def _lambda_role(each: FunctionPlan) -> dict[str, object]:
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com"]}, "Action": ["sts:AssumeRole"]}
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": ["lambda.amazonaws.com"]},
+                        "Action": ["sts:AssumeRole"],
+                    }
                 ],
             },
             "Policies": [
@@ -375,7 +412,7 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
         if each.registry_model:
             push_lines.append(f"modelfn push functions/{each.name}")
             push_lines.append(f"modelfn promote {each.registry_model} {each.version} --alias {each.deploy.alias}")
-    terraform = "hashicorp/terraform:1.11"
+    terraform = f"hashicorp/terraform:{TERRAFORM_VERSION}"
     tf_vars = [
         "-var=project_id=$PROJECT_ID",
         "-var=region=${_REGION}",
@@ -384,10 +421,11 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
     ]
     steps: list[dict[str, object]] = [
         {
+            # The README's test command, with the checkers the infra tests run: Terraform and Node.js.
             "id": "test",
             "name": f"python:{python}",
             "entrypoint": "bash",
-            "args": ["-c", "make test"],
+            "args": ["-c", "\n".join(["set -euo pipefail", *TEST_TOOLS, "make test"])],
         },
         {
             "id": "build",

@@ -1,0 +1,87 @@
+variable "bucket" {
+  description = "Name of the model registry bucket (created here); functions read s3://<bucket>/models/<model>/."
+  type        = string
+}
+
+variable "functions" {
+  description = "One entry per folder in functions/, written by `modelfn render` (infra/aws/functions.auto.tfvars.json)."
+  type = map(object({
+    models             = list(string)
+    registry_model     = optional(string)
+    alias              = string
+    package            = string # zip: a Lambda zip; image: a Lambda container image
+    expose             = bool   # routed by the REST API (API keys); otherwise an IAM function URL
+    memory_mb          = number
+    cpu                = number # Google Cloud only: Lambda's CPU follows memory
+    timeout_s          = number
+    min_instances      = number
+    max_instances      = number # reserved concurrency: the function's ceiling
+    concurrency        = number # Google Cloud only: a Lambda instance serves one request at a time
+    service_account_id = string # Google Cloud only
+    # An event-driven function: objects landing in a bucket, or messages on an SQS queue.
+    trigger = optional(object({
+      type       = string
+      bucket     = optional(string)
+      prefix     = optional(string, "")
+      suffix     = optional(string, "")
+      queue_arn  = optional(string)
+      batch_size = optional(number, 10)
+    }))
+  }))
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : contains(["zip", "image"], f.package)])
+    error_message = "package is zip or image."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["s3", "sqs"], try(f.trigger.type, ""))])
+    error_message = "trigger.type is s3 or sqs."
+  }
+}
+
+variable "artifacts" {
+  description = "Function name -> Lambda zip from `modelfn build --target lambda`, for every zip function."
+  type        = map(string)
+  default     = {}
+}
+
+variable "images" {
+  description = "Function name -> ECR image URI from `modelfn build --target lambda-image`, for every image function."
+  type        = map(string)
+  default     = {}
+}
+
+variable "http_entry" {
+  description = "api_gateway: one REST API with API keys and a usage plan for the exposed functions; function_url: an IAM-authenticated URL per function."
+  type        = string
+  default     = "api_gateway"
+
+  validation {
+    condition     = contains(["api_gateway", "function_url"], var.http_entry)
+    error_message = "http_entry is api_gateway or function_url."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every function, role and API name."
+  type        = string
+  default     = "modelfn-"
+}
+
+variable "stage" {
+  description = "The REST API stage."
+  type        = string
+  default     = "v1"
+}
+
+variable "log_retention_days" {
+  description = "How long the functions' logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "quota_per_month" {
+  description = "Requests one API key may make a month."
+  type        = number
+  default     = 1000000
+}

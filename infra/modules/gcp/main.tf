@@ -1,0 +1,349 @@
+# modelfn on Google Cloud: the model registry bucket, one Cloud Functions gen2 function (zip) or
+# Cloud Run service (image) per function folder, each with a service account that can read only its
+# model's prefix, and one API Gateway in front of the exposed ones, behind API keys.
+
+locals {
+  zip_functions      = { for name, f in var.functions : name => f if f.package == "zip" }
+  image_functions    = { for name, f in var.functions : name => f if f.package == "image" }
+  registry_functions = { for name, f in var.functions : name => f if f.registry_model != null }
+  exposed            = { for name, f in var.functions : name => f if f.expose && f.trigger == null }
+  triggered          = { for name, f in var.functions : name => f if f.trigger != null }
+
+  environment = {
+    for name, f in var.functions : name => merge(
+      { MODELFN_LOG_LEVEL = "INFO" },
+      f.registry_model == null ? {} : {
+        MODELFN_MODEL = "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"
+      },
+    )
+  }
+
+  # Function name -> its HTTPS URL, for the gateway's backends.
+  urls = merge(
+    { for name, fn in google_cloudfunctions2_function.function : name => fn.service_config[0].uri },
+    { for name, svc in google_cloud_run_v2_service.service : name => svc.uri },
+  )
+
+  # Members that may invoke each function: the gateway for exposed ones, plus var.invokers.
+  invocations = merge([
+    for name, f in var.functions : {
+      for member in concat(
+        f.expose && f.trigger == null ? ["serviceAccount:${google_service_account.gateway.email}"] : [],
+        f.trigger != null ? ["serviceAccount:${google_service_account.function[name].email}"] : [],
+        var.invokers,
+      ) : "${name} ${member}" => { function = name, member = member }
+    }
+  ]...)
+}
+
+resource "google_project_service" "required" {
+  for_each = toset([
+    "apigateway.googleapis.com",
+    "apikeys.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "eventarc.googleapis.com",
+    "run.googleapis.com",
+    "servicecontrol.googleapis.com",
+    "servicemanagement.googleapis.com",
+  ])
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# --- Buckets ---------------------------------------------------------------------------------
+
+resource "google_storage_bucket" "models" {
+  #checkov:skip=CKV_GCP_62:Access to models is recorded by Cloud Audit Logs (data access); a second bucket for usage logs adds cost and nothing an operator reads.
+  project                     = var.project_id
+  name                        = var.bucket
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false # the registry outlives any deployment
+
+  versioning {
+    enabled = true
+  }
+}
+
+resource "google_storage_bucket" "sources" {
+  #checkov:skip=CKV_GCP_62:Holds build outputs that CI re-creates; access is recorded by Cloud Audit Logs.
+  project                     = var.project_id
+  name                        = "${var.bucket}-sources"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "source" {
+  for_each = local.zip_functions
+  # Named by content, so a new bundle is a new object and the function redeploys.
+  name   = "sources/${each.key}-${filemd5(var.sources[each.key])}.zip"
+  bucket = google_storage_bucket.sources.name
+  source = var.sources[each.key]
+}
+
+# --- Identities ------------------------------------------------------------------------------
+
+resource "google_service_account" "function" {
+  for_each     = var.functions
+  project      = var.project_id
+  account_id   = each.value.service_account_id
+  display_name = "modelfn function ${each.key}"
+}
+
+resource "google_service_account" "gateway" {
+  project      = var.project_id
+  account_id   = "${substr(var.api_id, 0, 22)}-gateway"
+  display_name = "modelfn API Gateway: signs the ID tokens the functions check"
+}
+
+# Least privilege: a function reads its own model's objects (versions and aliases), nothing else.
+resource "google_storage_bucket_iam_member" "model_read" {
+  for_each = local.registry_functions
+  bucket   = google_storage_bucket.models.name
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "model-${each.value.registry_model}"
+    description = "Objects under models/${each.value.registry_model}/ only"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.models.name}/objects/models/${each.value.registry_model}/\")"
+  }
+}
+
+# --- Functions (zip) and services (image) ----------------------------------------------------
+
+resource "google_cloudfunctions2_function" "function" {
+  #checkov:skip=CKV_GCP_124:API Gateway reaches its backends from outside the VPC, so ingress is open; every call still needs run.invoker (the gateway's ID token).
+  for_each = local.zip_functions
+  project  = var.project_id
+  name     = "${var.name_prefix}${each.key}"
+  location = var.region
+
+  build_config {
+    runtime     = "python312"
+    entry_point = "handle"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = "${each.value.memory_mb}Mi"
+    available_cpu                    = tostring(each.value.cpu)
+    timeout_seconds                  = each.value.timeout_s
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = each.value.concurrency
+    ingress_settings                 = "ALLOW_ALL" # the gateway calls from outside; IAM guards the door
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.function[each.key].email
+    environment_variables            = local.environment[each.key]
+  }
+
+  dynamic "event_trigger" {
+    for_each = each.value.trigger == null ? [] : [each.value.trigger]
+    content {
+      trigger_region        = var.region
+      event_type            = event_trigger.value.type == "storage" ? "google.cloud.storage.object.v1.finalized" : "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = event_trigger.value.type == "pubsub" ? event_trigger.value.topic : null
+      retry_policy          = event_trigger.value.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"
+      service_account_email = google_service_account.function[each.key].email
+
+      dynamic "event_filters" {
+        for_each = event_trigger.value.type == "storage" ? [event_trigger.value.bucket] : []
+        content {
+          attribute = "bucket"
+          value     = event_filters.value
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_cloud_run_v2_service" "service" {
+  for_each            = local.image_functions
+  project             = var.project_id
+  name                = "${var.name_prefix}${each.key}"
+  location            = var.region
+  deletion_protection = false
+  ingress             = "INGRESS_TRAFFIC_ALL"
+
+  template {
+    service_account                  = google_service_account.function[each.key].email
+    max_instance_request_concurrency = each.value.concurrency
+    timeout                          = "${each.value.timeout_s}s"
+
+    scaling {
+      min_instance_count = each.value.min_instances
+      max_instance_count = each.value.max_instances
+    }
+
+    containers {
+      image = var.images[each.key]
+      resources {
+        limits = {
+          cpu    = tostring(each.value.cpu)
+          memory = "${each.value.memory_mb}Mi"
+        }
+      }
+      dynamic "env" {
+        for_each = local.environment[each.key]
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+    }
+  }
+
+  # Without a canary the newest revision takes everything; with one, it takes `percent` and the
+  # stable revision keeps the rest. Promote by removing the canary, roll back by re-applying.
+  dynamic "traffic" {
+    for_each = contains(keys(var.canaries), each.key) ? [var.canaries[each.key]] : []
+    content {
+      type     = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+      revision = traffic.value.stable_revision
+      percent  = 100 - traffic.value.percent
+    }
+  }
+  traffic {
+    type    = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+    percent = contains(keys(var.canaries), each.key) ? var.canaries[each.key].percent : 100
+    tag     = contains(keys(var.canaries), each.key) ? "canary" : null
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+# A gen2 function is invoked through its Cloud Run service, so run.invoker is the grant that counts.
+resource "google_cloud_run_service_iam_member" "function_invoker" {
+  for_each = { for key, grant in local.invocations : key => grant if var.functions[grant.function].package == "zip" }
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.function[each.value.function].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "service_invoker" {
+  for_each = { for key, grant in local.invocations : key => grant if var.functions[grant.function].package == "image" }
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.service[each.value.function].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+# --- Event triggers (Eventarc) ---------------------------------------------------------------
+
+data "google_storage_project_service_account" "gcs" {
+  count   = length([for f in values(local.triggered) : f if f.trigger.type == "storage"]) > 0 ? 1 : 0
+  project = var.project_id
+}
+
+# Cloud Storage publishes its events through Pub/Sub.
+resource "google_project_iam_member" "gcs_publisher" {
+  count   = length(data.google_storage_project_service_account.gcs)
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs[0].email_address}"
+}
+
+# Eventarc grants this role only project-wide.
+resource "google_project_iam_member" "event_receiver" {
+  for_each = local.triggered
+  project  = var.project_id
+  role     = "roles/eventarc.eventReceiver"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# --- API Gateway with API keys (google-beta) -------------------------------------------------
+
+resource "google_api_gateway_api" "api" {
+  provider = google-beta
+  count    = length(local.exposed) > 0 ? 1 : 0
+  project  = var.project_id
+  api_id   = var.api_id
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_api_gateway_api_config" "config" {
+  provider             = google-beta
+  count                = length(google_api_gateway_api.api)
+  project              = var.project_id
+  api                  = google_api_gateway_api.api[0].api_id
+  api_config_id_prefix = "${var.api_id}-" # configs are immutable: each change is a new one
+
+  openapi_documents {
+    document {
+      path     = "openapi.yaml"
+      contents = base64encode(templatefile(var.openapi_template, { backends = local.urls }))
+    }
+  }
+
+  gateway_config {
+    backend_config {
+      google_service_account = google_service_account.gateway.email
+    }
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "google_api_gateway_gateway" "gateway" {
+  provider   = google-beta
+  count      = length(google_api_gateway_api.api)
+  project    = var.project_id
+  region     = var.region
+  gateway_id = var.api_id
+  api_config = google_api_gateway_api_config.config[0].id
+}
+
+# API keys work for an API once its managed service is enabled in the project.
+resource "google_project_service" "api" {
+  count              = length(google_api_gateway_api.api)
+  project            = var.project_id
+  service            = google_api_gateway_api.api[0].managed_service
+  disable_on_destroy = false
+}
+
+resource "google_apikeys_key" "client" {
+  count        = length(google_api_gateway_api.api)
+  project      = var.project_id
+  name         = "${var.api_id}-client"
+  display_name = "modelfn client"
+
+  restrictions {
+    api_targets {
+      service = google_api_gateway_api.api[0].managed_service
+    }
+  }
+
+  depends_on = [google_project_service.api]
+}

@@ -1,0 +1,97 @@
+variable "project_id" {
+  description = "The Google Cloud project."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the gateway and the buckets."
+  type        = string
+}
+
+variable "bucket" {
+  description = "Name of the model registry bucket (created here); functions read gs://<bucket>/models/<model>/."
+  type        = string
+}
+
+variable "functions" {
+  description = "One entry per folder in functions/, written by `modelfn render` (infra/gcp/functions.auto.tfvars.json)."
+  type = map(object({
+    models             = list(string)
+    registry_model     = optional(string)
+    alias              = string
+    package            = string # zip: Cloud Functions gen2; image: Cloud Run
+    expose             = bool   # routed by the API gateway
+    memory_mb          = number
+    cpu                = number
+    timeout_s          = number
+    min_instances      = number
+    max_instances      = number
+    concurrency        = number
+    service_account_id = string
+    # An event-driven function (storage or pubsub) instead of an HTTP one.
+    trigger = optional(object({
+      type   = string
+      bucket = optional(string)
+      topic  = optional(string)
+      retry  = optional(bool, true)
+    }))
+  }))
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : contains(["zip", "image"], f.package)])
+    error_message = "package is zip or image."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "pubsub"], try(f.trigger.type, ""))])
+    error_message = "trigger.type is storage or pubsub."
+  }
+}
+
+variable "sources" {
+  description = "Function name -> source zip from `modelfn build --target gcf`, for every zip function."
+  type        = map(string)
+  default     = {}
+}
+
+variable "images" {
+  description = "Function name -> container image from `modelfn build --target cloudrun`, for every image function."
+  type        = map(string)
+  default     = {}
+}
+
+variable "canaries" {
+  description = "Cloud Run function name -> the revision that keeps most traffic and the percent the newest revision gets (tagged `canary`)."
+  type = map(object({
+    stable_revision = string
+    percent         = number
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for c in values(var.canaries) : c.percent >= 0 && c.percent <= 100])
+    error_message = "A canary's percent is between 0 and 100."
+  }
+}
+
+variable "invokers" {
+  description = "Members allowed to call every function directly, without the gateway (e.g. serviceAccount:ci@p.iam.gserviceaccount.com)."
+  type        = list(string)
+  default     = []
+}
+
+variable "name_prefix" {
+  description = "Prefix of every function, service and gateway name."
+  type        = string
+  default     = "modelfn-"
+}
+
+variable "api_id" {
+  description = "API Gateway API and gateway id."
+  type        = string
+  default     = "modelfn"
+}
+
+variable "openapi_template" {
+  description = "The OpenAPI template `modelfn render` writes (infra/gcp/openapi.yaml.tftpl)."
+  type        = string
+}

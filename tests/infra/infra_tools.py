@@ -1,0 +1,74 @@
+"""The offline checkers the infra tests run: Terraform (the machine's), checkov and osls (``make tools``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+TOOLS = ROOT / ".tools"
+INFRA = ROOT / "infra"
+
+
+def tool(name: str) -> str:
+    """A checker's executable; a clear failure (not a skip) when it is missing: CI must run these."""
+    local = {"checkov": TOOLS / "checkov" / "bin" / "checkov", "sls": TOOLS / "node_modules" / ".bin" / "sls"}
+    path = local.get(name)
+    if path is not None and path.is_file():
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(
+            f"{name} is not installed: `make tools` installs checkov and osls; Terraform comes with the machine"
+        )
+    return found
+
+
+def provider_mirror() -> Path | None:
+    """A preinstalled filesystem mirror of Terraform providers, if the machine has one (it has no registry access)."""
+    candidates = [os.environ.get("MODELFN_TF_MIRROR", ""), "/opt/tf-plugins", "/usr/share/terraform/plugins"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
+            return Path(candidate)
+    return None
+
+
+def terraform_env(workdir: Path) -> dict[str, str]:
+    """Environment for a Terraform run that writes nothing outside ``workdir`` and phones no one."""
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_DATA_DIR": str(workdir / ".terraform")}
+    mirror = provider_mirror()
+    config = workdir / "terraform.rc"
+    if mirror is not None:
+        config.write_text(
+            "provider_installation {\n"
+            "  filesystem_mirror {\n"
+            f'    path    = "{mirror}"\n'
+            '    include = ["registry.terraform.io/hashicorp/*"]\n'
+            "  }\n"
+            "}\n"
+        )
+    else:
+        config.write_text("")
+    env["TF_CLI_CONFIG_FILE"] = str(config)
+    return env
+
+
+def terraform(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [tool("terraform"), args[0], "-no-color", *args[1:]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"terraform {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    return result

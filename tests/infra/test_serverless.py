@@ -1,0 +1,119 @@
+"""serverless.yml: packaged offline by osls (Serverless Framework v3's maintained fork) into a
+CloudFormation template that cfn-lint accepts, with the security the design asks for."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import ROOT
+from infra_tools import tool
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/modelfn-digits-keras@sha256:" + "a" * 64
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    project = tmp_path_factory.mktemp("sls")
+    shutil.copy(ROOT / "serverless.yml", project / "serverless.yml")
+    (project / "dist").mkdir()
+    # Packaging copies the zips `modelfn build` made without opening them: a stand-in is enough
+    # here (tests/tooling/test_build.py builds and runs the real ones).
+    for name in ("cancer", "digits", "digits-ensemble"):
+        with zipfile.ZipFile(project / "dist" / f"{name}-lambda.zip", "w") as bundle:
+            bundle.writestr("lambda_function.py", "")
+    env = {
+        **os.environ,
+        "HOME": str(project),  # osls keeps its state here, not in the user's home
+        "SLS_TELEMETRY_DISABLED": "1",
+        "SLS_NOTIFICATIONS_MODE": "off",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    result = subprocess.run(
+        [tool("sls"), "package", "--stage", "test", f"--param=digits-keras-image={IMAGE}"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    path = project / ".serverless" / "cloudformation-template-update-stack.json"
+    return {"path": path, **json.loads(path.read_text())}
+
+
+def test_cfn_lint_reports_no_error(template: dict[str, Any]) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(template["path"])],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # cfn-lint's exit code is a bit set: 2 errors, 4 warnings, 8 informational. The framework's
+    # own DependsOn beside a GetAtt is warning W3005; errors fail.
+    assert not result.returncode & 2, result.stdout
+    assert result.returncode & ~(4 | 8) == 0, result.stdout
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_routes_need_an_api_key_in_a_usage_plan(template: dict[str, Any]) -> None:
+    methods = resources(template, "AWS::ApiGateway::Method")
+    assert methods and all(m["Properties"]["ApiKeyRequired"] is True for m in methods.values())
+    assert len(methods) == 4 * 6  # four routes for each of the six exposed models
+    [plan] = resources(template, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
+    assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 1
+    [api] = resources(template, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["BinaryMediaTypes"] == ["application/octet-stream"]
+
+
+def test_functions_zip_and_image(template: dict[str, Any]) -> None:
+    functions = {
+        f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
+    }
+    assert set(functions) == {f"modelfn-test-{n}" for n in ("cancer", "digits", "digits-ensemble", "digits-keras")}
+    digits = functions["modelfn-test-digits"]
+    assert (digits["Runtime"], digits["Handler"], digits.get("PackageType", "Zip")) == (
+        "python3.12",
+        "lambda_function.handler",
+        "Zip",
+    )
+    assert digits["Environment"]["Variables"]["MODELFN_MODEL"] == "s3://modelfn-models-test/models/digits@prod"
+    keras = functions["modelfn-test-digits-keras"]
+    assert keras["PackageType"] == "Image" and keras["Code"] == {"ImageUri": IMAGE}
+    [url] = resources(template, "AWS::Lambda::Url").values()
+    assert url["Properties"]["AuthType"] == "AWS_IAM"
+
+
+def test_each_role_reads_only_its_model(template: dict[str, Any]) -> None:
+    roles = resources(template, "AWS::IAM::Role")
+    reads = {}
+    for name, role in roles.items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if "s3:GetObject" in statement["Action"]:
+                    reads[name] = statement["Resource"]
+    assert reads == {
+        "CancerRole": "arn:aws:s3:::modelfn-models-test/models/cancer/*",
+        "DigitsRole": "arn:aws:s3:::modelfn-models-test/models/digits/*",
+        "DigitsKerasRole": "arn:aws:s3:::modelfn-models-test/models/digits/*",
+    }
+
+
+def test_registry_bucket_is_private_and_kept(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["ModelBucket"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}

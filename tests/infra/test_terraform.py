@@ -1,0 +1,306 @@
+"""infra/: formatted, valid, applied for real against moto (AWS), structurally checked (Google), checkov-clean.
+
+Google's providers cannot be installed offline, so the Google module is parsed (python-hcl2) and
+checked against the provider's required arguments and the least grants the design names; the AWS
+module is initialised from the machine's provider mirror, validated, applied against moto's
+server and destroyed again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import hcl2
+import pytest
+import yaml
+from emulators import S3_ENV, s3_server
+from helpers import ROOT
+from infra_tools import INFRA, terraform, terraform_env, tool
+
+
+def test_every_file_is_formatted(tmp_path: Path) -> None:
+    terraform(["fmt", "-check", "-recursive", "-diff", str(INFRA)], cwd=tmp_path, env=terraform_env(tmp_path))
+
+
+def test_aws_root_module_validates(tmp_path: Path) -> None:
+    shutil.copytree(INFRA, tmp_path / "infra")
+    env = terraform_env(tmp_path)
+    root = tmp_path / "infra" / "aws"
+    terraform(["init", "-backend=false", "-input=false"], cwd=root, env=env)
+    terraform(["validate"], cwd=root, env=env)
+
+
+def test_checkov_finds_no_failed_check_and_every_skip_says_why(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [tool("checkov"), "-d", str(INFRA), "--framework", "terraform", "--skip-download", "--compact", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    skips = [
+        line.strip() for path in INFRA.rglob("*.tf") for line in path.read_text().splitlines() if "checkov:skip" in line
+    ]
+    assert skips, "the skips are expected to be inline"
+    for line in skips:
+        match = re.fullmatch(r"#checkov:skip=(CKV2?_[A-Z]+_\d+):(.+)", line)
+        assert match and len(match.group(2)) > 30, f"a skip without a justification: {line}"
+
+
+# --- Google Cloud: structural ------------------------------------------------------------------
+
+#: Required arguments per resource type (hashicorp/google >= 5, MMv1 `required: true`), with the
+#: blocks a new resource needs in practice (a function's runtime and source). Dotted paths enter blocks.
+REQUIRED = {
+    "google_project_service": ["service"],
+    "google_storage_bucket": ["name", "location"],
+    "google_storage_bucket_object": ["name", "bucket", "source"],
+    "google_service_account": ["account_id"],
+    "google_storage_bucket_iam_member": ["bucket", "role", "member"],
+    "google_cloudfunctions2_function": [
+        "name",
+        "location",
+        "build_config.runtime",
+        "build_config.entry_point",
+        "build_config.source.storage_source.bucket",
+        "build_config.source.storage_source.object",
+        "service_config.service_account_email",
+    ],
+    "google_cloud_run_v2_service": ["name", "location", "template.containers.image", "template.service_account"],
+    "google_cloud_run_service_iam_member": ["location", "service", "role", "member"],
+    "google_cloud_run_v2_service_iam_member": ["name", "location", "role", "member"],
+    "google_project_iam_member": ["project", "role", "member"],
+    "google_api_gateway_api": ["api_id"],
+    "google_api_gateway_api_config": ["api", "openapi_documents.document.path", "openapi_documents.document.contents"],
+    "google_api_gateway_gateway": ["gateway_id", "api_config"],
+    "google_apikeys_key": ["name"],
+}
+BETA_ONLY = {"google_api_gateway_api", "google_api_gateway_api_config", "google_api_gateway_gateway"}
+
+
+def _plain(value: Any) -> Any:
+    """python-hcl2 8 keeps HCL's quotes on keys and strings; take them off."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def google_resources() -> dict[tuple[str, str], dict[str, Any]]:
+    found = {}
+    for path in sorted((INFRA / "modules" / "gcp").glob("*.tf")):
+        with path.open() as handle:
+            parsed = _plain(hcl2.load(handle))
+        for entry in parsed.get("resource", []):
+            for kind, named in entry.items():
+                for name, body in named.items():
+                    found[(kind, name)] = body
+    return found
+
+
+def _lookup(body: dict[str, Any], dotted: str) -> Any:
+    value: Any = body
+    for part in dotted.split("."):
+        if isinstance(value, list):  # a block is a list of its occurrences
+            value = value[0]
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def test_google_resources_have_their_required_arguments() -> None:
+    resources = google_resources()
+    assert {kind for kind, _ in resources} <= set(REQUIRED), "a resource type the test does not know"
+    for (kind, name), body in resources.items():
+        missing = [arg for arg in REQUIRED[kind] if _lookup(body, arg) in (None, "")]
+        assert not missing, f"{kind}.{name} lacks {missing}"
+        if kind in BETA_ONLY:
+            assert body.get("provider") == "google-beta", f"{kind}.{name} exists only in google-beta"
+
+
+def test_google_grants_are_the_least_ones() -> None:
+    resources = google_resources()
+    grants = {(kind, name): body for (kind, name), body in resources.items() if kind.endswith("_iam_member")}
+    roles = {body["role"] for body in grants.values()}
+    assert roles == {
+        "roles/storage.objectViewer",
+        "roles/run.invoker",
+        "roles/pubsub.publisher",
+        "roles/eventarc.eventReceiver",
+    }
+
+    # Reading models: only the function's own prefix, by an IAM condition on the object name.
+    model_read = grants[("google_storage_bucket_iam_member", "model_read")]
+    assert model_read["role"] == "roles/storage.objectViewer"
+    assert model_read["member"] == "serviceAccount:${google_service_account.function[each.key].email}"
+    expression = model_read["condition"][0]["expression"]
+    assert expression == (
+        'resource.name.startsWith(\\"projects/_/buckets/${google_storage_bucket.models.name}'
+        '/objects/models/${each.value.registry_model}/\\")'
+    )
+    # Project-wide grants only where the platform has no narrower one (Eventarc, the GCS agent).
+    project_wide = {body["role"] for (kind, _), body in grants.items() if kind == "google_project_iam_member"}
+    assert project_wide == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver"}
+    text = "\n".join(path.read_text() for path in INFRA.rglob("*.tf"))
+    assert "allUsers" not in text and "allAuthenticatedUsers" not in text
+
+
+def test_google_bucket_is_private_and_versioned() -> None:
+    for name in ("models", "sources"):
+        bucket = google_resources()[("google_storage_bucket", name)]
+        assert bucket["uniform_bucket_level_access"] is True
+        assert bucket["public_access_prevention"] == "enforced"
+        assert bucket["versioning"][0]["enabled"] is True
+
+
+def test_google_functions_get_their_model_reference_and_own_account() -> None:
+    resources = google_resources()
+    service = resources[("google_cloudfunctions2_function", "function")]["service_config"][0]
+    assert service["service_account_email"] == "${google_service_account.function[each.key].email}"
+    assert service["environment_variables"] == "${local.environment[each.key]}"
+    main = (INFRA / "modules" / "gcp" / "main.tf").read_text()
+    assert 'MODELFN_MODEL = "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"' in main
+    config = resources[("google_api_gateway_api_config", "config")]
+    assert config["gateway_config"][0]["backend_config"][0]["google_service_account"] == (
+        "${google_service_account.gateway.email}"
+    )
+
+
+def test_openapi_template_renders_to_a_gateway_document() -> None:
+    """What templatefile() makes of it, given every function's URL: valid YAML, https backends."""
+    variables = json.loads((INFRA / "gcp" / "functions.auto.tfvars.json").read_text())["functions"]
+    text = (INFRA / "gcp" / "openapi.yaml.tftpl").read_text()
+    assert re.findall(r"%\{|\$\{(?!backends\[)", text) == [], "only ${backends[...]} may be interpolated"
+    for name in variables:
+        text = text.replace(f'${{backends["{name}"]}}', f"https://{name}-abc123-uc.a.run.app")
+    assert "${" not in text, "a backend with no function"
+    document = yaml.safe_load(text)
+    assert document["swagger"] == "2.0"
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            backend = operation["x-google-backend"]
+            assert backend["address"].startswith("https://") and backend["jwt_audience"].startswith("https://")
+
+
+# --- AWS: applied against moto -----------------------------------------------------------------
+
+MOTO_ROOT = Path(__file__).with_name("moto_root.tf.in")  # ENDPOINT and MODULE are filled in
+
+
+@pytest.mark.slow
+def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
+    rendered = json.loads((INFRA / "aws" / "functions.auto.tfvars.json").read_text())["functions"]
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(INFRA / "aws" / "functions.auto.tfvars.json", root / "functions.auto.tfvars.json")
+    # moto stores the code without running it: any zip stands in for the built bundle here
+    # (tests/tooling/test_build.py runs the real ones).
+    with zipfile.ZipFile(root / "bundle.zip", "w") as bundle:
+        bundle.writestr("lambda_function.py", "def handler(event, context):\n    return {}\n")
+    env = terraform_env(tmp_path)
+    with s3_server() as endpoint:
+        (root / "main.tf").write_text(
+            MOTO_ROOT.read_text().replace("ENDPOINT", endpoint).replace("MODULE", str(INFRA / "modules" / "aws"))
+        )
+        terraform(["init", "-input=false"], cwd=root, env=env)
+        terraform(["apply", "-auto-approve", "-input=false"], cwd=root, env=env)
+        outputs = json.loads(terraform(["output", "-json"], cwd=root, env=env).stdout)
+
+        session = boto3.Session(
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+        lam = session.client("lambda", endpoint_url=endpoint)
+        iam = session.client("iam", endpoint_url=endpoint)
+        s3 = session.client("s3", endpoint_url=endpoint)
+        apigw = session.client("apigateway", endpoint_url=endpoint)
+
+        names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+        assert names == {f"modelfn-{name}" for name in [*rendered, "batch", "landed"]}
+        digits = lam.get_function(FunctionName="modelfn-digits")
+        config = digits["Configuration"]
+        assert config["Environment"]["Variables"]["MODELFN_MODEL"] == "s3://modelfn-models/models/digits@prod"
+        assert (config["Runtime"], config["Handler"], config["MemorySize"]) == (
+            "python3.12",
+            "lambda_function.handler",
+            1024,
+        )
+        assert digits["Concurrency"]["ReservedConcurrentExecutions"] == rendered["digits"]["max_instances"]
+        keras = lam.get_function(FunctionName="modelfn-digits-keras")["Configuration"]
+        assert keras["PackageType"] == "Image"
+        assert keras["Environment"]["Variables"]["MODELFN_MODEL"] == "s3://modelfn-models/models/digits@keras"
+
+        # Least privilege: each role reads its own model's prefix and nothing else of the bucket.
+        policy = iam.get_role_policy(RoleName="modelfn-digits", PolicyName="modelfn-digits")["PolicyDocument"]
+        reads = [s for s in policy["Statement"] if "s3:GetObject" in _list(s["Action"])]
+        assert [_list(s["Resource"]) for s in reads] == [["arn:aws:s3:::modelfn-models/models/digits/*"]]
+        ensemble = iam.get_role_policy(RoleName="modelfn-digits-ensemble", PolicyName="modelfn-digits-ensemble")
+        assert not [s for s in ensemble["PolicyDocument"]["Statement"] if "s3:GetObject" in _list(s["Action"])]
+
+        # The bucket: private, versioned, encrypted.
+        assert s3.get_bucket_versioning(Bucket="modelfn-models")["Status"] == "Enabled"
+        block = s3.get_public_access_block(Bucket="modelfn-models")["PublicAccessBlockConfiguration"]
+        assert all(block.values())
+
+        # The REST API: every route needs the key; the key is in the usage plan.
+        api = apigw.get_rest_apis()["items"][0]
+        paths = {}
+        for resource in apigw.get_resources(restApiId=api["id"], limit=500)["items"]:
+            for method in resource.get("resourceMethods", {}):
+                detail = apigw.get_method(restApiId=api["id"], resourceId=resource["id"], httpMethod=method)
+                assert detail["apiKeyRequired"] is True, resource["path"]
+                paths[(method, resource["path"])] = detail["methodIntegration"]["uri"]
+        assert ("POST", "/v2/models/digits/infer") in paths and ("GET", "/v2/models/pca/ready") in paths
+        assert "modelfn-digits/invocations" in paths[("POST", "/v2/models/digits/infer")]
+        assert "modelfn-digits-ensemble/invocations" in paths[("POST", "/models/ensemble/predict")]
+        assert not any("/batch" in path or "/landed" in path for _, path in paths), "event functions are off the API"
+        plans = apigw.get_usage_plans()["items"]
+        assert len(apigw.get_usage_plan_keys(usagePlanId=plans[0]["id"])["items"]) == 1
+        assert outputs["api_url"]["value"].endswith("/v1")
+
+        # Off the API: an IAM-authenticated URL; the event sources are wired.
+        assert set(outputs["function_urls"]["value"]) == {"digits-keras"}
+        url = lam.get_function_url_config(FunctionName="modelfn-digits-keras")
+        assert url["AuthType"] == "AWS_IAM"
+        [mapping] = lam.list_event_source_mappings()["EventSourceMappings"]
+        assert mapping["FunctionArn"].endswith(":modelfn-batch") and mapping["EventSourceArn"].endswith(":modelfn-jobs")
+        notification = s3.get_bucket_notification_configuration(Bucket="modelfn-uploads")
+        [target] = notification["LambdaFunctionConfigurations"]
+        assert target["LambdaFunctionArn"].endswith(":modelfn-landed")
+
+        terraform(["destroy", "-auto-approve", "-input=false"], cwd=root, env=env)
+        assert lam.list_functions()["Functions"] == []
+        assert apigw.get_rest_apis()["items"] == []
+
+
+def _list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def test_aws_rest_api_takes_binary_tensors() -> None:
+    """Checked in the source: moto does not keep a REST API's binary media types."""
+    with (INFRA / "modules" / "aws" / "main.tf").open() as handle:
+        parsed = _plain(hcl2.load(handle))
+    [api] = [e["aws_api_gateway_rest_api"]["api"] for e in parsed["resource"] if "aws_api_gateway_rest_api" in e]
+    assert api["binary_media_types"] == ["application/octet-stream"]
+
+
+def test_root_modules_read_the_rendered_variables() -> None:
+    for cloud in ("gcp", "aws"):
+        main = (INFRA / cloud / "main.tf").read_text()
+        assert 'source = "../modules/' + cloud + '"' in main
+        assert (INFRA / cloud / "functions.auto.tfvars.json").is_file()
+    assert "-var=images=" in (ROOT / "cloudbuild.yaml").read_text()

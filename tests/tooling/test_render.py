@@ -1,0 +1,173 @@
+"""``modelfn render``: the deployment files follow the contracts, and the checked-in copies do not drift."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from click.testing import CliRunner
+from helpers import ROOT, edit_contract
+
+from modelfn.cli import cli
+from modelfn.tooling.build import BuildError
+from modelfn.tooling.render import GATEWAY_ROUTES, plan, render
+
+FUNCTIONS = ROOT / "functions"
+
+
+def project_copy(tmp_path: Path, *names: str) -> Path:
+    """A project with some of the example functions (contracts, hooks, artifacts)."""
+    root = tmp_path / "project"
+    for name in names:
+        shutil.copytree(FUNCTIONS / name, root / "functions" / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_checked_in_files_are_what_render_produces() -> None:
+    stale = [path for path, text in render(ROOT).items() if (ROOT / path).read_text() != text]
+    assert not stale, f"run `modelfn render`: {stale} differ from the contracts in functions/"
+
+
+def test_check_fails_when_a_contract_changes(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits", "cancer")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["render", "--root", str(root)]).exit_code == 0
+    assert runner.invoke(cli, ["render", "--root", str(root), "--check"]).exit_code == 0
+
+    edit_contract(root / "functions" / "digits", deploy={"memory_mb": 2048})
+    result = runner.invoke(cli, ["render", "--root", str(root), "--check"])
+    assert result.exit_code == 1
+    assert "infra/gcp/functions.auto.tfvars.json" in result.output
+    assert "serverless.yml" in result.output
+
+    assert runner.invoke(cli, ["render", "--root", str(root)]).exit_code == 0
+    variables = json.loads((root / "infra/aws/functions.auto.tfvars.json").read_text())
+    assert variables["functions"]["digits"]["memory_mb"] == 2048
+
+
+def test_plans_of_the_examples() -> None:
+    plans = {each.name: each for each in plan(FUNCTIONS)}
+    assert set(plans) == {"cancer", "digits", "digits-ensemble", "digits-keras"}
+
+    digits = plans["digits"]
+    assert (digits.package, digits.registry_model, digits.version, digits.deploy.alias) == (
+        "zip",
+        "digits",
+        "1",
+        "prod",
+    )
+    # TensorFlow is over both zip limits: an image, serving its own registry version, off the gateway.
+    keras = plans["digits-keras"]
+    assert (keras.package, keras.registry_model, keras.deploy.alias, keras.deploy.expose) == (
+        "image",
+        "digits",
+        "keras",
+        False,
+    )
+    # A several-model function serves its bundled artifacts under every member's name.
+    ensemble = plans["digits-ensemble"]
+    assert ensemble.registry_model is None
+    assert sorted(ensemble.models) == ["ensemble", "logreg", "mlp", "pca"]
+
+
+def test_one_model_name_on_the_gateway_once(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits", "digits-keras")
+    edit_contract(root / "functions" / "digits-keras", deploy={"package": "image"})  # exposed by default
+    with pytest.raises(
+        BuildError, match=r"model 'digits' is served by both functions/digits and functions/digits-keras"
+    ):
+        plan(root / "functions")
+
+
+def test_a_group_declares_deploy_once(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits-ensemble")
+    for member in ("pca", "mlp"):
+        edit_contract(root / "functions" / "digits-ensemble" / member, deploy={"memory_mb": 512})
+    with pytest.raises(BuildError, match="`deploy` is declared by"):
+        plan(root / "functions")
+
+
+def test_long_folder_names_that_would_share_a_service_account_are_refused(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits")
+    shutil.copytree(root / "functions" / "digits", root / "functions" / "digits-classifier-for-handwriting-a")
+    shutil.copytree(root / "functions" / "digits", root / "functions" / "digits-classifier-for-handwriting-b")
+    for name in ("digits-classifier-for-handwriting-a", "digits-classifier-for-handwriting-b"):
+        edit_contract(root / "functions" / name, name=name[-1] + "x", deploy={"expose": True})
+    with pytest.raises(BuildError, match="same service account id"):
+        plan(root / "functions")
+
+
+def test_gateway_routes_are_routes_the_function_answers(digits_server) -> None:
+    """Every path the gateways expose for digits reaches a handler: not 404, not 405."""
+    openapi = yaml.safe_load((ROOT / "infra/gcp/openapi.yaml.tftpl").read_text())
+    digits_paths = {path: ops for path, ops in openapi["paths"].items() if "/digits" in path}
+    assert len(digits_paths) == len(GATEWAY_ROUTES)
+    for path, operations in digits_paths.items():
+        for method, operation in operations.items():
+            assert operation["x-google-backend"]["address"] == '${backends["digits"]}' + path
+            answer = requests.request(method, digits_server.url + path, data=b"{}", timeout=10)
+            assert answer.status_code not in (404, 405), (method, path, answer.text)
+    # The key is required everywhere, and only routes of exposed functions are there.
+    assert openapi["security"] == [{"api_key": []}]
+    assert openapi["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    backends = {
+        op["x-google-backend"]["address"].split("}")[0] for ops in openapi["paths"].values() for op in ops.values()
+    }
+    assert backends == {'${backends["cancer"]', '${backends["digits"]', '${backends["digits-ensemble"]'}
+
+
+def test_serverless_roles_read_only_their_model() -> None:
+    document = yaml.safe_load((ROOT / "serverless.yml").read_text())
+    resources = document["resources"]["Resources"]
+    for name, function in document["functions"].items():
+        statements = resources[function["role"]]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        reads = [s for s in statements if any(action.startswith("s3:") for action in s["Action"])]
+        model = function.get("environment", {}).get("MODELFN_MODEL")
+        if model is None:
+            assert reads == [], name  # a several-model function reads its bundle only
+            continue
+        prefix = model.split("/models/")[1].split("@")[0]
+        assert reads == [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"arn:aws:s3:::${{param:bucket}}/models/{prefix}/*",
+            }
+        ]
+        events = function.get("events", [])
+        assert all(event["http"]["private"] for event in events), name
+    keras = document["functions"]["digits-keras"]
+    assert "handler" not in keras and keras["image"] == "${param:digits-keras-image}"
+    assert keras["url"] == {"authorizer": "aws_iam"} and "events" not in keras
+
+
+def test_cloudbuild_passes_the_cloud_build_schema() -> None:
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.cloudbuild", str(ROOT / "cloudbuild.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cloudbuild_tests_builds_pushes_and_deploys_in_order() -> None:
+    document = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    steps = {step["id"]: step for step in document["steps"]}
+    assert steps["build"]["waitFor"] == ["test"]
+    script = steps["build"]["args"][1]
+    assert "modelfn build functions/digits --target gcf --store gcs" in script
+    assert "modelfn build functions/digits-keras --target cloudrun --store gcs" in script
+    assert steps["deploy"]["args"][0] == "apply" and "push-images" in steps["deploy"]["waitFor"]
+    registry = steps["registry"]["args"][1]
+    assert "modelfn promote digits 1 --alias prod" in registry
+    assert "modelfn promote digits 1-keras --alias keras" in registry
+    assert "digits-ensemble" not in registry  # its models are in its bundle
+    assert set(document["substitutions"]) == {"_REGION", "_BUCKET", "_TF_STATE_BUCKET", "_REPOSITORY"}
