@@ -51,6 +51,12 @@ def test_check_fails_when_a_contract_changes(tmp_path: Path) -> None:
     assert variables["functions"]["digits"]["memory_mb"] == 2048
 
 
+def test_a_project_without_functions_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["render", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "functions: no such folder" in result.output and "Traceback" not in result.output
+
+
 def test_plans_of_the_examples() -> None:
     plans = {each.name: each for each in plan(FUNCTIONS)}
     assert set(plans) == {"cancer", "digits", "digits-ensemble", "digits-keras"}

@@ -90,6 +90,8 @@ class FunctionPlan:
 
 def plan(functions_dir: Path) -> list[FunctionPlan]:
     """Read every function folder under ``functions_dir``; refuse plans that could not deploy together."""
+    if not Path(functions_dir).is_dir():
+        raise BuildError(f"{functions_dir}: no such folder; render reads the function folders in functions/")
     plans = [
         _plan(FunctionLayout.read(folder)) for folder in sorted(Path(functions_dir).iterdir()) if _is_function(folder)
     ]
