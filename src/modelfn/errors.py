@@ -32,6 +32,8 @@ class ModelfnError(Exception):
     status: int = 500
     #: Whether ``str(error)`` may be shown to the caller. Model faults are not.
     public: bool = True
+    #: What the caller sees instead when it may not.
+    public_message: str = "internal error: the model failed; see the function's log"
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -103,6 +105,13 @@ class ArtifactError(ContractError):
 
 class ObjectNotFound(ArtifactError):
     """No object at the URI."""
+
+
+class AccessDenied(ArtifactError):
+    """The function's cloud identity may not read the object: a deployment problem, not the caller's."""
+
+    public = False  # the caller needs no bucket names or grants; the log has them
+    public_message = "the model cannot be loaded: its storage refused access; see the function's log"
 
 
 class RegistryError(ModelfnError):

@@ -47,7 +47,7 @@ VERSION_HEADER = "X-Model-Version"
 
 def error_response(error: ModelfnError) -> Response:
     """``{"error": "..."}`` with the error's status; model faults say nothing internal."""
-    message = error.message if error.public else "internal error: the model failed; see the function's log"
+    message = error.message if error.public else error.public_message
     return json_response({"error": message}, error.status, error.headers)
 
 

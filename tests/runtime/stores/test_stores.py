@@ -100,3 +100,18 @@ def test_a_missing_sdk_says_what_to_install(uri, package, extra) -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith(f"pip install 'modelfn[{extra}]'"), out
     assert out.startswith("ContractError")
+
+
+def test_a_denied_gcs_read_is_access_denied_not_a_crash() -> None:
+    """The emulator has no IAM, so the SDK's own Forbidden is raised into the store's error mapping;
+    the S3 side is enforced for real by moto in tests/infra/test_least_privilege.py."""
+    from google.api_core import exceptions as gexc
+
+    from modelfn.errors import AccessDenied
+    from modelfn.runtime.stores.gcs import GCSStore
+
+    def forbidden() -> None:
+        raise gexc.Forbidden("caller does not have storage.objects.get access")
+
+    with pytest.raises(AccessDenied, match=r"access denied to gs://models/models/cancer/1/model.skops: .*objectViewer"):
+        GCSStore("models")._call("models/cancer/1/model.skops", forbidden)

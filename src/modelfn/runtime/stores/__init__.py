@@ -102,3 +102,12 @@ def with_retries(operation: Callable[[], T], *, what: str, attempts: int = 3, ba
 
 def missing_sdk(package: str, extra: str, scheme: str) -> ContractError:
     return ContractError(f"{scheme} URIs need {package}: pip install 'modelfn[{extra}]'")
+
+
+def denied(uri: str, key: str, grant: str) -> str:
+    """The message of an object the function may not read: whose problem it is and what fixes it."""
+    return (
+        f"access denied to {uri}/{key}: this function's identity needs {grant} on the model's prefix "
+        "(infra/ grants each function its own model's prefix only; S3 also reports a missing object as "
+        "denied to a role that may not list the bucket)"
+    )

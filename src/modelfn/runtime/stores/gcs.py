@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelfn.errors import ObjectNotFound, PreconditionFailed, StoreUnavailable
-from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key, missing_sdk
+from modelfn.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StoreUnavailable
+from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key, denied, missing_sdk
 
 try:
     from google.api_core import exceptions as gexc
@@ -65,6 +65,8 @@ class GCSStore:
             return operation()
         except gexc.NotFound:
             raise ObjectNotFound(f"no object at {self.uri}/{key}") from None
+        except gexc.Forbidden:
+            raise AccessDenied(denied(self.uri, key, "roles/storage.objectViewer")) from None
         except gexc.PreconditionFailed:
             raise PreconditionFailed(f"{self.uri}/{key} changed since it was read") from None
         except _TRANSIENT as exc:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelfn.errors import ObjectNotFound, PreconditionFailed, StoreUnavailable
-from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key, missing_sdk
+from modelfn.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StoreUnavailable
+from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key, denied, missing_sdk
 
 try:
     import boto3
@@ -74,6 +74,8 @@ class S3Store:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
                 raise ObjectNotFound(f"no object at {self.uri}/{key}") from None
+            if code in ("AccessDenied", "403", "Forbidden"):
+                raise AccessDenied(denied(self.uri, key, "s3:GetObject")) from None
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise PreconditionFailed(f"{self.uri}/{key} changed since it was read") from None
             if status >= 500 or code in ("SlowDown", "RequestTimeout"):
