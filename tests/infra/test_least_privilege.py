@@ -85,8 +85,9 @@ def test_the_digits_role_reads_digits_and_is_denied_cancer(enforcing_s3: str) ->
     }
     from modelfn.runtime.stores.s3 import S3Store
 
-    saved_client = S3Store._client
-    S3Store._client = None  # a client with the function's credentials
+    saved_client, saved_session = S3Store._client, boto3.DEFAULT_SESSION
+    # A client with the function's credentials: boto3's default session caches the first ones it saw.
+    S3Store._client = boto3.DEFAULT_SESSION = None
     try:
         with environment(function_env):
             store, prefix = open_store(f"s3://{BUCKET}/models")
@@ -98,7 +99,7 @@ def test_the_digits_role_reads_digits_and_is_denied_cancer(enforcing_s3: str) ->
             with pytest.raises(AccessDenied):
                 store.write(f"{prefix}/digits/1/model.onnx", b"overwritten")
     finally:
-        S3Store._client = saved_client
+        S3Store._client, boto3.DEFAULT_SESSION = saved_client, saved_session
 
     # The caller is told the model cannot load, without bucket names or grants.
     denied = AccessDenied("access denied to s3://modelfn-models-test/models/cancer/1/model.skops: ...")
