@@ -24,18 +24,20 @@ $(VENV)/.dev: pyproject.toml packaging/constraints.txt | $(VENV)/bin/python
 	@touch $@ $(VENV)/.runtime
 
 # Offline checkers of the deployment files (tests/infra): checkov in its own environment (it pins
-# many packages of its own) and osls, the maintained fork of Serverless Framework v3, from npm.
+# many packages of its own) and osls, the maintained fork of Serverless Framework v3, from npm
+# (locked in packaging/tools/).
 # Terraform is the machine's own (see README, "Deploy").
 TOOLS ?= .tools
 CHECKOV_VERSION ?= 3.3.30
-OSLS_VERSION ?= 4.3.1
 
 $(TOOLS)/checkov/bin/checkov:
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 
-$(TOOLS)/node_modules/.bin/sls:
-	npm install --silent --no-audit --no-fund --prefix $(TOOLS) osls@$(OSLS_VERSION)
+$(TOOLS)/node_modules/.bin/sls: packaging/tools/package.json packaging/tools/package-lock.json
+	mkdir -p $(TOOLS) && cp packaging/tools/package.json packaging/tools/package-lock.json $(TOOLS)/
+	npm ci --silent --no-audit --no-fund --prefix $(TOOLS)
+	@touch $@
 
 tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls
 
