@@ -59,6 +59,20 @@ class Settings(NamedTuple):
     prefetch: bool = False
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
+    #: Storage events: only objects under this prefix start a batch prediction
+    #: (``MODELFN_BATCH_INPUT_PREFIX``, e.g. ``incoming/``); the others are acknowledged and ignored.
+    batch_input_prefix: str = ""
+    #: Where batch results go (``MODELFN_BATCH_OUTPUT``): ``gs://bucket/prefix``, ``s3://...`` or a
+    #: folder. Empty: ``predictions/`` in the input's own bucket.
+    batch_output: str = ""
+    #: Also upsert one row per prediction into this database (``MODELFN_BATCH_DATABASE``,
+    #: ``sqlite:///path/results.db``); empty for none.
+    batch_database: str = ""
+    #: Rows per inference call in a batch prediction (``MODELFN_BATCH_CHUNK_ROWS``).
+    batch_chunk_rows: int = 1024
+    #: The model batch predictions run in a several-model function (``MODELFN_BATCH_MODEL``,
+    #: e.g. its pipeline); a one-model function runs its own.
+    batch_model: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +100,8 @@ class Settings(NamedTuple):
             raise ValueError("MODELFN_ALIAS_REFRESH_S and MODELFN_STORE_ATTEMPTS must be positive")
         if self.blas_threads <= 0:
             raise ValueError("MODELFN_BLAS_THREADS must be positive")
+        if not 1 <= self.batch_chunk_rows <= 65536:
+            raise ValueError("MODELFN_BATCH_CHUNK_ROWS must be between 1 and 65536")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise ValueError(
                 "MODELFN_ORT_GRAPH_OPTIMIZATION must be one of disable, basic, extended, all; "

@@ -1,4 +1,4 @@
-"""AWS Lambda HTTP adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0) and function URLs.
+"""AWS Lambda adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0), function URLs, S3 records.
 
 A function folder's ``lambda_function.py`` is::
 
@@ -55,9 +55,13 @@ def lambda_function(
         while not function.ready() and time.monotonic() < deadline:
             time.sleep(0.005)
 
+    triggers: list[Any] = []  # the BatchTrigger, made on the first storage event
+
     def handler(event: LambdaEvent, context: Any = None) -> LambdaResult:
         from modelfn.http import Response, error_response
 
+        if isinstance(event, dict) and isinstance(event.get("Records"), list):
+            return _records(event, function, settings, triggers)
         try:
             request = request_from_event(event, settings.max_body_bytes)
         except ModelfnError as exc:
@@ -67,6 +71,27 @@ def lambda_function(
 
     handler.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
     return handler
+
+
+def _records(event: LambdaEvent, function: Any, settings: Settings, triggers: list[Any]) -> LambdaResult:
+    """S3 notifications: one batch prediction per created object (see :mod:`modelfn.protocols.events`).
+
+    Returning acknowledges the invocation; raising (store or model unavailable) makes Lambda retry it.
+    """
+    import logging
+
+    from modelfn.errors import ContractError, InvalidInput
+    from modelfn.protocols.events import BatchTrigger, from_s3_records
+
+    log = logging.getLogger("modelfn")
+    try:
+        events = from_s3_records(event)
+        if not triggers:
+            triggers.append(BatchTrigger(function, settings))
+    except (InvalidInput, ContractError) as exc:
+        log.error("records ignored: %s", exc.message)
+        return {"ignored": exc.message}
+    return {"batch": [triggers[0].handle(each) for each in events]}
 
 
 class Headers(Mapping[str, str]):

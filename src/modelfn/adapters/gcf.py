@@ -58,6 +58,39 @@ def http_function(
     return handle
 
 
+def event_function(
+    source: str | Path, *, models: list[str] | None = None, settings: Settings | None = None
+) -> Callable[[Any], None]:
+    """The functions-framework CloudEvent target: a storage event starts a batch prediction.
+
+    Deploy it with entry point ``handle_event`` on an Eventarc trigger for
+    ``google.cloud.storage.object.v1.finalized`` (``MODELFN_BATCH_*`` settings say which
+    objects and where results go). Returning acknowledges the event; raising asks for it again,
+    which modelfn does only when the store or the model is unavailable.
+    """
+    import functions_framework
+
+    from modelfn.protocols.events import BatchTrigger
+
+    function, settings = build_servable(source, models, settings)
+    trigger = BatchTrigger(function, settings)  # refuses a configuration whose output would re-trigger it
+
+    def handle_event(cloud_event: Any) -> None:
+        from modelfn.errors import InvalidInput
+        from modelfn.protocols.events import from_cloud_event
+
+        try:
+            event = from_cloud_event(cloud_event, cloud_event.data)
+        except InvalidInput as exc:  # not ours to retry: acknowledge it
+            logging.getLogger("modelfn").error("event %s ignored: %s", cloud_event.get("id"), exc.message)
+            return
+        trigger.handle(event)
+
+    handle_event.modelfn_function = function  # type: ignore[attr-defined]
+    # Registered by name, so `functions-framework --target handle_event` knows the signature.
+    return functions_framework.cloud_event(handle_event)
+
+
 def _prefetch_in_worker(function: Servable) -> None:
     """Start the load in the serving process, right after it is forked.
 

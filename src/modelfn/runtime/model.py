@@ -88,6 +88,14 @@ class LoadedModel(NamedTuple):
             return outputs
         return self._call_hook("post", self.hooks.post, outputs, payload)
 
+    def preprocess(self, payload: Any) -> dict[str, np.ndarray]:
+        """The pre-processing hook (or the plain ``{input name: value}`` reading) of one payload."""
+        return self._preprocess(payload)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], payload: Any) -> Any:
+        """The post-processing hook of one payload's outputs, or the outputs as they are."""
+        return outputs if self.hooks.post is None else self._call_hook("post", self.hooks.post, outputs, payload)
+
     def _preprocess(self, payload: Any) -> dict[str, np.ndarray]:
         if self.hooks.pre is None:
             return named_inputs(self.contract, payload, "body")

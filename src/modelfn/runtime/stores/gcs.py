@@ -56,6 +56,12 @@ class GCSStore:
         self._call(key, lambda: blob.upload_from_string(data, timeout=_TIMEOUT, retry=None, **condition))
         return ObjectInfo(len(data), str(blob.generation))
 
+    def upload(self, key: str, path: str) -> ObjectInfo:
+        # A resumable upload for large files: the object appears only when it is complete.
+        blob = self._bucket.blob(check_key(key), chunk_size=8 << 20)
+        self._call(key, lambda: blob.upload_from_filename(path, timeout=_TIMEOUT, retry=None))
+        return ObjectInfo(int(blob.size or 0), str(blob.generation))
+
     def list(self, prefix: str) -> list[str]:
         blobs = self._call(prefix, lambda: list(self._bucket.list_blobs(prefix=prefix, timeout=_TIMEOUT, retry=None)))
         return sorted(blob.name for blob in blobs)

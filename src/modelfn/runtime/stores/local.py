@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +65,16 @@ class LocalStore:
                     raise PreconditionFailed(f"{self.uri}/{key} changed since it was read")
             write_atomically(path, data)
             written = self.stat(key)
+        assert written is not None
+        return written
+
+    def upload(self, key: str, path: str) -> ObjectInfo:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)  # atomic on one file system
+        written = self.stat(key)
         assert written is not None
         return written
 

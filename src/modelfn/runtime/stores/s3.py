@@ -7,6 +7,7 @@ endpoint come from boto3's standard chain (``AWS_ENDPOINT_URL`` for emulators).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from modelfn.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StoreUnavailable
@@ -58,6 +59,12 @@ class S3Store:
             key, lambda: self._s3.put_object(Bucket=self._bucket, Key=check_key(key), Body=data, **condition)
         )
         return ObjectInfo(len(data), result["ETag"])
+
+    def upload(self, key: str, path: str) -> ObjectInfo:
+        # One PUT streamed from the file (up to 5 GB): the object appears only when it is complete.
+        with open(path, "rb") as body:
+            result = self._call(key, lambda: self._s3.put_object(Bucket=self._bucket, Key=check_key(key), Body=body))
+        return ObjectInfo(os.path.getsize(path), result["ETag"])
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []

@@ -1,0 +1,212 @@
+"""Input files for batch prediction, read as a stream of rows in bounded memory.
+
+- **CSV**: one row of numbers per line, filling the model's one input (a header line is skipped).
+- **JSON Lines** (``.jsonl``, ``.ndjson``): one JSON object per line. With a pre-processing hook,
+  each line is a ``POST /predict`` body; without one, ``{input name: one row}``.
+- **NumPy** (``.npy``): an array whose rows fill the model's one input; read without pickle.
+
+Whatever the file's size, at most one block of bytes (:data:`BLOCK`) and one chunk of rows are
+held at a time. A bad row is reported with its line number and the rest is still read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelfn.contract import Contract, TensorSpec
+from modelfn.datatypes import NUMPY_DTYPES
+from modelfn.errors import ContractError, InvalidInput
+from modelfn.runtime.stores import Store
+
+BLOCK = 8 << 20  # bytes per ranged read from the store
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".npy": "npy"}
+
+
+class UnreadableInput(ContractError):
+    """The whole file cannot be read as a batch input: unknown format, bad header, wrong dtype."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One input row: its 1-based number (the line in a text file) and its parsed value."""
+
+    number: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class BadRow:
+    number: int
+    error: str
+
+
+def format_of(key: str) -> str:
+    suffix = "." + key.rsplit(".", 1)[-1].lower() if "." in key else ""
+    if suffix not in FORMATS:
+        raise UnreadableInput(f"{key}: unknown input format {suffix or '(no extension)'}; use {', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+class RangeReader(io.RawIOBase):
+    """An object in a store as a readable stream, fetched one ranged read at a time."""
+
+    def __init__(self, store: Store, key: str, size: int) -> None:
+        self.store, self.key, self.size, self.position = store, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self.size - self.position)
+        if wanted <= 0:
+            return 0
+        data = self.store.read_range(self.key, self.position, wanted)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
+def open_object(store: Store, key: str, size: int) -> io.BufferedReader:
+    return io.BufferedReader(RangeReader(store, key, size), buffer_size=BLOCK)
+
+
+def read_rows(
+    stream: io.BufferedReader, fmt: str, contract: Contract, *, max_line_bytes: int
+) -> Iterator[Row | BadRow]:
+    """Every row of ``stream`` in ``fmt``: parsed, or a :class:`BadRow` saying why not."""
+    if fmt == "csv":
+        yield from _csv_rows(stream, row_spec(contract, fmt), max_line_bytes)
+    elif fmt == "jsonl":
+        yield from _jsonl_rows(stream, max_line_bytes)
+    elif fmt == "npy":
+        yield from _npy_rows(stream, row_spec(contract, fmt))
+    else:
+        raise UnreadableInput(f"unknown format {fmt!r}")
+
+
+def row_spec(contract: Contract, fmt: str) -> TensorSpec:
+    """The one input CSV and NumPy rows fill; its dimensions after the first must be fixed."""
+    if len(contract.inputs) != 1:
+        raise UnreadableInput(
+            f"{fmt} rows fill a model's one input; {contract.name} takes {[s.name for s in contract.inputs]}: "
+            "use JSON Lines with one object per row"
+        )
+    spec = contract.inputs[0]
+    if not spec.shape or spec.shape[0] != -1 or -1 in spec.shape[1:]:
+        raise UnreadableInput(f"{fmt} rows need input {spec.name!r} shaped [-1, fixed...], it is {spec.shape}")
+    return spec
+
+
+def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) -> Iterator[Row | BadRow]:
+    width = math.prod(spec.shape[1:])
+    dtype = np.dtype(NUMPY_DTYPES[spec.datatype])
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    csv.field_size_limit(max_line_bytes)
+    reader = csv.reader(text)
+    first = True
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield BadRow(reader.line_num, f"not CSV: {exc}")
+            continue
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        try:
+            values = np.array([float(c) for c in cells], dtype=np.float64)
+        except ValueError:
+            if first:  # a header line
+                first = False
+                continue
+            yield BadRow(reader.line_num, f"expected {width} numbers, got {_brief(cells)}")
+            continue
+        first = False
+        if values.size != width:
+            yield BadRow(reader.line_num, f"expected {width} numbers, got {values.size}")
+        elif not np.isfinite(values).all():
+            yield BadRow(reader.line_num, "NaN and infinite values are not accepted")
+        elif dtype.kind in "iu" and not (values == np.round(values)).all():
+            yield BadRow(reader.line_num, f"input {spec.name!r} is {spec.datatype}: integers only")
+        else:
+            yield Row(reader.line_num, values.astype(dtype).reshape(spec.shape[1:]))
+
+
+def _jsonl_rows(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[Row | BadRow]:
+    number = 0
+    while True:
+        line = stream.readline(max_line_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_line_bytes and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # skip the rest of the line, in bounded reads
+                line = stream.readline(BLOCK)
+            yield BadRow(number, f"the line is over {max_line_bytes} bytes")
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield Row(number, orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            yield BadRow(number, f"not JSON: {exc}")
+
+
+def _npy_rows(stream: io.BufferedReader, spec: TensorSpec) -> Iterator[Row | BadRow]:
+    from numpy.lib import format as npy
+
+    headers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    try:
+        version = npy.read_magic(stream)
+        if version not in headers:
+            raise ValueError(f"format version {version} (np.save writes 1.0 or 2.0)")
+        shape, fortran, dtype = headers[version](stream)
+    except (ValueError, OSError) as exc:
+        raise UnreadableInput(f"not a NumPy .npy file: {exc}") from None
+    if dtype.hasobject:
+        raise UnreadableInput("the .npy file holds Python objects; only numeric arrays are read (no pickle)")
+    if fortran:
+        raise UnreadableInput("the .npy array is in Fortran order; save it with np.save(np.ascontiguousarray(a))")
+    if tuple(shape[1:]) != tuple(spec.shape[1:]):
+        raise UnreadableInput(
+            f"the array's rows are shaped {list(shape[1:])}; input {spec.name!r} needs {spec.shape[1:]}"
+        )
+    want = np.dtype(NUMPY_DTYPES[spec.datatype])
+    if not np.can_cast(dtype, want, casting="same_kind"):
+        raise UnreadableInput(f"the array is {dtype}; input {spec.name!r} is {spec.datatype}")
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
+    per_read = max(1, BLOCK // max(row_bytes, 1))
+    number = 0
+    while number < shape[0]:
+        count = min(per_read, shape[0] - number)
+        data = stream.read(count * row_bytes)
+        if len(data) < count * row_bytes:
+            yield BadRow(number + 1, f"the file ends after {number} of the {shape[0]} rows its header declares")
+            return
+        block = np.frombuffer(data, dtype=dtype).reshape(count, *shape[1:]).astype(want, copy=False)
+        for row in block:
+            number += 1
+            if row.dtype.kind == "f" and not np.isfinite(row).all():
+                yield BadRow(number, "NaN and infinite values are not accepted")
+            else:
+                yield Row(number, row)
+
+
+def _brief(cells: list[str]) -> str:
+    text = ",".join(cells)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def check_row_payload(value: Any, contract: Contract) -> None:
+    """A JSON Lines row without a pre-processing hook must be ``{input name: one row}``."""
+    if not isinstance(value, dict):
+        raise InvalidInput(f"each line must be an object keyed by input names {[s.name for s in contract.inputs]}")

@@ -1,0 +1,257 @@
+"""One batch prediction: an input object in, predictions, errors and a summary out.
+
+For ``<input name>`` the job writes, under the output prefix:
+
+- ``<input name>.predictions.jsonl``: ``{"row": n, "prediction": ...}`` per predicted row;
+- ``<input name>.errors.jsonl``: ``{"row": n, "error": "..."}`` per row that was not;
+- ``<input name>.summary.json``: counts, the model version, the input's generation; written
+  last, it is the commit mark.
+
+At least once in, exactly once out: a job whose summary already records this input generation
+and model version is a duplicate and writes nothing. Each object is uploaded whole from a local
+file, so a crash leaves either the previous object or the new one, never part of one; a job that
+dies before its summary is simply run again by the redelivery. Rows go through the model in
+chunks of ``chunk_rows``, so memory stays bounded whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from modelfn.batch.database import ResultsDatabase
+from modelfn.batch.formats import BadRow, Row, UnreadableInput, format_of, open_object, read_rows
+from modelfn.errors import ModelfnError, ObjectNotFound
+from modelfn.runtime.model import LoadedModel, named_inputs
+from modelfn.runtime.stores import Store, join
+from modelfn.tensors import to_json_value
+
+log = logging.getLogger("modelfn")
+JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
+@dataclass(frozen=True)
+class Location:
+    """An object (or a prefix) in a store."""
+
+    store: Store
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"{self.store.uri}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    predictions: Location
+    errors: Location
+    summary: Location
+
+    @classmethod
+    def under(cls, destination: Location, name: str) -> Outputs:
+        base = join(destination.key, name)
+        return cls(
+            Location(destination.store, f"{base}.predictions.jsonl"),
+            Location(destination.store, f"{base}.errors.jsonl"),
+            Location(destination.store, f"{base}.summary.json"),
+        )
+
+
+class BatchJob:
+    """Runs a loaded model over input objects (see the module's docstring)."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        chunk_rows: int = 1024,
+        max_line_bytes: int = 4 << 20,
+        database: ResultsDatabase | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.chunk_rows = chunk_rows
+        self.max_line_bytes = max_line_bytes
+        self.database = database
+        #: Called after each chunk with the rows done so far and the input bytes read so far.
+        self.progress = progress
+
+    def run(self, source: Location, destination: Location, name: str, generation: str = "") -> dict[str, Any]:
+        """Predict every row of ``source``; return the summary (``duplicate: true`` when already done)."""
+        started = time.monotonic()
+        contract = self.model.contract
+        outputs = Outputs.under(destination, name)
+        info = source.store.stat(source.key)
+        if info is None:
+            raise ObjectNotFound(f"no object at {source.uri}")
+        generation = generation or info.token
+        done = _read_summary(outputs.summary)
+        if done and done.get("generation") == generation and done.get("version") == contract.version:
+            log.info("batch %s (generation %s) already done; duplicate delivery ignored", source.uri, generation)
+            return {**done, "duplicate": True}
+        summary: dict[str, Any] = {
+            "input": source.uri,
+            "generation": generation,
+            "model": contract.name,
+            "version": contract.version,
+            "rows": 0,
+            "predicted": 0,
+            "failed": 0,
+            "predictions": outputs.predictions.uri,
+            "errors": outputs.errors.uri,
+        }
+        with tempfile.TemporaryDirectory(prefix="modelfn-batch-") as scratch:
+            predictions_path, errors_path = Path(scratch, "predictions.jsonl"), Path(scratch, "errors.jsonl")
+            with predictions_path.open("wb") as predictions, errors_path.open("wb") as errors:
+                try:
+                    fmt = format_of(source.key)
+                    summary["format"] = fmt
+                    stream = open_object(source.store, source.key, info.size)
+                    rows = read_rows(stream, fmt, contract, max_line_bytes=self.max_line_bytes)
+                    self._predict_all(rows, fmt, predictions, errors, summary, source.uri, generation, stream.raw)
+                except UnreadableInput as exc:
+                    # The file as a whole cannot be read: one clear error, and the event is done.
+                    summary["error"] = exc.message
+                    errors.write(orjson.dumps({"row": None, "error": exc.message}, option=JSON))
+            outputs.predictions.store.upload(outputs.predictions.key, str(predictions_path))
+            outputs.errors.store.upload(outputs.errors.key, str(errors_path))
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        outputs.summary.store.write(outputs.summary.key, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        log.info(
+            "batch %s: %d rows, %d predicted, %d failed in %.2f s",
+            source.uri, summary["rows"], summary["predicted"], summary["failed"], summary["seconds"],
+        )  # fmt: skip
+        return summary
+
+    def _predict_all(
+        self,
+        rows: Iterable[Row | BadRow],
+        fmt: str,
+        predictions: IO[bytes],
+        errors: IO[bytes],
+        summary: dict[str, Any],
+        source: str,
+        generation: str,
+        raw: Any,
+    ) -> None:
+        contract = self.model.contract
+        for chunk in _chunks(rows, self.chunk_rows):
+            results = self.predict_chunk(chunk, fmt)
+            stored: list[tuple[int, str]] = []
+            for number, outcome in results:
+                summary["rows"] += 1
+                if isinstance(outcome, BadRow):
+                    summary["failed"] += 1
+                    errors.write(orjson.dumps({"row": number, "error": outcome.error}, option=JSON))
+                    continue
+                summary["predicted"] += 1
+                line = orjson.dumps({"row": number, "prediction": outcome}, option=JSON)
+                predictions.write(line)
+                if self.database is not None:
+                    stored.append((number, orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY).decode()))
+            if stored and self.database is not None:
+                self.database.upsert(
+                    source=source, model=contract.name, version=contract.version, generation=generation, rows=stored
+                )
+            if self.progress is not None:
+                self.progress(summary["rows"], raw.position)
+
+    def predict_chunk(self, chunk: list[Row | BadRow], fmt: str) -> list[tuple[int, Any]]:
+        """``(row number, prediction or BadRow)`` for each row of the chunk, in order."""
+        results: dict[int, Any] = {}
+        ready: list[tuple[Row, dict[str, np.ndarray]]] = []
+        for row in chunk:
+            if isinstance(row, BadRow):
+                results[row.number] = row
+                continue
+            try:
+                inputs = self._inputs(row, fmt)
+                self.model.check_inputs(inputs)
+            except ModelfnError as exc:
+                results[row.number] = BadRow(row.number, _public(exc))
+                continue
+            ready.append((row, inputs))
+        results.update(self._infer(ready, fmt))
+        return [(row.number, results[row.number]) for row in chunk]
+
+    def _inputs(self, row: Row, fmt: str) -> dict[str, np.ndarray]:
+        if fmt != "jsonl":  # CSV and NumPy rows fill the one input
+            return {self.model.contract.inputs[0].name: row.value[np.newaxis, ...]}
+        if self.model.hooks.pre is not None:
+            return self.model.preprocess(row.value)
+        values = named_inputs(self.model.contract, row.value, f"line {row.number}")
+        return {name: array[np.newaxis, ...] for name, array in values.items()}
+
+    def _infer(self, ready: list[tuple[Row, dict[str, np.ndarray]]], fmt: str) -> dict[int, Any]:
+        """One inference call for the chunk; if it fails, each row alone, to find the bad one."""
+        if not ready:
+            return {}
+        names = list(ready[0][1])
+        counts = [len(inputs[names[0]]) for _, inputs in ready]
+        try:
+            if len(ready) == 1:
+                batch = ready[0][1]
+            else:
+                batch = {name: np.concatenate([inputs[name] for _, inputs in ready]) for name in names}
+            outputs = self.model.infer(batch)
+        except ModelfnError as exc:
+            if len(ready) == 1:
+                return {ready[0][0].number: BadRow(ready[0][0].number, _public(exc))}
+            merged: dict[int, Any] = {}
+            for item in ready:
+                merged.update(self._infer([item], fmt))
+            return merged
+        results: dict[int, Any] = {}
+        offset = 0
+        for (row, _), count in zip(ready, counts, strict=True):
+            mine = {name: array[offset : offset + count] for name, array in outputs.items()}
+            offset += count
+            results[row.number] = self._answer(row, mine, fmt)
+        return results
+
+    def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str) -> Any:
+        if fmt == "jsonl" and self.model.hooks.post is not None:
+            try:
+                return self.model.postprocess(outputs, row.value)
+            except ModelfnError as exc:
+                return BadRow(row.number, _public(exc))
+        # One input row -> its own output rows, without the batch dimension.
+        answer = {}
+        for name, array in outputs.items():
+            value = to_json_value(array)  # dtypes orjson writes natively (ONNX's longlong is not one)
+            answer[name] = value[0] if len(array) == 1 else value
+        return answer
+
+
+def _chunks(rows: Iterable[Row | BadRow], size: int) -> Iterator[list[Row | BadRow]]:
+    chunk: list[Row | BadRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _read_summary(location: Location) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(location.store.read(location.key))
+    except ObjectNotFound:
+        return None
+    except orjson.JSONDecodeError:
+        return None  # not ours, or damaged: the job runs again and replaces it
+    return value if isinstance(value, dict) else None
+
+
+def _public(error: ModelfnError) -> str:
+    return error.message if error.public else error.public_message

@@ -1,0 +1,156 @@
+"""Events in: an object landed in a bucket (GCS CloudEvent, S3 record) starts a batch prediction.
+
+Every delivery ends in one of three ways:
+
+- **done**: the batch ran, or had already run for this object generation (a duplicate);
+- **ignored**: acknowledged without work, with the reason logged (outside the input prefix, the
+  function's own output, an object deleted since, a name modelfn does not accept);
+- **raised**: a failure worth retrying (the store or the model is unavailable); the platform
+  redelivers.
+
+A bad file is *done*: its summary and errors objects say what was wrong, and no retry loop starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from modelfn.errors import ContractError, InvalidInput, ModelNotReady, ObjectNotFound
+from modelfn.function import Servable
+from modelfn.settings import Settings
+
+log = logging.getLogger("modelfn")
+
+GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
+S3_SOURCE = "aws:s3"
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    """An object that landed: where, which generation, and the delivery's id (for logs)."""
+
+    scheme: str  # gs or s3
+    bucket: str
+    key: str
+    generation: str
+    id: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"{self.scheme}://{self.bucket}/{self.key}"
+
+
+def from_cloud_event(attributes: Mapping[str, Any], data: Any) -> ObjectEvent:
+    """A GCS ``object.v1.finalized`` CloudEvent (binary or structured mode: the SDK has parsed it)."""
+    kind = attributes.get("type")
+    if kind != GCS_FINALIZED:
+        raise InvalidInput(f"event type {str(kind)[:100]!r} is not handled; this function takes {GCS_FINALIZED}")
+    if (
+        not isinstance(data, Mapping)
+        or not isinstance(data.get("bucket"), str)
+        or not isinstance(data.get("name"), str)
+    ):
+        raise InvalidInput("a storage event's data needs the object's `bucket` and `name`")
+    # Real events carry the generation as a string (int64); accept a number too.
+    generation = data.get("generation")
+    return ObjectEvent(
+        "gs", data["bucket"], data["name"], "" if generation is None else str(generation), str(attributes.get("id", ""))
+    )
+
+
+def from_s3_records(event: Mapping[str, Any]) -> list[ObjectEvent]:
+    """The ``ObjectCreated`` records of an S3 notification; their keys arrive URL-form-encoded."""
+    found = []
+    for record in event.get("Records", []):
+        if not isinstance(record, Mapping) or record.get("eventSource") != S3_SOURCE:
+            raise InvalidInput("not an S3 notification record")
+        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+            log.info("S3 %s event ignored: only ObjectCreated starts a batch", record.get("eventName"))
+            continue
+        s3 = record.get("s3", {})
+        try:
+            bucket, item = s3["bucket"]["name"], s3["object"]
+            key = unquote_plus(item["key"])
+        except (KeyError, TypeError):
+            raise InvalidInput("an S3 record needs s3.bucket.name and s3.object.key") from None
+        # versionId where the bucket is versioned, else the ETag: both change with the content.
+        generation = str(item.get("versionId") or item.get("eTag") or item.get("sequencer") or "")
+        request_id = str(record.get("responseElements", {}).get("x-amz-request-id", ""))
+        found.append(ObjectEvent("s3", bucket, key, generation, request_id))
+    return found
+
+
+class BatchTrigger:
+    """Turns object events into batch jobs, under the function's settings (``MODELFN_BATCH_*``)."""
+
+    def __init__(self, servable: Servable, settings: Settings) -> None:
+        self.servable = servable
+        self.settings = settings
+        prefix = settings.batch_input_prefix.strip("/")
+        self.input_prefix = f"{prefix}/" if prefix else ""
+        if not settings.batch_output and not self.input_prefix:
+            # The results would land in the watched bucket, under no prefix: each would trigger again.
+            raise ContractError(
+                "MODELFN_BATCH_INPUT_PREFIX is empty and MODELFN_BATCH_OUTPUT is unset, so results would land "
+                "where they trigger the function again: set an input prefix (e.g. incoming/) or another output"
+            )
+        self._database: Any = None
+        self._database_lock = threading.Lock()
+
+    def handle(self, event: ObjectEvent) -> dict[str, Any]:
+        """Run or skip one object event; the outcome as a small dict (also logged)."""
+        from modelfn.batch.job import BatchJob, Location
+        from modelfn.runtime.stores import open_store
+
+        try:
+            output = self.settings.batch_output or f"{event.scheme}://{event.bucket}/predictions"
+            destination_store, destination_prefix = open_store(output)
+            source_store, _ = open_store(f"{event.scheme}://{event.bucket}")
+            reason = self._skip_reason(event, source_store.uri, destination_store.uri, destination_prefix)
+            if reason:
+                log.info("event %s for %s ignored: %s", event.id, event.uri, reason)
+                return {"ignored": reason, "input": event.uri}
+            member = self.servable.member(self.settings.batch_model or None)
+            job = BatchJob(
+                member.model(),
+                chunk_rows=self.settings.batch_chunk_rows,
+                max_line_bytes=self.settings.max_body_bytes,
+                database=self._results_database(),
+            )
+            source = Location(source_store, event.key)
+            name = event.key[len(self.input_prefix) :]
+            return job.run(source, Location(destination_store, destination_prefix), name, event.generation)
+        except ObjectNotFound:
+            log.info("event %s: %s is gone; nothing to predict", event.id, event.uri)
+            return {"ignored": "the object no longer exists", "input": event.uri}
+        except ModelNotReady:
+            raise  # the store or the model is unavailable for now: the platform redelivers
+        except ContractError as exc:
+            # Retrying cannot fix it (a refused name, a model that does not load, access denied):
+            # acknowledge, and leave the reason in the log.
+            log.error("event %s for %s not processed: %s", event.id, event.uri, exc.message)
+            return {"ignored": exc.message, "input": event.uri}
+
+    def _skip_reason(self, event: ObjectEvent, source: str, destination: str, destination_prefix: str) -> str:
+        if not event.key.startswith(self.input_prefix):
+            return f"outside the input prefix {self.input_prefix!r}"
+        if source == destination and (
+            not destination_prefix or event.key.startswith(destination_prefix.rstrip("/") + "/")
+        ):
+            return "it is one of this function's own outputs"
+        return ""
+
+    def _results_database(self) -> Any:
+        if not self.settings.batch_database:
+            return None
+        with self._database_lock:
+            if self._database is None:
+                from modelfn.batch.database import ResultsDatabase
+
+                self._database = ResultsDatabase(self.settings.batch_database)
+            return self._database
