@@ -61,7 +61,7 @@ class Settings(NamedTuple):
     log_level: str = "INFO"
     #: Storage events: only objects under this prefix start a batch prediction
     #: (``MODELFN_BATCH_INPUT_PREFIX``, e.g. ``incoming/``); the others are acknowledged and ignored.
-    batch_input_prefix: str = ""
+    batch_input_prefix: str = "incoming/"
     #: Where batch results go (``MODELFN_BATCH_OUTPUT``): ``gs://bucket/prefix``, ``s3://...`` or a
     #: folder. Empty: ``predictions/`` in the input's own bucket.
     batch_output: str = ""

@@ -27,7 +27,8 @@ ABSENT = ""
 #: ``expect`` value for "write unconditionally".
 ANY = None
 
-_KEY = re.compile(r"^[A-Za-z0-9._@=+-]+(/[A-Za-z0-9._@=+-]+)*$")
+# Spaces are allowed (people name files "march sales.csv"); nothing that a shell or a URL would read.
+_KEY = re.compile(r"^[A-Za-z0-9._@=+ -]+(/[A-Za-z0-9._@=+ -]+)*$")
 
 
 class ObjectInfo(NamedTuple):
@@ -54,7 +55,7 @@ class Store(Protocol):
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape a prefix or a folder (``..``, absolute, odd characters)."""
-    if not _KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
+    if not _KEY.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
         raise ContractError(f"invalid object key {key[:200]!r}")
     return key
 

@@ -1,0 +1,106 @@
+"""S3 notifications into the Lambda handler, with the objects in moto's S3 server.
+
+The handler is the unit Lambda calls (no local Lambda runtime without Docker): it gets the record
+shape S3 documents, including URL-form-encoded keys, and reads and writes through the real SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote_plus
+
+import boto3
+import numpy as np
+import orjson
+import pytest
+from emulators import new_bucket
+from helpers import DIGITS
+
+from modelfn.adapters.aws_lambda import lambda_function
+from modelfn.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def bucket(emulators) -> str:
+    return new_bucket("s3")
+
+
+@pytest.fixture(scope="module")
+def handler(emulators, tmp_path_factory):
+    database = tmp_path_factory.mktemp("db") / "results.db"
+    return lambda_function(DIGITS, settings=Settings(batch_database=f"sqlite:///{database}", batch_chunk_rows=64))
+
+
+def put(bucket: str, key: str, data: bytes) -> dict:
+    s3 = boto3.client("s3")
+    result = s3.put_object(Bucket=bucket, Key=key, Body=data)
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-23T12:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:EXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {
+            "x-amz-request-id": "C3D13FE58DE4C810",
+            "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD",
+        },
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "modelfn",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {
+                "key": quote_plus(key),
+                "size": len(data),
+                "eTag": result["ETag"].strip('"'),
+                "sequencer": "0A1B2C3D4E5F678901",
+            },
+        },
+    }
+
+
+def get(bucket: str, key: str) -> bytes | None:
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except boto3.client("s3").exceptions.NoSuchKey:
+        return None
+
+
+def csv_of(rows: np.ndarray) -> bytes:
+    return ("\n".join(",".join(str(int(v)) for v in row) for row in rows) + "\n").encode()
+
+
+def test_created_objects_are_predicted(handler, bucket, heldout) -> None:
+    x, y = heldout
+    records = [put(bucket, "incoming/a b.csv", csv_of(x[:100])), put(bucket, "incoming/c.csv", csv_of(x[100:150]))]
+    result = handler({"Records": records}, None)
+    assert [outcome["predicted"] for outcome in result["batch"]] == [100, 50]
+    lines = [orjson.loads(line) for line in get(bucket, "predictions/a b.csv.predictions.jsonl").splitlines()]
+    assert np.mean([line["prediction"]["label"] for line in lines] == y[:100]) > 0.95
+
+
+def test_a_duplicate_record_is_done_once(handler, bucket, heldout) -> None:
+    x, _ = heldout
+    record = put(bucket, "incoming/twice.csv", csv_of(x[:30]))
+    first = handler({"Records": [record]}, None)["batch"][0]
+    second = handler({"Records": [record]}, None)["batch"][0]
+    assert "duplicate" not in first and second["duplicate"] is True
+
+
+def test_records_outside_the_prefix_other_events_and_odd_names_are_acknowledged(handler, bucket, heldout) -> None:
+    x, _ = heldout
+    outside = put(bucket, "elsewhere/a.csv", csv_of(x[:2]))
+    removed = {**put(bucket, "incoming/r.csv", csv_of(x[:2])), "eventName": "ObjectRemoved:Delete"}
+    odd = put(bucket, "incoming/semi;colon.csv", csv_of(x[:2]))
+    result = handler({"Records": [outside, removed, odd]}, None)
+    assert [outcome.get("ignored", "")[:20] for outcome in result["batch"]] == [
+        "outside the input pr",
+        "invalid object key '",
+    ]
+
+
+def test_a_record_that_is_not_from_s3_is_refused_clearly(handler) -> None:
+    result = handler({"Records": [{"eventSource": "aws:kinesis"}]}, None)
+    assert result == {"ignored": "not an S3 notification record"}
+    assert json.dumps(result)

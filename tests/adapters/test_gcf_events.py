@@ -1,0 +1,199 @@
+"""Storage events through a real functions-framework server, with the objects in the GCS emulator.
+
+Eventarc delivers a CloudEvent over HTTP in binary mode (``ce-*`` headers, the object as the body);
+other producers use structured mode (the whole event as ``application/cloudevents+json``). Both
+reach ``handle_event`` in ``functions/digits/main.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import requests
+from helpers import DIGITS, copy_function, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bucket(emulators) -> str:
+    from emulators import new_bucket
+
+    return new_bucket("gs")
+
+
+@pytest.fixture(scope="module")
+def server(emulators, tmp_path_factory) -> Iterator[dict[str, str]]:
+    folder = copy_function(tmp_path_factory.mktemp("fn"), DIGITS)
+    database = tmp_path_factory.mktemp("db") / "results.db"
+    port = free_port()
+    log = tmp_path_factory.mktemp("log") / "ff.log"
+    env = {**os.environ, "MODELFN_BATCH_DATABASE": f"sqlite:///{database}", "MODELFN_BATCH_CHUNK_ROWS": "100"}
+    functions_framework = str(Path(sys.executable).parent / "functions-framework")
+    command = [
+        functions_framework,
+        "--target",
+        "handle_event",
+        "--source",
+        str(folder / "main.py"),
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    assert process.poll() is None, log.read_text()
+                    time.sleep(0.1)
+            yield {"url": url, "log": str(log), "database": str(database)}
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def upload(bucket: str, name: str, data: bytes) -> dict[str, str]:
+    """Put an object in the emulator; its data as a storage event carries it (int64s as strings)."""
+    from google.cloud import storage
+
+    blob = storage.Client().bucket(bucket).blob(name)
+    blob.upload_from_string(data)
+    blob.reload()
+    return {
+        "bucket": bucket,
+        "name": name,
+        "generation": str(blob.generation),
+        "metageneration": "1",
+        "size": str(blob.size),
+        "contentType": "text/csv",
+        "kind": "storage#object",
+        "id": f"{bucket}/{name}/{blob.generation}",
+    }
+
+
+def read(bucket: str, name: str) -> bytes | None:
+    from google.cloud import storage
+
+    blob = storage.Client().bucket(bucket).blob(name)
+    return blob.download_as_bytes() if blob.exists() else None
+
+
+def binary_event(
+    url: str, data: dict[str, str], kind: str = "google.cloud.storage.object.v1.finalized"
+) -> requests.Response:
+    headers = {
+        "ce-id": uuid.uuid4().hex,
+        "ce-specversion": "1.0",
+        "ce-type": kind,
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
+        "ce-subject": f"objects/{data['name']}",
+        "ce-time": "2026-11-23T12:00:00Z",
+        "Content-Type": "application/json",
+    }
+    return requests.post(url, data=json.dumps(data), headers=headers, timeout=60)
+
+
+def structured_event(url: str, data: dict[str, str]) -> requests.Response:
+    event = {
+        "specversion": "1.0",
+        "id": uuid.uuid4().hex,
+        "type": "google.cloud.storage.object.v1.finalized",
+        "source": f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
+        "subject": f"objects/{data['name']}",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    return requests.post(
+        url, data=json.dumps(event), headers={"Content-Type": "application/cloudevents+json"}, timeout=60
+    )
+
+
+def csv_of(rows: np.ndarray) -> bytes:
+    return ("\n".join(",".join(str(int(v)) for v in row) for row in rows) + "\n").encode()
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_a_finalized_object_is_predicted_into_the_bucket(server, bucket, heldout, mode) -> None:
+    x, y = heldout
+    name = f"incoming/{mode}/digits.csv"
+    data = upload(bucket, name, csv_of(x[:250]) + b"1,2,3\n")
+    answer = (binary_event if mode == "binary" else structured_event)(server["url"], data)
+    assert answer.status_code == 200, answer.text
+
+    lines = [
+        orjson.loads(line) for line in read(bucket, f"predictions/{mode}/digits.csv.predictions.jsonl").splitlines()
+    ]
+    assert len(lines) == 250
+    accuracy = np.mean([line["prediction"]["label"] for line in lines] == y[:250])
+    assert accuracy > 0.95
+    errors = [orjson.loads(line) for line in read(bucket, f"predictions/{mode}/digits.csv.errors.jsonl").splitlines()]
+    assert errors == [{"row": 251, "error": "expected 64 numbers, got 3"}]
+    summary = json.loads(read(bucket, f"predictions/{mode}/digits.csv.summary.json"))
+    assert summary["generation"] == data["generation"] and summary["predicted"] == 250
+
+
+def test_a_duplicate_delivery_writes_nothing_new(server, bucket, heldout) -> None:
+    import sqlite3
+
+    from google.cloud import storage
+
+    x, _ = heldout
+    data = upload(bucket, "incoming/dup.csv", csv_of(x[:120]))
+    assert binary_event(server["url"], data).status_code == 200
+    output = storage.Client().bucket(bucket).get_blob("predictions/dup.csv.predictions.jsonl")
+    assert binary_event(server["url"], data).status_code == 200  # delivered again
+    again = storage.Client().bucket(bucket).get_blob("predictions/dup.csv.predictions.jsonl")
+    assert again.generation == output.generation
+    with sqlite3.connect(server["database"]) as connection:
+        [(count,)] = connection.execute(
+            "SELECT COUNT(*) FROM modelfn_predictions WHERE source = ?", (f"gs://{bucket}/incoming/dup.csv",)
+        ).fetchall()
+    assert count == 120
+
+
+def test_objects_outside_the_input_prefix_and_its_own_outputs_are_acknowledged(server, bucket, heldout) -> None:
+    x, _ = heldout
+    for name in ("elsewhere/x.csv", "predictions/x.csv.predictions.jsonl"):
+        data = upload(bucket, name, csv_of(x[:3]))
+        assert binary_event(server["url"], data).status_code == 200
+    assert read(bucket, "predictions/elsewhere/x.csv.predictions.jsonl") is None
+    assert read(bucket, "predictions/x.csv.predictions.jsonl.predictions.jsonl") is None
+    assert "outside the input prefix 'incoming/'" in Path(server["log"]).read_text()
+
+
+def test_an_unreadable_file_is_acknowledged_with_one_error(server, bucket) -> None:
+    data = upload(bucket, "incoming/table.parquet", b"PAR1....")
+    assert binary_event(server["url"], data).status_code == 200
+    [error] = [orjson.loads(line) for line in read(bucket, "predictions/table.parquet.errors.jsonl").splitlines()]
+    assert error["row"] is None and "unknown input format .parquet" in error["error"]
+
+
+def test_other_event_types_and_a_deleted_object_are_acknowledged(server, bucket) -> None:
+    data = upload(bucket, "incoming/gone.csv", b"1\n")
+    other = binary_event(server["url"], data, kind="google.cloud.storage.object.v1.deleted")
+    assert other.status_code == 200
+    from google.cloud import storage
+
+    storage.Client().bucket(bucket).blob("incoming/gone.csv").delete()
+    assert binary_event(server["url"], data).status_code == 200
+    assert read(bucket, "predictions/gone.csv.summary.json") is None
+
+
+def test_a_request_that_is_not_a_cloud_event_is_a_400(server) -> None:
+    answer = requests.post(server["url"], data=b"{}", headers={"Content-Type": "application/json"}, timeout=10)
+    assert answer.status_code == 400
