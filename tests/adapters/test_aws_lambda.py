@@ -118,7 +118,7 @@ def test_binary_tensors_travel_base64_both_ways(handler) -> None:
 @pytest.mark.parametrize(
     ("event", "status", "fragment"),
     [
-        ({"Records": [{"eventSource": "aws:s3"}]}, 400, "not an HTTP event"),
+        ({"source": "aws.events", "detail-type": "Scheduled Event"}, 400, "not an HTTP event"),
         ("a string", 400, "not an HTTP event"),
         (rest_event("POST", "/predict", "x" * 70_000), 413, "over the limit of 65536 bytes"),
         (rest_event("POST", "/predict", "A" * 100_000, isBase64Encoded=True), 413, "over the limit"),
@@ -128,7 +128,7 @@ def test_binary_tensors_travel_base64_both_ways(handler) -> None:
         ({"requestContext": {}, "httpMethod": "GET"}, 400, "no method or path"),
         (rest_event("GET", "/v2/models/other"), 404, "other"),
     ],
-    ids=["s3-event", "not-a-dict", "too-large", "too-large-base64", "bad-base64", "bad-json", "bad-headers",
+    ids=["schedule-event", "not-a-dict", "too-large", "too-large-base64", "bad-base64", "bad-json", "bad-headers",
          "no-path", "unknown-model"],
 )  # fmt: skip
 def test_bad_events_get_a_json_error_naming_the_problem(handler, event, status, fragment) -> None:
