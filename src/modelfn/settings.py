@@ -70,6 +70,9 @@ class Settings(NamedTuple):
     batch_database: str = ""
     #: Rows per inference call in a batch prediction (``MODELFN_BATCH_CHUNK_ROWS``).
     batch_chunk_rows: int = 1024
+    #: Where the results of message-triggered predictions go (``MODELFN_MESSAGE_OUTPUT``):
+    #: ``gs://bucket/prefix``, ``s3://...`` or a folder; one ``<message id>.json`` each.
+    message_output: str = ""
     #: The model batch predictions run in a several-model function (``MODELFN_BATCH_MODEL``,
     #: e.g. its pipeline); a one-model function runs its own.
     batch_model: str = ""

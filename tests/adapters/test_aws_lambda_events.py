@@ -1,4 +1,4 @@
-"""S3 notifications into the Lambda handler, with the objects in moto's S3 server.
+"""S3 notifications and SQS batches into the Lambda handler, on moto's S3 and SQS.
 
 The handler is the unit Lambda calls (no local Lambda runtime without Docker): it gets the record
 shape S3 documents, including URL-form-encoded keys, and reads and writes through the real SDK.
@@ -7,14 +7,16 @@ shape S3 documents, including URL-form-encoded keys, and reads and writes throug
 from __future__ import annotations
 
 import json
+import uuid
 from urllib.parse import quote_plus
 
 import boto3
 import numpy as np
 import orjson
 import pytest
+import yaml
 from emulators import new_bucket
-from helpers import DIGITS
+from helpers import DIGITS, free_port
 
 from modelfn.adapters.aws_lambda import lambda_function
 from modelfn.settings import Settings
@@ -104,3 +106,69 @@ def test_a_record_that_is_not_from_s3_is_refused_clearly(handler) -> None:
     result = handler({"Records": [{"eventSource": "aws:kinesis"}]}, None)
     assert result == {"ignored": "not an S3 notification record"}
     assert json.dumps(result)
+
+
+# --- SQS ---------------------------------------------------------------------------------------
+
+IMAGE = yaml.safe_load((DIGITS / "modelfn.yaml").read_text())["example"]["image"]  # a held-out "2"
+
+
+def sqs_batch(bodies: list[str]) -> dict:
+    """Messages sent to and received from moto's SQS, shaped as Lambda's event source mapping delivers them."""
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"requests-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for body in bodies:
+        tag = {"source": {"DataType": "String", "StringValue": "test"}}
+        sqs.send_message(QueueUrl=queue, MessageBody=body, MessageAttributes=tag)
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"])["Messages"]
+    records = []
+    for message in received:
+        attributes = {
+            name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+            for name, value in message.get("MessageAttributes", {}).items()
+        }
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"},
+                "messageAttributes": attributes,
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+@pytest.fixture(scope="module")
+def message_handler(emulators, bucket):
+    return lambda_function(DIGITS, settings=Settings(message_output=f"s3://{bucket}/results"))
+
+
+def test_an_sqs_batch_is_answered_and_only_unavailable_messages_come_back(message_handler, bucket) -> None:
+    good, bad = json.dumps({"image": IMAGE}), "{not json"
+    batch = sqs_batch([good, bad])
+    assert message_handler(batch, None) == {"batchItemFailures": []}  # a bad request is answered, not retried
+    answers = {r["body"]: json.loads(get(bucket, f"results/{r['messageId']}.json")) for r in batch["Records"]}
+    assert answers[good]["result"]["digit"] == 2
+    assert "not valid JSON" in answers[bad]["error"]
+    # Delivered again: nothing is written twice.
+    assert message_handler(batch, None) == {"batchItemFailures": []}
+
+
+def test_messages_that_cannot_be_stored_now_are_reported_for_redelivery(monkeypatch, bucket) -> None:
+    from modelfn.runtime.stores.s3 import S3Store
+
+    batch = sqs_batch([json.dumps({"image": IMAGE}), json.dumps({"image": IMAGE})])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # the store stops answering
+    monkeypatch.setattr(S3Store, "_client", None)
+    handler = lambda_function(DIGITS, settings=Settings(message_output=f"s3://{bucket}/results"))
+    result = handler(batch, None)
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(
+        r["messageId"] for r in batch["Records"]
+    )
+    monkeypatch.setattr(S3Store, "_client", None)

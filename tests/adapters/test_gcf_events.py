@@ -2,11 +2,14 @@
 
 Eventarc delivers a CloudEvent over HTTP in binary mode (``ce-*`` headers, the object as the body);
 other producers use structured mode (the whole event as ``application/cloudevents+json``). Both
-reach ``handle_event`` in ``functions/digits/main.py``.
+reach ``handle_event`` in ``functions/digits/main.py``, as do Pub/Sub messages (as Eventarc's
+``messagePublished`` events, and as a push subscription's envelope, which functions-framework
+converts).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,6 +23,7 @@ import numpy as np
 import orjson
 import pytest
 import requests
+import yaml
 from helpers import DIGITS, copy_function, free_port
 
 pytestmark = pytest.mark.slow
@@ -33,12 +37,17 @@ def bucket(emulators) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(emulators, tmp_path_factory) -> Iterator[dict[str, str]]:
+def server(emulators, bucket, tmp_path_factory) -> Iterator[dict[str, str]]:
     folder = copy_function(tmp_path_factory.mktemp("fn"), DIGITS)
     database = tmp_path_factory.mktemp("db") / "results.db"
     port = free_port()
     log = tmp_path_factory.mktemp("log") / "ff.log"
-    env = {**os.environ, "MODELFN_BATCH_DATABASE": f"sqlite:///{database}", "MODELFN_BATCH_CHUNK_ROWS": "100"}
+    env = {
+        **os.environ,
+        "MODELFN_BATCH_DATABASE": f"sqlite:///{database}",
+        "MODELFN_BATCH_CHUNK_ROWS": "100",
+        "MODELFN_MESSAGE_OUTPUT": f"gs://{bucket}/results",
+    }
     functions_framework = str(Path(sys.executable).parent / "functions-framework")
     command = [
         functions_framework,
@@ -197,3 +206,118 @@ def test_other_event_types_and_a_deleted_object_are_acknowledged(server, bucket)
 def test_a_request_that_is_not_a_cloud_event_is_a_400(server) -> None:
     answer = requests.post(server["url"], data=b"{}", headers={"Content-Type": "application/json"}, timeout=10)
     assert answer.status_code == 400
+
+
+IMAGE = yaml.safe_load((DIGITS / "modelfn.yaml").read_text())["example"]["image"]  # a held-out "2"
+
+
+def pubsub_data(message_id: str, body: bytes, **attributes: str) -> dict:
+    return {
+        "message": {
+            "data": base64.b64encode(body).decode(),
+            "attributes": attributes,
+            "messageId": message_id,
+            "publishTime": "2026-11-23T12:00:00.000Z",
+        },
+        "subscription": "projects/test/subscriptions/predict",
+    }
+
+
+def pubsub_event(url: str, data: dict) -> requests.Response:
+    headers = {
+        "ce-id": data["message"]["messageId"],
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-source": "//pubsub.googleapis.com/projects/test/topics/requests",
+        "Content-Type": "application/json",
+    }
+    return requests.post(url, data=json.dumps(data), headers=headers, timeout=30)
+
+
+def test_a_pubsub_message_is_answered_once_into_storage(server, bucket) -> None:
+    message_id = uuid.uuid4().hex
+    data = pubsub_data(message_id, json.dumps({"image": IMAGE}).encode())
+    assert pubsub_event(server["url"], data).status_code == 200
+    result = json.loads(read(bucket, f"results/{message_id}.json"))
+    assert result["result"]["digit"] == 2 and (result["model"], result["version"]) == ("digits", "1")
+
+    from google.cloud import storage
+
+    first = storage.Client().bucket(bucket).get_blob(f"results/{message_id}.json").generation
+    assert pubsub_event(server["url"], data).status_code == 200  # redelivered
+    assert storage.Client().bucket(bucket).get_blob(f"results/{message_id}.json").generation == first
+
+
+def test_a_push_envelope_is_converted_and_answered(server, bucket) -> None:
+    """A push subscription's wrapped body, posted as Pub/Sub sends it (no ce-* headers)."""
+    message_id = uuid.uuid4().hex
+    envelope = pubsub_data(message_id, json.dumps({"image": IMAGE}).encode())
+    envelope["message"]["message_id"] = message_id
+    answer = requests.post(server["url"], json=envelope, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert json.loads(read(bucket, f"results/{message_id}.json"))["result"]["digit"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "not valid JSON"),
+        (json.dumps({"image": [[99] * 8] * 8}).encode(), "pixel values must be between"),
+    ],
+)
+def test_a_bad_request_message_gets_an_error_answer_not_a_retry(server, bucket, body, error) -> None:
+    message_id = uuid.uuid4().hex
+    assert pubsub_event(server["url"], pubsub_data(message_id, body)).status_code == 200
+    result = json.loads(read(bucket, f"results/{message_id}.json"))
+    assert error in result["error"] and "result" not in result
+
+
+@pytest.fixture(scope="module")
+def pubsub_emulator() -> Iterator[str]:
+    """The gcloud SDK's Pub/Sub emulator (Java), reached over its REST API; skipped where it is absent."""
+    import shutil
+    import signal
+
+    if shutil.which("gcloud") is None or shutil.which("java") is None:
+        pytest.skip("the Pub/Sub emulator needs gcloud (with its pubsub-emulator component) and Java")
+    port = free_port()
+    process = subprocess.Popen(
+        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", "--project=test"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # gcloud starts a java child: stop the whole group
+    )
+    url = f"http://127.0.0.1:{port}/v1/projects/test"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.skip("the Pub/Sub emulator did not start (is the pubsub-emulator component installed?)")
+            try:
+                requests.get(f"{url}/topics", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.25)
+        else:
+            pytest.fail("the Pub/Sub emulator did not answer within 60 s")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def test_a_message_published_to_the_emulator_is_pushed_and_answered(server, bucket, pubsub_emulator) -> None:
+    """Pub/Sub for real: a topic, a push subscription to the function, a published request."""
+    topic, subscription = f"{pubsub_emulator}/topics/requests", f"{pubsub_emulator}/subscriptions/predict"
+    assert requests.put(topic, json={}, timeout=10).status_code == 200
+    push = {"topic": "projects/test/topics/requests", "pushConfig": {"pushEndpoint": server["url"] + "/"}}
+    assert requests.put(subscription, json=push, timeout=10).status_code == 200
+    body = base64.b64encode(json.dumps({"image": IMAGE}).encode()).decode()
+    published = requests.post(f"{topic}:publish", json={"messages": [{"data": body}]}, timeout=10)
+    [message_id] = published.json()["messageIds"]
+
+    deadline = time.monotonic() + 30
+    while (result := read(bucket, f"results/{message_id}.json")) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert result is not None, "the push never arrived"
+    assert json.loads(result)["result"]["digit"] == 2

@@ -1,4 +1,4 @@
-"""AWS Lambda adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0), function URLs, S3 records.
+"""AWS Lambda adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0), function URLs; S3 and SQS records.
 
 A function folder's ``lambda_function.py`` is::
 
@@ -55,7 +55,7 @@ def lambda_function(
         while not function.ready() and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    triggers: list[Any] = []  # the BatchTrigger, made on the first storage event
+    triggers: list[Any] = []  # the EventTriggers, made on the first S3 or SQS record
 
     def handler(event: LambdaEvent, context: Any = None) -> LambdaResult:
         from modelfn.http import Response, error_response
@@ -74,24 +74,43 @@ def lambda_function(
 
 
 def _records(event: LambdaEvent, function: Any, settings: Settings, triggers: list[Any]) -> LambdaResult:
-    """S3 notifications: one batch prediction per created object (see :mod:`modelfn.protocols.events`).
+    """S3 notifications (a batch prediction per created object) and SQS batches (a prediction per message).
 
-    Returning acknowledges the invocation; raising (store or model unavailable) makes Lambda retry it.
+    For S3, returning acknowledges the invocation and raising (store or model unavailable) makes
+    Lambda retry it. For SQS, the messages that could not be handled for now are listed in
+    ``batchItemFailures`` (the event source mapping's ``ReportBatchItemFailures``), so only
+    they come back.
     """
     import logging
 
-    from modelfn.errors import ContractError, InvalidInput
-    from modelfn.protocols.events import BatchTrigger, from_s3_records
+    from modelfn.errors import ContractError, InvalidInput, ModelNotReady
+    from modelfn.protocols.events import EventTriggers, from_s3_records, messages_from_sqs
 
     log = logging.getLogger("modelfn")
+    if not triggers:
+        triggers.append(EventTriggers(function, settings))
+    records: EventTriggers = triggers[0]
+    source = (
+        event["Records"][0].get("eventSource") if event["Records"] and isinstance(event["Records"][0], dict) else None
+    )
     try:
-        events = from_s3_records(event)
-        if not triggers:
-            triggers.append(BatchTrigger(function, settings))
+        if source == "aws:sqs":
+            messages = messages_from_sqs(event)
+            handler = records.messages()
+        else:
+            objects = from_s3_records(event)
+            return {"batch": [records.storage().handle(each) for each in objects]}
     except (InvalidInput, ContractError) as exc:
         log.error("records ignored: %s", exc.message)
         return {"ignored": exc.message}
-    return {"batch": [triggers[0].handle(each) for each in events]}
+    failures = []
+    for message in messages:
+        try:
+            handler.handle(message)
+        except ModelNotReady as exc:
+            log.warning("message %s will be delivered again: %s", message.id, exc.message)
+            failures.append({"itemIdentifier": message.id})
+    return {"batchItemFailures": failures}
 
 
 class Headers(Mapping[str, str]):

@@ -61,30 +61,37 @@ def http_function(
 def event_function(
     source: str | Path, *, models: list[str] | None = None, settings: Settings | None = None
 ) -> Callable[[Any], None]:
-    """The functions-framework CloudEvent target: a storage event starts a batch prediction.
+    """The functions-framework CloudEvent target for storage and Pub/Sub triggers.
 
-    Deploy it with entry point ``handle_event`` on an Eventarc trigger for
-    ``google.cloud.storage.object.v1.finalized`` (``MODELFN_BATCH_*`` settings say which
-    objects and where results go). Returning acknowledges the event; raising asks for it again,
-    which modelfn does only when the store or the model is unavailable.
+    - ``google.cloud.storage.object.v1.finalized``: a batch prediction of the object
+      (``MODELFN_BATCH_*`` settings say which objects and where results go);
+    - ``google.cloud.pubsub.topic.v1.messagePublished`` (and legacy push envelopes, which
+      functions-framework converts): the message is a ``POST /predict`` body, its answer goes to
+      ``MODELFN_MESSAGE_OUTPUT``.
+
+    Deploy it with entry point ``handle_event``. Returning acknowledges the event; raising asks for
+    it again, which modelfn does only when the store or the model is unavailable.
     """
     import functions_framework
 
-    from modelfn.protocols.events import BatchTrigger
+    from modelfn.protocols.events import EventTriggers
 
     function, settings = build_servable(source, models, settings)
-    trigger = BatchTrigger(function, settings)  # refuses a configuration whose output would re-trigger it
+    triggers = EventTriggers(function, settings)
 
     def handle_event(cloud_event: Any) -> None:
-        from modelfn.errors import InvalidInput
-        from modelfn.protocols.events import from_cloud_event
+        from modelfn.errors import ContractError, InvalidInput
+        from modelfn.protocols.events import PUBSUB_PUBLISHED, from_cloud_event, message_from_cloud_event
 
+        log = logging.getLogger("modelfn")
         try:
-            event = from_cloud_event(cloud_event, cloud_event.data)
-        except InvalidInput as exc:  # not ours to retry: acknowledge it
-            logging.getLogger("modelfn").error("event %s ignored: %s", cloud_event.get("id"), exc.message)
-            return
-        trigger.handle(event)
+            if cloud_event["type"] == PUBSUB_PUBLISHED:
+                triggers.messages().handle(message_from_cloud_event(cloud_event.data))
+            else:
+                triggers.storage().handle(from_cloud_event(cloud_event, cloud_event.data))
+        except (InvalidInput, ContractError) as exc:
+            # Not ours to retry (a malformed event, a configuration no redelivery can fix): acknowledge.
+            log.error("event %s (%s) not processed: %s", cloud_event.get("id"), cloud_event["type"], exc.message)
 
     handle_event.modelfn_function = function  # type: ignore[attr-defined]
     # Registered by name, so `functions-framework --target handle_event` knows the signature.

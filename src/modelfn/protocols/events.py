@@ -154,3 +154,135 @@ class BatchTrigger:
 
                 self._database = ResultsDatabase(self.settings.batch_database)
             return self._database
+
+
+# --- Messages: Pub/Sub and SQS ------------------------------------------------------------------
+
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """A message whose data is a prediction request (a ``POST /predict`` body)."""
+
+    id: str
+    data: bytes
+    attributes: Mapping[str, str]
+
+
+def message_from_cloud_event(data: Any) -> MessageEvent:
+    """A Pub/Sub ``messagePublished`` CloudEvent's data (functions-framework also turns a legacy
+    push envelope into one): ``{"message": {"data": base64, "attributes", "messageId"}, ...}``."""
+    import base64
+    import binascii
+
+    message = data.get("message") if isinstance(data, Mapping) else None
+    if not isinstance(message, Mapping):
+        raise InvalidInput("a Pub/Sub event's data needs `message`")
+    identifier = message.get("messageId") or message.get("message_id")
+    if not isinstance(identifier, str) or not identifier:
+        raise InvalidInput("a Pub/Sub message needs its `messageId`")
+    try:
+        body = base64.b64decode(message.get("data") or "", validate=True)
+    except (binascii.Error, TypeError):
+        raise InvalidInput(f"message {identifier[:100]}: `data` is not valid base64") from None
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        raise InvalidInput(f"message {identifier[:100]}: `attributes` must be an object")
+    return MessageEvent(identifier, body, {str(k): str(v) for k, v in attributes.items()})
+
+
+def messages_from_sqs(event: Mapping[str, Any]) -> list[MessageEvent]:
+    """The records of an SQS batch; the message attributes' string values become attributes."""
+    found = []
+    for record in event.get("Records", []):
+        if not isinstance(record, Mapping) or record.get("eventSource") != "aws:sqs":
+            raise InvalidInput("not an SQS record")
+        identifier = record.get("messageId")
+        if not isinstance(identifier, str) or not identifier:
+            raise InvalidInput("an SQS record needs its messageId")
+        attributes = {
+            str(name): str(value.get("stringValue"))
+            for name, value in (record.get("messageAttributes") or {}).items()
+            if isinstance(value, Mapping) and value.get("stringValue") is not None
+        }
+        found.append(MessageEvent(identifier, str(record.get("body", "")).encode(), attributes))
+    return found
+
+
+class MessageTrigger:
+    """Runs each message's request through the model and keeps the answer, once per message id.
+
+    The answer is ``<MODELFN_MESSAGE_OUTPUT>/<message id>.json``: ``{"id", "model", "version",
+    "result"}`` or ``{"id", "error"}`` for a request the model refused. It is created only if
+    absent, so a redelivered message writes nothing again. A ``model`` attribute picks the
+    model of a several-model function.
+    """
+
+    def __init__(self, servable: Servable, settings: Settings) -> None:
+        if not settings.message_output:
+            raise ContractError(
+                "MODELFN_MESSAGE_OUTPUT is unset: say where message results go (gs://, s3:// or a folder)"
+            )
+        self.servable = servable
+        self.settings = settings
+
+    def handle(self, message: MessageEvent) -> dict[str, Any]:
+        """The outcome; raises :class:`ModelNotReady` when the message should be delivered again."""
+        import orjson
+
+        from modelfn.errors import ModelfnError, PreconditionFailed
+        from modelfn.http import parse_json
+        from modelfn.runtime.stores import ABSENT, join, open_store
+
+        store, prefix = open_store(self.settings.message_output)
+        try:
+            key = join(prefix, f"{message.id}.json")
+        except ContractError:
+            return {"id": message.id[:100], "ignored": "the message id cannot name an object"}
+        if store.stat(key) is not None:
+            return {"id": message.id, "duplicate": True}
+        outcome: dict[str, Any] = {"id": message.id}
+        try:
+            if len(message.data) > self.settings.max_body_bytes:
+                raise InvalidInput(
+                    f"the message is {len(message.data)} bytes; the limit is {self.settings.max_body_bytes}"
+                )
+            member = self.servable.member(message.attributes.get("model") or self.settings.batch_model or None)
+            model = member.model()
+            outcome.update(model=model.contract.name, version=model.contract.version)
+            outcome["result"] = model.predict_json(parse_json(message.data))
+        except ModelNotReady:
+            raise
+        except ModelfnError as exc:
+            outcome["error"] = exc.message if exc.public else exc.public_message
+        try:
+            store.write(key, orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY), expect=ABSENT)
+        except PreconditionFailed:
+            return {"id": message.id, "duplicate": True}  # a concurrent delivery wrote it first
+        return outcome
+
+
+class EventTriggers:
+    """The triggers of one function, each made when its first event arrives.
+
+    A storage trigger checks its settings when made (results must not trigger it again); a
+    configuration problem is logged and the event acknowledged, since no retry can fix it.
+    """
+
+    def __init__(self, servable: Servable, settings: Settings) -> None:
+        self.servable, self.settings = servable, settings
+        self._made: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def storage(self) -> BatchTrigger:
+        return self._get("storage", BatchTrigger)
+
+    def messages(self) -> MessageTrigger:
+        return self._get("messages", MessageTrigger)
+
+    def _get(self, kind: str, factory: Any) -> Any:
+        with self._lock:
+            if kind not in self._made:
+                self._made[kind] = factory(self.servable, self.settings)
+            return self._made[kind]
