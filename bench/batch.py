@@ -169,10 +169,15 @@ def plot(job_rate: float, wall_rate: float, http: dict[int, float], memory: list
     left.barh(labels, values, color=["#2b6cb0", "#63b3ed", *(["#a0aec0"] * len(http))])
     left.set_xlabel("rows per second (digits, 100k-row CSV)")
     left.invert_yaxis()
-    right.plot([m["bytes"] / 1e6 for m in memory], [m["rss_mb"] for m in memory], marker="o", color="#2b6cb0")
+    sizes = [m["bytes"] / 1e6 for m in memory]
+    right.plot(sizes, [m["rss_mb"] for m in memory], marker="o", color="#2b6cb0")
     right.set_xscale("log")
-    right.set_ylim(bottom=0)
-    right.set_xlabel("input CSV size (MB, log scale)")
+    right.set_xticks(
+        sizes, [f"{size:,.1f} MB\n({m['rows'] // CHUNK}x chunk)" for size, m in zip(sizes, memory, strict=True)]
+    )
+    right.minorticks_off()
+    right.set_ylim(0, max(m["rss_mb"] for m in memory) * 1.3)
+    right.set_xlabel("input CSV size (log scale)")
     right.set_ylabel("peak RSS (MB)")
     right.set_title("memory stays flat as the file grows")
     figure.tight_layout()
