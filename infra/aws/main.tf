@@ -52,7 +52,7 @@ module "modelfn" {
 
   bucket     = var.bucket
   functions  = var.functions
-  artifacts  = { for name, f in var.functions : name => "${path.root}/../../dist/${name}-lambda.zip" if f.package == "zip" }
+  artifacts  = { for name, f in var.functions : f.folder => "${path.root}/../../dist/${f.folder}-lambda.zip" if f.package == "zip" && f.trigger == null }
   images     = var.images
   http_entry = var.http_entry
 }

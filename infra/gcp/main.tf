@@ -77,7 +77,7 @@ module "modelfn" {
   region           = var.region
   bucket           = var.bucket
   functions        = var.functions
-  sources          = { for name, f in var.functions : name => "${path.root}/../../dist/${name}-gcf.zip" if f.package == "zip" }
+  sources          = { for name, f in var.functions : f.folder => "${path.root}/../../dist/${f.folder}-gcf.zip" if f.package == "zip" && f.trigger == null }
   images           = var.images
   canaries         = var.canaries
   invokers         = var.invokers

@@ -163,6 +163,11 @@ class Deploy(_Strict):
     #: the function reachable only at its own URL, with IAM authentication: for a second build of
     #: a model the gateway already routes, or an internal one.
     expose: bool = True
+    #: Event triggers, each deployed as a function of its own beside the HTTP one (entry point
+    #: ``handle_event``): ``storage`` runs a batch prediction of each file that lands under
+    #: ``incoming/`` in the uploads bucket; ``messages`` answers each request on a Pub/Sub topic
+    #: (Google Cloud) or an SQS queue (AWS). Results go to the results bucket.
+    triggers: Annotated[list[Literal["storage", "messages"]], msgspec.Meta(max_length=2)] = []
 
 
 class Step(_Strict):

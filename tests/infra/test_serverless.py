@@ -83,7 +83,8 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     functions = {
         f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
     }
-    assert set(functions) == {f"modelfn-test-{n}" for n in ("cancer", "digits", "digits-ensemble", "digits-keras")}
+    names = ("cancer", "digits", "digits-batch", "digits-ensemble", "digits-keras", "digits-messages")
+    assert set(functions) == {f"modelfn-test-{n}" for n in names}
     digits = functions["modelfn-test-digits"]
     assert (digits["Runtime"], digits["Handler"], digits.get("PackageType", "Zip")) == (
         "python3.12",
@@ -97,19 +98,56 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     assert url["Properties"]["AuthType"] == "AWS_IAM"
 
 
-def test_each_role_reads_only_its_model(template: dict[str, Any]) -> None:
+def test_each_role_reads_only_its_model_and_writes_only_its_results(template: dict[str, Any]) -> None:
     roles = resources(template, "AWS::IAM::Role")
-    reads = {}
+    grants: dict[str, list[tuple[str, ...]]] = {}
     for name, role in roles.items():
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
-                if "s3:GetObject" in statement["Action"]:
-                    reads[name] = statement["Resource"]
-    assert reads == {
-        "CancerRole": "arn:aws:s3:::modelfn-models-test/models/cancer/*",
-        "DigitsRole": "arn:aws:s3:::modelfn-models-test/models/digits/*",
-        "DigitsKerasRole": "arn:aws:s3:::modelfn-models-test/models/digits/*",
+                if any(action.startswith("s3:") for action in statement["Action"]):
+                    grants.setdefault(name, []).append((*statement["Action"], statement["Resource"]))
+    assert grants == {
+        "CancerRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/cancer/*")],
+        "DigitsRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
+        "DigitsKerasRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
+        "DigitsBatchRole": [
+            ("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*"),
+            ("s3:GetObject", "arn:aws:s3:::modelfn-models-test-uploads/incoming/*"),
+            ("s3:GetObject", "s3:PutObject", "arn:aws:s3:::modelfn-models-test-results/digits-batch/*"),
+        ],
+        "DigitsMessagesRole": [
+            ("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*"),
+            ("s3:GetObject", "s3:PutObject", "arn:aws:s3:::modelfn-models-test-results/digits-messages/*"),
+        ],
     }
+
+
+def test_event_functions_get_their_bucket_and_queue(template: dict[str, Any]) -> None:
+    functions = {
+        f["Properties"]["FunctionName"]: name for name, f in resources(template, "AWS::Lambda::Function").items()
+    }
+    # The uploads bucket notifies the batch function of objects under incoming/ only.
+    [uploads] = [
+        b for b in resources(template, "AWS::S3::Bucket").values() if b["Properties"].get("NotificationConfiguration")
+    ]
+    assert uploads["Properties"]["BucketName"] == "modelfn-models-test-uploads"
+    [notification] = uploads["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert notification["Event"] == "s3:ObjectCreated:*"
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "incoming/"}]
+    assert notification["Function"]["Fn::GetAtt"][0] == functions["modelfn-test-digits-batch"]
+    batch = template["Resources"][functions["modelfn-test-digits-batch"]]["Properties"]
+    assert batch["Timeout"] == 540
+    assert (
+        batch["Environment"]["Variables"]["MODELFN_BATCH_OUTPUT"]
+        == "s3://modelfn-models-test-results/digits-batch/predictions"
+    )
+    # The messages function reads its own queue, reports partial failures, and poison goes to a DLQ.
+    [mapping] = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["DigitsMessagesQueue", "Arn"]}
+    queue = template["Resources"]["DigitsMessagesQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5 and queue["SqsManagedSseEnabled"] is True
+    assert queue["VisibilityTimeout"] == 6 * 28
 
 
 def test_registry_bucket_is_private_and_kept(template: dict[str, Any]) -> None:

@@ -82,6 +82,7 @@ REQUIRED = {
     "google_api_gateway_api_config": ["api", "openapi_documents.document.path", "openapi_documents.document.contents"],
     "google_api_gateway_gateway": ["gateway_id", "api_config"],
     "google_apikeys_key": ["name"],
+    "google_pubsub_topic": ["name"],
 }
 BETA_ONLY = {"google_api_gateway_api", "google_api_gateway_api_config", "google_api_gateway_gateway"}
 
@@ -136,20 +137,26 @@ def test_google_grants_are_the_least_ones() -> None:
     roles = {body["role"] for body in grants.values()}
     assert roles == {
         "roles/storage.objectViewer",
+        "roles/storage.objectAdmin",
         "roles/run.invoker",
         "roles/pubsub.publisher",
         "roles/eventarc.eventReceiver",
     }
 
-    # Reading models: only the function's own prefix, by an IAM condition on the object name.
-    model_read = grants[("google_storage_bucket_iam_member", "model_read")]
-    assert model_read["role"] == "roles/storage.objectViewer"
-    assert model_read["member"] == "serviceAccount:${google_service_account.function[each.key].email}"
-    expression = model_read["condition"][0]["expression"]
-    assert expression == (
-        'resource.name.startsWith(\\"projects/_/buckets/${google_storage_bucket.models.name}'
-        '/objects/models/${each.value.registry_model}/\\")'
-    )
+    # Every bucket grant is to a function's own identity, under an IAM condition on the object name:
+    # its model's prefix, the incoming/ files it predicts, its own prefix of the results bucket.
+    prefixes = {}
+    for (kind, name), body in grants.items():
+        if kind == "google_storage_bucket_iam_member":
+            assert body["member"] == "serviceAccount:${google_service_account.function[each.key].email}", name
+            expression = body["condition"][0]["expression"]
+            assert expression.startswith('resource.name.startsWith(\\"projects/_/buckets/'), name
+            prefixes[name] = (body["role"], expression.split("/objects/")[1].split("\\")[0])
+    assert prefixes == {
+        "model_read": ("roles/storage.objectViewer", "models/${each.value.registry_model}/"),
+        "input_read": ("roles/storage.objectViewer", "incoming/"),
+        "results_write": ("roles/storage.objectAdmin", "${each.key}/"),
+    }
     # Project-wide grants only where the platform has no narrower one (Eventarc, the GCS agent).
     project_wide = {body["role"] for (kind, _), body in grants.items() if kind == "google_project_iam_member"}
     assert project_wide == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver"}
@@ -158,7 +165,7 @@ def test_google_grants_are_the_least_ones() -> None:
 
 
 def test_google_bucket_is_private_and_versioned() -> None:
-    for name in ("models", "sources"):
+    for name in ("models", "sources", "uploads", "results"):
         bucket = google_resources()[("google_storage_bucket", name)]
         assert bucket["uniform_bucket_level_access"] is True
         assert bucket["public_access_prevention"] == "enforced"
@@ -229,7 +236,8 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
         apigw = session.client("apigateway", endpoint_url=endpoint)
 
         names = {f["FunctionName"] for f in lam.list_functions()["Functions"]}
-        assert names == {f"modelfn-{name}" for name in [*rendered, "batch", "landed"]}
+        assert names == {f"modelfn-{name}" for name in rendered}
+        assert {"digits-batch", "digits-messages"} <= set(rendered)
         digits = lam.get_function(FunctionName="modelfn-digits")
         config = digits["Configuration"]
         assert config["Environment"]["Variables"]["MODELFN_MODEL"] == "s3://modelfn-models/models/digits@prod"
@@ -266,7 +274,7 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
         assert ("POST", "/v2/models/digits/infer") in paths and ("GET", "/v2/models/pca/ready") in paths
         assert "modelfn-digits/invocations" in paths[("POST", "/v2/models/digits/infer")]
         assert "modelfn-digits-ensemble/invocations" in paths[("POST", "/models/ensemble/predict")]
-        assert not any("/batch" in path or "/landed" in path for _, path in paths), "event functions are off the API"
+        assert not any("digits-batch" in uri or "digits-messages" in uri for uri in paths.values()), "events only"
         plans = apigw.get_usage_plans()["items"]
         assert len(apigw.get_usage_plan_keys(usagePlanId=plans[0]["id"])["items"]) == 1
         assert outputs["api_url"]["value"].endswith("/v1")
@@ -275,11 +283,33 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
         assert set(outputs["function_urls"]["value"]) == {"digits-keras"}
         url = lam.get_function_url_config(FunctionName="modelfn-digits-keras")
         assert url["AuthType"] == "AWS_IAM"
+        # The event functions: the uploads bucket notifies the batch one of incoming/ objects; the
+        # messages one reads the queue made for it, whose failures go to a dead-letter queue.
         [mapping] = lam.list_event_source_mappings()["EventSourceMappings"]
-        assert mapping["FunctionArn"].endswith(":modelfn-batch") and mapping["EventSourceArn"].endswith(":modelfn-jobs")
-        notification = s3.get_bucket_notification_configuration(Bucket="modelfn-uploads")
+        assert mapping["FunctionArn"].endswith(":modelfn-digits-messages")
+        assert mapping["EventSourceArn"].endswith(":modelfn-digits-messages")
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        queue = sqs.get_queue_url(QueueName="modelfn-digits-messages")["QueueUrl"]
+        redrive = json.loads(
+            sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+        )
+        assert redrive["deadLetterTargetArn"].endswith(":modelfn-digits-messages-dead-letters")
+        notification = s3.get_bucket_notification_configuration(Bucket="modelfn-models-uploads")
         [target] = notification["LambdaFunctionConfigurations"]
-        assert target["LambdaFunctionArn"].endswith(":modelfn-landed")
+        assert target["LambdaFunctionArn"].endswith(":modelfn-digits-batch")
+        rules = [(rule["Name"].lower(), rule["Value"]) for rule in target["Filter"]["Key"]["FilterRules"]]
+        assert rules == [("prefix", "incoming/")]
+        batch = lam.get_function(FunctionName="modelfn-digits-batch")["Configuration"]
+        assert batch["Timeout"] == 540
+        assert (
+            batch["Environment"]["Variables"]["MODELFN_BATCH_OUTPUT"]
+            == "s3://modelfn-models-results/digits-batch/predictions"
+        )
+        policy = iam.get_role_policy(RoleName="modelfn-digits-batch", PolicyName="modelfn-digits-batch")[
+            "PolicyDocument"
+        ]
+        writes = [_list(s["Resource"]) for s in policy["Statement"] if "s3:PutObject" in _list(s["Action"])]
+        assert writes == [["arn:aws:s3:::modelfn-models-results/digits-batch/*"]]
 
         terraform(["destroy", "-auto-approve", "-input=false"], cwd=root, env=env)
         assert lam.list_functions()["Functions"] == []

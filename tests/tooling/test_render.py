@@ -59,7 +59,17 @@ def test_a_project_without_functions_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_plans_of_the_examples() -> None:
     plans = {each.name: each for each in plan(FUNCTIONS)}
-    assert set(plans) == {"cancer", "digits", "digits-ensemble", "digits-keras"}
+    assert set(plans) == {"cancer", "digits", "digits-batch", "digits-messages", "digits-ensemble", "digits-keras"}
+    # digits declares both triggers: each is a function of its own, from the same bundle, off the gateway.
+    batch, messages = plans["digits-batch"], plans["digits-messages"]
+    assert (batch.trigger, batch.folder, batch.exposed, batch.timeout_s, batch.concurrency) == (
+        "storage",
+        "digits",
+        False,
+        540,
+        1,
+    )
+    assert (messages.trigger, messages.folder, messages.timeout_s) == ("messages", "digits", 28)
 
     digits = plans["digits"]
     assert (digits.package, digits.registry_model, digits.version, digits.deploy.alias) == (
@@ -133,24 +143,34 @@ def test_serverless_roles_read_only_their_model() -> None:
     resources = document["resources"]["Resources"]
     for name, function in document["functions"].items():
         statements = resources[function["role"]]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-        reads = [s for s in statements if any(action.startswith("s3:") for action in s["Action"])]
+        models = [s for s in statements if "/models/" in str(s["Resource"])]
         model = function.get("environment", {}).get("MODELFN_MODEL")
         if model is None:
-            assert reads == [], name  # a several-model function reads its bundle only
+            assert models == [], name  # a several-model function reads its bundle only
             continue
         prefix = model.split("/models/")[1].split("@")[0]
-        assert reads == [
+        assert models == [
             {
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
                 "Resource": f"arn:aws:s3:::${{param:bucket}}/models/{prefix}/*",
             }
         ]
-        events = function.get("events", [])
+        events = [event for event in function.get("events", []) if "http" in event]
         assert all(event["http"]["private"] for event in events), name
     keras = document["functions"]["digits-keras"]
     assert "handler" not in keras and keras["image"] == "${param:digits-keras-image}"
     assert keras["url"] == {"authorizer": "aws_iam"} and "events" not in keras
+    batch = document["functions"]["digits-batch"]
+    assert batch["package"] == {"artifact": "dist/digits-lambda.zip"}  # the folder's one bundle
+    assert batch["events"][0]["s3"]["rules"] == [{"prefix": "incoming/"}]
+
+
+def test_triggers_need_a_zip_function(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits-keras")
+    edit_contract(root / "functions" / "digits-keras", deploy={"package": "image", "triggers": ["storage"]})
+    with pytest.raises(BuildError, match="event triggers are deployed as Cloud Functions and Lambda zips"):
+        plan(root / "functions")
 
 
 def test_cloudbuild_passes_the_cloud_build_schema() -> None:

@@ -8,8 +8,19 @@ data "aws_caller_identity" "current" {}
 locals {
   exposed_api = var.http_entry == "api_gateway" ? { for name, f in var.functions : name => f if f.expose && f.trigger == null } : {}
   with_url    = { for name, f in var.functions : name => f if f.trigger == null && !contains(keys(local.exposed_api), name) }
-  s3_triggers = { for name, f in var.functions : name => f if try(f.trigger.type, "") == "s3" }
-  sqs_sources = { for name, f in var.functions : name => f if try(f.trigger.type, "") == "sqs" }
+  s3_triggers = { for name, f in var.functions : name => f if try(f.trigger.type, "") == "storage" }
+  sqs_sources = { for name, f in var.functions : name => f if try(f.trigger.type, "") == "messages" }
+  triggered   = merge(local.s3_triggers, local.sqs_sources)
+  own_queues  = { for name, f in local.sqs_sources : name => f if try(f.trigger.queue_arn, null) == null }
+
+  buckets = merge(
+    { models = var.bucket },
+    length(local.s3_triggers) > 0 ? { uploads = "${var.bucket}-uploads" } : {},
+    length(local.triggered) > 0 ? { results = "${var.bucket}-results" } : {},
+  )
+  # Each storage function's bucket and queue function's queue: given, or made here.
+  input_bucket = { for name, f in local.s3_triggers : name => coalesce(try(f.trigger.bucket, null), "${var.bucket}-uploads") }
+  queue_arn    = { for name, f in local.sqs_sources : name => coalesce(try(f.trigger.queue_arn, null), try(aws_sqs_queue.requests[name].arn, null)) }
 
   # Model name -> the function that serves it on the REST API.
   routes = merge([for name, f in local.exposed_api : { for model in f.models : model => name }]...)
@@ -27,40 +38,45 @@ locals {
   arn = "arn:${data.aws_partition.current.partition}"
 }
 
-# --- Registry bucket -------------------------------------------------------------------------
+# --- Buckets: the registry, and for event functions the uploads and results ------------------
 
-resource "aws_s3_bucket" "models" {
-  #checkov:skip=CKV_AWS_18:Object reads are recorded by CloudTrail data events where the account enables them; a log bucket per registry adds cost and nothing an operator reads.
+resource "aws_s3_bucket" "bucket" {
+  #checkov:skip=CKV_AWS_18:Object reads are recorded by CloudTrail data events where the account enables them; a log bucket per bucket adds cost and nothing an operator reads.
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice of the account; versioning already keeps every object.
-  #checkov:skip=CKV2_AWS_62:Nothing reacts to registry writes; functions re-read aliases on their own schedule.
-  bucket        = var.bucket
-  force_destroy = false # the registry outlives any deployment
+  #checkov:skip=CKV2_AWS_62:Only the uploads bucket starts work, through aws_s3_bucket_notification.trigger; registry and results writes need no reaction.
+  for_each      = local.buckets
+  bucket        = each.value
+  force_destroy = false # models and results outlive any deployment
 }
 
-resource "aws_s3_bucket_versioning" "models" {
-  bucket = aws_s3_bucket.models.id
+resource "aws_s3_bucket_versioning" "bucket" {
+  for_each = local.buckets
+  bucket   = aws_s3_bucket.bucket[each.key].id
   versioning_configuration {
     status = "Enabled"
   }
 }
 
-resource "aws_s3_bucket_public_access_block" "models" {
-  bucket                  = aws_s3_bucket.models.id
+resource "aws_s3_bucket_public_access_block" "bucket" {
+  for_each                = local.buckets
+  bucket                  = aws_s3_bucket.bucket[each.key].id
   block_public_acls       = true
   block_public_policy     = true
   ignore_public_acls      = true
   restrict_public_buckets = true
 }
 
-resource "aws_s3_bucket_ownership_controls" "models" {
-  bucket = aws_s3_bucket.models.id
+resource "aws_s3_bucket_ownership_controls" "bucket" {
+  for_each = local.buckets
+  bucket   = aws_s3_bucket.bucket[each.key].id
   rule {
     object_ownership = "BucketOwnerEnforced"
   }
 }
 
-resource "aws_s3_bucket_server_side_encryption_configuration" "models" {
-  bucket = aws_s3_bucket.models.id
+resource "aws_s3_bucket_server_side_encryption_configuration" "bucket" {
+  for_each = local.buckets
+  bucket   = aws_s3_bucket.bucket[each.key].id
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm = "aws:kms" # the account's AWS-managed key
@@ -69,8 +85,9 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "models" {
   }
 }
 
-resource "aws_s3_bucket_lifecycle_configuration" "models" {
-  bucket = aws_s3_bucket.models.id
+resource "aws_s3_bucket_lifecycle_configuration" "bucket" {
+  for_each = local.buckets
+  bucket   = aws_s3_bucket.bucket[each.key].id
   rule {
     id     = "tidy"
     status = "Enabled"
@@ -78,12 +95,32 @@ resource "aws_s3_bucket_lifecycle_configuration" "models" {
     abort_incomplete_multipart_upload {
       days_after_initiation = 7
     }
-    # Versions are immutable objects; only overwritten alias records become noncurrent.
+    # Registry versions are immutable objects; what becomes noncurrent is a replaced alias or result.
     noncurrent_version_expiration {
       noncurrent_days = 90
     }
   }
-  depends_on = [aws_s3_bucket_versioning.models]
+  depends_on = [aws_s3_bucket_versioning.bucket]
+}
+
+# --- Request queues of message functions, each with a dead-letter queue ----------------------
+
+resource "aws_sqs_queue" "dead_letters" {
+  for_each                  = local.own_queues
+  name                      = "${var.name_prefix}${each.key}-dead-letters"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "requests" {
+  for_each                   = local.own_queues
+  name                       = "${var.name_prefix}${each.key}"
+  visibility_timeout_seconds = 6 * each.value.timeout_s # as AWS advises for an event source mapping
+  sqs_managed_sse_enabled    = true
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dead_letters[each.key].arn
+    maxReceiveCount     = 5 # a message failing 5 times is set aside, not retried forever
+  })
 }
 
 # --- Roles: least privilege ------------------------------------------------------------------
@@ -124,25 +161,34 @@ data "aws_iam_policy_document" "function" {
     content {
       sid       = "OwnModel"
       actions   = ["s3:GetObject"]
-      resources = ["${aws_s3_bucket.models.arn}/models/${statement.value}/*"]
+      resources = ["${aws_s3_bucket.bucket["models"].arn}/models/${statement.value}/*"]
     }
   }
 
   dynamic "statement" {
-    for_each = try(each.value.trigger.type, "") == "s3" ? [each.value.trigger] : []
+    for_each = try(each.value.trigger.type, "") == "storage" ? [each.value.trigger] : []
     content {
-      sid       = "TriggerObjects"
+      sid       = "InputObjects"
       actions   = ["s3:GetObject"]
-      resources = ["${local.arn}:s3:::${statement.value.bucket}/${statement.value.prefix}*"]
+      resources = ["${local.arn}:s3:::${local.input_bucket[each.key]}/${statement.value.prefix}*"]
     }
   }
 
   dynamic "statement" {
-    for_each = try(each.value.trigger.type, "") == "sqs" ? [each.value.trigger] : []
+    for_each = try(each.value.trigger.type, "") == "messages" ? [each.value.trigger] : []
     content {
-      sid       = "TriggerQueue"
+      sid       = "RequestQueue"
       actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
-      resources = [statement.value.queue_arn]
+      resources = [local.queue_arn[each.key]]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.trigger == null ? [] : [each.key]
+    content {
+      sid       = "OwnResults"
+      actions   = ["s3:GetObject", "s3:PutObject"]
+      resources = ["${local.arn}:s3:::${var.bucket}-results/${statement.value}/*"]
     }
   }
 }
@@ -173,11 +219,11 @@ resource "aws_lambda_function" "function" {
   role          = aws_iam_role.function[each.key].arn
   package_type  = each.value.package == "zip" ? "Zip" : "Image"
 
-  filename         = each.value.package == "zip" ? var.artifacts[each.key] : null
-  source_code_hash = each.value.package == "zip" ? filebase64sha256(var.artifacts[each.key]) : null
+  filename         = each.value.package == "zip" ? var.artifacts[coalesce(each.value.folder, each.key)] : null
+  source_code_hash = each.value.package == "zip" ? filebase64sha256(var.artifacts[coalesce(each.value.folder, each.key)]) : null
   handler          = each.value.package == "zip" ? "lambda_function.handler" : null
   runtime          = each.value.package == "zip" ? "python3.12" : null
-  image_uri        = each.value.package == "image" ? var.images[each.key] : null
+  image_uri        = each.value.package == "image" ? var.images[coalesce(each.value.folder, each.key)] : null
   architectures    = ["x86_64"]
 
   memory_size                    = each.value.memory_mb
@@ -188,8 +234,16 @@ resource "aws_lambda_function" "function" {
     variables = merge(
       { MODELFN_LOG_LEVEL = "INFO" },
       each.value.registry_model == null ? {} : {
-        MODELFN_MODEL = "s3://${aws_s3_bucket.models.bucket}/models/${each.value.registry_model}@${each.value.alias}"
+        MODELFN_MODEL = "s3://${aws_s3_bucket.bucket["models"].bucket}/models/${each.value.registry_model}@${each.value.alias}"
       },
+      # Event functions write under their own prefix of the results bucket.
+      try(each.value.trigger.type, "") == "storage" ? {
+        MODELFN_BATCH_INPUT_PREFIX = each.value.trigger.prefix
+        MODELFN_BATCH_OUTPUT       = "s3://${var.bucket}-results/${each.key}/predictions"
+      } : {},
+      try(each.value.trigger.type, "") == "messages" ? {
+        MODELFN_MESSAGE_OUTPUT = "s3://${var.bucket}-results/${each.key}/messages"
+      } : {},
     )
   }
 
@@ -214,17 +268,17 @@ resource "aws_lambda_permission" "s3" {
   action         = "lambda:InvokeFunction"
   function_name  = aws_lambda_function.function[each.key].function_name
   principal      = "s3.amazonaws.com"
-  source_arn     = "${local.arn}:s3:::${each.value.trigger.bucket}"
+  source_arn     = "${local.arn}:s3:::${local.input_bucket[each.key]}"
   source_account = data.aws_caller_identity.current.account_id
 }
 
 # S3 allows one notification configuration per bucket: group the functions by bucket.
 resource "aws_s3_bucket_notification" "trigger" {
-  for_each = toset([for f in values(local.s3_triggers) : f.trigger.bucket])
+  for_each = toset(values(local.input_bucket))
   bucket   = each.value
 
   dynamic "lambda_function" {
-    for_each = { for name, f in local.s3_triggers : name => f if f.trigger.bucket == each.value }
+    for_each = { for name, bucket in local.input_bucket : name => local.s3_triggers[name] if bucket == each.value }
     content {
       lambda_function_arn = aws_lambda_function.function[lambda_function.key].arn
       events              = ["s3:ObjectCreated:*"]
@@ -233,12 +287,12 @@ resource "aws_s3_bucket_notification" "trigger" {
     }
   }
 
-  depends_on = [aws_lambda_permission.s3]
+  depends_on = [aws_lambda_permission.s3, aws_s3_bucket.bucket]
 }
 
 resource "aws_lambda_event_source_mapping" "sqs" {
   for_each                = local.sqs_sources
-  event_source_arn        = each.value.trigger.queue_arn
+  event_source_arn        = local.queue_arn[each.key]
   function_name           = aws_lambda_function.function[each.key].arn
   batch_size              = each.value.trigger.batch_size
   function_response_types = ["ReportBatchItemFailures"] # one bad message does not fail its batch

@@ -20,5 +20,15 @@ output "function_arns" {
 
 output "model_bucket" {
   description = "The registry bucket: `modelfn push --registry s3://<bucket>/models`."
-  value       = aws_s3_bucket.models.bucket
+  value       = aws_s3_bucket.bucket["models"].bucket
+}
+
+output "uploads_bucket" {
+  description = "Where files to predict land (under incoming/); null without a storage trigger."
+  value       = try(aws_s3_bucket.bucket["uploads"].bucket, null)
+}
+
+output "request_queues" {
+  description = "Function name -> the URL of the SQS queue its requests are sent to."
+  value       = { for name, queue in aws_sqs_queue.requests : name => queue.url }
 }

@@ -6,6 +6,7 @@ variable "bucket" {
 variable "functions" {
   description = "One entry per folder in functions/, written by `modelfn render` (infra/aws/functions.auto.tfvars.json)."
   type = map(object({
+    folder             = optional(string) # the function folder whose bundle it deploys (default: the name)
     models             = list(string)
     registry_model     = optional(string)
     alias              = string
@@ -18,11 +19,13 @@ variable "functions" {
     max_instances      = number # reserved concurrency: the function's ceiling
     concurrency        = number # Google Cloud only: a Lambda instance serves one request at a time
     service_account_id = string # Google Cloud only
-    # An event-driven function: objects landing in a bucket, or messages on an SQS queue.
+    # An event-driven function: storage runs a batch prediction of each object landing under
+    # `prefix` in `bucket` (default: the uploads bucket made here); messages answers each request
+    # on the SQS queue `queue_arn` (default: a queue made here, with a dead-letter queue).
     trigger = optional(object({
       type       = string
       bucket     = optional(string)
-      prefix     = optional(string, "")
+      prefix     = optional(string, "incoming/")
       suffix     = optional(string, "")
       queue_arn  = optional(string)
       batch_size = optional(number, 10)
@@ -34,13 +37,13 @@ variable "functions" {
     error_message = "package is zip or image."
   }
   validation {
-    condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["s3", "sqs"], try(f.trigger.type, ""))])
-    error_message = "trigger.type is s3 or sqs."
+    condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "messages"], try(f.trigger.type, ""))])
+    error_message = "trigger.type is storage or messages."
   }
 }
 
 variable "artifacts" {
-  description = "Function name -> Lambda zip from `modelfn build --target lambda`, for every zip function."
+  description = "Function folder -> Lambda zip from `modelfn build --target lambda`, for every zip function."
   type        = map(string)
   default     = {}
 }

@@ -8,6 +8,10 @@ locals {
   registry_functions = { for name, f in var.functions : name => f if f.registry_model != null }
   exposed            = { for name, f in var.functions : name => f if f.expose && f.trigger == null }
   triggered          = { for name, f in var.functions : name => f if f.trigger != null }
+  batch_functions    = { for name, f in local.triggered : name => f if f.trigger.type == "storage" }
+  message_functions  = { for name, f in local.triggered : name => f if f.trigger.type == "messages" }
+  # Zip functions sharing a folder share its uploaded bundle.
+  zip_folders = toset([for name, f in local.zip_functions : coalesce(f.folder, name)])
 
   environment = {
     for name, f in var.functions : name => merge(
@@ -15,6 +19,14 @@ locals {
       f.registry_model == null ? {} : {
         MODELFN_MODEL = "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"
       },
+      # Event functions write under their own prefix of the results bucket.
+      try(f.trigger.type, "") == "storage" ? {
+        MODELFN_BATCH_INPUT_PREFIX = "incoming/"
+        MODELFN_BATCH_OUTPUT       = "gs://${google_storage_bucket.results[0].name}/${name}/predictions"
+      } : {},
+      try(f.trigger.type, "") == "messages" ? {
+        MODELFN_MESSAGE_OUTPUT = "gs://${google_storage_bucket.results[0].name}/${name}/messages"
+      } : {},
     )
   }
 
@@ -92,11 +104,48 @@ resource "google_storage_bucket" "sources" {
 }
 
 resource "google_storage_bucket_object" "source" {
-  for_each = local.zip_functions
+  for_each = local.zip_folders
   # Named by content, so a new bundle is a new object and the function redeploys.
   name   = "sources/${each.key}-${filemd5(var.sources[each.key])}.zip"
   bucket = google_storage_bucket.sources.name
   source = var.sources[each.key]
+}
+
+# Files to predict land in the uploads bucket (under incoming/); results go to the results bucket,
+# so a function's own output never fires its trigger.
+resource "google_storage_bucket" "uploads" {
+  #checkov:skip=CKV_GCP_62:Access is recorded by Cloud Audit Logs; a usage-log bucket adds cost and nothing an operator reads.
+  count                       = length(local.batch_functions) > 0 ? 1 : 0
+  project                     = var.project_id
+  name                        = "${var.bucket}-uploads"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = true
+  }
+}
+
+resource "google_storage_bucket" "results" {
+  #checkov:skip=CKV_GCP_62:Access is recorded by Cloud Audit Logs; a usage-log bucket adds cost and nothing an operator reads.
+  count                       = length(local.triggered) > 0 ? 1 : 0
+  project                     = var.project_id
+  name                        = "${var.bucket}-results"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = true
+  }
+}
+
+resource "google_pubsub_topic" "requests" {
+  #checkov:skip=CKV_GCP_83:Requests are encrypted at rest with Google-managed keys; a customer key per topic is an account policy this module does not assume.
+  for_each = { for name, f in local.message_functions : name => f if try(f.trigger.topic, null) == null }
+  project  = var.project_id
+  name     = "${var.name_prefix}${each.key}"
 }
 
 # --- Identities ------------------------------------------------------------------------------
@@ -128,6 +177,34 @@ resource "google_storage_bucket_iam_member" "model_read" {
   }
 }
 
+# Batch functions read the files under incoming/ of their trigger bucket, and nothing else there.
+resource "google_storage_bucket_iam_member" "input_read" {
+  for_each = local.batch_functions
+  bucket   = coalesce(each.value.trigger.bucket, google_storage_bucket.uploads[0].name)
+  role     = "roles/storage.objectViewer"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "inputs"
+    description = "Objects under incoming/ only"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${coalesce(each.value.trigger.bucket, google_storage_bucket.uploads[0].name)}/objects/incoming/\")"
+  }
+}
+
+# Event functions write (and replace) results under their own prefix of the results bucket only.
+resource "google_storage_bucket_iam_member" "results_write" {
+  for_each = local.triggered
+  bucket   = google_storage_bucket.results[0].name
+  role     = "roles/storage.objectAdmin"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
+
+  condition {
+    title       = "results-${each.key}"
+    description = "Objects under ${each.key}/ only"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.results[0].name}/objects/${each.key}/\")"
+  }
+}
+
 # --- Functions (zip) and services (image) ----------------------------------------------------
 
 resource "google_cloudfunctions2_function" "function" {
@@ -139,11 +216,11 @@ resource "google_cloudfunctions2_function" "function" {
 
   build_config {
     runtime     = "python312"
-    entry_point = "handle"
+    entry_point = each.value.trigger == null ? "handle" : "handle_event"
     source {
       storage_source {
         bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.source[each.key].name
+        object = google_storage_bucket_object.source[coalesce(each.value.folder, each.key)].name
       }
     }
   }
@@ -166,12 +243,12 @@ resource "google_cloudfunctions2_function" "function" {
     content {
       trigger_region        = var.region
       event_type            = event_trigger.value.type == "storage" ? "google.cloud.storage.object.v1.finalized" : "google.cloud.pubsub.topic.v1.messagePublished"
-      pubsub_topic          = event_trigger.value.type == "pubsub" ? event_trigger.value.topic : null
+      pubsub_topic          = event_trigger.value.type == "messages" ? coalesce(event_trigger.value.topic, google_pubsub_topic.requests[each.key].id) : null
       retry_policy          = event_trigger.value.retry ? "RETRY_POLICY_RETRY" : "RETRY_POLICY_DO_NOT_RETRY"
       service_account_email = google_service_account.function[each.key].email
 
       dynamic "event_filters" {
-        for_each = event_trigger.value.type == "storage" ? [event_trigger.value.bucket] : []
+        for_each = event_trigger.value.type == "storage" ? [coalesce(event_trigger.value.bucket, google_storage_bucket.uploads[0].name)] : []
         content {
           attribute = "bucket"
           value     = event_filters.value

@@ -18,3 +18,13 @@ output "model_bucket" {
   description = "The registry bucket: `modelfn push --registry gs://<bucket>/models`."
   value       = google_storage_bucket.models.name
 }
+
+output "uploads_bucket" {
+  description = "Where files to predict land (under incoming/); null without a storage trigger."
+  value       = length(google_storage_bucket.uploads) > 0 ? google_storage_bucket.uploads[0].name : null
+}
+
+output "request_topics" {
+  description = "Function name -> the Pub/Sub topic its requests are published to."
+  value       = { for name, topic in google_pubsub_topic.requests : name => topic.id }
+}

@@ -16,6 +16,7 @@ variable "bucket" {
 variable "functions" {
   description = "One entry per folder in functions/, written by `modelfn render` (infra/gcp/functions.auto.tfvars.json)."
   type = map(object({
+    folder             = optional(string) # the function folder whose bundle it deploys (default: the name)
     models             = list(string)
     registry_model     = optional(string)
     alias              = string
@@ -28,7 +29,9 @@ variable "functions" {
     max_instances      = number
     concurrency        = number
     service_account_id = string
-    # An event-driven function (storage or pubsub) instead of an HTTP one.
+    # An event-driven function instead of an HTTP one (entry point handle_event): storage runs a
+    # batch prediction of each file landing in `bucket` (default: the uploads bucket made here);
+    # messages answers each request published to `topic` (default: a topic made here).
     trigger = optional(object({
       type   = string
       bucket = optional(string)
@@ -42,13 +45,13 @@ variable "functions" {
     error_message = "package is zip or image."
   }
   validation {
-    condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "pubsub"], try(f.trigger.type, ""))])
-    error_message = "trigger.type is storage or pubsub."
+    condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "messages"], try(f.trigger.type, ""))])
+    error_message = "trigger.type is storage or messages."
   }
 }
 
 variable "sources" {
-  description = "Function name -> source zip from `modelfn build --target gcf`, for every zip function."
+  description = "Function folder -> source zip from `modelfn build --target gcf`, for every zip function."
   type        = map(string)
   default     = {}
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -36,6 +36,13 @@ GATEWAY_ROUTES = (
     ("post", "/models/{model}/predict", "predict"),
 )
 BINARY_TYPES = ["application/octet-stream"]
+#: Deployed name suffix of each trigger's function, and the longest a batch job may run (seconds).
+TRIGGER_SUFFIX = {"storage": "batch", "messages": "messages"}
+BATCH_TIMEOUT_S = 540
+#: Event functions read files under this prefix of the uploads bucket, and write to the results bucket.
+INPUT_PREFIX = "incoming/"
+UPLOADS_BUCKET = "${param:bucket}-uploads"
+RESULTS_BUCKET = "${param:bucket}-results"
 TERRAFORM_VERSION = "1.11.4"
 TEST_TOOLS = [
     "apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm unzip > /dev/null",
@@ -58,6 +65,25 @@ class FunctionPlan:
     frameworks: tuple[str, ...]
     package: str
     deploy: Deploy
+    #: The function folder, whose bundle this deploys (``dist/<folder>-<target>.zip``).
+    folder: str = ""
+    #: None for the HTTP function; ``storage`` or ``messages`` for an event-triggered one.
+    trigger: str | None = None
+
+    @property
+    def timeout_s(self) -> int:
+        """Batch jobs get the longest time both platforms allow an event function (GCF: 540 s)."""
+        return BATCH_TIMEOUT_S if self.trigger == "storage" else self.deploy.timeout_s
+
+    @property
+    def concurrency(self) -> int:
+        """A batch job keeps its instance's CPUs busy: one at a time."""
+        return 1 if self.trigger == "storage" else self.deploy.concurrency
+
+    @property
+    def exposed(self) -> bool:
+        """Routed by the shared API gateway: an HTTP function whose contract does not opt out."""
+        return self.deploy.expose and self.trigger is None
 
     @property
     def service_account_id(self) -> str:
@@ -73,18 +99,20 @@ class FunctionPlan:
         """This function's entry in the Terraform ``functions`` variable (the same for both clouds)."""
         d = self.deploy
         return {
+            "folder": self.folder,
             "models": list(self.models),
             "registry_model": self.registry_model,
             "alias": d.alias,
             "package": self.package,
-            "expose": d.expose,
+            "expose": self.exposed,
             "memory_mb": d.memory_mb,
-            "cpu": d.cpu,
-            "timeout_s": d.timeout_s,
-            "min_instances": d.min_instances,
+            "cpu": int(d.cpu) if float(d.cpu).is_integer() else d.cpu,  # 1, not 1.0 from a JSON round trip
+            "timeout_s": self.timeout_s,
+            "min_instances": d.min_instances if self.trigger is None else 0,
             "max_instances": d.max_instances,
-            "concurrency": d.concurrency,
+            "concurrency": self.concurrency,
             "service_account_id": self.service_account_id,
+            "trigger": None if self.trigger is None else {"type": self.trigger},
         }
 
 
@@ -93,14 +121,17 @@ def plan(functions_dir: Path) -> list[FunctionPlan]:
     if not Path(functions_dir).is_dir():
         raise BuildError(f"{functions_dir}: no such folder; render reads the function folders in functions/")
     plans = [
-        _plan(FunctionLayout.read(folder)) for folder in sorted(Path(functions_dir).iterdir()) if _is_function(folder)
+        each
+        for folder in sorted(Path(functions_dir).iterdir())
+        if _is_function(folder)
+        for each in _plan(FunctionLayout.read(folder))
     ]
     if not plans:
         raise BuildError(f"{functions_dir}: no function folders (a folder with modelfn.yaml, or sub-folders with one)")
     routed: dict[str, str] = {}
     accounts: dict[str, str] = {}
     for each in plans:
-        for model in each.models if each.deploy.expose else ():
+        for model in each.models if each.exposed else ():
             if model in routed:
                 raise BuildError(
                     f"model {model!r} is served by both functions/{routed[model]} and functions/{each.name}; the "
@@ -122,7 +153,8 @@ def _is_function(folder: Path) -> bool:
     )
 
 
-def _plan(layout: FunctionLayout) -> FunctionPlan:
+def _plan(layout: FunctionLayout) -> list[FunctionPlan]:
+    """The folder's HTTP function, then one function per event trigger its contract declares."""
     contracts = list(layout.models.values())
     declared = [c for c in contracts if c.deploy is not None]
     if len(declared) > 1:
@@ -137,7 +169,12 @@ def _plan(layout: FunctionLayout) -> FunctionPlan:
     if package == "auto":
         package = "image" if "tensorflow" in frameworks else "zip"
     single: Contract | None = None if layout.is_group else contracts[0]
-    return FunctionPlan(
+    if deploy.triggers and package != "zip":
+        raise BuildError(
+            f"functions/{layout.name}: event triggers are deployed as Cloud Functions and Lambda zips; "
+            "this function is packaged as an image (convert the model to ONNX, or drop `triggers`)"
+        )
+    http = FunctionPlan(
         name=layout.name,
         models=tuple(c.name for c in contracts),
         registry_model=single.name if single else None,
@@ -145,7 +182,9 @@ def _plan(layout: FunctionLayout) -> FunctionPlan:
         frameworks=frameworks,
         package=package,
         deploy=deploy,
+        folder=layout.name,
     )
+    return [http, *(replace(http, name=f"{layout.name}-{TRIGGER_SUFFIX[t]}", trigger=t) for t in deploy.triggers)]
 
 
 def render(root: Path, targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
@@ -210,7 +249,7 @@ def openapi_template(plans: list[FunctionPlan]) -> str:
     """
     paths: dict[str, dict[str, object]] = {}
     for each in plans:
-        if not each.deploy.expose:
+        if not each.exposed:
             continue
         for model in each.models:
             for method, route, what in GATEWAY_ROUTES:
@@ -243,35 +282,55 @@ def openapi_template(plans: list[FunctionPlan]) -> str:
 
 
 def serverless(plans: list[FunctionPlan]) -> str:
-    """``serverless.yml``: one Lambda per function, REST routes behind API keys, a role per function."""
+    """``serverless.yml``: one Lambda per function, REST routes behind API keys, a role per function;
+    event functions on the uploads bucket (S3) or their own queue (SQS, with a dead-letter queue)."""
     python = PYTHON["lambda"]
     functions: dict[str, object] = {}
-    roles: dict[str, object] = {}
+    resources: dict[str, object] = {"ModelBucket": _bucket("${param:bucket}")}
+    if any(each.trigger for each in plans):
+        resources["ResultsBucket"] = _bucket(RESULTS_BUCKET)
     for each in plans:
         d = each.deploy
         role = f"{_camel(each.name)}Role"
         function: dict[str, object] = {"name": f"modelfn-${{sls:stage}}-{each.name}"}
         if each.package == "image":
             # A prebuilt image (modelfn build --target lambda-image, pushed to ECR), by digest.
-            function["image"] = f"${{param:{each.name}-image}}"
+            function["image"] = f"${{param:{each.folder}-image}}"
         else:
             function["handler"] = "lambda_function.handler"
-            function["package"] = {"artifact": f"dist/{each.name}-lambda.zip"}
+            function["package"] = {"artifact": f"dist/{each.folder}-lambda.zip"}
         function.update(
             {
                 "memorySize": d.memory_mb,
-                "timeout": d.timeout_s,
+                "timeout": each.timeout_s,
                 "reservedConcurrency": d.max_instances,
                 "role": role,
             }
         )
+        environment = {}
         if each.registry_model:
-            function["environment"] = {
-                "MODELFN_MODEL": f"s3://${{param:bucket}}/models/{each.registry_model}@{d.alias}"
-            }
-        if d.min_instances:
+            environment["MODELFN_MODEL"] = f"s3://${{param:bucket}}/models/{each.registry_model}@{d.alias}"
+        environment.update(_trigger_environment(each, "s3://" + RESULTS_BUCKET))
+        if environment:
+            function["environment"] = environment
+        if d.min_instances and each.trigger is None:
             function["provisionedConcurrency"] = d.min_instances
-        if d.expose:
+        if each.trigger == "storage":
+            rule = {"prefix": INPUT_PREFIX}
+            function["events"] = [{"s3": {"bucket": UPLOADS_BUCKET, "event": "s3:ObjectCreated:*", "rules": [rule]}}]
+        elif each.trigger == "messages":
+            queue = f"{_camel(each.name)}Queue"
+            resources.update(_queues(each, queue))
+            function["events"] = [
+                {
+                    "sqs": {
+                        "arn": {"Fn::GetAtt": [queue, "Arn"]},
+                        "batchSize": 10,
+                        "functionResponseType": "ReportBatchItemFailures",
+                    }
+                }
+            ]
+        elif each.exposed:
             events = []
             for model in each.models:
                 for method, route, _ in GATEWAY_ROUTES:
@@ -282,7 +341,7 @@ def serverless(plans: list[FunctionPlan]) -> str:
         else:
             function["url"] = {"authorizer": "aws_iam"}
         functions[each.name] = function
-        roles[role] = _lambda_role(each)
+        resources[role] = _lambda_role(each)
     document = {
         "service": "modelfn",
         "frameworkVersion": "3 || 4",  # Serverless v3 syntax: osls 4.x (the v3 fork) or Serverless v4
@@ -308,9 +367,46 @@ def serverless(plans: list[FunctionPlan]) -> str:
         },
         "package": {"individually": True},
         "functions": functions,
-        "resources": {"Resources": {"ModelBucket": _bucket(), **roles}},
+        "resources": {"Resources": resources},
     }
     return _dump(document)
+
+
+def _trigger_environment(each: FunctionPlan, results: str) -> dict[str, str]:
+    """Where an event function reads and writes: inputs under incoming/, results under its own prefix."""
+    if each.trigger == "storage":
+        return {
+            "MODELFN_BATCH_INPUT_PREFIX": INPUT_PREFIX,
+            "MODELFN_BATCH_OUTPUT": f"{results}/{each.name}/predictions",
+        }
+    if each.trigger == "messages":
+        return {"MODELFN_MESSAGE_OUTPUT": f"{results}/{each.name}/messages"}
+    return {}
+
+
+def _queues(each: FunctionPlan, queue: str) -> dict[str, object]:
+    """The function's request queue and its dead-letter queue (a message failing 5 times goes there)."""
+    dead = f"{queue}DeadLetters"
+    return {
+        queue: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"modelfn-${{sls:stage}}-{each.name}",
+                # Six times the function's timeout, as AWS advises for event source mappings.
+                "VisibilityTimeout": 6 * each.timeout_s,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [dead, "Arn"]}, "maxReceiveCount": 5},
+            },
+        },
+        dead: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": f"modelfn-${{sls:stage}}-{each.name}-dead-letters",
+                "MessageRetentionPeriod": 1209600,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+    }
 
 
 def _camel(name: str) -> str:
@@ -339,6 +435,30 @@ def _lambda_role(each: FunctionPlan) -> dict[str, object]:
                 "Resource": f"arn:aws:s3:::${{param:bucket}}/models/{each.registry_model}/*",
             }
         )
+    if each.trigger == "storage":
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"arn:aws:s3:::{UPLOADS_BUCKET}/{INPUT_PREFIX}*",
+            }
+        )
+    if each.trigger == "messages":
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                "Resource": {"Fn::GetAtt": [f"{_camel(each.name)}Queue", "Arn"]},
+            }
+        )
+    if each.trigger is not None:
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{RESULTS_BUCKET}/{each.name}/*",
+            }
+        )
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {
@@ -362,14 +482,14 @@ def _lambda_role(each: FunctionPlan) -> dict[str, object]:
     }
 
 
-def _bucket() -> dict[str, object]:
-    """The registry bucket: private, versioned, encrypted; kept when the stack goes."""
+def _bucket(name: str) -> dict[str, object]:
+    """A bucket of models or results: private, versioned, encrypted; kept when the stack goes."""
     return {
         "Type": "AWS::S3::Bucket",
         "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
         "Properties": {
-            "BucketName": "${param:bucket}",
+            "BucketName": name,
             "VersioningConfiguration": {"Status": "Enabled"},
             "PublicAccessBlockConfiguration": {
                 "BlockPublicAcls": True,
@@ -393,7 +513,8 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
     image_steps = []
     images = []
     image_vars = {}
-    for each in plans:
+    folders = [each for each in plans if each.trigger is None]  # one bundle per folder serves its triggers too
+    for each in folders:
         if each.package == "image":
             tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/" + each.name + ":$SHORT_SHA"
             build_lines.append(f"modelfn build functions/{each.name} --target cloudrun --store gcs")
@@ -410,7 +531,7 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
         else:
             build_lines.append(f"modelfn build functions/{each.name} --target gcf --store gcs")
     push_lines = []
-    for each in plans:
+    for each in folders:
         if each.registry_model:
             push_lines.append(f"modelfn push functions/{each.name}")
             push_lines.append(f"modelfn promote {each.registry_model} {each.version} --alias {each.deploy.alias}")
