@@ -260,4 +260,6 @@ def test_the_keras_function_batched_over_http(tmp_path, heldout) -> None:
         log = server.log()
     for i, answer in enumerate(together):
         assert np.allclose(answer["outputs"][0]["data"], alone[i], atol=1e-6), i
-    assert "batching digits v1-keras: a batch saves" in log and ": on" in log
+    # The decision is logged; it is a measurement, so a loaded machine may turn batching off. The
+    # answers above must match either way (test_calibration_* check the decision itself).
+    assert "batching digits v1-keras: a batch saves" in log, log
