@@ -73,6 +73,11 @@ class Settings(NamedTuple):
     #: Where the results of message-triggered predictions go (``MODELFN_MESSAGE_OUTPUT``):
     #: ``gs://bucket/prefix``, ``s3://...`` or a folder; one ``<message id>.json`` each.
     message_output: str = ""
+    #: Also publish each message's answer to this Pub/Sub topic (``MODELFN_RESULT_TOPIC``,
+    #: ``projects/<project>/topics/<topic>``), with the request's message id as ``request_id``.
+    result_topic: str = ""
+    #: Or send it to this SQS queue (``MODELFN_RESULT_QUEUE``, the queue URL).
+    result_queue: str = ""
     #: The model batch predictions run in a several-model function (``MODELFN_BATCH_MODEL``,
     #: e.g. its pipeline); a one-model function runs its own.
     batch_model: str = ""

@@ -172,3 +172,28 @@ def test_messages_that_cannot_be_stored_now_are_reported_for_redelivery(monkeypa
         r["messageId"] for r in batch["Records"]
     )
     monkeypatch.setattr(S3Store, "_client", None)
+
+
+def test_answers_are_also_sent_to_a_result_queue_once_each(emulators, bucket) -> None:
+    sqs = boto3.client("sqs")
+    results = sqs.create_queue(QueueName=f"results-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    handler = lambda_function(DIGITS, settings=Settings(message_output=f"s3://{bucket}/results", result_queue=results))
+    batch = sqs_batch([json.dumps({"image": IMAGE})])
+    [record] = batch["Records"]
+    # A crash right after the answer was stored, before it was sent: what the first delivery left.
+    stored = {"id": record["messageId"], "model": "digits", "version": "1", "result": {"digit": 2}}
+    boto3.client("s3").put_object(Bucket=bucket, Key=f"results/{record['messageId']}.json", Body=json.dumps(stored))
+    assert handler(batch, None) == {"batchItemFailures": []}  # the redelivery sends it
+    assert handler(batch, None) == {"batchItemFailures": []}  # and the next one does not again
+
+    received = sqs.receive_message(QueueUrl=results, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    [answer] = received["Messages"]
+    assert answer["MessageAttributes"]["request_id"]["StringValue"] == record["messageId"]
+    assert json.loads(answer["Body"])["result"] == {"digit": 2}
+    marked = json.loads(get(bucket, f"results/{record['messageId']}.json"))
+    assert marked["sent_to"] == results
+
+    fresh = sqs_batch([json.dumps({"image": IMAGE})])
+    assert handler(fresh, None) == {"batchItemFailures": []}
+    [answer] = sqs.receive_message(QueueUrl=results, MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(answer["Body"])["result"]["digit"] == 2

@@ -10,6 +10,7 @@ converts).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -36,18 +37,10 @@ def bucket(emulators) -> str:
     return new_bucket("gs")
 
 
-@pytest.fixture(scope="module")
-def server(emulators, bucket, tmp_path_factory) -> Iterator[dict[str, str]]:
-    folder = copy_function(tmp_path_factory.mktemp("fn"), DIGITS)
-    database = tmp_path_factory.mktemp("db") / "results.db"
+@contextlib.contextmanager
+def ff_server(folder: Path, log: Path, env: dict[str, str]) -> Iterator[str]:
+    """``functions-framework --target handle_event`` on ``folder``; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("log") / "ff.log"
-    env = {
-        **os.environ,
-        "MODELFN_BATCH_DATABASE": f"sqlite:///{database}",
-        "MODELFN_BATCH_CHUNK_ROWS": "100",
-        "MODELFN_MESSAGE_OUTPUT": f"gs://{bucket}/results",
-    }
     functions_framework = str(Path(sys.executable).parent / "functions-framework")
     command = [
         functions_framework,
@@ -59,7 +52,7 @@ def server(emulators, bucket, tmp_path_factory) -> Iterator[dict[str, str]]:
         str(port),
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=folder)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
@@ -70,10 +63,24 @@ def server(emulators, bucket, tmp_path_factory) -> Iterator[dict[str, str]]:
                 except requests.ConnectionError:
                     assert process.poll() is None, log.read_text()
                     time.sleep(0.1)
-            yield {"url": url, "log": str(log), "database": str(database)}
+            yield url
         finally:
             process.terminate()
             process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(emulators, bucket, tmp_path_factory) -> Iterator[dict[str, str]]:
+    folder = copy_function(tmp_path_factory.mktemp("fn"), DIGITS)
+    database = tmp_path_factory.mktemp("db") / "results.db"
+    log = tmp_path_factory.mktemp("log") / "ff.log"
+    env = {
+        "MODELFN_BATCH_DATABASE": f"sqlite:///{database}",
+        "MODELFN_BATCH_CHUNK_ROWS": "100",
+        "MODELFN_MESSAGE_OUTPUT": f"gs://{bucket}/results",
+    }
+    with ff_server(folder, log, env) as url:
+        yield {"url": url, "log": str(log), "database": str(database)}
 
 
 def upload(bucket: str, name: str, data: bytes) -> dict[str, str]:
@@ -321,3 +328,39 @@ def test_a_message_published_to_the_emulator_is_pushed_and_answered(server, buck
         time.sleep(0.2)
     assert result is not None, "the push never arrived"
     assert json.loads(result)["result"]["digit"] == 2
+
+
+def test_answers_are_published_to_a_result_topic(emulators, bucket, pubsub_emulator, tmp_path) -> None:
+    """Requests pushed from one topic, answers published to another, pulled back with their request id."""
+    host = pubsub_emulator.split("/")[2]
+    for name in ("requests2", "answers"):
+        assert requests.put(f"{pubsub_emulator}/topics/{name}", json={}, timeout=10).status_code == 200
+    pull = {"topic": "projects/test/topics/answers"}
+    assert requests.put(f"{pubsub_emulator}/subscriptions/answers", json=pull, timeout=10).status_code == 200
+    env = {
+        "MODELFN_MESSAGE_OUTPUT": f"gs://{bucket}/results",
+        "MODELFN_RESULT_TOPIC": "projects/test/topics/answers",
+        "PUBSUB_EMULATOR_HOST": host,
+    }
+    folder = copy_function(tmp_path, DIGITS)
+    with ff_server(folder, tmp_path / "ff.log", env) as url:
+        push = {"topic": "projects/test/topics/requests2", "pushConfig": {"pushEndpoint": url + "/"}}
+        assert requests.put(f"{pubsub_emulator}/subscriptions/push2", json=push, timeout=10).status_code == 200
+        body = base64.b64encode(json.dumps({"image": IMAGE}).encode()).decode()
+        published = requests.post(
+            f"{pubsub_emulator}/topics/requests2:publish", json={"messages": [{"data": body}]}, timeout=10
+        )
+        [request_id] = published.json()["messageIds"]
+        received: list = []
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            answer = requests.post(
+                f"{pubsub_emulator}/subscriptions/answers:pull", json={"maxMessages": 10}, timeout=10
+            )
+            received = answer.json().get("receivedMessages", [])
+            time.sleep(0.2)
+    assert received, (tmp_path / "ff.log").read_text()
+    [message] = received
+    assert message["message"]["attributes"] == {"request_id": request_id}
+    assert json.loads(base64.b64decode(message["message"]["data"]))["result"]["digit"] == 2
+    assert json.loads(read(bucket, f"results/{request_id}.json"))["sent_to"] == "projects/test/topics/answers"

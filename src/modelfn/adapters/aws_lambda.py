@@ -110,6 +110,8 @@ def _records(event: LambdaEvent, function: Any, settings: Settings, triggers: li
         except ModelNotReady as exc:
             log.warning("message %s will be delivered again: %s", message.id, exc.message)
             failures.append({"itemIdentifier": message.id})
+        except ContractError as exc:  # a setting no redelivery fixes; the stored answer stays
+            log.error("message %s: %s", message.id, exc.message)
     return {"batchItemFailures": failures}
 
 

@@ -13,6 +13,7 @@ A bad file is *done*: its summary and errors objects say what was wrong, and no 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -241,7 +242,7 @@ class MessageTrigger:
         except ContractError:
             return {"id": message.id[:100], "ignored": "the message id cannot name an object"}
         if store.stat(key) is not None:
-            return {"id": message.id, "duplicate": True}
+            return self._resend_unsent(store, key, message.id)
         outcome: dict[str, Any] = {"id": message.id}
         try:
             if len(message.data) > self.settings.max_body_bytes:
@@ -257,10 +258,40 @@ class MessageTrigger:
         except ModelfnError as exc:
             outcome["error"] = exc.message if exc.public else exc.public_message
         try:
-            store.write(key, orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY), expect=ABSENT)
+            written = store.write(key, orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY), expect=ABSENT)
         except PreconditionFailed:
             return {"id": message.id, "duplicate": True}  # a concurrent delivery wrote it first
+        return self._send(store, key, outcome, written.token)
+
+    def _send(self, store: Any, key: str, outcome: dict[str, Any], token: str) -> dict[str, Any]:
+        """Send the stored answer on (topic or queue), then mark it sent (see :mod:`modelfn.protocols.results`)."""
+        import orjson
+
+        from modelfn.errors import PreconditionFailed
+        from modelfn.protocols import results
+
+        if not (self.settings.result_topic or self.settings.result_queue):
+            return outcome
+        body = orjson.dumps({k: v for k, v in outcome.items() if k != "sent_to"}, option=orjson.OPT_SERIALIZE_NUMPY)
+        outcome = {**outcome, "sent_to": results.send(self.settings, outcome["id"], body)}
+        with contextlib.suppress(PreconditionFailed):  # another delivery marked it meanwhile
+            store.write(key, orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY), expect=token)
         return outcome
+
+    def _resend_unsent(self, store: Any, key: str, message_id: str) -> dict[str, Any]:
+        """A redelivery: done, unless the answer was stored but a crash kept it from being sent."""
+        import orjson
+
+        if not (self.settings.result_topic or self.settings.result_queue):
+            return {"id": message_id, "duplicate": True}
+        info = store.stat(key)
+        try:
+            stored = orjson.loads(store.read(key))
+        except (orjson.JSONDecodeError, ObjectNotFound):
+            return {"id": message_id, "duplicate": True}
+        if not isinstance(stored, dict) or stored.get("sent_to") or info is None:
+            return {"id": message_id, "duplicate": True}
+        return {**self._send(store, key, stored, info.token), "duplicate": True}
 
 
 class EventTriggers:
