@@ -8,20 +8,21 @@ For ``<input name>`` the job writes, under the output prefix:
   last, it is the commit mark.
 
 At least once in, exactly once out: a job whose summary already records this input generation
-and model version is a duplicate and writes nothing. Each object is uploaded whole from a local
-file, so a crash leaves either the previous object or the new one, never part of one; a job that
+and model version is a duplicate and writes nothing. Each object appears only when complete
+(a finished resumable or multipart upload, a renamed file), so a crash leaves either the previous
+object or the new one, never part of one; a job that
 dies before its summary is simply run again by the redelivery. Rows go through the model in
-chunks of ``chunk_rows``, so memory stays bounded whatever the input's size.
+chunks of ``chunk_rows`` and the outputs stream to the store a part at a time, so memory stays
+bounded whatever the input's size, with nothing staged on local disk (on Cloud Functions, /tmp
+is memory too).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -109,21 +110,21 @@ class BatchJob:
             "predictions": outputs.predictions.uri,
             "errors": outputs.errors.uri,
         }
-        with tempfile.TemporaryDirectory(prefix="modelfn-batch-") as scratch:
-            predictions_path, errors_path = Path(scratch, "predictions.jsonl"), Path(scratch, "errors.jsonl")
-            with predictions_path.open("wb") as predictions, errors_path.open("wb") as errors:
-                try:
-                    fmt = format_of(source.key)
-                    summary["format"] = fmt
-                    stream = open_object(source.store, source.key, info.size)
-                    rows = read_rows(stream, fmt, contract, max_line_bytes=self.max_line_bytes)
-                    self._predict_all(rows, fmt, predictions, errors, summary, source.uri, generation, stream.raw)
-                except UnreadableInput as exc:
-                    # The file as a whole cannot be read: one clear error, and the event is done.
-                    summary["error"] = exc.message
-                    errors.write(orjson.dumps({"row": None, "error": exc.message}, option=JSON))
-            outputs.predictions.store.upload(outputs.predictions.key, str(predictions_path))
-            outputs.errors.store.upload(outputs.errors.key, str(errors_path))
+        # Both objects stream to the store a part at a time and appear only if the job finishes.
+        with (
+            outputs.predictions.store.writer(outputs.predictions.key) as predictions,
+            outputs.errors.store.writer(outputs.errors.key) as errors,
+        ):
+            try:
+                fmt = format_of(source.key)
+                summary["format"] = fmt
+                stream = open_object(source.store, source.key, info.size)
+                rows = read_rows(stream, fmt, contract, max_line_bytes=self.max_line_bytes)
+                self._predict_all(rows, fmt, predictions, errors, summary, source.uri, generation, stream.raw)
+            except UnreadableInput as exc:
+                # The file as a whole cannot be read: one clear error, and the event is done.
+                summary["error"] = exc.message
+                errors.write(orjson.dumps({"row": None, "error": exc.message}, option=JSON))
         summary["seconds"] = round(time.monotonic() - started, 3)
         outputs.summary.store.write(outputs.summary.key, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         log.info(

@@ -115,3 +115,28 @@ def test_a_denied_gcs_read_is_access_denied_not_a_crash() -> None:
 
     with pytest.raises(AccessDenied, match=r"access denied to gs://models/models/cancer/1/model.skops: .*objectViewer"):
         GCSStore("models")._call("models/cancer/1/model.skops", forbidden)
+
+
+def test_a_streamed_write_appears_whole_or_not_at_all(store_uri) -> None:
+    """12 MiB in 1 MiB writes (more than one part or chunk), then a write that fails halfway."""
+    store, prefix = open_store(store_uri)
+    key = join(prefix, "out/big.jsonl")
+    block = bytes(range(256)) * 4096  # 1 MiB
+    with store.writer(key) as out:
+        for _ in range(12):
+            out.write(block)
+        assert store.stat(key) is None  # not before the block ends
+    assert store.read(key) == block * 12
+
+    broken = join(prefix, "out/broken.jsonl")
+    with pytest.raises(RuntimeError, match="crash"), store.writer(broken) as out:
+        for _ in range(10):
+            out.write(block)
+        raise RuntimeError("crash halfway")
+    assert store.stat(broken) is None
+    assert store.list(join(prefix, "out")) == [key]
+
+    small = join(prefix, "out/small.json")
+    with store.writer(small) as out:
+        out.write(b"{}")
+    assert store.read(small) == b"{}"

@@ -16,12 +16,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol, TypeVar
+from contextlib import AbstractContextManager
+from typing import BinaryIO, NamedTuple, Protocol, TypeVar
 
 from modelfn.errors import ContractError, StoreUnavailable
 
 T = TypeVar("T")
 
+#: Bytes a streamed write holds before sending them (S3's parts must be at least 5 MiB).
+PART_BYTES = 8 << 20
 #: ``expect`` value for "create only if absent".
 ABSENT = ""
 #: ``expect`` value for "write unconditionally".
@@ -48,8 +51,11 @@ class Store(Protocol):
     def stat(self, key: str) -> ObjectInfo | None: ...
     def write(self, key: str, data: bytes, *, expect: str | None = ANY) -> ObjectInfo: ...
     def list(self, prefix: str) -> list[str]: ...
-    def upload(self, key: str, path: str) -> ObjectInfo:
-        """Write the file at ``path`` as one object, streamed: readers see all of it or none."""
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A stream that becomes the object when the block ends without error, in bounded memory.
+
+        Readers see the whole object or none of it; if the block raises, nothing is written.
+        """
         ...
 
 

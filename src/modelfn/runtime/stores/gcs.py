@@ -7,10 +7,12 @@ default credentials, or anonymous against ``STORAGE_EMULATOR_HOST``.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
 
 from modelfn.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StoreUnavailable
-from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key, denied, missing_sdk
+from modelfn.runtime.stores import ABSENT, PART_BYTES, ObjectInfo, check_key, denied, missing_sdk
 
 try:
     from google.api_core import exceptions as gexc
@@ -56,11 +58,14 @@ class GCSStore:
         self._call(key, lambda: blob.upload_from_string(data, timeout=_TIMEOUT, retry=None, **condition))
         return ObjectInfo(len(data), str(blob.generation))
 
-    def upload(self, key: str, path: str) -> ObjectInfo:
-        # A resumable upload for large files: the object appears only when it is complete.
-        blob = self._bucket.blob(check_key(key), chunk_size=8 << 20)
-        self._call(key, lambda: blob.upload_from_filename(path, timeout=_TIMEOUT, retry=None))
-        return ObjectInfo(int(blob.size or 0), str(blob.generation))
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        # A resumable upload, sent a part at a time; the object exists only once close() finalizes
+        # it. On an error the session is simply abandoned (it expires), so nothing partial appears.
+        blob = self._bucket.blob(check_key(key), chunk_size=PART_BYTES)
+        stream = self._call(key, lambda: blob.open("wb", ignore_flush=True, retry=None))
+        yield _Guarded(stream, lambda operation: self._call(key, operation))
+        self._call(key, stream.close)
 
     def list(self, prefix: str) -> list[str]:
         blobs = self._call(prefix, lambda: list(self._bucket.list_blobs(prefix=prefix, timeout=_TIMEOUT, retry=None)))
@@ -84,3 +89,13 @@ class GCSStore:
             if type(exc).__module__.startswith(("requests", "urllib3", "google.auth")):
                 raise StoreUnavailable(f"{self.uri} unreachable: {type(exc).__name__}") from exc
             raise
+
+
+class _Guarded:
+    """A write stream whose SDK errors become the store's (unavailable, denied...)."""
+
+    def __init__(self, stream: Any, call: Callable[[Callable[[], Any]], Any]) -> None:
+        self._stream, self._call = stream, call
+
+    def write(self, data: bytes) -> int:
+        return self._call(lambda: self._stream.write(data))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from modelfn._files import write_atomically
 from modelfn.errors import ArtifactError, ObjectNotFound, PreconditionFailed
@@ -68,15 +69,18 @@ class LocalStore:
         assert written is not None
         return written
 
-    def upload(self, key: str, path: str) -> ObjectInfo:
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        shutil.copyfile(path, partial)
-        os.replace(partial, target)  # atomic on one file system
-        written = self.stat(key)
-        assert written is not None
-        return written
+        # Hidden until renamed into place (list() skips dot-files); a crash leaves only this.
+        partial = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
+        try:
+            with partial.open("wb") as out:
+                yield out
+            os.replace(partial, target)  # atomic on one file system
+        finally:
+            partial.unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix if prefix else self.root

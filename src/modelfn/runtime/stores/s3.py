@@ -7,11 +7,12 @@ endpoint come from boto3's standard chain (``AWS_ENDPOINT_URL`` for emulators).
 
 from __future__ import annotations
 
-import os
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from modelfn.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StoreUnavailable
-from modelfn.runtime.stores import ABSENT, ObjectInfo, check_key, denied, missing_sdk
+from modelfn.runtime.stores import ABSENT, PART_BYTES, ObjectInfo, check_key, denied, missing_sdk
 
 try:
     import boto3
@@ -60,11 +61,16 @@ class S3Store:
         )
         return ObjectInfo(len(data), result["ETag"])
 
-    def upload(self, key: str, path: str) -> ObjectInfo:
-        # One PUT streamed from the file (up to 5 GB): the object appears only when it is complete.
-        with open(path, "rb") as body:
-            result = self._call(key, lambda: self._s3.put_object(Bucket=self._bucket, Key=check_key(key), Body=body))
-        return ObjectInfo(os.path.getsize(path), result["ETag"])
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        # A multipart upload: the object appears when it is completed; an error aborts it.
+        upload = _MultipartWriter(self, check_key(key))
+        try:
+            yield upload  # type: ignore[misc]
+        except BaseException:
+            upload.abort()
+            raise
+        upload.finish()
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
@@ -95,3 +101,54 @@ class S3Store:
             bexc.ConnectionClosedError,
         ) as exc:
             raise StoreUnavailable(f"{self.uri} unreachable: {type(exc).__name__}") from exc
+
+
+class _MultipartWriter:
+    """Buffers one part (:data:`PART_BYTES`) at a time; a small object is one plain PUT."""
+
+    def __init__(self, store: S3Store, key: str) -> None:
+        self.store, self.key = store, key
+        self.buffer = bytearray()
+        self.parts: list[dict[str, Any]] = []
+        self.upload_id: str | None = None
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        while len(self.buffer) >= PART_BYTES:
+            self._send(bytes(self.buffer[:PART_BYTES]))
+            del self.buffer[:PART_BYTES]
+        return len(data)
+
+    def _send(self, part: bytes) -> None:
+        s3, bucket = self.store._s3, self.store._bucket
+        if self.upload_id is None:
+            started = self.store._call(self.key, lambda: s3.create_multipart_upload(Bucket=bucket, Key=self.key))
+            self.upload_id = started["UploadId"]
+        number = len(self.parts) + 1
+        sent = self.store._call(
+            self.key,
+            lambda: s3.upload_part(Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part),
+        )
+        self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+    def finish(self) -> None:
+        s3, bucket = self.store._s3, self.store._bucket
+        if self.upload_id is None:
+            body = bytes(self.buffer)
+            self.store._call(self.key, lambda: s3.put_object(Bucket=bucket, Key=self.key, Body=body))
+            return
+        if self.buffer:
+            self._send(bytes(self.buffer))
+        parts = {"Parts": self.parts}
+        self.store._call(
+            self.key,
+            lambda: s3.complete_multipart_upload(
+                Bucket=bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload=parts
+            ),
+        )
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            s3, bucket = self.store._s3, self.store._bucket
+            with contextlib.suppress(Exception):  # the original error matters more; S3 expires it anyway
+                s3.abort_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self.upload_id)
