@@ -58,6 +58,18 @@ class MalformedBody(ClientError):
     """The body is not JSON, or not the shape the protocol expects."""
 
 
+class Unauthorized(ClientError):
+    """No valid credentials. The message never says which part was wrong."""
+
+    status = 401
+
+
+class Forbidden(ClientError):
+    """Valid credentials that do not cover this model."""
+
+    status = 403
+
+
 class NotFound(ClientError):
     status = 404
 

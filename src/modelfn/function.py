@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
@@ -54,12 +54,33 @@ def handle_request(servable: Servable, request: Request) -> Response:
             raise UnsupportedMediaType(
                 f"Content-Encoding {encoding[:40]!r} is not accepted; send the body uncompressed"
             )
-        return router().dispatch(servable, request)
+        return router().dispatch(servable, request, _guard(servable))
     except ModelfnError as exc:
         return error_response(exc)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path[:200])
         return error_response(ModelFault("unhandled error"))
+
+
+def _guard(servable: Servable) -> Any:
+    """The API-key check when ``MODELFN_API_KEYS_FILE`` is set (see :mod:`modelfn.auth`), else None."""
+    path = servable.settings.api_keys_file
+    if not path:
+        return None
+    from modelfn.auth import keyring
+
+    keys = keyring(path)
+
+    def guard(request: Request, name: str | None) -> None:
+        if name is None and request.path.rstrip("/") != "/v2":
+            # A route without a model name (POST /predict) runs the function's default model.
+            try:
+                name = servable.member(None).contract().name
+            except ModelfnError:
+                name = ""  # a several-model function has none: the route answers 404 after the key check
+        keys.check(request.headers, name)
+
+    return guard
 
 
 class ModelFunction:

@@ -19,13 +19,21 @@ class Route(NamedTuple):
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    #: Served without credentials (health checks).
+    open: bool = False
+
+
+#: Checks a request's credentials for a model (None: the function's default); raises 401/403.
+Guard = Callable[["Request", "str | None"], None]
 
 
 class Router:
-    def __init__(self, routes: list[tuple[str, str, Handler]]) -> None:
-        self._routes = [Route(method, re.compile(pattern), handler) for method, pattern, handler in routes]
+    def __init__(self, routes: list[tuple[str, str, Handler]], open_paths: frozenset[str] = frozenset()) -> None:
+        self._routes = [
+            Route(method, re.compile(pattern), handler, pattern in open_paths) for method, pattern, handler in routes
+        ]
 
-    def dispatch(self, function: Servable, request: Request) -> Response:
+    def dispatch(self, function: Servable, request: Request, guard: Guard | None = None) -> Response:
         path = request.path.rstrip("/") or "/"
         allowed: list[str] = []
         for route in self._routes:
@@ -34,6 +42,8 @@ class Router:
                 continue
             if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
                 params = {k: v for k, v in match.groupdict().items() if v is not None}
+                if guard is not None and not route.open:
+                    guard(request, params.get("name"))
                 return route.handler(function, request, **params)
             allowed.append(route.method)
         if allowed:

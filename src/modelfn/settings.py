@@ -57,6 +57,9 @@ class Settings(NamedTuple):
     #: (``MODELFN_PREFETCH``): for platforms that keep warm or minimum instances, where start-up
     #: time is not a user's wait. Readiness (``/v2/health/ready``) turns true when the load is done.
     prefetch: bool = False
+    #: Require an API key on every route but health (``MODELFN_API_KEYS_FILE``): the file of salted
+    #: key hashes and the models each may use (see :mod:`modelfn.auth`); re-read when it changes.
+    api_keys_file: str = ""
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
     #: Storage events: only objects under this prefix start a batch prediction

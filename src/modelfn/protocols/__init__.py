@@ -8,6 +8,8 @@ _MODEL = r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 
 
 _ROUTER: Router | None = None
+#: Served without an API key: the platform's health checks cannot send one.
+OPEN_PATHS = frozenset({r"/v2/health/live", r"/v2/health/ready"})
 
 
 def router() -> Router:
@@ -34,5 +36,6 @@ def build_router() -> Router:
             ("POST", rf"/v1/models/{_MODEL}:predict", tfserving.predict),
             ("POST", r"/predict", simple.predict),
             ("POST", r"/models/(?P<name>[^/:]+)/predict", simple.predict),
-        ]
+        ],
+        open_paths=OPEN_PATHS,
     )
