@@ -113,11 +113,21 @@ def test_each_role_reads_only_its_model_and_writes_only_its_results(template: di
         "DigitsBatchRole": [
             ("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*"),
             ("s3:GetObject", "arn:aws:s3:::modelfn-models-test-uploads/incoming/*"),
-            ("s3:GetObject", "s3:PutObject", "arn:aws:s3:::modelfn-models-test-results/digits-batch/*"),
+            (
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+                "arn:aws:s3:::modelfn-models-test-results/digits-batch/*",
+            ),
         ],
         "DigitsMessagesRole": [
             ("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*"),
-            ("s3:GetObject", "s3:PutObject", "arn:aws:s3:::modelfn-models-test-results/digits-messages/*"),
+            (
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+                "arn:aws:s3:::modelfn-models-test-results/digits-messages/*",
+            ),
         ],
     }
 

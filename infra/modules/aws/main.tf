@@ -187,7 +187,7 @@ data "aws_iam_policy_document" "function" {
     for_each = each.value.trigger == null ? [] : [each.key]
     content {
       sid       = "OwnResults"
-      actions   = ["s3:GetObject", "s3:PutObject"]
+      actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"] # PutObject covers multipart uploads
       resources = ["${local.arn}:s3:::${var.bucket}-results/${statement.value}/*"]
     }
   }

@@ -455,7 +455,8 @@ def _lambda_role(each: FunctionPlan) -> dict[str, object]:
         statements.append(
             {
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
+                # PutObject covers multipart uploads; aborting one (after an error) is its own action.
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
                 "Resource": f"arn:aws:s3:::{RESULTS_BUCKET}/{each.name}/*",
             }
         )
