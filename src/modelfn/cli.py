@@ -230,11 +230,12 @@ def batch(folder: Path, source: str, output: str, database: str, chunk_rows: int
     from modelfn.batch.database import ResultsDatabase
     from modelfn.batch.job import BatchJob, Location
     from modelfn.runtime.stores import open_store
+    from modelfn.tooling.build import FunctionLayout
 
     with _click_errors():
         source_location, name = _batch_source(source)
-        models = sorted(p.parent.name for p in folder.glob("*/modelfn.yaml")) or None
-        servable, settings = build_servable(folder, models, None)
+        members = FunctionLayout.members(folder)
+        servable, settings = build_servable(folder, None if members == [""] else members, None)
         model = servable.member(model_name).model()
         info = source_location.store.stat(source_location.key)
         if info is None:

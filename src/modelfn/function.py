@@ -71,9 +71,9 @@ def _guard(servable: Servable) -> Any:
 
     keys = keyring(path)
 
-    def guard(request: Request, name: str | None) -> None:
-        if name is None and request.path.rstrip("/") != "/v2":
-            # A route without a model name (POST /predict) runs the function's default model.
+    def guard(request: Request, name: str | None, for_model: bool) -> None:
+        if name is None and for_model:
+            # A model route that names none (POST /predict) runs the function's default model.
             try:
                 name = servable.member(None).contract().name
             except ModelfnError:

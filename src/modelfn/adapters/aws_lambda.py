@@ -90,11 +90,9 @@ def _records(event: LambdaEvent, function: Any, settings: Settings, triggers: li
     if not triggers:
         triggers.append(EventTriggers(function, settings))
     records: EventTriggers = triggers[0]
-    source = (
-        event["Records"][0].get("eventSource") if event["Records"] and isinstance(event["Records"][0], dict) else None
-    )
+    first = event["Records"][0] if event["Records"] else None
     try:
-        if source == "aws:sqs":
+        if isinstance(first, dict) and first.get("eventSource") == "aws:sqs":
             messages = messages_from_sqs(event)
             handler = records.messages()
         else:

@@ -155,10 +155,11 @@ class BatchJob:
                     errors.write(orjson.dumps({"row": number, "error": outcome.error}, option=JSON))
                     continue
                 summary["predicted"] += 1
-                line = orjson.dumps({"row": number, "prediction": outcome}, option=JSON)
-                predictions.write(line)
+                # Serialized once: the same JSON goes into the predictions line and the database row.
+                prediction = orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY)
+                predictions.write(b'{"row":%d,"prediction":%b}\n' % (number, prediction))
                 if self.database is not None:
-                    stored.append((number, orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY).decode()))
+                    stored.append((number, prediction.decode()))
             if stored and self.database is not None:
                 self.database.upsert(
                     source=source, model=contract.name, version=contract.version, generation=generation, rows=stored

@@ -10,6 +10,8 @@ _MODEL = r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
 _ROUTER: Router | None = None
 #: Served without an API key: the platform's health checks cannot send one.
 OPEN_PATHS = frozenset({r"/v2/health/live", r"/v2/health/ready"})
+#: About the server, not a model: any valid key may ask.
+SERVER_PATHS = frozenset({r"/v2"})
 
 
 def router() -> Router:
@@ -38,4 +40,5 @@ def build_router() -> Router:
             ("POST", r"/models/(?P<name>[^/:]+)/predict", simple.predict),
         ],
         open_paths=OPEN_PATHS,
+        server_paths=SERVER_PATHS,
     )

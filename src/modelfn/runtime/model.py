@@ -82,21 +82,14 @@ class LoadedModel(NamedTuple):
 
     def predict_json(self, payload: Any) -> Any:
         """The plain JSON route: pre hook -> model -> post hook."""
-        inputs = self._preprocess(payload)
-        outputs = self.infer(inputs)
-        if self.hooks.post is None:
-            return outputs
-        return self._call_hook("post", self.hooks.post, outputs, payload)
-
-    def preprocess(self, payload: Any) -> dict[str, np.ndarray]:
-        """The pre-processing hook (or the plain ``{input name: value}`` reading) of one payload."""
-        return self._preprocess(payload)
+        return self.postprocess(self.infer(self.preprocess(payload)), payload)
 
     def postprocess(self, outputs: dict[str, np.ndarray], payload: Any) -> Any:
         """The post-processing hook of one payload's outputs, or the outputs as they are."""
         return outputs if self.hooks.post is None else self._call_hook("post", self.hooks.post, outputs, payload)
 
-    def _preprocess(self, payload: Any) -> dict[str, np.ndarray]:
+    def preprocess(self, payload: Any) -> dict[str, np.ndarray]:
+        """The pre-processing hook (or the plain ``{input name: value}`` reading) of one payload."""
         if self.hooks.pre is None:
             return named_inputs(self.contract, payload, "body")
         produced = self._call_hook("pre", self.hooks.pre, payload)

@@ -80,13 +80,21 @@ class FunctionLayout:
     folder: Path
     models: dict[str, Contract]  # sub-folder name ("" for a one-model function) -> contract
 
+    @staticmethod
+    def members(folder: Path) -> list[str]:
+        """``[""]`` for a one-model folder, a group's sub-folders with a contract, or ``[]``: no function."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            return []
+        if (folder / CONTRACT_FILE).is_file():
+            return [""]
+        return sorted(p.name for p in folder.iterdir() if (p / CONTRACT_FILE).is_file())
+
     @classmethod
     def read(cls, folder: Path) -> FunctionLayout:
         """Validate and compile every contract; a group's members are its sub-folders with a contract."""
         folder = Path(folder).resolve()
-        if (folder / CONTRACT_FILE).is_file():
-            return cls(folder, {"": compile_contract(folder)})
-        members = sorted(p.name for p in folder.iterdir() if (p / CONTRACT_FILE).is_file())
+        members = cls.members(folder)
         if not members:
             raise BuildError(f"{folder}: no {CONTRACT_FILE} in it or in any sub-folder")
         return cls(folder, {name: compile_contract(folder / name) for name in members})

@@ -123,7 +123,7 @@ def plan(functions_dir: Path) -> list[FunctionPlan]:
     plans = [
         each
         for folder in sorted(Path(functions_dir).iterdir())
-        if _is_function(folder)
+        if FunctionLayout.members(folder)
         for each in _plan(FunctionLayout.read(folder))
     ]
     if not plans:
@@ -145,12 +145,6 @@ def plan(functions_dir: Path) -> list[FunctionPlan]:
             )
         accounts[each.service_account_id] = each.name
     return plans
-
-
-def _is_function(folder: Path) -> bool:
-    return folder.is_dir() and (
-        (folder / "modelfn.yaml").is_file() or any((child / "modelfn.yaml").is_file() for child in folder.iterdir())
-    )
 
 
 def _plan(layout: FunctionLayout) -> list[FunctionPlan]:
