@@ -11,7 +11,9 @@
     │   ├── PayloadTooLarge          413  body or tensor over the configured limit
     │   └── UnsupportedMediaType     415  a body encoding this server does not decode
     ├── ModelNotReady                503  loading failed or still loading; retried later
-    │   └── StoreUnavailable         503  object store unreachable after bounded retries
+    │   ├── StoreUnavailable         503  object store unreachable after bounded retries
+    │   └── Overloaded               503  every call slot and queue place taken; refused at once
+    ├── DeadlineExceeded             504  the request's deadline passed waiting or running
     ├── ContractError                      the contract (modelfn.yaml) or hooks are wrong
     │   └── ArtifactError                  artifact missing, unreadable or not matching its digest
     │       └── ObjectNotFound             no object at a store URI
@@ -103,6 +105,16 @@ class ModelNotReady(ModelfnError):
 
 class StoreUnavailable(ModelNotReady):
     """The object store did not answer after bounded retries."""
+
+
+class Overloaded(ModelNotReady):
+    """Every call slot and queue place of the model is taken: refused at once, with ``Retry-After``."""
+
+
+class DeadlineExceeded(ModelfnError):
+    """The request's deadline passed while it waited for a slot or while the model ran."""
+
+    status = 504
 
 
 class ContractError(ModelfnError):

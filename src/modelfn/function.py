@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from modelfn.contract import Contract
     from modelfn.http import Request, Response
     from modelfn.registry import ModelRef, Registry
+    from modelfn.runtime.admission import Admission
     from modelfn.runtime.model import LoadedModel
     from modelfn.runtime.pipeline import Members
     from modelfn.runtime.stores import Store
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
+T = TypeVar("T")
 
 
 class Servable(Protocol):
@@ -41,6 +43,8 @@ class Servable(Protocol):
     def member(self, name: str | None, version: str | None = None) -> ModelFunction: ...
     def ready(self, *, start: bool = False) -> bool: ...
     def prefetch(self) -> None: ...
+    def wedged(self) -> bool: ...
+    def names(self) -> list[str]: ...
 
 
 def handle_request(servable: Servable, request: Request) -> Response:
@@ -107,6 +111,7 @@ class ModelFunction:
         self._target_lock = threading.Lock()
         self._refreshing = False
         self._next_refresh = time.monotonic() + settings.alias_refresh_s
+        self._admission: Admission | None = None  # built on the first model call
 
     def handle(self, request: Request) -> Response:
         """Route a request and render any error as ``{"error": ...}``; never raises."""
@@ -123,6 +128,10 @@ class ModelFunction:
         """The contract of the version served now (resolved on first use; a failure is retried)."""
         return self._target().contract
 
+    def names(self) -> list[str]:
+        """The model this function serves."""
+        return [self.contract().name]
+
     def resolve(self, name: str, version: str | None = None) -> Contract:
         """The contract for ``name[/version]`` from a URL, or a 404 naming what exists."""
         contract = self.contract()
@@ -137,6 +146,40 @@ class ModelFunction:
         target = self._target()
         self._maybe_refresh()
         return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
+
+    def run(self, call: Callable[[], T], *, inline: bool = False) -> T:
+        """``call()`` (a model call) within this model's call slots, queue and the request deadline.
+
+        Beyond the slots and the queue the request is refused at once (503, ``Retry-After``); past
+        ``request_timeout_s`` it gets 504 (see :mod:`modelfn.runtime.admission`). ``inline``: the
+        call is a plain ONNX Runtime run that the deadline can stop (:meth:`LoadedModel.interruptible`).
+        """
+        admission = self._admission
+        if admission is None:
+            admission = self._make_admission()
+        return admission.run(call, self.settings.request_timeout_s, inline=inline)
+
+    def wedged(self) -> bool:
+        """Whether every call slot has been held past twice the deadline: this instance should be replaced."""
+        admission = self._admission
+        return admission is not None and admission.wedged(2 * self.settings.request_timeout_s)
+
+    def _make_admission(self) -> Admission:
+        from modelfn.runtime.admission import Admission
+
+        with self._target_lock:
+            if self._admission is None:
+                contract = self.contract()
+                slots = self.settings.max_concurrency
+                if slots == 0:
+                    from modelfn.runtime.cpus import available_cpus
+
+                    slots = 2 * available_cpus()
+                    if contract.batching is not None:  # batches form from concurrent calls: let a batch fill
+                        batching = contract.batching
+                        slots = max(slots, min(256, batching.max_batch_size * batching.max_concurrent_batches))
+                self._admission = Admission(contract.name, slots, self.settings.max_queue)
+            return self._admission
 
     def prefetch(self) -> None:
         """Begin loading in the background (no-op when loaded or loading); a pipeline loads its steps too."""

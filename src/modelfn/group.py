@@ -79,6 +79,14 @@ class FunctionGroup:
             member.contract()
         return True
 
+    def names(self) -> list[str]:
+        """The models this function serves, as listed in ``main.py``."""
+        return list(self._members)
+
+    def wedged(self) -> bool:
+        """Whether any model has every call slot held past twice the deadline."""
+        return any(member.wedged() for member in self._members.values())
+
     def _use(self, name: str) -> None:
         """Mark ``name`` most recent, then release the least recent loaded models over the budget."""
         budget = self.settings.memory_budget_mb * 1024 * 1024

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from modelfn.errors import MalformedBody, ModelfnError
+from modelfn.errors import MalformedBody, ModelfnError, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
 
@@ -51,18 +54,53 @@ def error_response(error: ModelfnError) -> Response:
     return json_response({"error": message}, error.status, error.headers)
 
 
-def parse_json(body: bytes) -> Any:
-    """Decode a JSON body, or raise a 400 that says what is wrong with it."""
+def parse_json(body: bytes, settings: Settings) -> Any:
+    """Decode a JSON body within the settings' nesting and string limits, or raise a 4xx saying why."""
     if not body.strip():
         raise MalformedBody("the body is empty; expected a JSON document")
+    check_json_extent(body, settings.max_json_depth, settings.max_string_bytes)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    value = parse_json(body)
+def parse_json_object(body: bytes, settings: Settings) -> dict[str, Any]:
+    value = parse_json(body, settings)
     if not isinstance(value, dict):
         raise MalformedBody(f"the body must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def check_json_extent(body: bytes, max_depth: int, max_string: int) -> None:
+    """Refuse a body nesting deeper than ``max_depth`` or holding a string over ``max_string`` bytes.
+
+    Read from the raw bytes before parsing, so neither costs anything proportional to it. Cheap
+    tests first: a body with fewer brackets than ``max_depth`` cannot nest deeper, a body shorter
+    than ``max_string`` holds no longer string; only the others are scanned (with numpy, in C).
+    An invalid document is left to the parser, which names its error.
+    """
+    deep = body.count(b"[") + body.count(b"{") > max_depth
+    if not deep and len(body) <= max_string:
+        return
+    import numpy as np
+
+    if b"\\" in body:  # escapes never end a string: blank them (left to right, as JSON reads them)
+        body = body.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    raw = np.frombuffer(body, np.uint8)
+    quotes = np.flatnonzero(raw == ord('"'))
+    if quotes.size % 2:
+        return  # an unterminated string: not JSON
+    if quotes.size and len(body) > max_string:
+        longest = int((quotes[1::2] - quotes[::2]).max()) - 1
+        if longest > max_string:
+            raise PayloadTooLarge(f"a string in the body is {longest} bytes; the limit is {max_string}")
+    if deep:
+        brackets = np.flatnonzero((raw == ord("[")) | (raw == ord("{")) | (raw == ord("]")) | (raw == ord("}")))
+        outside = np.searchsorted(quotes, brackets) % 2 == 0  # an even number of quotes before: not in a string
+        brackets = brackets[outside]
+        kind = raw[brackets]
+        steps = np.where((kind == ord("[")) | (kind == ord("{")), 1, -1).astype(np.int32)
+        depth = int(np.cumsum(steps).max()) if steps.size else 0
+        if depth > max_depth:
+            raise MalformedBody(f"the body nests {depth} levels deep; the limit is {max_depth}")

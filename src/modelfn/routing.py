@@ -1,4 +1,10 @@
-"""Path -> handler. A known path with the wrong verb is a 405 that lists the right ones."""
+"""Path -> handler. A known path with the wrong verb is a 405 that lists the right ones.
+
+Routes are declared as OpenAPI path templates, so the router and ``/openapi.json``
+come from one table. ``{name}`` and ``{version}`` match an allow-list pattern, so
+anything else never reaches a handler (and is never used to build a path);
+``[...]`` marks an optional part: ``/v2/models/{name}[/versions/{version}]/infer``.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,20 @@ if TYPE_CHECKING:
 
 Handler = Callable[..., "Response"]
 
+#: What a model name or version from a URL may be; the contract's own patterns are narrower.
+PARAMETERS = {"name": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", "version": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"}
+
 
 class Route(NamedTuple):
     method: str
+    template: str
     pattern: re.Pattern[str]
     handler: Handler
     #: ``open``: served without credentials (health checks); ``server``: credentials, but about no
     #: model; ``model``: credentials for the model it names (or the function's default one).
-    access: str = "model"
+    access: str
+    #: The OpenAPI operation's summary, request body and answer (see :mod:`modelfn.protocols.openapi`).
+    doc: dict[str, str]
 
 
 #: Checks a request's credentials: ``(request, model name or None, whether the route is about a model)``;
@@ -30,21 +42,13 @@ Guard = Callable[["Request", "str | None", bool], None]
 
 
 class Router:
-    def __init__(
-        self,
-        routes: list[tuple[str, str, Handler]],
-        open_paths: frozenset[str] = frozenset(),
-        server_paths: frozenset[str] = frozenset(),
-    ) -> None:
-        self._routes = [
-            Route(method, re.compile(pattern), handler, _access(pattern, open_paths, server_paths))
-            for method, pattern, handler in routes
-        ]
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
 
     def dispatch(self, function: Servable, request: Request, guard: Guard | None = None) -> Response:
         path = request.path.rstrip("/") or "/"
         allowed: list[str] = []
-        for route in self._routes:
+        for route in self.routes:
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
@@ -59,5 +63,21 @@ class Router:
         raise NotFound(f"no route for {request.method} {path[:200]}")
 
 
-def _access(pattern: str, open_paths: frozenset[str], server_paths: frozenset[str]) -> str:
-    return "open" if pattern in open_paths else "server" if pattern in server_paths else "model"
+def route(method: str, template: str, handler: Handler, *, access: str = "model", **doc: str) -> Route:
+    """A route from an OpenAPI-style template (see the module docstring)."""
+    return Route(method, template, compile_template(template), handler, access, doc)
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    regex = re.escape(template).replace(r"\[", "(?:").replace(r"\]", ")?")
+    for name, allowed in PARAMETERS.items():
+        regex = regex.replace(re.escape("{" + name + "}"), f"(?P<{name}>{allowed})")
+    return re.compile(regex)
+
+
+def expand_template(template: str) -> list[str]:
+    """The OpenAPI paths of a template: without, then with, its optional part."""
+    match = re.search(r"\[(.*?)\]", template)
+    if match is None:
+        return [template]
+    return [template[: match.start()] + template[match.end() :], template.replace("[", "").replace("]", "")]

@@ -36,6 +36,22 @@ class Settings(NamedTuple):
     max_body_bytes: int = 4 * 1024 * 1024
     #: Most elements one input tensor may declare (``MODELFN_MAX_TENSOR_ELEMENTS``).
     max_tensor_elements: int = 1 << 22
+    #: Deepest JSON nesting accepted in a request body (``MODELFN_MAX_JSON_DEPTH``); checked on the
+    #: raw bytes before the body is parsed. Over it: 400.
+    max_json_depth: int = 32
+    #: Longest JSON string accepted in a request body, in bytes as sent (``MODELFN_MAX_STRING_BYTES``);
+    #: checked before the body is parsed. Over it: 413.
+    max_string_bytes: int = 64 * 1024
+    #: A request's deadline for waiting its turn and running the model, in seconds
+    #: (``MODELFN_REQUEST_TIMEOUT_S``; TF Serving's default). Past it: 504; a model call that
+    #: goes on keeps its slot until it ends, so a hanging model cannot take more than its slots.
+    request_timeout_s: float = 30.0
+    #: Model calls run at once per model (``MODELFN_MAX_CONCURRENCY``); 0 means twice the CPUs
+    #: this instance may use.
+    max_concurrency: int = 0
+    #: Requests that may wait for a free call slot per model (``MODELFN_MAX_QUEUE``); beyond them
+    #: a request is refused at once with 503 and ``Retry-After`` instead of adding latency for all.
+    max_queue: int = 32
     #: How long a request waits for a model load in progress, in seconds
     #: (``MODELFN_LOAD_WAIT_S``). Past it the request gets 503 with Retry-After.
     load_wait_s: float = 60.0
@@ -107,6 +123,10 @@ class Settings(NamedTuple):
     def validate(self) -> None:
         if self.max_body_bytes <= 0 or self.max_tensor_elements <= 0 or self.load_wait_s <= 0:
             raise ValueError("MODELFN_MAX_BODY_BYTES, MAX_TENSOR_ELEMENTS and LOAD_WAIT_S must be positive")
+        if min(self.max_json_depth, self.max_string_bytes, self.request_timeout_s) <= 0:
+            raise ValueError("MODELFN_MAX_JSON_DEPTH, MAX_STRING_BYTES and REQUEST_TIMEOUT_S must be positive")
+        if self.max_concurrency < 0 or self.max_queue < 0:
+            raise ValueError("MODELFN_MAX_CONCURRENCY and MODELFN_MAX_QUEUE must not be negative")
         if self.alias_refresh_s <= 0 or self.store_attempts <= 0:
             raise ValueError("MODELFN_ALIAS_REFRESH_S and MODELFN_STORE_ATTEMPTS must be positive")
         if self.blas_threads <= 0:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from modelfn.routing import Router
+from modelfn.routing import Router, route
 
-_MODEL = r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+_MODEL = "{name}[/versions/{version}]"
 
 
 _ROUTER: Router | None = None
-#: Served without an API key: the platform's health checks cannot send one.
-OPEN_PATHS = frozenset({r"/v2/health/live", r"/v2/health/ready"})
-#: About the server, not a model: any valid key may ask.
-SERVER_PATHS = frozenset({r"/v2"})
 
 
 def router() -> Router:
@@ -23,22 +19,36 @@ def router() -> Router:
 
 
 def build_router() -> Router:
-    """Every HTTP route of a function. Imported on the first request (it pulls numpy)."""
-    from modelfn.protocols import oip, simple, tfserving
+    """Every HTTP route of a function, with what ``/openapi.json`` says of it.
+
+    Health routes are open (the platform's probes send no credentials); the server's own routes
+    need any valid key; the others need a key for the model they name.
+    """
+    from modelfn.protocols import oip, openapi, simple, tfserving
 
     return Router(
         [
-            ("GET", r"/v2/health/live", oip.server_live),
-            ("GET", r"/v2/health/ready", oip.server_ready),
-            ("GET", r"/v2", oip.server_metadata),
-            ("GET", rf"/v2/models/{_MODEL}", oip.model_metadata),
-            ("GET", rf"/v2/models/{_MODEL}/ready", oip.model_ready),
-            ("POST", rf"/v2/models/{_MODEL}/infer", oip.infer),
-            ("GET", rf"/v1/models/{_MODEL}", tfserving.model_status),
-            ("POST", rf"/v1/models/{_MODEL}:predict", tfserving.predict),
-            ("POST", r"/predict", simple.predict),
-            ("POST", r"/models/(?P<name>[^/:]+)/predict", simple.predict),
-        ],
-        open_paths=OPEN_PATHS,
-        server_paths=SERVER_PATHS,
-    )
+            route("GET", "/v2/health/live", oip.server_live, access="open",
+                  summary="Liveness (OIP)", response="Live"),
+            route("GET", "/v2/health/ready", oip.server_ready, access="open",
+                  summary="Readiness (OIP); starts the model's load", response="Ready"),
+            route("GET", "/v2", oip.server_metadata, access="server",
+                  summary="Server metadata (OIP)", response="ServerMetadata"),
+            route("GET", "/openapi.json", openapi.document, access="server",
+                  summary="This document", response="OpenAPI"),
+            route("GET", f"/v2/models/{_MODEL}", oip.model_metadata,
+                  summary="Model metadata (OIP)", response="ModelMetadata"),
+            route("GET", f"/v2/models/{_MODEL}/ready", oip.model_ready,
+                  summary="Model readiness (OIP); starts the model's load", response="ModelReady"),
+            route("POST", f"/v2/models/{_MODEL}/infer", oip.infer,
+                  summary="Inference (OIP, KServe V2)", request="InferenceRequest", response="InferenceResponse"),
+            route("GET", f"/v1/models/{_MODEL}", tfserving.model_status,
+                  summary="Model status (TF Serving)", response="ModelStatus"),
+            route("POST", f"/v1/models/{_MODEL}:predict", tfserving.predict,
+                  summary="Predict (TF Serving, KServe V1)", request="PredictRequest", response="PredictResponse"),
+            route("POST", "/predict", simple.predict,
+                  summary="The default model through its hooks", request="Payload", response="Answer"),
+            route("POST", "/models/{name}/predict", simple.predict,
+                  summary="A model through its hooks", request="Payload", response="Answer"),
+        ]
+    )  # fmt: skip

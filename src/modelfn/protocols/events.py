@@ -252,7 +252,7 @@ class MessageTrigger:
             member = self.servable.member(message.attributes.get("model") or self.settings.batch_model or None)
             model = member.model()
             outcome.update(model=model.contract.name, version=model.contract.version)
-            outcome["result"] = model.predict_json(parse_json(message.data))
+            outcome["result"] = model.predict_json(parse_json(message.data, self.settings))
         except ModelNotReady:
             raise
         except ModelfnError as exc:

@@ -28,6 +28,9 @@ SERVER_NAME = "modelfn"
 
 
 def server_live(function: Servable, request: Request) -> Response:
+    """Live unless a model has hung in every call slot: then the platform should replace this instance."""
+    if function.wedged():
+        return json_response({"live": False, "reason": "a model has hung in every call slot"}, 503)
     return json_response({"live": True})
 
 
@@ -64,7 +67,7 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     member = function.member(name, version)
     contract = member.contract()
     header, blob = binary.split_body(request.body, request.headers)
-    body = parse_json_object(header)
+    body = parse_json_object(header, function.settings)
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise MalformedBody("`id` must be a string")
@@ -76,7 +79,10 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
 
     model = member.model()
-    outputs = model.infer(inputs, list(requested) if requested else None)
+    outputs = member.run(
+        lambda: model.infer(inputs, list(requested) if requested else None),
+        inline=model.interruptible(hooks=False),
+    )
 
     # The version that answered, which an alias swap may have changed since resolve().
     version = model.contract.version

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 def predict(function: Servable, request: Request, name: str | None = None) -> Response:
     """``POST /predict`` (one-model functions) or ``POST /models/{name}/predict`` (any function)."""
     member = function.member(name)
-    payload = parse_json(request.body)
+    payload = parse_json(request.body, function.settings)
     model = member.model()
-    return json_response(model.predict_json(payload), headers={VERSION_HEADER: model.contract.version})
+    answer = member.run(lambda: model.predict_json(payload), inline=model.interruptible(hooks=True))
+    return json_response(answer, headers={VERSION_HEADER: model.contract.version})

@@ -37,7 +37,7 @@ def model_status(function: Servable, request: Request, name: str, version: str |
 def predict(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
     member = function.member(name, version)
     contract = member.contract()
-    body = parse_json_object(request.body)
+    body = parse_json_object(request.body, function.settings)
     signature = body.get("signature_name", "serving_default")
     if signature != "serving_default":
         raise InvalidInput(f"unknown signature_name {str(signature)[:100]!r}; this model has 'serving_default'")
@@ -50,7 +50,7 @@ def predict(function: Servable, request: Request, name: str, version: str | None
     else:
         inputs = _columns_to_inputs(contract, body["inputs"])
     model = member.model()
-    outputs = model.infer(inputs)
+    outputs = member.run(lambda: model.infer(inputs), inline=model.interruptible(hooks=False))
     headers = {VERSION_HEADER: model.contract.version}
     if row_format:
         return json_response({"predictions": _outputs_to_rows(outputs)}, headers=headers)

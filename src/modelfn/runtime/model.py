@@ -42,6 +42,15 @@ class LoadedModel(NamedTuple):
     #: Size of the artifact the model was built from (the memory budget's unit).
     artifact_bytes: int = 0
 
+    def interruptible(self, *, hooks: bool) -> bool:
+        """Whether a call (with this model's hooks, if ``hooks``) can be stopped at a deadline.
+
+        Only a plain ONNX Runtime run can; hooks are Python, which nothing stops from outside.
+        """
+        if hooks and (self.hooks.pre is not None or self.hooks.post is not None):
+            return False
+        return getattr(self.predictor, "interruptible", False)
+
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         """Refuse missing, unknown or mis-typed/mis-shaped inputs before the model runs."""
         declared = {spec.name: spec for spec in self.contract.inputs}

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 
 from modelfn.datatypes import DATATYPE_OF_ONNX
-from modelfn.errors import ContractError
+from modelfn.errors import ContractError, DeadlineExceeded
 from modelfn.runtime.cpus import available_cpus
+from modelfn.runtime.deadline import current as current_deadline
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,11 +29,15 @@ _OPTIMIZATION = {
 class OnnxPredictor:
     """Wraps one ``InferenceSession``; ``session.run`` is thread-safe."""
 
+    #: A run can be stopped at its deadline (``RunOptions.terminate``), so it needs no thread of its own.
+    interruptible = True
+
     def __init__(self, session: ort.InferenceSession) -> None:
         self._session = session
 
     @classmethod
     def from_bytes(cls, data: bytes, contract: Contract, settings: Settings) -> OnnxPredictor:
+        _refuse_external_data(data)
         options = ort.SessionOptions()
         options.graph_optimization_level = _OPTIMIZATION[settings.ort_graph_optimization]
         # Sized to the CPUs this instance may use, not the host's cores (a CPU quota hides from ONNX Runtime).
@@ -49,8 +54,35 @@ class OnnxPredictor:
         return cls(session)
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
-        results = self._session.run(list(output_names), dict(inputs))
+        deadline = current_deadline()
+        if deadline is None:
+            results = self._session.run(list(output_names), dict(inputs))
+            return dict(zip(output_names, results, strict=True))
+        options = ort.RunOptions()
+        deadline.on_expiry(lambda: setattr(options, "terminate", True))
+        try:
+            results = self._session.run(list(output_names), dict(inputs), options)
+        except Exception:
+            if deadline.expired:  # ONNX Runtime stopped between two kernels, as asked
+                raise DeadlineExceeded("the model did not answer within the request's deadline") from None
+            raise
         return dict(zip(output_names, results, strict=True))
+
+
+def _refuse_external_data(data: bytes) -> None:
+    """Only the verified bytes may be loaded: a tensor kept in another file is refused, wherever it points."""
+    from modelfn.runtime.predictors.onnx_external import MalformedModel, external_tensors
+
+    try:
+        external = external_tensors(data)
+    except MalformedModel as exc:
+        raise ContractError(f"artifact is not a loadable ONNX model: {exc}") from None
+    if external:
+        raise ContractError(
+            f"artifact is not a loadable ONNX model: tensor(s) {external[:5]} keep their data in external files, "
+            "which the artifact's sha256 does not cover; embed them with "
+            "onnx.save_model(model, path, save_as_external_data=False) (models up to 2 GB)"
+        )
 
 
 def _check_signature(kind: str, declared: list[TensorSpec], actual: list[ort.NodeArg]) -> None:

@@ -1,0 +1,222 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 document of every route, built from the route table.
+
+Paths, methods and access come from :func:`modelfn.protocols.build_router`; the
+schemas below describe each protocol's bodies as the handlers read and write
+them; the model names and versions are this function's own. Every error a route
+can answer is listed with the ``{"error": ...}`` body that carries it, so a
+client (or a fuzzer) can hold the server to the document.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelfn import __version__
+from modelfn.datatypes import NUMPY_DTYPES
+from modelfn.http import Request, Response, json_response
+from modelfn.routing import PARAMETERS, expand_template
+
+if TYPE_CHECKING:
+    from modelfn.function import Servable
+    from modelfn.routing import Route
+
+_STRING = {"type": "string"}
+_SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 16}
+_DATATYPE = {"type": "string", "enum": list(NUMPY_DTYPES)}
+_PARAMETERS = {"type": "object"}
+_TENSOR_METADATA = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {"name": _STRING, "datatype": _DATATYPE, "shape": {"type": "array", "items": {"type": "integer"}}},
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": _STRING}},
+    "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}, "reason": _STRING}},
+    "Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+    "ServerMetadata": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {"name": _STRING, "version": _STRING, "extensions": {"type": "array", "items": _STRING}},
+    },
+    "OpenAPI": {"type": "object", "required": ["openapi", "paths"]},
+    "ModelMetadata": {
+        "type": "object",
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": _STRING,
+            "versions": {"type": "array", "items": _STRING},
+            "platform": _STRING,
+            "inputs": {"type": "array", "items": _TENSOR_METADATA},
+            "outputs": {"type": "array", "items": _TENSOR_METADATA},
+        },
+    },
+    "ModelReady": {
+        "type": "object",
+        "required": ["name", "ready"],
+        "properties": {"name": _STRING, "ready": {"type": "boolean"}},
+    },
+    "InferenceRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": _STRING,
+            "parameters": _PARAMETERS,
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype"],
+                    "properties": {
+                        "name": _STRING,
+                        "shape": _SHAPE,
+                        "datatype": _DATATYPE,
+                        "parameters": _PARAMETERS,
+                        "data": {"type": "array"},
+                    },
+                },
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": _STRING, "parameters": _PARAMETERS},
+                },
+            },
+        },
+    },
+    "InferenceResponse": {
+        "type": "object",
+        "required": ["model_name", "outputs"],
+        "properties": {
+            "model_name": _STRING,
+            "model_version": _STRING,
+            "id": _STRING,
+            "parameters": _PARAMETERS,
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype"],
+                    "properties": {
+                        "name": _STRING,
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "datatype": _DATATYPE,
+                        "parameters": _PARAMETERS,
+                        "data": {"type": "array"},
+                    },
+                },
+            },
+        },
+    },
+    "ModelStatus": {
+        "type": "object",
+        "required": ["model_version_status"],
+        "properties": {
+            "model_version_status": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["version", "state"],
+                    "properties": {"version": _STRING, "state": {"enum": ["AVAILABLE", "LOADING"]}},
+                },
+            }
+        },
+    },
+    "PredictRequest": {
+        "type": "object",
+        "description": "Exactly one of `instances` (row format) or `inputs` (columnar format).",
+        "properties": {"signature_name": _STRING, "instances": {"type": "array", "minItems": 1}, "inputs": {}},
+    },
+    "PredictResponse": {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}},
+    "Payload": {"description": "What the model's pre hook reads; without one, `{input name: nested values}`."},
+    "Answer": {"description": "What the model's post hook returns; without one, `{output name: nested values}`."},
+}
+
+#: Every error a route may answer, and when.
+ERRORS = {
+    "400": "The body or a tensor is invalid (the message says what and where).",
+    "401": "No valid API key.",
+    "403": "The API key does not cover this model.",
+    "404": "No such route, model or version.",
+    "405": "The route exists for other methods (see `Allow`).",
+    "413": "The body, a tensor or a string is over its limit.",
+    "415": "A body encoding that is not accepted.",
+    "500": "The model failed; details are only in the function's log.",
+    "503": "The model is loading, cannot be loaded, or is at capacity; retry after `Retry-After`.",
+    "504": "The request's deadline passed.",
+}
+
+
+def document(function: Servable, request: Request) -> Response:
+    """The OpenAPI document of this function's routes and models."""
+    from modelfn.protocols import router
+
+    return json_response(build(function, router().routes))
+
+
+def build(function: Servable, routes: list[Route]) -> dict[str, Any]:
+    names = function.names()
+    parameters = {
+        "name": {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}},
+        "version": {
+            "name": "version",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": f"^{PARAMETERS['version']}$"},
+        },
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        for path in expand_template(route.template):
+            operation = _operation(route, path, parameters)
+            paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"modelfn function: {', '.join(names)}", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def _operation(route: Route, path: str, parameters: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    doc = route.doc
+    answer = {"$ref": f"#/components/schemas/{doc['response']}"}
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {"schema": answer}}}}
+    if doc["response"] == "InferenceResponse":  # the binary tensor extension answers octet-stream
+        responses["200"]["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    for status, description in ERRORS.items():
+        responses[status] = {"description": description, **error}
+    if doc["response"] in ("Live", "Ready", "ModelReady"):  # not live / not ready: the same body, 503
+        either = {"anyOf": [answer, {"$ref": "#/components/schemas/Error"}]}
+        responses["503"] = {"description": "Not live or not ready", "content": {"application/json": {"schema": either}}}
+    operation: dict[str, Any] = {
+        "operationId": _operation_id(route.method, path),
+        "summary": doc["summary"],
+        "responses": responses,
+        "parameters": [parameters[name] for name in PARAMETERS if "{" + name + "}" in path],
+    }
+    if route.access == "open":
+        operation["security"] = []
+    else:
+        operation["security"] = [{"apiKey": []}, {"bearer": []}, {}]  # {}: when the function has no keys
+    if "request" in doc:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{doc['request']}"}}},
+        }
+    return operation
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = [part.strip("{}").replace(":", "_") for part in path.split("/") if part]
+    return "_".join([method.lower(), *words]) or method.lower()
