@@ -134,3 +134,59 @@ def write_training_graph_function(folder: Path) -> Path:
     }
     (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
     return folder
+
+
+def write_slow_function(folder: Path) -> Path:
+    """An ONNX model that runs as long as asked: ``trips`` multiplications of a 256x256 matrix (a Loop)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("MatMul", ["x_in", "w"], ["x_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [256, 256]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [256, 256]),
+        ],
+        [numpy_helper.from_array(np.eye(256, dtype=np.float32), "w")],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Squeeze", ["trips"], ["count"]),
+            helper.make_node("Loop", ["count", "", "x"], ["y"], body=body),
+        ],
+        "slow",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 256]),
+            helper.make_tensor_value_info("trips", TensorProto.INT64, [1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256, 256])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+    contract = {
+        "name": "slow",
+        "version": "1",
+        "framework": "onnx",
+        "artifact": {"uri": "model.onnx", "sha256": sha256_of(folder / "model.onnx")},
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [256, 256]},
+            {"name": "trips", "datatype": "INT64", "shape": [1]},
+        ],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [256, 256]}],
+        "docs": {"description": "Multiplies x by the identity `trips` times: as slow as asked."},
+    }
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    (folder / "main.py").write_text(
+        "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
+    )
+    return folder

@@ -18,4 +18,4 @@ RUN python -m compileall -q /app
 # Not root: the function reads its files and writes nothing here.
 USER 65532:65532
 ENV PORT=8080
-CMD ["sh", "-c", "exec functions-framework --target handle --source main.py --port ${PORT}"]
+CMD ["sh", "-c", "exec python -m modelfn.adapters.server --target handle --source main.py --port ${PORT}"]

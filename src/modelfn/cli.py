@@ -70,17 +70,18 @@ def serve(folder: Path, port: int, host: str) -> None:
             f"{entrypoint} is missing; create it with:\n\n"
             f"    from modelfn.adapters.gcf import http_function\n\n    {ENTRYPOINT_TARGET} = http_function(__file__)\n"
         )
+    from modelfn.tooling.build import FunctionLayout
+
     # A one-model function has its contract at the top; a several-model one, in each sub-folder.
-    folders = (
-        [folder] if (folder / "modelfn.yaml").is_file() else sorted(p.parent for p in folder.glob("*/modelfn.yaml"))
-    )
+    folders = [folder / member for member in FunctionLayout.members(folder)]
     if not folders:
         raise click.ClickException(f"no modelfn.yaml in {folder} or its sub-folders")
     with _click_errors():
         contracts = [_compile(each) for each in folders]  # fail here, not on the first request
     served = ", ".join(f"{c.name} v{c.version}" for c in contracts)
     click.echo(f"serving {served} on http://{host}:{port}", err=True)
-    argv = [sys.executable, "-m", "functions_framework", "--target", ENTRYPOINT_TARGET,
+    # functions-framework's app under modelfn's gunicorn settings (graceful SIGTERM, see modelfn.adapters.server).
+    argv = [sys.executable, "-m", "modelfn.adapters.server", "--target", ENTRYPOINT_TARGET,
             "--source", str(entrypoint), "--host", host, "--port", str(port)]  # fmt: skip
     # Replace this process: signals reach gunicorn directly, as on the platforms.
     os.execv(sys.executable, argv)

@@ -44,7 +44,7 @@ class Servable(Protocol):
     def ready(self, *, start: bool = False) -> bool: ...
     def prefetch(self) -> None: ...
     def wedged(self) -> bool: ...
-    def names(self) -> list[str]: ...
+    def catalog(self) -> dict[str, str]: ...
 
 
 def handle_request(servable: Servable, request: Request) -> Response:
@@ -128,9 +128,10 @@ class ModelFunction:
         """The contract of the version served now (resolved on first use; a failure is retried)."""
         return self._target().contract
 
-    def names(self) -> list[str]:
-        """The model this function serves."""
-        return [self.contract().name]
+    def catalog(self) -> dict[str, str]:
+        """The model this function serves, and the version it serves now."""
+        contract = self.contract()
+        return {contract.name: contract.version}
 
     def resolve(self, name: str, version: str | None = None) -> Contract:
         """The contract for ``name[/version]`` from a URL, or a 404 naming what exists."""

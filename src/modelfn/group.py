@@ -79,9 +79,9 @@ class FunctionGroup:
             member.contract()
         return True
 
-    def names(self) -> list[str]:
-        """The models this function serves, as listed in ``main.py``."""
-        return list(self._members)
+    def catalog(self) -> dict[str, str]:
+        """The models this function serves, as listed in ``main.py``, and their versions now."""
+        return {name: member.contract().version for name, member in self._members.items()}
 
     def wedged(self) -> bool:
         """Whether any model has every call slot held past twice the deadline."""

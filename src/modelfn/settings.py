@@ -52,6 +52,9 @@ class Settings(NamedTuple):
     #: Requests that may wait for a free call slot per model (``MODELFN_MAX_QUEUE``); beyond them
     #: a request is refused at once with 503 and ``Retry-After`` instead of adding latency for all.
     max_queue: int = 32
+    #: After SIGTERM, how long the server finishes requests in flight before it exits, in seconds
+    #: (``MODELFN_GRACEFUL_TIMEOUT_S``); Cloud Run sends SIGKILL 10 s after SIGTERM.
+    graceful_timeout_s: float = 8.0
     #: How long a request waits for a model load in progress, in seconds
     #: (``MODELFN_LOAD_WAIT_S``). Past it the request gets 503 with Retry-After.
     load_wait_s: float = 60.0
@@ -123,8 +126,10 @@ class Settings(NamedTuple):
     def validate(self) -> None:
         if self.max_body_bytes <= 0 or self.max_tensor_elements <= 0 or self.load_wait_s <= 0:
             raise ValueError("MODELFN_MAX_BODY_BYTES, MAX_TENSOR_ELEMENTS and LOAD_WAIT_S must be positive")
-        if min(self.max_json_depth, self.max_string_bytes, self.request_timeout_s) <= 0:
-            raise ValueError("MODELFN_MAX_JSON_DEPTH, MAX_STRING_BYTES and REQUEST_TIMEOUT_S must be positive")
+        if min(self.max_json_depth, self.max_string_bytes, self.request_timeout_s, self.graceful_timeout_s) <= 0:
+            raise ValueError(
+                "MODELFN_MAX_JSON_DEPTH, MAX_STRING_BYTES, REQUEST_TIMEOUT_S and GRACEFUL_TIMEOUT_S must be positive"
+            )
         if self.max_concurrency < 0 or self.max_queue < 0:
             raise ValueError("MODELFN_MAX_CONCURRENCY and MODELFN_MAX_QUEUE must not be negative")
         if self.alias_refresh_s <= 0 or self.store_attempts <= 0:

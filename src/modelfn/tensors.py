@@ -23,12 +23,18 @@ _FLOAT = {"FP16", "FP32", "FP64"}
 _INT = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
-def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]:
-    """Validate a declared shape and its element count before any allocation."""
+def check_shape_form(shape: Any, *, where: str) -> list[int]:
+    """A declared shape's form: at most 16 non-negative integers (a 400 otherwise)."""
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidInput(f"{where}: shape must be a list of non-negative integers, got {_brief(shape)}")
     if len(shape) > 16:
         raise InvalidInput(f"{where}: shape has {len(shape)} dimensions; at most 16 are allowed")
+    return shape
+
+
+def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]:
+    """Validate a declared shape and its element count before any allocation."""
+    check_shape_form(shape, where=where)
     count = math.prod(shape)
     if count > max_elements:
         raise PayloadTooLarge(f"{where}: shape {shape} has {count} elements; the limit is {max_elements}")
@@ -71,6 +77,8 @@ def _numeric_array(data: Any, datatype: str, where: str) -> np.ndarray:
             raise InvalidInput(f"{where}: data is ragged; every row must have the same length") from None
     kind = array.dtype.kind
     target = np.dtype(NUMPY_DTYPES[datatype])
+    if array.size == 0 and kind in "fO":  # `[]` has no elements to disagree with the datatype (numpy says float)
+        return np.zeros(array.shape, target)
     if kind in "US":
         raise InvalidInput(f"{where}: {datatype} data must be numbers, got strings")
     if kind == "O":

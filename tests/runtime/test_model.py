@@ -142,13 +142,3 @@ def test_bad_hooks_fail_at_load_with_the_field(function_copy, hooks, source, mes
     with pytest.raises(ContractError, match=message) as caught:
         load(folder)
     assert "field `hooks.pre`" in str(caught.value)
-
-
-@pytest.mark.parametrize("location", ["weights.bin", "../../../../etc/hostname"])
-def test_onnx_external_data_is_never_followed(tmp_path, location) -> None:
-    """Only the verified bytes are loaded: a reference to any other file is refused, inside the folder or not."""
-    from models import write_external_data_function
-
-    folder = write_external_data_function(tmp_path / "external", location)
-    with pytest.raises(ContractError, match="not a loadable ONNX model"):
-        load(folder)

@@ -38,6 +38,7 @@ def http_function(
     function, settings = build_servable(source, models, settings)
     if settings.prefetch:
         _prefetch_in_worker(function)
+    _json_framework_errors()
 
     def handle(request: Any) -> FlaskResult:
         from modelfn.http import Request, error_response
@@ -127,6 +128,24 @@ def _prefetch(function: Servable) -> None:
         log.warning("prefetch failed: %s", exc.message)
     except Exception:
         log.exception("prefetch crashed")
+
+
+def _json_framework_errors() -> None:
+    """Answer the errors Flask raises before the function runs (a path its router cannot match, such as
+    one with a newline) as ``{"error": ...}`` too, through functions-framework's public ``errorhandler``
+    (a no-op outside a functions-framework app)."""
+    import functions_framework
+    from werkzeug.exceptions import HTTPException
+
+    def as_json(error: HTTPException) -> FlaskResult:
+        from modelfn.http import json_response
+
+        status = error.code or 500
+        message = "no route for this path" if status == 404 else error.name.lower()
+        response = json_response({"error": message}, status)
+        return response.body, status, dict(response.headers)
+
+    functions_framework.errorhandler(HTTPException)(as_json)
 
 
 def _read_body(request: Any, limit: int) -> bytes:

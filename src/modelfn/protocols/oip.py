@@ -17,7 +17,7 @@ from modelfn import __version__
 from modelfn.errors import InvalidInput, MalformedBody
 from modelfn.http import JSON_OPTIONS, VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.protocols import binary
-from modelfn.tensors import check_shape, datatype_of, to_array, to_json_data
+from modelfn.tensors import check_datatype, check_shape, check_shape_form, datatype_of, to_array, to_json_data
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,31 +94,22 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
 
 
 def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | None = None) -> dict[str, np.ndarray]:
-    """``inputs`` of an inference request -> named arrays, each checked before it is built."""
+    """``inputs`` of an inference request -> named arrays, each checked before it is built.
+
+    Every tensor's form is checked first (a 400 names the first bad one), then sizes (413), then data.
+    """
     if not isinstance(raw, list) or not raw:
         raise MalformedBody("`inputs` must be a non-empty list of tensors")
+    checked = [_check_tensor(tensor, index) for index, tensor in enumerate(raw)]
+    names = [name for name, *_ in checked]
+    for name in names:
+        if names.count(name) > 1:
+            raise InvalidInput(f"input {name[:100]!r} appears more than once")
     inputs: dict[str, np.ndarray] = {}
-    for index, tensor in enumerate(raw):
-        where = f"inputs[{index}]"
-        if not isinstance(tensor, dict):
-            raise MalformedBody(f"{where} must be an object with name, shape, datatype and data")
-        parameters = _check_parameters(tensor, where)
-        is_binary = "binary_data_size" in parameters
-        missing = [
-            key
-            for key in ("name", "shape", "datatype", "data")
-            if key not in tensor and not (key == "data" and is_binary)
-        ]
-        if missing:
-            raise MalformedBody(f"{where} is missing {', '.join(missing)}")
-        name = tensor["name"]
-        if not isinstance(name, str):
-            raise MalformedBody(f"{where}.name must be a string")
+    for name, tensor, parameters in checked:
         where = f"input {name[:100]!r}"
-        if name in inputs:
-            raise InvalidInput(f"{where} appears more than once")
         shape = check_shape(tensor["shape"], where=where, max_elements=max_elements)
-        if is_binary:
+        if "binary_data_size" in parameters:
             if reader is None or "data" in tensor:
                 raise MalformedBody(f"{where}: binary_data_size needs the {binary.HEADER} header and no `data`")
             chunk = reader.take(parameters["binary_data_size"], where)
@@ -126,6 +117,27 @@ def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | Non
         else:
             inputs[name] = to_array(tensor["data"], tensor["datatype"], where=where, shape=shape)
     return inputs
+
+
+def _check_tensor(tensor: Any, index: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """One input tensor's form: ``(name, tensor, parameters)``, or a 400 naming what is wrong."""
+    where = f"inputs[{index}]"
+    if not isinstance(tensor, dict):
+        raise MalformedBody(f"{where} must be an object with name, shape, datatype and data")
+    parameters = _check_parameters(tensor, where)
+    is_binary = "binary_data_size" in parameters
+    missing = [
+        key for key in ("name", "shape", "datatype", "data") if key not in tensor and not (key == "data" and is_binary)
+    ]
+    if missing:
+        raise MalformedBody(f"{where} is missing {', '.join(missing)}")
+    name = tensor["name"]
+    if not isinstance(name, str):
+        raise MalformedBody(f"{where}.name must be a string")
+    where = f"input {name[:100]!r}"
+    check_shape_form(tensor["shape"], where=where)
+    check_datatype(tensor["datatype"], where=where)
+    return name, tensor, parameters
 
 
 def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:

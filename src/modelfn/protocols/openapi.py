@@ -158,15 +158,11 @@ def document(function: Servable, request: Request) -> Response:
 
 
 def build(function: Servable, routes: list[Route]) -> dict[str, Any]:
-    names = function.names()
+    catalog = function.catalog()
+    names, versions = list(catalog), sorted(set(catalog.values()))
     parameters = {
         "name": {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}},
-        "version": {
-            "name": "version",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "pattern": f"^{PARAMETERS['version']}$"},
-        },
+        "version": {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": versions}},
     }
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from modelfn.errors import DeadlineExceeded, Overloaded
 from modelfn.runtime.deadline import WATCHDOG
@@ -46,7 +45,7 @@ class Admission:
         self.slots = slots
         self.queue = queue
         self._free = threading.Semaphore(slots)
-        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"modelfn-{name}")
+        self._pool = _Pool(f"modelfn-{name}", slots)
         self._lock = threading.Lock()
         self._waiting = 0
         self._running: dict[int, float] = {}  # call number -> monotonic start
@@ -92,17 +91,16 @@ class Admission:
             finally:
                 self._release(number)
         try:
-            future = self._pool.submit(self._held, call, number)
+            job = self._pool.submit(lambda: self._held(call, number))
         except BaseException:
             self._release(number)
             raise
-        try:
-            return future.result(timeout=max(0.0, expires - time.monotonic()))
-        except FutureTimeout:
-            self._count_timeout()
-            log.warning("model %s did not answer within %g s; the call keeps its slot until it ends",
-                        self.name, deadline_s)  # fmt: skip
-            raise DeadlineExceeded(f"model {self.name} did not answer within the {deadline_s:g} s deadline") from None
+        if job.wait(max(0.0, expires - time.monotonic())):
+            return job.result()
+        self._count_timeout()
+        log.warning("model %s did not answer within %g s; the call keeps its slot until it ends",
+                    self.name, deadline_s)  # fmt: skip
+        raise DeadlineExceeded(f"model {self.name} did not answer within the {deadline_s:g} s deadline")
 
     def _held(self, call: Callable[[], T], number: int) -> T:
         try:
@@ -130,3 +128,58 @@ class Admission:
         with self._lock:
             stuck = sum(1 for started in self._running.values() if now - started > older_than_s)
         return stuck >= self.slots
+
+
+class _Job:
+    """One call handed to the pool; ``wait`` blocks until it ends or the timeout passes."""
+
+    __slots__ = ("_done", "call", "error", "value")
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.call = call
+        self.value: object = None
+        self.error: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()  # released by the worker: a lock is the cheapest one-shot signal
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.acquire(timeout=timeout)
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Pool:
+    """``size`` daemon threads, started on first use. Daemons, unlike ``ThreadPoolExecutor``'s: a call
+    hung in a model must not keep the process from exiting after SIGTERM."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self._name = name
+        self._size = size
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, call: Callable[[], object]) -> _Job:
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    for index in range(self._size):
+                        threading.Thread(target=self._work, name=f"{self._name}-{index}", daemon=True).start()
+                    self._started = True
+        job = _Job(call)
+        self._jobs.put(job)
+        return job
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job.value = job.call()
+            except BaseException as exc:  # handed to the waiting request, which raises it
+                job.error = exc
+            finally:
+                job._done.release()
+                job = None  # type: ignore[assignment]  # drop the call's references while idle

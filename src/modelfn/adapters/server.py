@@ -1,0 +1,109 @@
+"""The HTTP server of ``modelfn serve`` and of Cloud Run images: functions-framework's app under gunicorn.
+
+::
+
+    python -m modelfn.adapters.server --source main.py --target handle --port 8080
+
+The app is functions-framework's own (``functions_framework.create_app``), so a
+function behaves as on Cloud Functions; only the server around it is set for
+serverless platforms:
+
+- **Graceful shutdown.** On SIGTERM (Cloud Run sends it, then SIGKILL 10 s later)
+  the worker stops accepting connections, finishes the requests in flight
+  within ``MODELFN_GRACEFUL_TIMEOUT_S`` (8 s), logs what it did, flushes its
+  log handlers and exits 0. functions-framework's own command keeps gunicorn's
+  30 s, past Cloud Run's 10.
+- **Threads** (``THREADS``, as functions-framework reads it): one per request the
+  platform may send at once. Requests over a model's call slots then wait in
+  modelfn's bounded queue, where overload is refused at once with 503, not in
+  gunicorn's unbounded one, where it would only add latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import gunicorn.app.base
+
+log = logging.getLogger("modelfn")
+
+
+class _Server(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: Any, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.application
+
+
+def options(host: str, port: int, graceful_timeout_s: float) -> dict[str, Any]:
+    """gunicorn's settings: one process, a thread per concurrent request, no worker timeout."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": int(os.environ.get("WORKERS", 1)),
+        "threads": int(os.environ.get("THREADS", max(8, 4 * (os.cpu_count() or 1)))),
+        "worker_class": "gthread",
+        "timeout": 0,  # modelfn's own deadline answers a slow request; gunicorn must not kill the worker
+        "graceful_timeout": max(1, round(graceful_timeout_s)),  # gunicorn takes whole seconds
+        "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "error"),
+        "limit_request_line": 0,  # as functions-framework: long OIP URLs with versions
+        "post_worker_init": _log_sigterm,
+        "worker_exit": _flush_on_exit,
+    }
+
+
+def _log_sigterm(worker: Any) -> None:
+    """Say when a SIGTERM starts the drain, then let gunicorn's own handler stop accepting."""
+    handle_exit = worker.handle_exit
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        worker.modelfn_stopping_since = time.monotonic()
+        log.info("SIGTERM: no new connections; finishing %d in flight (at most %g s)",
+                 worker.nr_conns, worker.cfg.graceful_timeout)  # fmt: skip
+        handle_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _flush_on_exit(server: Any, worker: Any) -> None:
+    since = getattr(worker, "modelfn_stopping_since", None)
+    if since is not None:
+        log.info("stopped after draining for %.2f s; %d connection(s) left", time.monotonic() - since,
+                 worker.nr_conns)  # fmt: skip
+    for handler in logging.getLogger("modelfn").handlers:
+        handler.flush()
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m modelfn.adapters.server", description=__doc__.split("\n")[0])
+    parser.add_argument("--source", required=True, help="The function's main.py.")
+    parser.add_argument("--target", default="handle", help="The function in it (default: handle).")
+    # A container listens on every interface; `modelfn serve` passes 127.0.0.1.
+    parser.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
+    args = parser.parse_args(argv)
+
+    import functions_framework
+
+    from modelfn.settings import Settings
+
+    settings = Settings.from_env()
+    app = functions_framework.create_app(args.target, args.source)
+    _Server(app, options(args.host, args.port, settings.graceful_timeout_s)).run()
+
+
+if __name__ == "__main__":
+    main()
