@@ -65,7 +65,7 @@ def test_a_hung_call_answers_504_keeps_its_slot_and_wedges_the_model_until_it_en
     admission = Admission("m", slots=1, queue=0)
     started, release, call = _blocker()
     began = time.monotonic()
-    with pytest.raises(DeadlineExceeded, match="did not answer within the 0.2 s"):
+    with pytest.raises(DeadlineExceeded, match=r"did not answer within the 0\.2 s"):
         admission.run(call, 0.2)
     assert 0.15 < time.monotonic() - began < 1.0
     assert started.is_set() and admission.wedged(older_than_s=0.1)
