@@ -108,3 +108,28 @@ def running(folder: Path, log_path: Path, env: dict[str, str] | None = None) -> 
         yield server
     finally:
         server.stop()
+
+
+#: Appended to a copy of the digits hooks: ``{"sleep_s": s, ...}`` sleeps first, ``{"raise": true}`` raises.
+FAULTY_HOOKS = """
+
+import time as _time
+
+_digits_preprocess = preprocess
+
+
+def preprocess(payload):
+    if isinstance(payload, dict) and payload.pop("raise", False):
+        raise RuntimeError("injected fault in the pre hook")
+    if isinstance(payload, dict) and "sleep_s" in payload:
+        _time.sleep(min(float(payload.pop("sleep_s")), 600))
+    return _digits_preprocess(payload)
+"""
+
+
+def faulty_function(dest: Path) -> Path:
+    """A copy of the digits function whose pre hook sleeps or raises when the payload asks."""
+    folder = copy_function(dest)
+    with open(folder / "hooks.py", "a") as hooks:
+        hooks.write(FAULTY_HOOKS)
+    return folder

@@ -81,3 +81,9 @@ def test_a_group_over_http(zoo, tmp_path) -> None:
         digits = requests.post(f"{server.url}/v2/models/digits/infer", json=DIGIT, timeout=60)
         cancer = requests.post(f"{server.url}/models/cancer/predict", json={"features": [[0.0] * 30]}, timeout=60)
     assert digits.status_code == cancer.status_code == 200
+
+
+def test_openapi_documents_each_model_of_the_group(zoo) -> None:
+    document = make_client(zoo).get("/openapi.json").get_json()
+    [name] = document["paths"]["/v2/models/{name}/infer"]["post"]["parameters"]
+    assert name["schema"]["enum"] == ["digits", "cancer"]

@@ -189,4 +189,4 @@ def test_container_targets_write_a_build_context(out, target) -> None:
     requirements = names(line for line in (context / "requirements.txt").read_text().splitlines() if "==" in line)
     assert ("functions-framework" in requirements) == (target == "cloudrun")
     assert (context / "lambda_function.py").is_file() == (target == "lambda-image")
-    assert 'CMD ["lambda_function.handler"]' in dockerfile or "functions-framework --target handle" in dockerfile
+    assert 'CMD ["lambda_function.handler"]' in dockerfile or "modelfn.adapters.server --target handle" in dockerfile
