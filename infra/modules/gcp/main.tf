@@ -15,7 +15,12 @@ locals {
 
   environment = {
     for name, f in var.functions : name => merge(
-      { MODELFN_LOG_LEVEL = "INFO" },
+      {
+        MODELFN_LOG_LEVEL = "INFO"
+        # A server thread per request the platform may send at once: requests over the model's call
+        # slots then meet modelfn's bounded queue (fast 503s), not gunicorn's unbounded one.
+        THREADS = tostring(f.concurrency)
+      },
       f.registry_model == null ? {} : {
         MODELFN_MODEL = "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"
       },
