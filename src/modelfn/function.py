@@ -67,22 +67,33 @@ def handle_request(servable: Servable, request: Request) -> Response:
 
 
 def _guard(servable: Servable) -> Any:
-    """The API-key check when ``MODELFN_API_KEYS_FILE`` is set (see :mod:`modelfn.auth`), else None."""
-    path = servable.settings.api_keys_file
-    if not path:
+    """The credentials check: API keys (``MODELFN_API_KEYS_FILE``, see :mod:`modelfn.auth`) and/or Google
+    ID tokens (``MODELFN_ID_TOKEN_AUDIENCE``, see :mod:`modelfn.id_tokens`); None when neither is set."""
+    settings = servable.settings
+    if not settings.api_keys_file and not settings.id_token_audience:
         return None
-    from modelfn.auth import keyring
+    from modelfn.auth import keyring, presented_key
 
-    keys = keyring(path)
+    keys = keyring(settings.api_keys_file) if settings.api_keys_file else None
+    tokens = None
+    if settings.id_token_audience:
+        from modelfn.id_tokens import id_token_verifier, looks_like_jwt
+
+        tokens = id_token_verifier(settings.id_token_audience, settings.id_token_emails, settings.id_token_certs_url)
 
     def guard(request: Request, name: str | None, for_model: bool) -> None:
+        if tokens is not None:
+            presented = presented_key(request.headers) or ""
+            if keys is None or looks_like_jwt(presented):
+                tokens.verify(presented)  # a service identity: every model of the function
+                return
         if name is None and for_model:
             # A model route that names none (POST /predict) runs the function's default model.
             try:
                 name = servable.member(None).contract().name
             except ModelfnError:
                 name = ""  # a several-model function has none: the route answers 404 after the key check
-        keys.check(request.headers, name)
+        keys.check(request.headers, name)  # type: ignore[union-attr]  # set whenever tokens is None
 
     return guard
 

@@ -79,6 +79,14 @@ class Settings(NamedTuple):
     #: Require an API key on every route but health (``MODELFN_API_KEYS_FILE``): the file of salted
     #: key hashes and the models each may use (see :mod:`modelfn.auth`); re-read when it changes.
     api_keys_file: str = ""
+    #: Also admit Google-signed ID tokens with this audience (``MODELFN_ID_TOKEN_AUDIENCE``, e.g. the
+    #: service's URL): Pub/Sub push and service-to-service calls (see :mod:`modelfn.id_tokens`).
+    id_token_audience: str = ""
+    #: The service-account emails whose ID tokens are admitted, comma-separated (``MODELFN_ID_TOKEN_EMAILS``);
+    #: required with an audience.
+    id_token_emails: str = ""
+    #: Where Google's token-signing certificates are fetched (``MODELFN_ID_TOKEN_CERTS_URL``).
+    id_token_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
     #: Storage events: only objects under this prefix start a batch prediction
@@ -134,6 +142,11 @@ class Settings(NamedTuple):
             raise ValueError("MODELFN_MAX_CONCURRENCY and MODELFN_MAX_QUEUE must not be negative")
         if self.alias_refresh_s <= 0 or self.store_attempts <= 0:
             raise ValueError("MODELFN_ALIAS_REFRESH_S and MODELFN_STORE_ATTEMPTS must be positive")
+        if bool(self.id_token_audience) != bool(self.id_token_emails.strip()):
+            raise ValueError(
+                "MODELFN_ID_TOKEN_AUDIENCE and MODELFN_ID_TOKEN_EMAILS go together: a Google-signed token for "
+                "the audience alone could come from any Google account"
+            )
         if self.blas_threads <= 0:
             raise ValueError("MODELFN_BLAS_THREADS must be positive")
         if not 1 <= self.batch_chunk_rows <= 65536:

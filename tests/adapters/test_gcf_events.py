@@ -364,3 +364,25 @@ def test_answers_are_published_to_a_result_topic(emulators, bucket, pubsub_emula
     assert message["message"]["attributes"] == {"request_id": request_id}
     assert json.loads(base64.b64decode(message["message"]["data"]))["result"]["digit"] == 2
     assert json.loads(read(bucket, f"results/{request_id}.json"))["sent_to"] == "projects/test/topics/answers"
+
+
+def test_a_push_needs_an_id_token_of_an_allowed_service_account_when_configured(emulators, bucket, tmp_path) -> None:
+    """Pub/Sub push straight to the function: the push's OIDC token is checked (test_id_tokens plays Google)."""
+    from test_id_tokens import AUDIENCE, PUSHER, CertsServer, Signer
+
+    signer = Signer("push-kid")
+    certs = CertsServer([signer])
+    env = {"MODELFN_MESSAGE_OUTPUT": f"gs://{bucket}/pushed", "MODELFN_ID_TOKEN_AUDIENCE": AUDIENCE,
+           "MODELFN_ID_TOKEN_EMAILS": PUSHER, "MODELFN_ID_TOKEN_CERTS_URL": certs.url}  # fmt: skip
+    try:
+        with ff_server(copy_function(tmp_path, DIGITS), tmp_path / "ff.log", env) as url:
+            for token, status in [(None, 401), (signer.token(email="x@gmail.com"), 401), (signer.token(), 200)]:
+                message_id = uuid.uuid4().hex
+                envelope = pubsub_data(message_id, json.dumps({"image": IMAGE}).encode())
+                envelope["message"]["message_id"] = message_id
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                assert requests.post(url, json=envelope, headers=headers, timeout=30).status_code == status
+                stored = read(bucket, f"pushed/{message_id}.json")
+                assert (stored is not None) == (status == 200)  # a refused push runs nothing
+    finally:
+        certs.server.shutdown()

@@ -79,8 +79,15 @@ def event_function(
 
     function, settings = build_servable(source, models, settings)
     triggers = EventTriggers(function, settings)
+    verifier = None
+    if settings.id_token_audience:  # Pub/Sub push straight to the function: its token is checked here
+        from modelfn.id_tokens import id_token_verifier
+
+        verifier = id_token_verifier(settings.id_token_audience, settings.id_token_emails, settings.id_token_certs_url)
 
     def handle_event(cloud_event: Any) -> None:
+        if verifier is not None:
+            _check_push_token(verifier)
         from modelfn.errors import ContractError, InvalidInput
         from modelfn.protocols.events import PUBSUB_PUBLISHED, from_cloud_event, message_from_cloud_event
 
@@ -97,6 +104,19 @@ def event_function(
     handle_event.modelfn_function = function  # type: ignore[attr-defined]
     # Registered by name, so `functions-framework --target handle_event` knows the signature.
     return functions_framework.cloud_event(handle_event)
+
+
+def _check_push_token(verifier: Any) -> None:
+    """Refuse an event whose HTTP request carries no valid ID token (401, not retried as a failure)."""
+    import flask
+
+    from modelfn.auth import presented_key
+    from modelfn.errors import Unauthorized
+
+    try:
+        verifier.verify(presented_key(flask.request.headers) or "")
+    except Unauthorized:
+        flask.abort(401, description="missing or invalid credentials")
 
 
 def _prefetch_in_worker(function: Servable) -> None:

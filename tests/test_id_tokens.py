@@ -1,0 +1,163 @@
+"""Google ID tokens checked by the function: signature, issuer, audience, expiry and the allowed emails.
+
+Google's token service has no local equivalent, so the tests play its part with real
+cryptography: an RSA key made here signs RS256 tokens with google-auth, and a local HTTP
+server publishes its certificate the way ``https://www.googleapis.com/oauth2/v1/certs`` does.
+The verifier fetches and checks them exactly as it would Google's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt, jwt
+from helpers import DIGITS, running
+from test_auth import add_key
+
+from modelfn.errors import ModelNotReady, Unauthorized
+from modelfn.id_tokens import IdTokenVerifier
+
+AUDIENCE = "https://digits-abc-uc.a.run.app"
+PUSHER = "pusher@project.iam.gserviceaccount.com"
+
+
+class Signer:
+    """An RSA key, its self-signed certificate, and tokens signed with it."""
+
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+        self.pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+        private = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        self._signer = crypt.RSASigner.from_string(private, key_id=kid)
+
+    def token(self, **changes) -> str:
+        now = int(time.time())
+        claims = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": PUSHER, "email_verified": True,
+                  "sub": "1234", "iat": now, "exp": now + 3600}  # fmt: skip
+        claims.update(changes)
+        claims = {key: value for key, value in claims.items() if value is not None}
+        return jwt.encode(self._signer, claims).decode()
+
+
+class CertsServer:
+    """Publishes ``{kid: PEM}`` with ``Cache-Control: max-age``, counting fetches."""
+
+    def __init__(self, signers: list[Signer]) -> None:
+        body = orjson.dumps({s.kid: s.pem for s in signers})
+        self.fetches = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.fetches += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "public, max-age=19000, must-revalidate")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oauth2/v1/certs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[tuple[Signer, CertsServer]]:
+    signer = Signer("kid-1")
+    server = CertsServer([signer, Signer("kid-2")])
+    yield signer, server
+    server.server.shutdown()
+
+
+def test_a_valid_token_passes_and_the_certificates_are_fetched_once(google) -> None:
+    signer, certs = google
+    verifier = IdTokenVerifier(AUDIENCE, [PUSHER], certs.url)
+    before = certs.fetches
+    for _ in range(20):
+        assert verifier.verify(signer.token()) == PUSHER
+    assert certs.fetches - before == 1  # kept for max-age (capped at an hour)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"aud": "https://other-service.a.run.app"},
+        {"iss": "https://evil.example"},
+        {"email": "someone@gmail.com"},  # any Google account can get a signed token for any audience
+        {"email_verified": False},
+        {"exp": int(time.time()) - 60, "iat": int(time.time()) - 3660},
+        {"iat": int(time.time()) + 600},
+        {"exp": None},
+    ],
+    ids=["audience", "issuer", "email", "unverified", "expired", "future", "no-expiry"],
+)
+def test_every_wrong_claim_is_the_same_401(google, changes) -> None:
+    signer, certs = google
+    verifier = IdTokenVerifier(AUDIENCE, [PUSHER], certs.url)
+    with pytest.raises(Unauthorized) as refused:
+        verifier.verify(signer.token(**changes))
+    assert refused.value.message == "missing or invalid credentials"
+
+
+def test_forged_and_malformed_tokens_are_refused(google) -> None:
+    signer, certs = google
+    verifier = IdTokenVerifier(AUDIENCE, [PUSHER], certs.url)
+    stranger = Signer("kid-1")  # same key id, another key: the signature fails
+    header, payload, signature = signer.token().split(".")
+    unsigned = jwt._helpers.unpadded_urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').decode()
+    for token in [stranger.token(), f"{unsigned}.{payload}.", f"{header}.{payload}.{signature[:-4]}AAAA", "x", ""]:
+        with pytest.raises(Unauthorized):
+            verifier.verify(token)
+
+
+def test_without_the_certificates_the_check_is_unavailable_not_open() -> None:
+    verifier = IdTokenVerifier(AUDIENCE, [PUSHER], "http://127.0.0.1:9/certs")
+    with pytest.raises(ModelNotReady, match="certificates could not be fetched"):
+        verifier.verify(Signer("kid-1").token())
+
+
+@pytest.mark.slow
+def test_a_live_server_admits_service_tokens_and_api_keys(google, tmp_path) -> None:
+    signer, certs = google
+    keys_file = tmp_path / "keys"
+    key = add_key(keys_file, "app", "digits")
+    env = {"MODELFN_API_KEYS_FILE": str(keys_file), "MODELFN_ID_TOKEN_AUDIENCE": AUDIENCE,
+           "MODELFN_ID_TOKEN_EMAILS": f"{PUSHER}, other@project.iam.gserviceaccount.com",
+           "MODELFN_ID_TOKEN_CERTS_URL": certs.url}  # fmt: skip
+    body = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    with running(DIGITS, tmp_path / "serve.log", env) as server:
+        infer = f"{server.url}/v2/models/digits/infer"
+
+        def post(token: str) -> requests.Response:
+            return requests.post(infer, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+        assert post(signer.token()).status_code == 200
+        assert post(key).status_code == 200
+        assert post(signer.token(email="someone@gmail.com")).status_code == 401
+        assert post(signer.token(aud="https://elsewhere")).json() == {"error": "missing or invalid credentials"}
+        assert requests.post(infer, json=body, timeout=10).status_code == 401
+        assert requests.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
