@@ -72,11 +72,12 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     if request_id is not None and not isinstance(request_id, str):
         raise MalformedBody("`id` must be a string")
     parameters = _check_parameters(body, "the request")
+    # Every part's form is checked before any size: a malformed request is a 400 whatever else it asks.
+    requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
     reader = None if blob is None else binary.BinaryReader(blob)
     inputs = decode_inputs(body.get("inputs"), function.settings.max_tensor_elements, reader)
     if reader is not None:
         reader.finish()
-    requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
 
     model = member.model()
     outputs = member.run(
