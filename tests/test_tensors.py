@@ -47,6 +47,8 @@ def test_nested_and_flat_data_give_the_same_tensor() -> None:
         ([1, 2], "COMPLEX64", "unknown datatype 'COMPLEX64'"),
         ([1, 2], [None], r"unknown datatype \[None\]"),
         ([1], "BYTES", "BYTES data must be strings, got int"),
+        ([1e300], "FP32", r"out of range for FP32"),  # would become inf
+        ([70000], "FP16", r"out of range for FP16"),
     ],
 )
 def test_values_are_never_silently_coerced(data, datatype, message) -> None:

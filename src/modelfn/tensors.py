@@ -20,6 +20,12 @@ from modelfn.datatypes import DATATYPE_OF_NUMPY, NUMPY_DTYPES
 from modelfn.errors import InvalidInput, PayloadTooLarge
 
 _FLOAT = {"FP16", "FP32", "FP64"}
+#: The smallest magnitude that rounds to infinity in the narrower float datatypes: the largest
+#: finite value plus half its spacing (what JSON writes for the largest float32 is a little above it).
+_FLOAT_MAX = {
+    name: float(top) + (float(top) - float(np.nextafter(top, kind(0)))) / 2
+    for name, kind, top in ((n, k, np.finfo(k).max) for n, k in (("FP16", np.float16), ("FP32", np.float32)))
+}
 _INT = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
 
@@ -102,8 +108,15 @@ def _numeric_array(data: Any, datatype: str, where: str) -> np.ndarray:
             low, high = array.min(), array.max()
             if low < info.min or high > info.max:
                 raise InvalidInput(f"{where}: value out of range for {datatype} ({info.min}..{info.max})")
-    elif datatype in _FLOAT and kind not in "iuf":
-        raise InvalidInput(f"{where}: {datatype} data must be numbers")
+    elif datatype in _FLOAT:
+        if kind not in "iuf":
+            raise InvalidInput(f"{where}: {datatype} data must be numbers")
+        # A number too large for a narrower float would become infinity: refused. (A reduction,
+        # not a cast under np.errstate: that context manager costs more than the whole check.)
+        limit = _FLOAT_MAX.get(datatype)
+        wider = datatype == "FP16" or array.dtype.itemsize > 4
+        if limit is not None and array.size and wider and (array.max() >= limit or array.min() <= -limit):
+            raise InvalidInput(f"{where}: value out of range for {datatype} (|x| < {limit:.4g})")
     return array.astype(target, copy=False)
 
 
