@@ -107,6 +107,51 @@ class Hooks(_Strict):
 
     pre: HookRef | None = None
     post: HookRef | None = None
+    #: ``turn(turn) -> payload``: a conversation turn from ``/alexa`` or ``/dialogflow`` (its
+    #: ``platform``, ``intent``, ``slots``, ``text``, ``locale``) as the payload ``pre`` takes.
+    #: Without it the payload is ``{conversation.input: the words heard}``.
+    turn: HookRef | None = None
+
+
+Speech = Annotated[str, msgspec.Meta(max_length=2000)]
+FieldName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
+class Conversation(_Strict):
+    """What the model says on voice and chat platforms (``/alexa``, ``/dialogflow``)."""
+
+    #: Said when a user opens the skill (Alexa ``LaunchRequest``).
+    welcome: Speech = "Hello. Ask me a question."
+    #: Said for Alexa's help intent; empty: the welcome.
+    help: Speech = ""
+    #: Said when the user stops or cancels.
+    goodbye: Speech = "Goodbye."
+    #: Said when the question cannot be answered (invalid input for the model).
+    fallback: Speech = "Sorry, I could not answer that."
+    #: Said again when the user is silent; empty: the session ends after each answer.
+    reprompt: Speech = ""
+    #: The payload field that carries the words heard, when there is no ``hooks.turn``.
+    input: FieldName = "text"
+    #: The answer field that is said back (a string answer is said as it is).
+    reply: FieldName = "answer"
+
+
+class Page(_Strict):
+    """How the function's web page (``GET /``) shows this model to people."""
+
+    #: ``form``: the contract's example in an editable box; ``sketch``: draw on a canvas, sent as
+    #: ``{input: size x size rows of 0..scale}``; ``chat``: each message sent as ``{input: text}``,
+    #: the answer's ``reply`` field shown.
+    widget: Literal["form", "sketch", "chat"] = "form"
+    input: FieldName = "text"
+    #: ``sketch``: the grid the drawing is reduced to, and the value of a full cell.
+    size: Annotated[int, msgspec.Meta(ge=4, le=64)] = 8
+    scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    #: ``sketch``: the answer fields with the class and the per-class scores.
+    label: FieldName = "label"
+    scores: FieldName = "probabilities"
+    #: ``chat``: the answer field shown as the reply.
+    reply: FieldName = "answer"
 
 
 class Docs(_Strict):
@@ -211,6 +256,10 @@ class Contract(_Strict, kw_only=True):
     batching: Batching | None = None
     #: Cloud sizing and packaging (see :class:`Deploy`); absent means the defaults.
     deploy: Deploy | None = None
+    #: Voice and chat platforms (see :class:`Conversation`); absent means the defaults.
+    conversation: Conversation = Conversation()
+    #: The web page's widget for this model (see :class:`Page`).
+    page: Page = Page()
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):

@@ -2,9 +2,14 @@
 
 ``pre(payload) -> {input_name: array-like}`` turns the plain JSON body into
 tensors; ``post(outputs, payload) -> JSON-able`` turns named output arrays into
-the answer. Both are optional. A hook rejects bad input by raising
+the answer. Both are optional, and so is ``turn(turn) -> payload``, which maps a conversation
+turn (``/alexa``, ``/dialogflow``) to the payload. A hook rejects bad input by raising
 :class:`modelfn.InvalidInput`; anything else it raises is a model fault (500,
 generic message, traceback in the log).
+
+Hook files are imported as modules of one package per model whose path is the
+model's folder, so a hook file can import its siblings with ``from .tokenizer import
+split``, and two models' ``tokenizer.py`` never collide.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,14 +26,18 @@ from modelfn.errors import ContractError
 
 PreHook = Callable[[Any], Any]
 PostHook = Callable[[dict[str, Any], Any], Any]
+TurnHook = Callable[[dict[str, Any]], Any]
 
 
 class LoadedHooks(NamedTuple):
     pre: PreHook | None = None
     post: PostHook | None = None
+    turn: TurnHook | None = None
 
 
-def load_hooks(folder: str | Path, pre: str | None, post: str | None, *, namespace: str) -> LoadedHooks:
+def load_hooks(
+    folder: str | Path, pre: str | None, post: str | None, *, namespace: str, turn: str | None = None
+) -> LoadedHooks:
     """Import the hook functions named ``file.py:function`` from inside ``folder``.
 
     ``namespace`` keeps hook modules of different models apart in ``sys.modules``.
@@ -36,6 +46,7 @@ def load_hooks(folder: str | Path, pre: str | None, post: str | None, *, namespa
     return LoadedHooks(
         pre=_resolve(folder, pre, "hooks.pre", 1, namespace, modules) if pre else None,
         post=_resolve(folder, post, "hooks.post", 2, namespace, modules) if post else None,
+        turn=_resolve(folder, turn, "hooks.turn", 1, namespace, modules) if turn else None,
     )
 
 
@@ -50,7 +61,7 @@ def _resolve(
     if not path.is_file():
         raise ContractError(f"field `{field}`: {path} does not exist")
     if path not in modules:
-        modules[path] = _import(path, f"modelfn_hooks_{namespace}_{path.stem}", field)
+        modules[path] = _import(path, _package(base, namespace), field)
     function = getattr(modules[path], function_name, None)
     if not callable(function):
         raise ContractError(f"field `{field}`: {file_name} defines no function {function_name!r}")
@@ -58,7 +69,24 @@ def _resolve(
     return function
 
 
-def _import(path: Path, module_name: str, field: str) -> Any:
+def _package(base: Path, namespace: str) -> str:
+    """The package whose path is the model folder (made once), so hook files can import their siblings."""
+    name = f"modelfn_hooks_{namespace}"
+    known = sys.modules.get(name)
+    if known is None or list(getattr(known, "__path__", ())) != [str(base)]:
+        package = types.ModuleType(name)
+        package.__path__ = [str(base)]
+        package.__package__ = name
+        sys.modules[name] = package
+    return name
+
+
+def _import(path: Path, package: str, field: str) -> Any:
+    base = Path(sys.modules[package].__path__[0])
+    parts = path.relative_to(base).with_suffix("").parts
+    if not all(part.isidentifier() for part in parts):
+        raise ContractError(f"field `{field}`: {path.name} must be a Python module name (letters, digits, _)")
+    module_name = ".".join((package, *parts))
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ContractError(f"field `{field}`: cannot import {path}")
@@ -76,7 +104,7 @@ def _check_arity(function: Callable[..., Any], arity: int, field: str, ref: str)
     try:
         inspect.signature(function).bind(*range(arity))
     except TypeError:
-        expected = "pre(payload)" if arity == 1 else "post(outputs, payload)"
+        expected = {"hooks.pre": "pre(payload)", "hooks.post": "post(outputs, payload)"}.get(field, "turn(turn)")
         raise ContractError(f"field `{field}`: {ref} must accept {arity} argument(s), like {expected}") from None
     except ValueError:  # builtins without a signature: trust them
         pass

@@ -195,7 +195,7 @@ def assemble(
 ) -> LoadedModel:
     """Import the hooks and warm the predictor up: the last phases of every load."""
     namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
-    hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace)
+    hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace, turn=contract.hooks.turn)
     timer.lap("hooks")
     model = LoadedModel(contract, predictor, hooks, timer.phases, artifact_bytes)
     _warm_up(model)

@@ -345,7 +345,8 @@ def model_files(folder: Path, contract: Contract) -> list[Path]:
     Everything else in the folder (training data, validation sets, notebooks) stays out.
     """
     files = [folder / CONTRACT_FILE, *sorted((folder / ".modelfn").glob("*.json"))]
-    hooks = [ref.split(":")[0] for ref in (contract.hooks.pre, contract.hooks.post) if ref] if contract.hooks else []
+    refs = (contract.hooks.pre, contract.hooks.post, contract.hooks.turn)
+    hooks = [ref.split(":")[0] for ref in refs if ref]
     files += [folder / name for name in sorted(local_modules(folder, hooks))]
     if contract.artifact is not None and "://" not in contract.artifact.uri:
         from modelfn.contract import resolve_local_artifact
@@ -355,7 +356,8 @@ def model_files(folder: Path, contract: Contract) -> list[Path]:
 
 
 def local_modules(folder: Path, entries: list[str]) -> set[str]:
-    """The hook files and the sibling modules they import, followed transitively (a training script stays out)."""
+    """The hook files and the sibling modules they import (``import x``, ``from .x import y``), followed
+    transitively; a training script stays out."""
     import ast
 
     found: set[str] = set()
@@ -369,8 +371,9 @@ def local_modules(folder: Path, entries: list[str]) -> set[str]:
             modules = []
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                modules = [node.module]
+            elif isinstance(node, ast.ImportFrom) and node.level <= 1:
+                # Hook files are modules of one package per model folder (modelfn.runtime.hooks).
+                modules = [node.module] if node.module else [alias.name for alias in node.names]
             pending += [f"{m.split('.')[0]}.py" for m in modules if (folder / f"{m.split('.')[0]}.py").is_file()]
     return found
 

@@ -192,7 +192,10 @@ def _load_ms(contract: Contract, data: bytes, runs: int = 5) -> float:
 def _write_function(source: Path, out: Path, contract: Contract, onnx_bytes: bytes, *, converted_from: str) -> None:
     out.mkdir(parents=True)
     (out / "model.onnx").write_bytes(onnx_bytes)
-    for name in {ref.partition(":")[0] for ref in (contract.hooks.pre, contract.hooks.post) if ref}:
+    from modelfn.tooling.build import local_modules
+
+    hooks = [ref.partition(":")[0] for ref in (contract.hooks.pre, contract.hooks.post, contract.hooks.turn) if ref]
+    for name in sorted(local_modules(source, hooks)):
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / name, out / name)
     for name in ("main.py", str(contract.validation)):
