@@ -159,17 +159,19 @@ class ModelFunction:
         self._maybe_refresh()
         return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
 
-    def run(self, call: Callable[[], T], *, inline: bool = False) -> T:
+    def run(self, call: Callable[[], T], *, inline: bool = False, timeout: float | None = None) -> T:
         """``call()`` (a model call) within this model's call slots, queue and the request deadline.
 
         Beyond the slots and the queue the request is refused at once (503, ``Retry-After``); past
         ``request_timeout_s`` it gets 504 (see :mod:`modelfn.runtime.admission`). ``inline``: the
         call is a plain ONNX Runtime run that the deadline can stop (:meth:`LoadedModel.interruptible`).
+        ``timeout`` shortens the deadline (a platform that gives up sooner, like a voice assistant).
         """
         admission = self._admission
         if admission is None:
             admission = self._make_admission()
-        return admission.run(call, self.settings.request_timeout_s, inline=inline)
+        deadline = self.settings.request_timeout_s if timeout is None else min(timeout, self.settings.request_timeout_s)
+        return admission.run(call, deadline, inline=inline)
 
     def wedged(self) -> bool:
         """Whether every call slot has been held past twice the deadline: this instance should be replaced."""

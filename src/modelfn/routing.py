@@ -29,8 +29,9 @@ class Route(NamedTuple):
     template: str
     pattern: re.Pattern[str]
     handler: Handler
-    #: ``open``: served without credentials (health checks); ``server``: credentials, but about no
-    #: model; ``model``: credentials for the model it names (or the function's default one).
+    #: ``open``: served without credentials (health checks, the static page); ``server``: credentials,
+    #: but about no model; ``model``: credentials for the model it names (or the function's default
+    #: one); ``webhook``: the platform's own proof, checked by the handler (Alexa, Dialogflow).
     access: str
     #: The OpenAPI operation's summary, request body and answer (see :mod:`modelfn.protocols.openapi`).
     doc: dict[str, str]
@@ -54,7 +55,7 @@ class Router:
                 continue
             if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
                 params = {k: v for k, v in match.groupdict().items() if v is not None}
-                if guard is not None and route.access != "open":
+                if guard is not None and route.access in ("server", "model"):
                     guard(request, params.get("name"), route.access == "model")
                 return route.handler(function, request, **params)
             allowed.append(route.method)

@@ -87,6 +87,25 @@ class Settings(NamedTuple):
     id_token_emails: str = ""
     #: Where Google's token-signing certificates are fetched (``MODELFN_ID_TOKEN_CERTS_URL``).
     id_token_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    #: The Alexa skill ids whose requests ``/alexa`` answers, comma-separated (``MODELFN_ALEXA_SKILL_IDS``,
+    #: ``amzn1.ask.skill.…``); empty turns the route off. Every request's signature is verified too.
+    alexa_skill_ids: str = ""
+    #: The root certificates Alexa's signing chain must lead to, a PEM file (``MODELFN_ALEXA_TRUST_STORE``);
+    #: empty: certifi's bundle where installed, else the system's.
+    alexa_trust_store: str = ""
+    #: Fetch Alexa's certificate chain from this base URL instead of ``https://s3.amazonaws.com``
+    #: (``MODELFN_ALEXA_CERT_MIRROR``): for an egress proxy or a test. The header's URL is still checked
+    #: against Amazon's rules, and the chain against the trust store.
+    alexa_cert_mirror: str = ""
+    #: ``/dialogflow`` credentials: ``user:password`` for basic auth (``MODELFN_DIALOGFLOW_BASIC_AUTH``)
+    #: and/or a shared secret (``MODELFN_DIALOGFLOW_SECRET``) sent in a header
+    #: (``MODELFN_DIALOGFLOW_SECRET_HEADER``). With neither (nor an ID-token audience) the route is off.
+    dialogflow_basic_auth: str = ""
+    dialogflow_secret: str = ""
+    dialogflow_secret_header: str = "X-Webhook-Secret"
+    #: Serve the web page at ``/`` (``MODELFN_PAGE``): people draw, chat or send JSON to the models.
+    #: The page itself is static; it calls the API with whatever key the visitor enters.
+    page: bool = True
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
     #: Storage events: only objects under this prefix start a batch prediction
@@ -147,6 +166,8 @@ class Settings(NamedTuple):
                 "MODELFN_ID_TOKEN_AUDIENCE and MODELFN_ID_TOKEN_EMAILS go together: a Google-signed token for "
                 "the audience alone could come from any Google account"
             )
+        if self.dialogflow_basic_auth and ":" not in self.dialogflow_basic_auth:
+            raise ValueError("MODELFN_DIALOGFLOW_BASIC_AUTH must be user:password")
         if self.blas_threads <= 0:
             raise ValueError("MODELFN_BLAS_THREADS must be positive")
         if not 1 <= self.batch_chunk_rows <= 65536:

@@ -1,4 +1,5 @@
-"""AWS Lambda adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0), function URLs; S3 and SQS records.
+"""AWS Lambda adapter: API Gateway REST (payload 1.0), HTTP APIs (1.0 and 2.0), function URLs; S3 and SQS
+records; Alexa skill requests.
 
 A function folder's ``lambda_function.py`` is::
 
@@ -9,6 +10,11 @@ A function folder's ``lambda_function.py`` is::
 deployed with handler ``lambda_function.handler``. The same core serves every protocol as on
 functions-framework; only the event is translated. As there, building the handler reads the
 ``MODELFN_*`` settings and nothing else.
+
+An Alexa skill may invoke the function directly (the ``alexaSkill`` event of ``serverless.yml``): the
+event is the request envelope and the answer the response envelope. Lambda's permission limits the
+caller to the skill, and the envelope's skill id and timestamp are checked as on ``/alexa``; a
+request that fails them raises, so Alexa is told the invocation failed.
 
 Bodies are limited before they are decoded, and responses are held to Lambda's 6 MB
 synchronous payload limit, so an oversized answer is a clear 413 instead of a platform error.
@@ -62,6 +68,10 @@ def lambda_function(
 
         if isinstance(event, dict) and isinstance(event.get("Records"), list):
             return _records(event, function, settings, triggers)
+        if _is_alexa(event):
+            from modelfn.protocols.alexa import answer_envelope
+
+            return answer_envelope(function, event)
         try:
             request = request_from_event(event, settings.max_body_bytes)
         except ModelfnError as exc:
@@ -71,6 +81,17 @@ def lambda_function(
 
     handler.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
     return handler
+
+
+def _is_alexa(event: Any) -> bool:
+    """An Alexa request envelope (``version``, ``request.type``), not an HTTP event."""
+    return (
+        isinstance(event, dict)
+        and "requestContext" not in event
+        and isinstance(event.get("request"), dict)
+        and isinstance(event["request"].get("type"), str)
+        and "version" in event
+    )
 
 
 def _records(event: LambdaEvent, function: Any, settings: Settings, triggers: list[Any]) -> LambdaResult:

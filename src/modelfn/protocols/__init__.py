@@ -24,7 +24,7 @@ def build_router() -> Router:
     Health routes are open (the platform's probes send no credentials); the server's own routes
     need any valid key; the others need a key for the model they name.
     """
-    from modelfn.protocols import oip, openapi, simple, tfserving
+    from modelfn.protocols import alexa, dialogflow, oip, openapi, simple, tfserving
 
     return Router(
         [
@@ -50,5 +50,14 @@ def build_router() -> Router:
                   summary="The default model through its hooks", request="Payload", response="Answer"),
             route("POST", "/models/{name}/predict", simple.predict,
                   summary="A model through its hooks", request="Payload", response="Answer"),
+            route("POST", "/alexa", alexa.webhook, access="webhook",
+                  summary="Alexa skill (the default model)", request="AlexaRequest", response="AlexaResponse"),
+            route("POST", "/models/{name}/alexa", alexa.webhook, access="webhook",
+                  summary="Alexa skill", request="AlexaRequest", response="AlexaResponse"),
+            route("POST", "/dialogflow", dialogflow.webhook, access="webhook",
+                  summary="Dialogflow ES/CX webhook (the default model)", request="DialogflowRequest",
+                  response="DialogflowResponse"),
+            route("POST", "/models/{name}/dialogflow", dialogflow.webhook, access="webhook",
+                  summary="Dialogflow ES/CX webhook", request="DialogflowRequest", response="DialogflowResponse"),
         ]
     )  # fmt: skip

@@ -133,12 +133,42 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "PredictResponse": {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}},
     "Payload": {"description": "What the model's pre hook reads; without one, `{input name: nested values}`."},
     "Answer": {"description": "What the model's post hook returns; without one, `{output name: nested values}`."},
+    "AlexaRequest": {
+        "type": "object",
+        "description": "An Alexa request envelope, signed (`Signature-256`, `SignatureCertChainUrl`).",
+        "required": ["version", "request"],
+        "properties": {
+            "version": _STRING,
+            "session": {"type": "object"},
+            "context": {"type": "object"},
+            "request": {"type": "object"},
+        },
+    },
+    "AlexaResponse": {
+        "type": "object",
+        "required": ["version", "response"],
+        "properties": {"version": _STRING, "response": {"type": "object"}},
+    },
+    "DialogflowRequest": {
+        "type": "object",
+        "description": "A Dialogflow ES (`queryResult`) or CX (`fulfillmentInfo`, `sessionInfo`) webhook request.",
+    },
+    "DialogflowResponse": {
+        "type": "object",
+        "description": "ES: `fulfillmentText`, `fulfillmentMessages`; CX: `fulfillmentResponse`; both `payload`.",
+        "properties": {
+            "fulfillmentText": _STRING,
+            "fulfillmentMessages": {"type": "array"},
+            "fulfillmentResponse": {"type": "object"},
+            "payload": {"type": "object"},
+        },
+    },
 }
 
 #: Every error a route may answer, and when.
 ERRORS = {
-    "400": "The body or a tensor is invalid (the message says what and where).",
-    "401": "No valid API key.",
+    "400": "The body or a tensor is invalid (the message says what and where); an Alexa request failed a check.",
+    "401": "No valid API key (webhooks: no valid webhook credentials).",
     "403": "The API key does not cover this model.",
     "404": "No such route, model or version.",
     "405": "The route exists for other methods (see `Allow`).",
@@ -178,6 +208,9 @@ def build(function: Servable, routes: list[Route]) -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "webhookBasic": {"type": "http", "scheme": "basic"},
+                "webhookSecret": {"type": "apiKey", "in": "header", "name": function.settings.dialogflow_secret_header},
+                "alexaSignature": {"type": "apiKey", "in": "header", "name": "Signature-256"},
             },
         },
     }
@@ -203,6 +236,8 @@ def _operation(route: Route, path: str, parameters: dict[str, dict[str, Any]]) -
     }
     if route.access == "open":
         operation["security"] = []
+    elif route.access == "webhook":  # the platform's own proof: a signature (Alexa), basic auth or a secret
+        operation["security"] = [{"webhookBasic": []}, {"webhookSecret": []}, {"alexaSignature": []}, {"bearer": []}]
     else:
         operation["security"] = [{"apiKey": []}, {"bearer": []}, {}]  # {}: when the function has no keys
     if "request" in doc:
