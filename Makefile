@@ -8,7 +8,7 @@ PYTHON ?= python3
 PORT ?= 8080
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt
 
-.PHONY: serve test tools bench check clean
+.PHONY: serve test tools browser bench check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,19 @@ $(TOOLS)/node_modules/.bin/sls: packaging/tools/package.json packaging/tools/pac
 
 tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls
 
+# Headless Chromium for the web page's browser test: Debian's package, driven by Playwright
+# (Playwright's own browser download needs the internet; the system Chromium does not).
+browser:
+	@command -v chromium > /dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "installing Chromium (apt-get install chromium)"; \
+		$$SUDO apt-get install -y -qq chromium > /dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium > /dev/null; }; }
+
 serve: $(VENV)/.runtime
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
-test: $(VENV)/.dev tools
+test: $(VENV)/.dev tools browser
 	$(VENV)/bin/ruff check src tests bench functions
 	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/python -m pytest

@@ -62,11 +62,11 @@ ANSWERS: dict[str, str] = {
         "predictions are written to the results bucket or to a database."
     ),
     "registry": (
-        "The registry keeps each model version with its digest in GCS, S3 or a folder. modelfn publish adds a "
+        "The registry keeps each model version with its digest in GCS, S3 or a folder. modelfn push adds a "
         "version; modelfn versions lists them."
     ),
     "aliases": (
-        "An alias such as prod points at a version. Move it with modelfn alias to promote or roll back; "
+        "An alias such as prod points at a version. modelfn promote moves it and modelfn rollback moves it back; "
         "running functions pick the change up within a minute, without downtime."
     ),
     "auth": (

@@ -24,7 +24,7 @@ def build_router() -> Router:
     Health routes are open (the platform's probes send no credentials); the server's own routes
     need any valid key; the others need a key for the model they name.
     """
-    from modelfn.protocols import alexa, dialogflow, oip, openapi, simple, tfserving
+    from modelfn.protocols import alexa, dialogflow, oip, openapi, page, simple, tfserving
 
     return Router(
         [
@@ -36,6 +36,14 @@ def build_router() -> Router:
                   summary="Server metadata (OIP)", response="ServerMetadata"),
             route("GET", "/openapi.json", openapi.document, access="server",
                   summary="This document", response="OpenAPI"),
+            route("GET", "/", page.asset, access="open",
+                  summary="The web page: draw, chat or send JSON to the models", response="Asset", media="text/html"),
+            route("GET", "/page.js", page.asset, access="open",
+                  summary="The web page's script", response="Asset", media="text/javascript"),
+            route("GET", "/page.css", page.asset, access="open",
+                  summary="The web page's style", response="Asset", media="text/css"),
+            route("GET", "/models", page.model_cards, access="server",
+                  summary="Model cards: each model's documentation, example and page widget", response="ModelCards"),
             route("GET", f"/v2/models/{_MODEL}", oip.model_metadata,
                   summary="Model metadata (OIP)", response="ModelMetadata"),
             route("GET", f"/v2/models/{_MODEL}/ready", oip.model_ready,

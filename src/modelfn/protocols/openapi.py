@@ -133,6 +133,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "PredictResponse": {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}},
     "Payload": {"description": "What the model's pre hook reads; without one, `{input name: nested values}`."},
     "Answer": {"description": "What the model's post hook returns; without one, `{output name: nested values}`."},
+    "ModelCards": {
+        "type": "object",
+        "required": ["models"],
+        "properties": {
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "version", "description", "page"],
+                    "properties": {
+                        "name": _STRING,
+                        "version": _STRING,
+                        "description": _STRING,
+                        "metrics": {"type": "object"},
+                        "limitations": {"type": "array"},
+                        "example": {},
+                        "page": {"type": "object"},
+                    },
+                },
+            }
+        },
+    },
     "AlexaRequest": {
         "type": "object",
         "description": "An Alexa request envelope, signed (`Signature-256`, `SignatureCertChainUrl`).",
@@ -220,7 +242,10 @@ def _operation(route: Route, path: str, parameters: dict[str, dict[str, Any]]) -
     doc = route.doc
     answer = {"$ref": f"#/components/schemas/{doc['response']}"}
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    responses: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {"schema": answer}}}}
+    media = doc.get("media", "application/json")
+    if media != "application/json":
+        answer = {"type": "string"}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": {media: {"schema": answer}}}}
     if doc["response"] == "InferenceResponse":  # the binary tensor extension answers octet-stream
         responses["200"]["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
     for status, description in ERRORS.items():

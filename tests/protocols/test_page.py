@@ -1,0 +1,136 @@
+"""The web page: served openly with a strict policy, model cards behind the keys, and driven in Chromium.
+
+The browser test runs Debian's Chromium headless through Playwright (``make test`` installs it):
+it draws digits on the canvas with the mouse, reads the predictions, chats with the helpdesk
+behind an API key, and saves screenshots under ``build/test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import make_client
+from helpers import DIGITS, ROOT, running
+from test_auth import add_key
+
+HELPDESK = ROOT / "functions" / "helpdesk"
+ARTIFACTS = Path(os.environ.get("MODELFN_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+#: Flags for a headless Chromium on a machine with no network beyond loopback.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def test_the_page_is_static_and_served_with_a_strict_policy(digits_client) -> None:
+    page = digits_client.get("/")
+    assert page.status_code == 200 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    html = page.get_data(as_text=True)
+    assert '<script src="page.js"' in html and "http" not in html.split("<footer>")[0]  # no external asset
+    assert digits_client.get("/page.js").headers["Content-Type"].startswith("text/javascript")
+    assert digits_client.get("/page.css").headers["Content-Type"].startswith("text/css")
+    assert digits_client.get("/page.html").status_code == 404  # only the three files exist
+
+
+def test_model_cards_describe_each_model_and_its_widget(digits_client) -> None:
+    [card] = digits_client.get("/models").get_json()["models"]
+    assert card["name"] == "digits" and card["version"] == "1"
+    assert card["page"] == {"widget": "sketch", "input": "image", "size": 8, "scale": 16.0, "label": "digit",
+                            "scores": "probabilities", "reply": "answer"}  # fmt: skip
+    assert card["metrics"]["heldout_accuracy"] == 0.975 and card["example"]["image"]
+
+
+def test_the_page_can_be_turned_off(monkeypatch) -> None:
+    monkeypatch.setenv("MODELFN_PAGE", "0")
+    client = make_client(DIGITS)
+    assert client.get("/").status_code == 404 and client.get("/page.js").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "Chromium is not installed: `make test` installs it (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _stroke(page, points: list[tuple[float, float]]) -> None:
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=2)
+    page.mouse.up()
+
+
+@pytest.mark.slow
+def test_drawing_a_digit_shows_the_models_prediction(browser, tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with running(DIGITS, tmp_path / "serve.log") as server:
+        page = browser.new_page(viewport={"width": 900, "height": 820})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.goto(server.url + "/")
+        canvas = page.get_by_label("Drawing pad: draw a digit with the mouse or a finger")
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        prediction = page.locator("[data-role=prediction]")
+
+        ring = [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
+        _stroke(page, ring)
+        page.get_by_text("Answered by digits v1.").wait_for()
+        assert prediction.text_content() == "0"
+        assert page.get_by_role("list", name="Probability of each class").locator("meter").count() == 10
+
+        page.get_by_role("button", name="Clear").click()
+        assert prediction.text_content() == "–"
+        _stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
+        page.get_by_text("Answered by digits v1.").wait_for()
+        assert prediction.text_content() == "1"
+        page.screenshot(path=str(ARTIFACTS / "page-digits.png"))
+        assert errors == []
+        page.close()
+
+
+@pytest.mark.slow
+def test_chatting_with_the_helpdesk_behind_an_api_key(browser, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    key = add_key(keys, "page", "helpdesk")
+    env = {"MODELFN_API_KEYS_FILE": str(keys)}
+    with running(HELPDESK, tmp_path / "serve.log", env) as server:
+        assert requests.get(server.url + "/", timeout=5).status_code == 200  # the page itself is open
+        assert requests.get(server.url + "/models", timeout=5).status_code == 401  # the cards are not
+        page = browser.new_page(viewport={"width": 900, "height": 760})
+        page.goto(server.url + "/")
+        page.get_by_label("This function needs an API key").fill(key)
+        page.get_by_role("button", name="Use key").click()
+
+        message = page.get_by_label("Your message")
+        message.fill("How do I deploy my model to AWS Lambda?")
+        page.get_by_role("button", name="Send").click()
+        log = page.get_by_role("log")
+        reply = log.locator("li.bot").first
+        reply.wait_for()
+        assert reply.text_content().startswith("For AWS, modelfn render writes serverless.yml")
+
+        message.fill("and how do I roll back a bad version?")
+        message.press("Enter")
+        log.locator("li.bot").nth(1).wait_for()
+        assert log.locator("li.bot").nth(1).text_content().startswith("An alias such as prod points at a version")
+        assert [item.text_content() for item in log.locator("li.user").all()] == [
+            "How do I deploy my model to AWS Lambda?",
+            "and how do I roll back a bad version?",
+        ]
+        page.screenshot(path=str(ARTIFACTS / "page-helpdesk.png"))
+        page.close()
