@@ -53,7 +53,11 @@ class Said(NamedTuple):
 
 def converse(member: ModelFunction, turn: Turn, *, timeout: float) -> Said:
     """Answer ``turn`` with ``member``'s model within ``timeout`` seconds; never raises a ModelfnError."""
-    model = member.model()
+    try:
+        model = member.model()
+    except ModelfnError as exc:  # loading, or cannot load: the platform gets words, the log the reason
+        log.warning("%s turn not answered, the model is not available: %s", turn.platform, exc.message)
+        return Said(APOLOGY)
     conversation = model.contract.conversation
     try:
         if model.hooks.turn is not None:
