@@ -26,7 +26,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (project / "dist").mkdir()
     # Packaging copies the zips `modelfn build` made without opening them: a stand-in is enough
     # here (tests/tooling/test_build.py builds and runs the real ones).
-    for name in ("cancer", "digits", "digits-ensemble"):
+    for name in ("cancer", "digits", "digits-ensemble", "helpdesk"):
         with zipfile.ZipFile(project / "dist" / f"{name}-lambda.zip", "w") as bundle:
             bundle.writestr("lambda_function.py", "")
     env = {
@@ -71,7 +71,7 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
 def test_routes_need_an_api_key_in_a_usage_plan(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method")
     assert methods and all(m["Properties"]["ApiKeyRequired"] is True for m in methods.values())
-    assert len(methods) == 4 * 6  # four routes for each of the six exposed models
+    assert len(methods) == 4 * 7  # four routes for each of the seven exposed models
     [plan] = resources(template, "AWS::ApiGateway::UsagePlan").values()
     assert plan["Properties"]["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
     assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 1
@@ -83,7 +83,7 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     functions = {
         f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
     }
-    names = ("cancer", "digits", "digits-batch", "digits-ensemble", "digits-keras", "digits-messages")
+    names = ("cancer", "digits", "digits-batch", "digits-ensemble", "digits-keras", "digits-messages", "helpdesk")
     assert set(functions) == {f"modelfn-test-{n}" for n in names}
     digits = functions["modelfn-test-digits"]
     assert (digits["Runtime"], digits["Handler"], digits.get("PackageType", "Zip")) == (
@@ -110,6 +110,7 @@ def test_each_role_reads_only_its_model_and_writes_only_its_results(template: di
         "CancerRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/cancer/*")],
         "DigitsRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "DigitsKerasRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
+        "HelpdeskRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/helpdesk/*")],
         "DigitsBatchRole": [
             ("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*"),
             ("s3:GetObject", "arn:aws:s3:::modelfn-models-test-uploads/incoming/*"),

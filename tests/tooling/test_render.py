@@ -59,7 +59,9 @@ def test_a_project_without_functions_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_plans_of_the_examples() -> None:
     plans = {each.name: each for each in plan(FUNCTIONS)}
-    assert set(plans) == {"cancer", "digits", "digits-batch", "digits-messages", "digits-ensemble", "digits-keras"}
+    assert set(plans) == {
+        "cancer", "digits", "digits-batch", "digits-messages", "digits-ensemble", "digits-keras", "helpdesk"
+    }  # fmt: skip
     # digits declares both triggers: each is a function of its own, from the same bundle, off the gateway.
     batch, messages = plans["digits-batch"], plans["digits-messages"]
     assert (batch.trigger, batch.folder, batch.exposed, batch.timeout_s, batch.concurrency) == (
@@ -135,7 +137,9 @@ def test_gateway_routes_are_routes_the_function_answers(digits_server) -> None:
     backends = {
         op["x-google-backend"]["address"].split("}")[0] for ops in openapi["paths"].values() for op in ops.values()
     }
-    assert backends == {'${backends["cancer"]', '${backends["digits"]', '${backends["digits-ensemble"]'}
+    assert backends == {
+        '${backends["cancer"]', '${backends["digits"]', '${backends["digits-ensemble"]', '${backends["helpdesk"]'
+    }  # fmt: skip
 
 
 def test_serverless_roles_read_only_their_model() -> None:
