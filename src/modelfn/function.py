@@ -12,6 +12,7 @@ assignment (blue-green inside the instance).
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +49,34 @@ class Servable(Protocol):
 
 
 def handle_request(servable: Servable, request: Request) -> Response:
-    """Route a request and render any error as ``{"error": ...}``; never raises."""
+    """Route a request and render any error as ``{"error": ...}``; never raises.
+
+    Every request is counted (:mod:`modelfn.metrics`) and logged in one line (:mod:`modelfn.logs`)
+    with the route, model and version it reached.
+    """
+    from modelfn.metrics import CONTEXT, RECORDER, RequestContext
+
+    context = RequestContext(random.random())
+    token = CONTEXT.set(context)
+    started = time.perf_counter()
+    try:
+        response = _dispatch(servable, request)
+    finally:
+        CONTEXT.reset(token)
+    seconds = time.perf_counter() - started
+    route = context.route or "unmatched"
+    RECORDER.request(context.model, context.version, route, response.status, seconds)
+    settings = servable.settings
+    if settings.request_log:
+        from modelfn.logs import log_request, trace_id
+
+        trace = trace_id(request.headers)
+        log_request(request.method, request.path, response.status, seconds, route=route, model=context.model,
+                    version=context.version, trace=trace, project=settings.trace_project)  # fmt: skip
+    return response
+
+
+def _dispatch(servable: Servable, request: Request) -> Response:
     from modelfn.http import error_response
     from modelfn.protocols import router
 
@@ -157,6 +185,10 @@ class ModelFunction:
         """The loaded model now being served; the first call loads it (once, however many callers)."""
         target = self._target()
         self._maybe_refresh()
+        from modelfn.metrics import RECORDER
+
+        hit = self._cache.state(target.cache_key).is_ready
+        RECORDER.count("cache", (target.contract.name, "hit" if hit else "miss"))
         return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
 
     def run(self, call: Callable[[], T], *, inline: bool = False, timeout: float | None = None) -> T:
@@ -216,6 +248,9 @@ class ModelFunction:
     def release(self) -> None:
         """Drop the loaded model from memory; requests holding it finish, the next one reloads."""
         if self._current is not None:
+            from modelfn.metrics import RECORDER
+
+            RECORDER.count("cache", (self._current.contract.name, "eviction"))
             self._cache.discard(self._current.cache_key)
 
     def _target(self) -> _Target:
@@ -225,6 +260,11 @@ class ModelFunction:
                 if self._current is None:
                     self._current = self._build_target(None)
                 target = self._current
+        from modelfn.metrics import CONTEXT
+
+        context = CONTEXT.get()
+        if context is not None and not context.model:  # the model a request named (not a pipeline's steps)
+            context.model, context.version = target.contract.name, target.contract.version
         return target
 
     def _build_target(self, version: str | None) -> _Target:
@@ -322,8 +362,11 @@ class ModelFunction:
 
 
 def _logged(model: LoadedModel) -> LoadedModel:
-    """Log how long a load took and where the time went, then pass the model on."""
+    """Log and count how long a load took and where the time went, then pass the model on."""
+    from modelfn.metrics import RECORDER
+
     contract = model.contract
+    RECORDER.load(contract.name, contract.version, model.phases)
     total = sum(model.phases.values()) * 1000
     phases = ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in model.phases.items())
     kind = "pipeline" if contract.framework == "pipeline" else "model"

@@ -54,6 +54,11 @@ class Router:
             if match is None:
                 continue
             if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
+                from modelfn.metrics import CONTEXT
+
+                context = CONTEXT.get()
+                if context is not None:
+                    context.route = route.template
                 params = {k: v for k, v in match.groupdict().items() if v is not None}
                 if guard is not None and route.access in ("server", "model"):
                     guard(request, params.get("name"), route.access == "model")

@@ -108,6 +108,14 @@ class Settings(NamedTuple):
     page: bool = True
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
+    #: ``json`` (one object per line, for Cloud Logging and CloudWatch), ``text``, or ``auto``: JSON
+    #: unless stderr is a terminal (``MODELFN_LOG_FORMAT``).
+    log_format: str = "auto"
+    #: One log line per request, with its route, status, latency, model, version and trace id
+    #: (``MODELFN_REQUEST_LOG``).
+    request_log: bool = True
+    #: The Google Cloud project whose traces request lines link to (``MODELFN_TRACE_PROJECT``).
+    trace_project: str = ""
     #: Storage events: only objects under this prefix start a batch prediction
     #: (``MODELFN_BATCH_INPUT_PREFIX``, e.g. ``incoming/``); the others are acknowledged and ignored.
     batch_input_prefix: str = "incoming/"
@@ -172,6 +180,8 @@ class Settings(NamedTuple):
             raise ValueError("MODELFN_BLAS_THREADS must be positive")
         if not 1 <= self.batch_chunk_rows <= 65536:
             raise ValueError("MODELFN_BATCH_CHUNK_ROWS must be between 1 and 65536")
+        if self.log_format not in ("auto", "json", "text"):
+            raise ValueError(f"MODELFN_LOG_FORMAT must be auto, json or text; got {self.log_format!r}")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise ValueError(
                 "MODELFN_ORT_GRAPH_OPTIMIZATION must be one of disable, basic, extended, all; "

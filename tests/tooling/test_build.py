@@ -42,6 +42,7 @@ def test_requirements_carry_only_what_the_contracts_need() -> None:
         "msgspec",
         "pyyaml",
         "orjson",
+        "prometheus-client",
         "functions-framework",
         "onnxruntime",
         "numpy",
@@ -93,7 +94,8 @@ def test_the_lambda_zip_answers_from_a_bare_interpreter(out, tmp_path) -> None:
     assert not any("/tests/" in name or name.endswith(".pyc") for name in listed)
     assert report.sizes["zipped"] == archive.stat().st_size < 50 * 1024 * 1024
     assert names(report.requirements) == {
-        "flatbuffers", "msgspec", "numpy", "onnxruntime", "orjson", "packaging", "protobuf", "pyyaml"
+        "flatbuffers", "msgspec", "numpy", "onnxruntime", "orjson", "packaging", "prometheus-client", "protobuf",
+        "pyyaml"
     }  # fmt: skip
 
     event = {

@@ -27,7 +27,7 @@ def build_servable(
     if folder.suffix == ".py":  # decided by name: a stat() here would be start-up I/O
         folder = folder.parent
     settings = Settings.from_env() if settings is None else settings
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, request_log=settings.request_log)
     limit_blas_threads(settings.blas_threads)
     if models:
         from modelfn.group import FunctionGroup
@@ -44,12 +44,23 @@ def limit_blas_threads(threads: int) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
 
 
-def configure_logging(level: str) -> None:
-    """The ``modelfn`` logger to stderr at ``level`` (platforms collect stderr); once per process."""
+def configure_logging(level: str, log_format: str = "auto", *, request_log: bool = True) -> None:
+    """The ``modelfn`` logger to stderr at ``level`` (platforms collect stderr); once per process.
+
+    ``log_format``: ``json`` (one object per line, see :mod:`modelfn.logs`), ``text``, or ``auto``:
+    JSON unless stderr is a terminal.
+    """
     logger = logging.getLogger("modelfn")
     logger.setLevel(level.upper())
+    # The request lines are INFO: they follow the level, and MODELFN_REQUEST_LOG=0 turns them off alone.
+    logging.getLogger("modelfn.request").setLevel(logging.NOTSET if request_log else logging.WARNING)
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        if log_format == "json" or (log_format == "auto" and not sys.stderr.isatty()):
+            from modelfn.logs import JsonFormatter
+
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

@@ -24,7 +24,7 @@ def build_router() -> Router:
     Health routes are open (the platform's probes send no credentials); the server's own routes
     need any valid key; the others need a key for the model they name.
     """
-    from modelfn.protocols import alexa, dialogflow, oip, openapi, page, simple, tfserving
+    from modelfn.protocols import alexa, dialogflow, metrics, oip, openapi, page, simple, tfserving
 
     return Router(
         [
@@ -42,6 +42,8 @@ def build_router() -> Router:
                   summary="The web page's script", response="Asset", media="text/javascript"),
             route("GET", "/page.css", page.asset, access="open",
                   summary="The web page's style", response="Asset", media="text/css"),
+            route("GET", "/metrics", metrics.scrape, access="server",
+                  summary="Metrics in the Prometheus text format", response="Asset", media="text/plain"),
             route("GET", "/models", page.model_cards, access="server",
                   summary="Model cards: each model's documentation, example and page widget", response="ModelCards"),
             route("GET", f"/v2/models/{_MODEL}", oip.model_metadata,

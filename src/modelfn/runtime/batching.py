@@ -68,8 +68,9 @@ class _Call:
 class BatchingPredictor:
     """Wraps a predictor; same interface, thread-safe. ``calls`` and ``batches`` count what it did."""
 
-    def __init__(self, inner: Predictor, policy: Batching) -> None:
+    def __init__(self, inner: Predictor, policy: Batching, *, model: str = "") -> None:
         self._inner = inner
+        self._model = model  # the name batch sizes are counted under (modelfn.metrics)
         self._max_rows = policy.max_batch_size
         self._max_wait_s = policy.max_wait_ms / 1000
         self._queue: deque[_Call] = deque()
@@ -171,8 +172,11 @@ class BatchingPredictor:
         return taken
 
     def _run(self, batch: list[_Call]) -> None:
+        from modelfn.metrics import BATCH_BUCKETS, RECORDER
+
         self.calls += len(batch)
         self.batches += 1
+        RECORDER.observe("batch_size", (self._model,), sum(call.rows for call in batch), BATCH_BUCKETS)
         if len(batch) == 1:
             self._run_alone(batch[0])
             return

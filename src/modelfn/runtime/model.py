@@ -181,7 +181,7 @@ def load_model(
         return assemble(folder, contract, predictor, timer, artifact_bytes=size)
     from modelfn.runtime.batching import MIN_SAVING_S, BatchingPredictor
 
-    batcher = BatchingPredictor(predictor, contract.batching)
+    batcher = BatchingPredictor(predictor, contract.batching, model=contract.name)
     model = assemble(folder, contract, batcher, timer, artifact_bytes=size)
     saving = batcher.calibrate(zero_inputs(contract), [spec.name for spec in contract.outputs])
     timer.lap("calibrate")

@@ -58,7 +58,7 @@ FRAMEWORK_PACKAGES = {
     "tensorflow": ["tensorflow-cpu", "keras"],
     "pipeline": [],  # its steps are models of the same function, each bringing its own
 }
-CORE_PACKAGES = ["msgspec", "pyyaml", "orjson"]
+CORE_PACKAGES = ["msgspec", "pyyaml", "orjson", "prometheus-client"]
 HTTP_PACKAGES = ["functions-framework"]  # gcf and cloudrun; Lambda calls the handler itself
 STORE_PACKAGES = {"gcs": ["google-cloud-storage"], "s3": ["boto3"]}
 #: modelfn modules a deployed function never imports (they import click, skl2onnx, tf2onnx...).

@@ -1,0 +1,83 @@
+"""``GET /metrics``: the function's metrics in the Prometheus text format (prometheus-client).
+
+The recorder (:mod:`modelfn.metrics`) keeps plain counters on the request path; this module, and
+prometheus-client with it, is imported on the first scrape only. A custom collector turns each
+recorded family into prometheus-client's metric families, and ``generate_latest`` writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from modelfn.http import Request, Response
+from modelfn.metrics import RECORDER, Recorder
+
+if TYPE_CHECKING:
+    from modelfn.function import Servable
+
+#: Recorded name -> (exposed name, kind, help, label names).
+FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "requests": ("modelfn_requests", "counter", "Requests answered, by model, version, route and status code.",
+                 ("model", "version", "route", "code")),
+    "errors": ("modelfn_request_errors", "counter", "Requests answered with a 5xx status.",
+               ("model", "version", "route")),
+    "request_duration_seconds": ("modelfn_request_duration_seconds", "histogram",
+                                 "Time to answer a request, in seconds.", ("model", "version", "route")),
+    "loads": ("modelfn_model_loads", "counter", "Models loaded into memory.", ("model", "version")),
+    "load_phase_seconds": ("modelfn_model_load_phase_seconds", "histogram",
+                           "Time of each phase of a model load (fetch, deserialize, hooks, warmup), in seconds.",
+                           ("model", "version", "phase")),
+    "cold_starts": ("modelfn_cold_starts", "counter", "Processes whose first model load this was.",
+                    ("model", "version")),
+    "cold_start_phase_seconds": ("modelfn_cold_start_phase_seconds", "gauge",
+                                 "Each phase of this process's first model load, in seconds.",
+                                 ("model", "version", "phase")),
+    "cache": ("modelfn_model_cache_events", "counter",
+              "Model cache lookups (hit, miss) and releases (eviction), by model.", ("model", "event")),
+    "batch_size": ("modelfn_batch_size", "histogram", "Rows per micro-batched inference call.", ("model",)),
+    "shadow": ("modelfn_shadow_requests", "counter",
+               "Requests mirrored to a shadow version, by whether its answer agreed with the served one.",
+               ("model", "version", "agreed")),
+    "rollbacks": ("modelfn_canary_rollbacks", "counter",
+                  "Canary versions taken out of a traffic split by automatic rollback.", ("model", "version")),
+}  # fmt: skip
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def scrape(function: Servable, request: Request) -> Response:
+    """``GET /metrics``."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RecorderCollector(RECORDER))
+    return Response(200, generate_latest(registry), {"Content-Type": CONTENT_TYPE})
+
+
+class RecorderCollector:
+    """A prometheus-client collector reading a :class:`Recorder`."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        counters, histograms, gauges = self.recorder.snapshot()
+        for recorded, (name, kind, documentation, labels) in FAMILIES.items():
+            if kind == "counter":
+                family = CounterMetricFamily(name, documentation, labels=labels)
+                for (key, values), value in sorted(counters.items()):
+                    if key == recorded:
+                        family.add_metric(list(values), value)
+            elif kind == "gauge":
+                family = GaugeMetricFamily(name, documentation, labels=labels)
+                for (key, values), value in sorted(gauges.items()):
+                    if key == recorded:
+                        family.add_metric(list(values), value)
+            else:
+                family = HistogramMetricFamily(name, documentation, labels=labels)
+                for (key, values), histogram in sorted(histograms.items(), key=lambda item: item[0]):
+                    if key == recorded:
+                        family.add_metric(list(values), histogram.cumulative(), histogram.total)
+            yield family
