@@ -197,6 +197,92 @@ def rollback(name: str, alias: str, registry: str) -> None:
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--alias", required=True, help="The alias whose traffic is shared.")
+@click.option("--split", "split", required=True, help="VERSION=WEIGHT pairs adding up to 100: 3=90,4=10.")
+@click.option("--sticky-header", default="", help="Keep each caller on one version by this header's value.")
+@click.option("--sticky-field", default="", help="... or by this top-level field of the JSON body.")
+@click.option("--shadow", default="", help="A version that gets a copy of each request; its answers are never sent.")
+@click.option("--no-rollback", is_flag=True, help="Turn automatic rollback of the canaries off.")
+@click.option(
+    "--max-error-rate-increase",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Roll a canary back when its 5xx rate passes the stable version's by this much.",
+)
+@click.option(
+    "--max-p99-ratio",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="... or when its p99 latency passes this multiple of the stable version's (and 50 ms more).",
+)
+@click.option("--window-s", type=float, default=60.0, show_default=True, help="Over this many seconds.")
+@click.option("--min-requests", type=int, default=20, show_default=True, help="With at least this many requests each.")
+@REGISTRY
+def traffic(
+    name: str,
+    alias: str,
+    split: str,
+    sticky_header: str,
+    sticky_field: str,
+    shadow: str,
+    no_rollback: bool,
+    max_error_rate_increase: float,
+    max_p99_ratio: float,
+    window_s: float,
+    min_requests: int,
+    registry: str,
+) -> None:
+    """Share NAME@ALIAS's traffic between versions: canary, A/B (sticky) and shadow."""
+    from modelfn.registry import Registry, Rollback, Traffic
+
+    try:
+        weights = {v.strip(): int(w) for v, _, w in (pair.partition("=") for pair in split.split(","))}
+    except ValueError:
+        raise click.BadParameter("expected VERSION=WEIGHT pairs such as 3=90,4=10", param_hint="--split") from None
+    rule = None if no_rollback else Rollback(window_s, min_requests, max_error_rate_increase, max_p99_ratio)
+    policy = Traffic(weights, sticky_header, sticky_field, shadow, rule)
+    with _click_errors():
+        record = Registry.open(registry).set_traffic(name, alias, policy)
+    shares = ", ".join(f"v{v} {w}%" for v, w in weights.items())
+    extra = [f"sticky by {sticky_header or sticky_field}"] if sticky_header or sticky_field else []
+    extra += [f"shadow v{shadow}"] if shadow else []
+    extra += ["no automatic rollback"] if no_rollback else []
+    click.echo(f"{name}@{alias}: {shares}" + (f" ({'; '.join(extra)})" if extra else "")
+               + f"; stable v{record.version}")  # fmt: skip
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--alias", required=True, help="The alias whose versions are compared.")
+@click.option("--metrics", "urls", multiple=True, required=True,
+              help="A function instance's /metrics URL (repeat for each instance).")  # fmt: skip
+@click.option("--api-key", envvar="MODELFN_API_KEY", default="", help="Sent as x-api-key when scraping.")
+@REGISTRY
+def compare(name: str, alias: str, urls: tuple[str, ...], api_key: str, registry: str) -> None:
+    """Per version of NAME@ALIAS: requests, error rate, latency percentiles and shadow agreement."""
+    from modelfn.registry import Registry
+    from modelfn.tooling.compare import reports, scrape, table
+
+    with _click_errors():
+        record = Registry.open(registry).alias(name, alias)
+    if record is None:
+        raise click.ClickException(f"no alias {name}@{alias} in {registry}")
+    roles = {record.version: "stable"}
+    if record.traffic is not None:
+        roles.update({v: "canary" for v in record.traffic.split if v != record.version})
+        if record.traffic.shadow:
+            roles[record.traffic.shadow] = "shadow"
+    try:
+        texts = [scrape(url, api_key) for url in urls]
+    except OSError as exc:
+        raise click.ClickException(f"cannot scrape the metrics: {exc}") from None
+    click.echo(table(reports(texts, name, roles)))
+
+
+@cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--target", type=click.Choice(["gcf", "cloudrun", "lambda", "lambda-image"]), required=True,

@@ -19,17 +19,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, UnsupportedMediaType
+from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, ObjectNotFound, UnsupportedMediaType
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
     from modelfn.contract import Contract
     from modelfn.http import Request, Response
-    from modelfn.registry import ModelRef, Registry
+    from modelfn.registry import ModelRef, Registry, Traffic
     from modelfn.runtime.admission import Admission
     from modelfn.runtime.model import LoadedModel
     from modelfn.runtime.pipeline import Members
     from modelfn.runtime.stores import Store
+    from modelfn.runtime.traffic import TrafficState
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
@@ -56,7 +57,7 @@ def handle_request(servable: Servable, request: Request) -> Response:
     """
     from modelfn.metrics import CONTEXT, RECORDER, RequestContext
 
-    context = RequestContext(random.random())
+    context = RequestContext(random.random(), request)
     token = CONTEXT.set(context)
     started = time.perf_counter()
     try:
@@ -66,6 +67,14 @@ def handle_request(servable: Servable, request: Request) -> Response:
     seconds = time.perf_counter() - started
     route = context.route or "unmatched"
     RECORDER.request(context.model, context.version, route, response.status, seconds)
+    from modelfn.http import VERSION_HEADER
+
+    if context.version and VERSION_HEADER not in response.headers:  # every answer names its version
+        response = response._replace(headers={**response.headers, VERSION_HEADER: context.version})
+    if context.watch is not None and not context.cold:  # a load's wait is not the version's latency
+        context.watch.observe(context.version, response.status, seconds)
+    if context.shadow and response.status == 200:
+        _mirror(servable, request, context, response)
     settings = servable.settings
     if settings.request_log:
         from modelfn.logs import log_request, trace_id
@@ -74,6 +83,56 @@ def handle_request(servable: Servable, request: Request) -> Response:
         log_request(request.method, request.path, response.status, seconds, route=route, model=context.model,
                     version=context.version, trace=trace, project=settings.trace_project)  # fmt: skip
     return response
+
+
+#: Shadow copies in flight at once per process; beyond them a copy is skipped (counted), never queued.
+MAX_SHADOW_COPIES = 16
+_SHADOW_SLOTS = threading.BoundedSemaphore(MAX_SHADOW_COPIES)
+
+
+def _mirror(servable: Servable, request: Request, served: Any, response: Response) -> None:
+    """Send a copy of ``request`` to the shadow version in the background; compare, count, never return it."""
+    from modelfn.metrics import RECORDER
+
+    model, shadow = served.model, served.shadow
+    if not _SHADOW_SLOTS.acquire(blocking=False):
+        RECORDER.count("shadow", (model, shadow, "skipped"))
+        return
+
+    def replay() -> None:
+        from modelfn.metrics import CONTEXT, RequestContext
+
+        try:
+            context = RequestContext(served.draw, request)
+            context.pinned = shadow
+            token = CONTEXT.set(context)
+            started = time.perf_counter()
+            try:
+                copy = _dispatch(servable, request)
+            finally:
+                CONTEXT.reset(token)
+            RECORDER.request(model, shadow, context.route or "unmatched", copy.status, time.perf_counter() - started)
+            agreed = copy.status == response.status and _comparable(copy.body) == _comparable(response.body)
+            RECORDER.count("shadow", (model, shadow, "true" if agreed else "false"))
+        except Exception:
+            log.exception("shadow copy to %s v%s failed", model, shadow)
+        finally:
+            _SHADOW_SLOTS.release()
+
+    threading.Thread(target=replay, name="modelfn-shadow", daemon=True).start()
+
+
+def _comparable(body: bytes) -> Any:
+    """An answer without the fields that name its version, for comparing two versions' answers."""
+    import orjson
+
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in ("model_version", "version")}
+    return value
 
 
 def _dispatch(servable: Servable, request: Request) -> Response:
@@ -151,6 +210,9 @@ class ModelFunction:
         self._refreshing = False
         self._next_refresh = time.monotonic() + settings.alias_refresh_s
         self._admission: Admission | None = None  # built on the first model call
+        #: The alias's traffic policy at work (several versions), or None (one version: ``_current``).
+        self._traffic: TrafficState[_Target] | None = None
+        self._policy: Traffic | None = None
 
     def handle(self, request: Request) -> Response:
         """Route a request and render any error as ``{"error": ...}``; never raises."""
@@ -173,12 +235,23 @@ class ModelFunction:
         return {contract.name: contract.version}
 
     def resolve(self, name: str, version: str | None = None) -> Contract:
-        """The contract for ``name[/version]`` from a URL, or a 404 naming what exists."""
+        """The contract for ``name[/version]`` from a URL, or a 404 naming what exists.
+
+        Under a traffic policy, a version of the split (or the shadow) named in the URL serves the request.
+        """
+        traffic = self._traffic
+        if version is not None and traffic is not None and version in traffic.targets:
+            from modelfn.metrics import CONTEXT
+
+            context = CONTEXT.get()
+            if context is not None:
+                context.pinned = version
         contract = self.contract()
         if name != contract.name:
             raise NotFound(f"model {name[:100]!r} not found; this function serves {contract.name!r}")
         if version is not None and version != contract.version:
-            raise NotFound(f"model {name!r} has no version {version[:100]!r}; available: {contract.version!r}")
+            available = sorted(traffic.targets) if traffic is not None else [contract.version]
+            raise NotFound(f"model {name!r} has no version {version[:100]!r}; available: {available}")
         return contract
 
     def model(self) -> LoadedModel:
@@ -189,6 +262,12 @@ class ModelFunction:
 
         hit = self._cache.state(target.cache_key).is_ready
         RECORDER.count("cache", (target.contract.name, "hit" if hit else "miss"))
+        if not hit:
+            from modelfn.metrics import CONTEXT
+
+            context = CONTEXT.get()
+            if context is not None:
+                context.cold = True
         return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
 
     def run(self, call: Callable[[], T], *, inline: bool = False, timeout: float | None = None) -> T:
@@ -234,9 +313,12 @@ class ModelFunction:
     def ready(self, *, start: bool = False) -> bool:
         """Whether the model is loaded and warmed; ``start`` begins a load if none is running."""
         target = self._target()
+        traffic = self._traffic
+        targets = list(traffic.targets.values()) if traffic is not None else [target]  # every version of a split
         if start:
-            self._cache.start(target.cache_key, target.loader)
-        return self._cache.state(target.cache_key).is_ready
+            for each in targets:
+                self._cache.start(each.cache_key, each.loader)
+        return all(self._cache.state(each.cache_key).is_ready for each in targets)
 
     def loaded_bytes(self) -> int | None:
         """The loaded artifact's size, or ``None`` when no model is in memory."""
@@ -258,14 +340,56 @@ class ModelFunction:
         if target is None:
             with self._target_lock:
                 if self._current is None:
-                    self._current = self._build_target(None)
+                    self._start_serving()
                 target = self._current
+                assert target is not None
         from modelfn.metrics import CONTEXT
 
         context = CONTEXT.get()
+        traffic = self._traffic
+        if traffic is not None:
+            if context is not None and context.model == target.contract.name and context.version in traffic.targets:
+                return traffic.targets[context.version]  # chosen earlier in this request: keep it
+            _, target = traffic.choose(context, lambda: _sticky_value(traffic.policy, context, self.settings))
+            if context is not None and not context.model:
+                context.watch = traffic.watch
+                if traffic.policy.shadow and not context.pinned:
+                    context.shadow = traffic.policy.shadow
         if context is not None and not context.model:  # the model a request named (not a pipeline's steps)
             context.model, context.version = target.contract.name, target.contract.version
         return target
+
+    def _start_serving(self) -> None:
+        """Resolve what to serve on first use (lock held): the folder's model, a version, or an alias's policy."""
+        ref = self._registry()[1] if self.settings.model else None
+        if ref is None or ref.alias is None:
+            self._current = self._build_target(None)
+            return
+        registry = self._registry()[0]
+        record = registry.alias(ref.name, ref.alias)
+        if record is None:
+            raise ObjectNotFound(f"alias {ref.name}@{ref.alias} does not exist in {registry.uri}")
+        stable = self._build_target(record.version)
+        self._traffic = self._traffic_state(record.traffic, stable) if record.traffic else None
+        self._policy = record.traffic
+        self._current = stable
+        if self._traffic is not None:  # every version of the split starts loading now, in the background
+            for each in self._traffic.targets.values():
+                self._cache.start(each.cache_key, each.loader)
+
+    def _traffic_state(self, policy: Traffic, stable: _Target) -> TrafficState[_Target]:
+        from modelfn.metrics import RECORDER
+        from modelfn.runtime.traffic import TrafficState
+
+        name = stable.contract.name
+        versions = [*policy.split, *([policy.shadow] if policy.shadow else [])]
+        targets = {v: stable if v == stable.contract.version else self._build_target(v) for v in versions}
+        return TrafficState(
+            self.settings.model.rsplit("/", 1)[-1],
+            policy,
+            targets,
+            on_rollback=lambda version, reason: RECORDER.count("rollbacks", (name, version)),
+        )
 
     def _build_target(self, version: str | None) -> _Target:
         """Resolve what to serve: the folder's own contract, or a version from the registry."""
@@ -337,21 +461,32 @@ class ModelFunction:
         threading.Thread(target=self._refresh, name="modelfn-alias-refresh", daemon=True).start()
 
     def _refresh(self) -> None:
-        current = self._target()
+        current = self._current
+        assert current is not None
         try:
             registry, ref = self._registry()
-            version = registry.resolve(ref)
-            if version == current.contract.version:
+            record = registry.alias(ref.name, ref.alias or "")
+            if record is None:
+                raise ObjectNotFound(f"alias {ref.name}@{ref.alias} does not exist in {registry.uri}")
+            version = record.version
+            if version == current.contract.version and record.traffic == self._policy:
                 return
-            log.info(
-                "%s now points at v%s; loading it beside v%s", self.settings.model, version, current.contract.version
-            )
-            target = self._build_target(version)
-            # Wait for the load in this background thread; requests keep using the old version.
-            self._cache.get(target.cache_key, target.loader, max(self.settings.load_wait_s, 600.0))
-            self._current = target  # one assignment: every later request sees the new version
-            self._cache.discard(current.cache_key)  # in-flight requests keep their reference
-            log.info("now serving %s v%s (v%s released)", target.contract.name, version, current.contract.version)
+            log.info("%s now points at v%s%s; loading beside v%s", self.settings.model, version,
+                     " with a traffic policy" if record.traffic else "", current.contract.version)  # fmt: skip
+            target = current if version == current.contract.version else self._build_target(version)
+            traffic = self._traffic_state(record.traffic, target) if record.traffic else None
+            wait = max(self.settings.load_wait_s, 600.0)
+            # Load in this background thread; requests keep using the old version(s) meanwhile.
+            for each in traffic.targets.values() if traffic is not None else [target]:
+                self._cache.get(each.cache_key, each.loader, wait)
+            old = {t.cache_key for t in (self._traffic.targets.values() if self._traffic else [current])}
+            with self._target_lock:  # requests see the new policy and its stable version together
+                self._traffic, self._policy, self._current = traffic, record.traffic, target
+            kept = {t.cache_key for t in (traffic.targets.values() if traffic else [target])}
+            for key in old - kept:
+                self._cache.discard(key)  # in-flight requests keep their reference
+            shares = ", ".join(f"v{v} {w}%" for v, w in record.traffic.split.items()) if record.traffic else ""
+            log.info("now serving %s v%s%s", target.contract.name, version, f" ({shares})" if shares else "")
         except ModelfnError as exc:
             log.warning("alias refresh failed, still serving v%s: %s", current.contract.version, exc.message)
         except Exception:
@@ -359,6 +494,23 @@ class ModelFunction:
         finally:
             with self._target_lock:
                 self._refreshing = False
+
+
+def _sticky_value(policy: Traffic, context: Any, settings: Settings) -> str:
+    """The request's sticky key: the policy's header, or its top-level field of a JSON body."""
+    request = getattr(context, "request", None)
+    if request is None:
+        return ""
+    if policy.sticky_header:
+        return request.headers.get(policy.sticky_header, "")[:256]
+    from modelfn.http import parse_json
+
+    try:
+        body = parse_json(request.body, settings)  # within the body limits; a bad body is refused later
+    except ModelfnError:
+        return ""
+    value = body.get(policy.sticky_field) if isinstance(body, dict) else None
+    return str(value)[:256] if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
 def _logged(model: LoadedModel) -> LoadedModel:

@@ -18,7 +18,7 @@ import bisect
 import threading
 import time
 from contextvars import ContextVar
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 #: Latency buckets in seconds: sub-millisecond ONNX calls to the 30 s deadline.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -29,9 +29,15 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class RequestContext:
     """What is learned about one request while it is handled (mutable, one per request)."""
 
-    __slots__ = ("draw", "model", "pinned", "route", "shadow", "version")
+    __slots__ = ("cold", "draw", "model", "pinned", "request", "route", "shadow", "version", "watch")
 
-    def __init__(self, draw: float = 0.0) -> None:
+    def __init__(self, draw: float = 0.0, request: Any = None) -> None:
+        #: The request being handled (a traffic policy's sticky key is read from it).
+        self.request = request
+        #: The canary watch of the traffic policy that chose this request's version, if any.
+        self.watch: Any = None
+        #: Whether the request waited for its model to load (its latency says nothing of the model).
+        self.cold = False
         self.route: str = ""
         self.model: str = ""
         self.version: str = ""

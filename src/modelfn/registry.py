@@ -4,7 +4,7 @@ Layout under the registry root::
 
     <name>/<version>/modelfn.json     the validated contract (its artifact.uri is the file below)
     <name>/<version>/<artifact file>  the bytes, whose sha256 the contract pins
-    <name>/_aliases/<alias>.json      {"version": ..., "history": [previous, ...]}
+    <name>/_aliases/<alias>.json      {"version": ..., "history": [previous, ...], "traffic": {...}}
 
 A version exists once its ``modelfn.json`` does; it is written last, so a push
 that dies halfway leaves no version. Pushing different bytes under an existing
@@ -12,6 +12,11 @@ version is refused; identical bytes are a no-op. Aliases move by conditional
 writes (GCS generation, S3 ETag, a file lock locally): a writer that lost a race
 re-reads and tries again, so two racing promotes never corrupt the alias and
 the history keeps both.
+
+An alias may carry a traffic policy (:class:`Traffic`): a split of its requests between versions
+by weight, a sticky key so a caller keeps its version, a shadow version that gets a copy of each
+request, and the bounds past which a canary is rolled back automatically. The alias's ``version``
+is then the stable one: the version with the largest weight.
 """
 
 from __future__ import annotations
@@ -36,10 +41,42 @@ HISTORY_LIMIT = 50
 _CAS_ATTEMPTS = 8
 
 
+class Rollback(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """When a canary leaves the split: over the last ``window_s`` seconds, with ``min_requests`` on both."""
+
+    window_s: float = 60.0
+    min_requests: int = 20
+    #: The canary's 5xx rate may exceed the stable version's by at most this much.
+    max_error_rate_increase: float = 0.05
+    #: The canary's p99 latency may be at most this multiple of the stable version's (and 50 ms more).
+    max_p99_ratio: float = 2.0
+
+
+class Traffic(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How an alias's requests are shared between versions (see the module docstring)."""
+
+    #: Version -> weight in percent; the weights add up to 100.
+    split: dict[str, int]
+    #: Keep a caller on one version: hash this request header's value (e.g. ``X-User``) ...
+    sticky_header: str = ""
+    #: ... or this top-level field of the JSON body (e.g. ``user_id``); else each request draws anew.
+    sticky_field: str = ""
+    #: A version that gets a copy of each request; its answers are compared and counted, never returned.
+    shadow: str = ""
+    #: Automatic rollback of the canaries (every version but the stable one); None turns it off.
+    rollback: Rollback | None = Rollback()
+
+    @property
+    def stable(self) -> str:
+        """The version with the largest weight (the first listed among equals)."""
+        return max(self.split, key=lambda version: self.split[version])
+
+
 class AliasRecord(msgspec.Struct, forbid_unknown_fields=True):
     version: str
     history: list[str] = []
     updated_at: float = 0.0
+    traffic: Traffic | None = None
 
 
 class PushResult(NamedTuple):
@@ -166,18 +203,37 @@ class Registry:
         return record.version
 
     def promote(self, name: str, version: str, alias: str) -> AliasRecord:
-        """Point ``alias`` at ``version`` (which must exist); the previous target goes to history."""
+        """Point ``alias`` at ``version`` (which must exist) with all its traffic; the old target goes to history."""
         self.contract(name, version)  # refuse aliases to versions that do not exist
 
         def move(current: AliasRecord | None) -> AliasRecord:
             if current is None:
                 return AliasRecord(version, [], time.time())
-            if current.version == version:
+            if current.version == version and current.traffic is None:
                 return current
+            if current.version == version:
+                return AliasRecord(version, current.history, time.time())
             history = [current.version, *current.history][:HISTORY_LIMIT]
             return AliasRecord(version, history, time.time())
 
         return self._update_alias(name, alias, move)
+
+    def set_traffic(self, name: str, alias: str, traffic: Traffic) -> AliasRecord:
+        """Give ``alias`` a traffic policy; its stable version becomes the alias's version."""
+        check_traffic(traffic)
+        for version in {*traffic.split, *([traffic.shadow] if traffic.shadow else [])}:
+            self.contract(name, version)  # every version must exist
+        stable = traffic.stable
+        if len(traffic.split) == 1 and not traffic.shadow:
+            return self.promote(name, stable, alias)  # all to one version: a plain alias
+
+        def apply(current: AliasRecord | None) -> AliasRecord:
+            if current is None:
+                return AliasRecord(stable, [], time.time(), traffic)
+            history = current.history if current.version == stable else [current.version, *current.history]
+            return AliasRecord(stable, history[:HISTORY_LIMIT], time.time(), traffic)
+
+        return self._update_alias(name, alias, apply)
 
     def rollback(self, name: str, alias: str) -> AliasRecord:
         """Point ``alias`` back at its previous target."""
@@ -251,6 +307,18 @@ class Registry:
 
     def _alias_key(self, name: str, alias: str) -> str:
         return self._key(name, ALIASES, f"{alias}.json")
+
+
+def check_traffic(traffic: Traffic) -> None:
+    """Weights from 0 to 100 adding up to 100, a shadow outside the split, one sticky key at most."""
+    if not traffic.split or any(not 0 <= weight <= 100 for weight in traffic.split.values()):
+        raise RegistryError("a traffic split needs versions with weights from 0 to 100")
+    if sum(traffic.split.values()) != 100:
+        raise RegistryError(f"the split's weights add up to {sum(traffic.split.values())}, not 100")
+    if traffic.shadow and traffic.shadow in traffic.split:
+        raise RegistryError(f"v{traffic.shadow} is in the split; a shadow version gets copies, not traffic")
+    if traffic.sticky_header and traffic.sticky_field:
+        raise RegistryError("choose one sticky key: a header or a body field")
 
 
 def _version_order(version: str) -> tuple[int, int | str]:

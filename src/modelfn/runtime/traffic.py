@@ -1,0 +1,147 @@
+"""An alias's traffic policy at work inside a function: split, sticky key, shadow, automatic rollback.
+
+:class:`TrafficState` holds one target per version of the split (and the shadow's), built when the
+alias is resolved or refreshed; :meth:`TrafficState.choose` picks the version of each request:
+
+- a request pinned to a version (a shadow copy, or ``/versions/N`` in the URL) gets it;
+- otherwise the request's draw in [0, 1) falls into one version's share of the weights. The draw
+  is random, or, with a sticky key, a hash of the alias and the key's value: the same caller gets
+  the same version on every instance, and raising a canary's weight only moves callers to it.
+
+The :class:`CanaryWatch` keeps the last ``rollback.window_s`` seconds of each version's outcomes.
+When a canary's 5xx rate passes the stable version's by ``max_error_rate_increase``, or its p99
+latency passes ``max_p99_ratio`` times the stable one's (and 50 ms more), both over at least
+``min_requests``, the canary leaves this instance's split: its share goes to the stable version,
+the event is logged and counted, and it stays out until the alias's policy changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from modelfn.metrics import RequestContext
+    from modelfn.registry import Rollback, Traffic
+
+log = logging.getLogger("modelfn")
+T = TypeVar("T")
+#: A canary's p99 must also exceed the stable one's by this much: sub-millisecond noise is no reason.
+P99_MARGIN_S = 0.05
+#: Judge a canary every this many of its outcomes (sorting a window on every request would cost).
+CHECK_EVERY = 10
+
+
+def sticky_draw(alias: str, value: str) -> float:
+    """A stable point in [0, 1) for a sticky key's value (the same on every instance and process)."""
+    digest = hashlib.sha256(f"{alias}\0{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class TrafficState(Generic[T]):
+    """The targets of one alias's policy and how a request picks one."""
+
+    def __init__(
+        self,
+        label: str,
+        policy: Traffic,
+        targets: Mapping[str, T],
+        *,
+        on_rollback: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.label = label  # name@alias, for logs and the sticky hash
+        self.policy = policy
+        self.targets = dict(targets)
+        self.stable = policy.stable
+        self.disabled: set[str] = set()
+        self._lock = threading.Lock()
+        self.watch = CanaryWatch(self, policy.rollback, on_rollback) if policy.rollback is not None else None
+
+    def choose(self, context: RequestContext | None, key: Callable[[], str]) -> tuple[str, T]:
+        """``(version, target)`` for this request; ``key()`` reads the sticky key's value when there is one."""
+        if context is not None and context.pinned in self.targets:
+            return context.pinned, self.targets[context.pinned]
+        draw = context.draw if context is not None else 0.0
+        if self.policy.sticky_header or self.policy.sticky_field:
+            value = key()
+            if value:
+                draw = sticky_draw(self.label, value)
+        weights = [(v, w) for v, w in self.policy.split.items() if w > 0 and v not in self.disabled]
+        total = sum(w for _, w in weights)
+        point = draw * total
+        for version, weight in weights:
+            if point < weight:
+                return version, self.targets[version]
+            point -= weight
+        return self.stable, self.targets[self.stable]
+
+    def disable(self, version: str) -> bool:
+        """Take ``version`` out of the split on this instance; False when it already was (or is stable)."""
+        with self._lock:
+            if version == self.stable or version in self.disabled:
+                return False
+            self.disabled.add(version)
+            return True
+
+
+class CanaryWatch:
+    """Each version's recent outcomes, and the rollback rule (see the module docstring)."""
+
+    def __init__(self, state: TrafficState[Any], rule: Rollback, on_rollback: Callable[[str, str], None] | None):
+        self.state = state
+        self.rule = rule
+        self.on_rollback = on_rollback
+        self._outcomes: dict[str, deque[tuple[float, bool, float]]] = {}
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, version: str, status: int, seconds: float) -> None:
+        if version not in self.state.policy.split:
+            return  # a shadow's copies are compared, not judged
+        now = time.monotonic()
+        with self._lock:
+            window = self._outcomes.setdefault(version, deque())
+            window.append((now, status >= 500, seconds))
+            self._trim(window, now)
+            self._seen[version] = self._seen.get(version, 0) + 1
+            due = version != self.state.stable and self._seen[version] % CHECK_EVERY == 0
+        if due:
+            self.judge(version)
+
+    def judge(self, canary: str) -> str:
+        """Why ``canary`` must leave the split (and take it out), or empty when it may stay."""
+        now = time.monotonic()
+        with self._lock:
+            mine = self._trim(self._outcomes.get(canary, deque()), now)
+            stable = self._trim(self._outcomes.get(self.state.stable, deque()), now)
+            if len(mine) < self.rule.min_requests or len(stable) < self.rule.min_requests:
+                return ""
+            mine_errors = sum(error for _, error, _ in mine) / len(mine)
+            stable_errors = sum(error for _, error, _ in stable) / len(stable)
+            mine_p99, stable_p99 = _p99(mine), _p99(stable)
+        reason = ""
+        if mine_errors - stable_errors > self.rule.max_error_rate_increase:
+            reason = f"5xx rate {mine_errors:.1%} against {stable_errors:.1%} for v{self.state.stable}"
+        elif mine_p99 > stable_p99 * self.rule.max_p99_ratio and mine_p99 - stable_p99 > P99_MARGIN_S:
+            reason = f"p99 {mine_p99 * 1000:.0f} ms against {stable_p99 * 1000:.0f} ms for v{self.state.stable}"
+        if reason and self.state.disable(canary):
+            log.warning("rolled back canary %s v%s: %s over the last %g s; its share goes to v%s",
+                        self.state.label, canary, reason, self.rule.window_s, self.state.stable)  # fmt: skip
+            if self.on_rollback is not None:
+                self.on_rollback(canary, reason)
+        return reason
+
+    def _trim(self, window: deque[tuple[float, bool, float]], now: float) -> deque[tuple[float, bool, float]]:
+        while window and window[0][0] < now - self.rule.window_s:
+            window.popleft()
+        return window
+
+
+def _p99(window: deque[tuple[float, bool, float]]) -> float:
+    latencies = sorted(seconds for _, _, seconds in window)
+    return latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]

@@ -1,0 +1,92 @@
+"""``modelfn compare``: the versions of an alias side by side, from the functions' own ``/metrics``.
+
+Each ``--metrics`` URL is scraped and parsed with prometheus-client's text parser; the request
+counters and latency histograms of every route are added up per version, across instances. The
+latency percentiles are histogram upper bounds (the bucket that holds the percentile), as
+Prometheus's ``histogram_quantile`` would place them without interpolation; agreement is the
+share of shadow copies whose answer matched the served one.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections import defaultdict
+from typing import NamedTuple
+
+from modelfn.metrics import LATENCY_BUCKETS, Histogram
+
+
+class VersionReport(NamedTuple):
+    version: str
+    role: str
+    requests: int
+    errors: int
+    latency: Histogram
+    agreed: int
+    compared: int
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def scrape(url: str, api_key: str = "") -> str:
+    request = urllib.request.Request(url, headers={"x-api-key": api_key} if api_key else {})
+    with urllib.request.urlopen(request, timeout=10) as response:  # an operator's own URL
+        return response.read().decode()
+
+
+def reports(texts: list[str], model: str, roles: dict[str, str]) -> list[VersionReport]:
+    """Per version of ``model``: requests, 5xx, latency and shadow agreement, summed over the scrapes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    requests: dict[str, int] = defaultdict(int)
+    errors: dict[str, int] = defaultdict(int)
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    sums: dict[str, float] = defaultdict(float)
+    agreed: dict[str, int] = defaultdict(int)
+    compared: dict[str, int] = defaultdict(int)
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if labels.get("model") != model:
+                    continue
+                version = labels.get("version", "")
+                if sample.name == "modelfn_requests_total":
+                    requests[version] += int(sample.value)
+                    if labels.get("code", "").startswith("5"):
+                        errors[version] += int(sample.value)
+                elif sample.name == "modelfn_request_duration_seconds_bucket":
+                    buckets[version][float(labels["le"])] += sample.value
+                elif sample.name == "modelfn_request_duration_seconds_sum":
+                    sums[version] += sample.value
+                elif sample.name == "modelfn_shadow_requests_total" and labels.get("agreed") in ("true", "false"):
+                    compared[version] += int(sample.value)
+                    agreed[version] += int(sample.value) if labels["agreed"] == "true" else 0
+    found = []
+    for version in sorted(set(requests) | set(roles), key=lambda v: (v not in roles, v)):
+        histogram = Histogram(LATENCY_BUCKETS)
+        cumulative = sorted(buckets[version].items())
+        previous = 0.0
+        counts = []
+        for _, running in cumulative:
+            counts.append(int(running - previous))
+            previous = running
+        if len(counts) == len(histogram.counts):
+            histogram.counts = counts
+            histogram.count = int(previous)
+            histogram.total = sums[version]
+        found.append(VersionReport(version, roles.get(version, "other"), requests[version], errors[version],
+                                   histogram, agreed[version], compared[version]))  # fmt: skip
+    return found
+
+
+def table(found: list[VersionReport]) -> str:
+    rows = ["version  role      requests  errors   p50 ms   p90 ms   p99 ms  agreement"]
+    for report in found:
+        p = [report.latency.quantile(q) * 1000 for q in (0.5, 0.9, 0.99)]
+        agreement = f"{report.agreed / report.compared:.1%} of {report.compared}" if report.compared else "-"
+        rows.append(f"{report.version:<8} {report.role:<9} {report.requests:>8}  {report.error_rate:>6.1%}  "
+                    + "  ".join(f"{'<=' + format(v, 'g'):>7}" for v in p) + f"  {agreement}")  # fmt: skip
+    return "\n".join(rows)
