@@ -250,7 +250,7 @@ class ModelFunction:
         if name != contract.name:
             raise NotFound(f"model {name[:100]!r} not found; this function serves {contract.name!r}")
         if version is not None and version != contract.version:
-            available = sorted(traffic.targets) if traffic is not None else [contract.version]
+            available = ", ".join(repr(v) for v in (sorted(traffic.targets) if traffic else [contract.version]))
             raise NotFound(f"model {name!r} has no version {version[:100]!r}; available: {available}")
         return contract
 

@@ -94,7 +94,7 @@ def test_the_lambda_zip_answers_from_a_bare_interpreter(out, tmp_path) -> None:
     assert not any("/tests/" in name or name.endswith(".pyc") for name in listed)
     assert report.sizes["zipped"] == archive.stat().st_size < 50 * 1024 * 1024
     assert names(report.requirements) == {
-        "flatbuffers", "msgspec", "numpy", "onnxruntime", "orjson", "packaging", "prometheus-client", "protobuf",
+        "flatbuffers", "msgspec", "numpy", "onnxruntime", "orjson", "packaging", "prometheus_client", "protobuf",
         "pyyaml"
     }  # fmt: skip
 
