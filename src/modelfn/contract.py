@@ -213,6 +213,22 @@ class Deploy(_Strict):
     #: ``incoming/`` in the uploads bucket; ``messages`` answers each request on a Pub/Sub topic
     #: (Google Cloud) or an SQS queue (AWS). Results go to the results bucket.
     triggers: Annotated[list[Literal["storage", "messages"]], msgspec.Meta(max_length=2)] = []
+    #: A split made by the platform instead of the function (``modelfn traffic`` splits inside it):
+    #: model version -> percent, e.g. ``{"3": 90, "4": 10}``. Each version runs pinned in its own
+    #: Cloud Run revision or Lambda version, tagged ``m<version>``, and the platform shares the
+    #: requests. This deploy pins the contract's own version; the other one must already be
+    #: deployed. Two versions at most (Lambda's alias routing takes two); the weights add up to 100.
+    traffic: Annotated[dict[Version, Annotated[int, msgspec.Meta(ge=0, le=100)]], msgspec.Meta(max_length=2)] | None = (
+        None
+    )
+
+    def __post_init__(self) -> None:
+        if self.traffic is None:
+            return
+        if not self.traffic:
+            raise ValueError('deploy.traffic needs one or two versions, e.g. {"3": 90, "4": 10}')
+        if sum(self.traffic.values()) != 100:
+            raise ValueError(f"deploy.traffic's weights add up to {sum(self.traffic.values())}, not 100")
 
 
 class Step(_Strict):
@@ -267,6 +283,12 @@ class Contract(_Strict, kw_only=True):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{kind} has duplicate tensor names: {', '.join(duplicates)}")
+        traffic = self.deploy.traffic if self.deploy is not None else None
+        if traffic is not None and self.version not in traffic:
+            raise ValueError(
+                f"deploy.traffic must name this contract's version {self.version!r}, the one this deploy pins "
+                "(give it 0 to send it nothing)"
+            )
         if self.batching is not None:
             if self.framework == "pipeline":
                 raise ValueError("`batching` belongs to the models a pipeline runs, not to the pipeline")

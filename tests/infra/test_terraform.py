@@ -178,7 +178,9 @@ def test_google_functions_get_their_model_reference_and_own_account() -> None:
     assert service["service_account_email"] == "${google_service_account.function[each.key].email}"
     assert service["environment_variables"] == "${local.environment[each.key]}"
     main = (INFRA / "modules" / "gcp" / "main.tf").read_text()
-    assert 'MODELFN_MODEL = "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"' in main
+    assert '"gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"' in main
+    # A platform split (deploy.traffic) pins each revision to its version instead.
+    assert '"gs://${google_storage_bucket.models.name}/models/${f.registry_model}/${f.edge.deployed}")' in main
     config = resources[("google_api_gateway_api_config", "config")]
     assert config["gateway_config"][0]["backend_config"][0]["google_service_account"] == (
         "${google_service_account.gateway.email}"
@@ -314,6 +316,102 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
         terraform(["destroy", "-auto-approve", "-input=false"], cwd=root, env=env)
         assert lam.list_functions()["Functions"] == []
         assert apigw.get_rest_apis()["items"] == []
+
+
+@pytest.mark.slow
+def test_aws_split_by_lambda_moves_between_pinned_versions(tmp_path: Path) -> None:
+    """deploy.traffic on Lambda, applied three times against moto: one version, a 90/10 canary, the promotion.
+
+    Each published Lambda version pins one model version; the alias m<version> keeps it; the
+    serving alias (prod) routes between them, and the REST API invokes the serving alias.
+    """
+    digits = json.loads((INFRA / "aws" / "functions.auto.tfvars.json").read_text())["functions"]["digits"]
+    root = tmp_path / "root"
+    root.mkdir()
+    bundle = root / "bundle.zip"
+    env = terraform_env(tmp_path)
+
+    def deploy(model_version: str, weights: dict[str, int], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # A new model version is a new bundle (its contract changes), so the function publishes anew.
+        with zipfile.ZipFile(bundle, "w") as archive:
+            archive.writestr(
+                "lambda_function.py", f"# model {model_version}\ndef handler(event, context):\n    return {{}}\n"
+            )
+        edge = {"deployed": model_version, "weights": weights}
+        variables = {"functions": {"digits": {**digits, "edge": edge}}}
+        (root / "functions.auto.tfvars.json").write_text(json.dumps(variables))
+        if check:
+            return terraform(["apply", "-auto-approve", "-input=false"], cwd=root, env=env)
+        return subprocess.run(
+            [tool("terraform"), "apply", "-no-color", "-auto-approve", "-input=false"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    with s3_server() as endpoint:
+        (root / "main.tf").write_text(
+            MOTO_ROOT.read_text().replace("ENDPOINT", endpoint).replace("MODULE", str(INFRA / "modules" / "aws"))
+        )
+        terraform(["init", "-input=false"], cwd=root, env=env)
+        lam = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", **_credentials())
+        apigw = boto3.client("apigateway", endpoint_url=endpoint, region_name="us-east-1", **_credentials())
+
+        def model_of(qualifier: str) -> str:
+            config = lam.get_function_configuration(FunctionName="modelfn-digits", Qualifier=qualifier)
+            return config["Environment"]["Variables"]["MODELFN_MODEL"]
+
+        def integration() -> str:
+            [api] = apigw.get_rest_apis()["items"]
+            [resource] = [r for r in apigw.get_resources(restApiId=api["id"], limit=500)["items"]
+                          if r["path"] == "/v2/models/digits/infer"]  # fmt: skip
+            return apigw.get_method(restApiId=api["id"], resourceId=resource["id"], httpMethod="POST")[
+                "methodIntegration"
+            ]["uri"]
+
+        # A split whose other version was never deployed is refused before anything is made.
+        refused = deploy("2", {"1": 90, "2": 10}, check=False)
+        assert refused.returncode != 0
+        assert 'data.aws_lambda_alias.kept["digits 1"]' in refused.stderr, refused.stderr
+        assert lam.list_functions()["Functions"] == []
+
+        # 1. Version 1 alone: published, pinned, and served through prod.
+        deploy("1", {"1": 100})
+        assert lam.get_alias(FunctionName="modelfn-digits", Name="m1")["FunctionVersion"] == "1"
+        prod = lam.get_alias(FunctionName="modelfn-digits", Name="prod")
+        assert prod["FunctionVersion"] == "1" and not prod.get("RoutingConfig")
+        assert model_of("1") == "s3://modelfn-models/models/digits/1"
+        assert integration().endswith(":function:modelfn-digits:prod/invocations")
+
+        # 2. The canary: version 2 is published and takes 10%; version 1 keeps its Lambda version.
+        deploy("2", {"1": 90, "2": 10})
+        aliases = {a["Name"]: a for a in lam.list_aliases(FunctionName="modelfn-digits")["Aliases"]}
+        assert (aliases["m1"]["FunctionVersion"], aliases["m2"]["FunctionVersion"]) == ("1", "2")
+        assert aliases["prod"]["FunctionVersion"] == "1"
+        assert aliases["prod"]["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 0.1}
+        assert (model_of("1"), model_of("2")) == (
+            "s3://modelfn-models/models/digits/1",
+            "s3://modelfn-models/models/digits/2",
+        )
+        deploy("2", {"1": 90, "2": 10})  # applying again changes nothing: m1 is read back, not moved
+        assert lam.get_alias(FunctionName="modelfn-digits", Name="m1")["FunctionVersion"] == "1"
+
+        # 3. The promotion: everything to version 2; version 1's alias goes.
+        deploy("2", {"2": 100})
+        aliases = {a["Name"]: a for a in lam.list_aliases(FunctionName="modelfn-digits")["Aliases"]}
+        assert set(aliases) == {"m2", "prod"}
+        # (moto reports drift on every apply, so each apply publishes anew: m2 follows the newest.)
+        assert aliases["prod"]["FunctionVersion"] == aliases["m2"]["FunctionVersion"]
+        assert not aliases["prod"].get("RoutingConfig")
+        assert model_of(aliases["prod"]["FunctionVersion"]) == "s3://modelfn-models/models/digits/2"
+
+        terraform(["destroy", "-auto-approve", "-input=false"], cwd=root, env=env)
+        assert lam.list_functions()["Functions"] == []
+
+
+def _credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 def _list(value: str | list[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from helpers import ROOT, edit_contract
 
 from modelfn.cli import cli
+from modelfn.errors import ContractError
 from modelfn.tooling.build import BuildError
 from modelfn.tooling.render import GATEWAY_ROUTES, plan, render
 
@@ -174,6 +176,46 @@ def test_triggers_need_a_zip_function(tmp_path: Path) -> None:
     root = project_copy(tmp_path, "digits-keras")
     edit_contract(root / "functions" / "digits-keras", deploy={"package": "image", "triggers": ["storage"]})
     with pytest.raises(BuildError, match="event triggers are deployed as Cloud Functions and Lambda zips"):
+        plan(root / "functions")
+
+
+def test_a_platform_split_reaches_both_clouds_variables(tmp_path: Path) -> None:
+    """deploy.traffic: the HTTP function pins the contract's version; event functions take no part."""
+    root = project_copy(tmp_path, "digits")
+    edit_contract(
+        root / "functions" / "digits", version="2", deploy={"traffic": {"2": 10, "1": 90}, "triggers": ["storage"]}
+    )
+    http, batch = plan(root / "functions")
+    assert http.edge == {"deployed": "2", "weights": {"1": 90, "2": 10}}
+    assert batch.trigger == "storage" and batch.edge is None
+    files = render(root)
+    for cloud in ("gcp", "aws"):
+        variables = json.loads(files[f"infra/{cloud}/functions.auto.tfvars.json"])["functions"]
+        assert variables["digits"]["edge"] == {"deployed": "2", "weights": {"1": 90, "2": 10}}
+        assert variables["digits-batch"]["edge"] is None
+
+
+@pytest.mark.parametrize(
+    ("version", "traffic", "message"),
+    [
+        ("2", {"1": 100}, "must name this contract's version '2'"),
+        ("2", {"1": 80, "2": 10}, "weights add up to 90, not 100"),
+        ("2", {"1": 40, "2": 40, "3": 20}, "length <= 2"),
+        ("2", {"1": 110, "2": -10}, "<= 100"),
+        ("2", {}, "one or two versions"),
+    ],
+)
+def test_a_platform_split_that_cannot_deploy_is_refused(tmp_path: Path, version, traffic, message) -> None:
+    root = project_copy(tmp_path, "digits")
+    edit_contract(root / "functions" / "digits", version=version, deploy={"traffic": traffic})
+    with pytest.raises(ContractError, match=re.escape(message)):
+        plan(root / "functions")
+
+
+def test_a_several_model_function_splits_in_the_function(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits-ensemble")
+    edit_contract(root / "functions" / "digits-ensemble" / "pca", deploy={"traffic": {"1": 100}})
+    with pytest.raises(BuildError, match="splits one model's versions"):
         plan(root / "functions")
 
 

@@ -36,6 +36,33 @@ locals {
   ]...)
 
   arn = "arn:${data.aws_partition.current.partition}"
+
+  # Platform splits (contract `deploy.traffic`): one alias per model version, m<version>. The
+  # deployed version's follows the version this apply publishes; the other keeps the Lambda
+  # version it has now, read from the live alias (so it must have been deployed first).
+  edge_functions = { for name, f in var.functions : name => f if f.edge != null }
+  pinned = merge([
+    for name, f in local.edge_functions : {
+      for version, percent in f.edge.weights : "${name} ${version}" => {
+        function = name
+        alias    = "m${replace(version, "/[^A-Za-z0-9_-]/", "-")}"
+        percent  = percent
+        deployed = version == f.edge.deployed
+      }
+    }
+  ]...)
+  kept = { for key, p in local.pinned : key => p if !p.deployed }
+  # The function's serving alias (its contract's alias, e.g. prod): the version that is not
+  # deployed now is the primary, and the deployed one takes its weight on top.
+  serving = {
+    for name, f in local.edge_functions : name => {
+      primary = length(f.edge.weights) == 1 ? "${name} ${f.edge.deployed}" : one([for key, p in local.kept : key if p.function == name])
+      canary  = length(f.edge.weights) == 1 ? null : "${name} ${f.edge.deployed}"
+    }
+  }
+  # What callers invoke: the serving alias where the platform splits, else the function itself.
+  invoke_arn = { for name, f in var.functions : name => f.edge == null ? aws_lambda_function.function[name].invoke_arn : aws_lambda_alias.serving[name].invoke_arn }
+  qualifier  = { for name, f in var.functions : name => f.edge == null ? null : f.alias }
 }
 
 # --- Buckets: the registry, and for event functions the uploads and results ------------------
@@ -226,6 +253,9 @@ resource "aws_lambda_function" "function" {
   image_uri        = each.value.package == "image" ? var.images[coalesce(each.value.folder, each.key)] : null
   architectures    = ["x86_64"]
 
+  # Published versions are what a platform split routes between.
+  publish = each.value.edge != null
+
   memory_size                    = each.value.memory_mb
   timeout                        = each.value.timeout_s
   reserved_concurrent_executions = each.value.max_instances
@@ -233,8 +263,12 @@ resource "aws_lambda_function" "function" {
   environment {
     variables = merge(
       { MODELFN_LOG_LEVEL = "INFO" },
+      # A platform split pins each published version to one model version; otherwise the alias
+      # decides (and its traffic policy, applied in the function).
       each.value.registry_model == null ? {} : {
-        MODELFN_MODEL = "s3://${aws_s3_bucket.bucket["models"].bucket}/models/${each.value.registry_model}@${each.value.alias}"
+        MODELFN_MODEL = (each.value.edge == null
+          ? "s3://${aws_s3_bucket.bucket["models"].bucket}/models/${each.value.registry_model}@${each.value.alias}"
+        : "s3://${aws_s3_bucket.bucket["models"].bucket}/models/${each.value.registry_model}/${each.value.edge.deployed}")
       },
       # Event functions write under their own prefix of the results bucket.
       try(each.value.trigger.type, "") == "storage" ? {
@@ -254,9 +288,50 @@ resource "aws_lambda_function" "function" {
   depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
 }
 
+# --- Platform splits: an alias per model version, and the serving alias that routes between them
+
+data "aws_lambda_alias" "kept" {
+  for_each      = local.kept
+  function_name = "${var.name_prefix}${each.value.function}"
+  name          = each.value.alias
+}
+
+resource "aws_lambda_alias" "pinned" {
+  for_each         = local.pinned
+  name             = each.value.alias
+  description      = "modelfn: model version ${split(" ", each.key)[1]}"
+  function_name    = aws_lambda_function.function[each.value.function].function_name
+  function_version = each.value.deployed ? aws_lambda_function.function[each.value.function].version : data.aws_lambda_alias.kept[each.key].function_version
+}
+
+resource "aws_lambda_alias" "serving" {
+  for_each         = local.serving
+  name             = var.functions[each.key].alias
+  description      = "modelfn: the split of deploy.traffic"
+  function_name    = aws_lambda_function.function[each.key].function_name
+  function_version = aws_lambda_alias.pinned[each.value.primary].function_version
+
+  dynamic "routing_config" {
+    for_each = each.value.canary == null ? [] : [each.value.canary]
+    content {
+      additional_version_weights = {
+        (aws_lambda_alias.pinned[routing_config.value].function_version) = local.pinned[routing_config.value].percent / 100
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = each.value.canary == null || aws_lambda_alias.pinned[each.value.primary].function_version != try(aws_lambda_alias.pinned[each.value.canary].function_version, "")
+      error_message = "Both versions of the split resolve to the same Lambda version: deploy the other version alone first (deploy.traffic: {\"<version>\": 100})."
+    }
+  }
+}
+
 resource "aws_lambda_function_url" "function" {
   for_each           = local.with_url
   function_name      = aws_lambda_function.function[each.key].function_name
+  qualifier          = local.qualifier[each.key]
   authorization_type = "AWS_IAM"
 }
 
@@ -388,7 +463,7 @@ resource "aws_api_gateway_integration" "route" {
   http_method             = aws_api_gateway_method.route[each.key].http_method
   integration_http_method = "POST"
   type                    = "AWS_PROXY"
-  uri                     = aws_lambda_function.function[each.value.function].invoke_arn
+  uri                     = local.invoke_arn[each.value.function]
 }
 
 resource "aws_lambda_permission" "api" {
@@ -396,6 +471,7 @@ resource "aws_lambda_permission" "api" {
   statement_id  = "AllowRestApi"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.function[each.key].function_name
+  qualifier     = local.qualifier[each.key]
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_api_gateway_rest_api.api[0].execution_arn}/*/*"
 }
@@ -404,9 +480,9 @@ resource "aws_api_gateway_deployment" "api" {
   count       = length(aws_api_gateway_rest_api.api)
   rest_api_id = aws_api_gateway_rest_api.api[0].id
 
-  # A new deployment whenever a route or its target changes.
+  # A new deployment whenever a route or its target (the function, or its serving alias) changes.
   triggers = {
-    routes = sha1(jsonencode([for key, method in local.methods : [key, method.function]]))
+    routes = sha1(jsonencode([for key, method in local.methods : [key, method.function, local.invoke_arn[method.function]]]))
   }
 
   lifecycle {

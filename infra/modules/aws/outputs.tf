@@ -32,3 +32,8 @@ output "request_queues" {
   description = "Function name -> the URL of the SQS queue its requests are sent to."
   value       = { for name, queue in aws_sqs_queue.requests : name => queue.url }
 }
+
+output "serving_aliases" {
+  description = "Function name -> its serving alias's ARN, for functions split by Lambda (deploy.traffic)."
+  value       = { for name, alias in aws_lambda_alias.serving : name => alias.arn }
+}

@@ -30,6 +30,13 @@ variable "functions" {
       queue_arn  = optional(string)
       batch_size = optional(number, 10)
     }))
+    # A split made by Lambda (contract `deploy.traffic`): this deploy publishes a version pinned
+    # to model version `deployed`; each version of `weights` keeps an alias m<version>, and the
+    # function's alias routes between them.
+    edge = optional(object({
+      deployed = string
+      weights  = map(number)
+    }))
   }))
 
   validation {
@@ -39,6 +46,10 @@ variable "functions" {
   validation {
     condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "messages"], try(f.trigger.type, ""))])
     error_message = "trigger.type is storage or messages."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.edge == null || try(f.registry_model != null && f.trigger == null && contains(keys(f.edge.weights), f.edge.deployed) && sum(values(f.edge.weights)) == 100 && length(f.edge.weights) <= 2, false)])
+    error_message = "edge (deploy.traffic) belongs to a one-model HTTP function; its weights name the deployed version, at most two versions (Lambda's alias routing takes two), adding up to 100."
   }
 }
 

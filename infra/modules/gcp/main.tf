@@ -21,8 +21,12 @@ locals {
         # slots then meet modelfn's bounded queue (fast 503s), not gunicorn's unbounded one.
         THREADS = tostring(f.concurrency)
       },
+      # A platform split pins each revision to one version; otherwise the alias decides (and its
+      # traffic policy, applied in the function).
       f.registry_model == null ? {} : {
-        MODELFN_MODEL = "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"
+        MODELFN_MODEL = (f.edge == null
+          ? "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"
+        : "gs://${google_storage_bucket.models.name}/models/${f.registry_model}/${f.edge.deployed}")
       },
       # Event functions write under their own prefix of the results bucket.
       try(f.trigger.type, "") == "storage" ? {
@@ -33,6 +37,26 @@ locals {
         MODELFN_MESSAGE_OUTPUT = "gs://${google_storage_bucket.results[0].name}/${name}/messages"
       } : {},
     )
+  }
+
+  # Cloud Run services split by the platform: each version's traffic tag (m<version>, a valid DNS
+  # label) and weight. The deployed version is the latest revision; the other keeps the revision
+  # its tag names now, read from the live service.
+  edge_services = { for name, f in local.image_functions : name => f if f.edge != null }
+  edge_targets = {
+    for name, f in local.edge_services : name => [
+      for version, percent in f.edge.weights : {
+        tag      = "m${replace(lower(version), "/[^a-z0-9]/", "-")}"
+        percent  = percent
+        deployed = version == f.edge.deployed
+      }
+    ]
+  }
+  # The revisions that tags name on the live services (a split's stable version must be deployed first).
+  tagged_revisions = {
+    for name, svc in data.google_cloud_run_v2_service.live : name => {
+      for status in svc.traffic_statuses : status.tag => status.revision if status.tag != ""
+    }
   }
 
   # Function name -> its HTTPS URL, for the gateway's backends.
@@ -301,23 +325,59 @@ resource "google_cloud_run_v2_service" "service" {
     }
   }
 
-  # Without a canary the newest revision takes everything; with one, it takes `percent` and the
-  # stable revision keeps the rest. Promote by removing the canary, roll back by re-applying.
+  # A model split (contract `deploy.traffic`): the latest revision serves the deployed version,
+  # the other version's revision keeps its tag, each with its weight.
   dynamic "traffic" {
-    for_each = contains(keys(var.canaries), each.key) ? [var.canaries[each.key]] : []
+    for_each = each.value.edge == null ? [] : local.edge_targets[each.key]
+    content {
+      type     = traffic.value.deployed ? "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST" : "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+      revision = traffic.value.deployed ? null : local.tagged_revisions[each.key][traffic.value.tag]
+      percent  = traffic.value.percent
+      tag      = traffic.value.tag
+    }
+  }
+  # A code canary (var.canaries): the newest revision takes `percent` and the stable revision keeps
+  # the rest; without one, the newest revision takes everything. Promote by removing the canary,
+  # roll back by re-applying.
+  dynamic "traffic" {
+    for_each = each.value.edge == null && contains(keys(var.canaries), each.key) ? [var.canaries[each.key]] : []
     content {
       type     = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
       revision = traffic.value.stable_revision
       percent  = 100 - traffic.value.percent
     }
   }
-  traffic {
-    type    = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-    percent = contains(keys(var.canaries), each.key) ? var.canaries[each.key].percent : 100
-    tag     = contains(keys(var.canaries), each.key) ? "canary" : null
+  dynamic "traffic" {
+    for_each = each.value.edge == null ? [contains(keys(var.canaries), each.key)] : []
+    content {
+      type    = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+      percent = traffic.value ? var.canaries[each.key].percent : 100
+      tag     = traffic.value ? "canary" : null
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = each.value.edge == null || !contains(keys(var.canaries), each.key)
+      error_message = "A service splits either model versions (deploy.traffic) or code (var.canaries), not both."
+    }
+    precondition {
+      condition = alltrue([
+        for target in try(local.edge_targets[each.key], []) : target.deployed || contains(keys(try(local.tagged_revisions[each.key], {})), target.tag)
+      ])
+      error_message = "No revision of this service is tagged with the split's other version: deploy that version alone first (deploy.traffic: {\"<version>\": 100})."
+    }
   }
 
   depends_on = [google_project_service.required]
+}
+
+# The live services whose split keeps a revision from an earlier deploy.
+data "google_cloud_run_v2_service" "live" {
+  for_each = { for name, f in local.edge_services : name => f if length(f.edge.weights) > 1 }
+  project  = var.project_id
+  location = var.region
+  name     = "${var.name_prefix}${each.key}"
 }
 
 # A gen2 function is invoked through its Cloud Run service, so run.invoker is the grant that counts.

@@ -38,6 +38,12 @@ variable "functions" {
       topic  = optional(string)
       retry  = optional(bool, true)
     }))
+    # A split made by Cloud Run (contract `deploy.traffic`): this deploy pins model version
+    # `deployed`; each version of `weights` keeps its own revision, tagged m<version>.
+    edge = optional(object({
+      deployed = string
+      weights  = map(number)
+    }))
   }))
 
   validation {
@@ -47,6 +53,16 @@ variable "functions" {
   validation {
     condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "messages"], try(f.trigger.type, ""))])
     error_message = "trigger.type is storage or messages."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.edge == null || (f.package == "image" && f.registry_model != null)])
+    error_message = "deploy.traffic needs package: image on Google Cloud: Cloud Functions gen2 sends all traffic to its latest revision, Cloud Run splits it between revisions. Split in the function instead (modelfn traffic), or package the function as an image."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.edge == null || try(contains(keys(f.edge.weights), f.edge.deployed) && sum(values(f.edge.weights)) == 100 && length(f.edge.weights) <= 2, false)])
+    error_message = "edge.weights name the deployed version, at most two versions, adding up to 100."
   }
 }
 

@@ -95,6 +95,16 @@ class FunctionPlan:
         """The name used for identifiers: hyphens and underscores folded to one form."""
         return re.sub(r"[^A-Za-z0-9]", "_", self.name)
 
+    @property
+    def edge(self) -> dict[str, object] | None:
+        """The platform's split (``deploy.traffic``): the version this deploy pins, and every version's weight.
+
+        Event functions take no part: a platform split shares an HTTP endpoint's requests.
+        """
+        if self.deploy.traffic is None or self.trigger is not None:
+            return None
+        return {"deployed": self.version, "weights": dict(sorted(self.deploy.traffic.items()))}
+
     def variables(self) -> dict[str, object]:
         """This function's entry in the Terraform ``functions`` variable (the same for both clouds)."""
         d = self.deploy
@@ -113,6 +123,7 @@ class FunctionPlan:
             "concurrency": self.concurrency,
             "service_account_id": self.service_account_id,
             "trigger": None if self.trigger is None else {"type": self.trigger},
+            "edge": self.edge,
         }
 
 
@@ -163,6 +174,11 @@ def _plan(layout: FunctionLayout) -> list[FunctionPlan]:
     if package == "auto":
         package = "image" if "tensorflow" in frameworks else "zip"
     single: Contract | None = None if layout.is_group else contracts[0]
+    if deploy.traffic is not None and single is None:
+        raise BuildError(
+            f"functions/{layout.name}: `deploy.traffic` splits one model's versions; this function serves "
+            f"{len(contracts)} models (split each in the function instead: modelfn traffic)"
+        )
     if deploy.triggers and package != "zip":
         raise BuildError(
             f"functions/{layout.name}: event triggers are deployed as Cloud Functions and Lambda zips; "
