@@ -85,9 +85,25 @@ def handle_request(servable: Servable, request: Request) -> Response:
     return response
 
 
-#: Shadow copies in flight at once per process; beyond them a copy is skipped (counted), never queued.
+#: Shadow copies waiting or running at once per process; beyond them a copy is skipped (counted).
 MAX_SHADOW_COPIES = 16
+#: Threads that run the copies: a few long-lived ones, not a thread per copy (starting one costs
+#: more than a small model's inference), and few, so copies never take every core from requests.
+SHADOW_WORKERS = 2
 _SHADOW_SLOTS = threading.BoundedSemaphore(MAX_SHADOW_COPIES)
+_shadow_pool: Any = None
+_shadow_pool_lock = threading.Lock()
+
+
+def _shadow_executor() -> Any:
+    """The process's pool of shadow workers, made on the first copy (most functions never have a shadow)."""
+    global _shadow_pool
+    with _shadow_pool_lock:
+        if _shadow_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _shadow_pool = ThreadPoolExecutor(max_workers=SHADOW_WORKERS, thread_name_prefix="modelfn-shadow")
+        return _shadow_pool
 
 
 def _mirror(servable: Servable, request: Request, served: Any, response: Response) -> None:
@@ -119,7 +135,10 @@ def _mirror(servable: Servable, request: Request, served: Any, response: Respons
         finally:
             _SHADOW_SLOTS.release()
 
-    threading.Thread(target=replay, name="modelfn-shadow", daemon=True).start()
+    try:
+        _shadow_executor().submit(replay)
+    except RuntimeError:  # the interpreter is shutting down: no new copies
+        _SHADOW_SLOTS.release()
 
 
 def _comparable(body: bytes) -> Any:

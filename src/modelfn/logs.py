@@ -30,11 +30,17 @@ REQUEST_LOGGER = "modelfn.request"
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; fields passed as ``extra={"fields": {...}}`` join the top level."""
 
+    #: The last second formatted, and its text: consecutive lines mostly share their second.
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         entry: dict[str, Any] = {
             "severity": SEVERITY.get(record.levelname, "DEFAULT"),
             "message": record.getMessage(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "logger": record.name,
         }
         fields = getattr(record, "fields", None)
@@ -86,4 +92,10 @@ def log_request(
         if project:
             fields["logging.googleapis.com/trace"] = f"projects/{project}/traces/{trace}"
     where = f" {model} v{version}" if model else ""
-    logger.info("%s %s %d %.1f ms%s", method, path[:200], status, seconds * 1000, where, extra={"fields": fields})
+    # The record is made here rather than through logger.info(): that looks up the caller's file
+    # and line on every call (a walk of the stack), which a request line does not need.
+    record = logger.makeRecord(
+        REQUEST_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1f ms%s",
+        (method, path[:200], status, seconds * 1000, where), None, extra={"fields": fields},
+    )  # fmt: skip
+    logger.handle(record)
