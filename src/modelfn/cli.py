@@ -260,14 +260,25 @@ def traffic(
 @click.option("--metrics", "urls", multiple=True, required=True,
               help="A function instance's /metrics URL (repeat for each instance).")  # fmt: skip
 @click.option("--api-key", envvar="MODELFN_API_KEY", default="", help="Sent as x-api-key when scraping.")
+@click.option("--window", "window_s", type=click.FloatRange(min=0), default=0.0,
+              help="Scrape twice, this many seconds apart, and count only what happened in between "
+                   "(default: everything since each instance started).")  # fmt: skip
+@click.option("--rollback", is_flag=True,
+              help="Take out of the split each canary that fails the rollback rule on these figures "
+                   "(the policy's thresholds, or the defaults); exit status 3 when one was taken out.")  # fmt: skip
 @REGISTRY
-def compare(name: str, alias: str, urls: tuple[str, ...], api_key: str, registry: str) -> None:
+def compare(
+    name: str, alias: str, urls: tuple[str, ...], api_key: str, window_s: float, rollback: bool, registry: str
+) -> None:
     """Per version of NAME@ALIAS: requests, error rate, latency percentiles and shadow agreement."""
-    from modelfn.registry import Registry
-    from modelfn.tooling.compare import reports, scrape, table
+    import time
+
+    from modelfn.registry import Registry, Rollback
+    from modelfn.tooling.compare import judge, reports, scrape, table, window_reports
 
     with _click_errors():
-        record = Registry.open(registry).alias(name, alias)
+        opened = Registry.open(registry)
+        record = opened.alias(name, alias)
     if record is None:
         raise click.ClickException(f"no alias {name}@{alias} in {registry}")
     roles = {record.version: "stable"}
@@ -277,9 +288,26 @@ def compare(name: str, alias: str, urls: tuple[str, ...], api_key: str, registry
             roles[record.traffic.shadow] = "shadow"
     try:
         texts = [scrape(url, api_key) for url in urls]
+        if window_s:
+            time.sleep(window_s)
+            later = [scrape(url, api_key) for url in urls]
     except OSError as exc:
         raise click.ClickException(f"cannot scrape the metrics: {exc}") from None
-    click.echo(table(reports(texts, name, roles)))
+    found = window_reports(texts, later, name, roles) if window_s else reports(texts, name, roles)
+    click.echo(table(found))
+    if not rollback or record.traffic is None:
+        return
+    condemned = judge(found, record.traffic.rollback or Rollback(), record.version)
+    policy = record.traffic
+    for canary, reason in condemned.items():
+        with _click_errors():
+            opened.take_out(name, alias, canary, policy)
+            policy = opened.alias(name, alias).traffic  # type: ignore[union-attr]
+        click.echo(f"rolled back canary v{canary}: {reason}; its share goes to v{record.version}")
+        if policy is None:
+            break
+    if condemned:
+        sys.exit(3)
 
 
 @cli.command()

@@ -235,6 +235,28 @@ class Registry:
 
         return self._update_alias(name, alias, apply)
 
+    def take_out(self, name: str, alias: str, canary: str, judged: Traffic) -> AliasRecord:
+        """Take ``canary`` out of the alias's split, its weight to the stable version (a fleet's rollback).
+
+        Only if the policy is still ``judged``, the one whose metrics condemned it: a policy changed
+        in between is someone's newer decision, and is left alone.
+        """
+        if canary not in judged.split or canary == judged.stable:
+            raise RegistryError(f"v{canary} is not a canary of {name}@{alias}")
+        split = {v: w for v, w in judged.split.items() if v != canary}
+        split[judged.stable] += judged.split[canary]
+        remaining = msgspec.structs.replace(judged, split=split)
+
+        def apply(current: AliasRecord | None) -> AliasRecord:
+            if current is None or current.traffic != judged:
+                raise RegistryError(f"{name}@{alias}'s traffic policy changed since it was judged; judge it again")
+            history = current.history
+            if len(split) == 1 and not judged.shadow:  # one version left: a plain alias again
+                return AliasRecord(judged.stable, history, time.time())
+            return AliasRecord(judged.stable, history, time.time(), remaining)
+
+        return self._update_alias(name, alias, apply)
+
     def rollback(self, name: str, alias: str) -> AliasRecord:
         """Point ``alias`` back at its previous target."""
 

@@ -6,6 +6,7 @@ its alias (``MODELFN_MODEL=<registry>/digits@prod``), and every answer names its
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from helpers import DIGITS, copy_function, running, sha256_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelfn.cli import cli
+from modelfn.errors import RegistryError
 from modelfn.registry import Registry, Rollback, Traffic
 
 IMAGE = {"image": [[0, 2, 13, 16, 10, 0, 0, 0]] * 8}
@@ -136,6 +138,55 @@ def test_a_failing_canary_is_rolled_back_and_no_stable_request_fails(registry, t
     assert rolled_back == 1
     [event] = [orjson.loads(line) for line in log.splitlines() if "rolled back canary" in line]
     assert event["severity"] == "WARNING" and "5xx rate 100.0%" in event["message"]
+
+
+def test_compare_rolls_a_failing_canary_back_for_the_whole_fleet(registry, tmp_path) -> None:
+    """Two instances, no rollback of their own: ``modelfn compare --rollback`` judges their metrics together.
+
+    The canary leaves the registry's policy, and both instances follow at their next alias refresh.
+    """
+    Registry.open(registry).set_traffic("digits", "prod", Traffic(split={"1": 50, "4": 50}, rollback=None))
+    env = {"MODELFN_MODEL": f"{registry}/digits@prod", "MODELFN_ALIAS_REFRESH_S": "1"}
+    with running(DIGITS, tmp_path / "a.log", env) as first, running(DIGITS, tmp_path / "b.log", env) as second:
+        session = requests.Session()
+        for _ in range(30):
+            for server in (first, second):
+                session.post(server.url + "/predict", json=IMAGE, timeout=10)
+        arguments = ["compare", "digits", "--alias", "prod", "--metrics", first.url + "/metrics",
+                     "--metrics", second.url + "/metrics", "--rollback", "--registry", registry]  # fmt: skip
+        judged = CliRunner().invoke(cli, arguments)
+        assert judged.exit_code == 3, judged.output
+        assert "rolled back canary v4: 5xx rate 100.0% against 0.0% for v1" in judged.output
+        record = Registry.open(registry).alias("digits", "prod")
+        assert (record.version, record.traffic) == ("1", None)
+        assert metric(first.url, "modelfn_canary_rollbacks_total") == 0  # the instances did not judge
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # each instance re-reads the alias every second
+            answers = [
+                session.post(s.url + "/predict", json=IMAGE, timeout=10) for s in (first, second) for _ in range(10)
+            ]
+            if all(a.headers["X-Model-Version"] == "1" for a in answers):  # 1 in 2**20 by chance under 50/50
+                break
+            time.sleep(0.2)
+        answers = [session.post(s.url + "/predict", json=IMAGE, timeout=10) for s in (first, second) for _ in range(40)]
+        assert all(a.status_code == 200 and a.headers["X-Model-Version"] == "1" for a in answers)
+        again = CliRunner().invoke(cli, arguments)  # nothing left to judge
+        assert again.exit_code == 0, again.output
+
+
+def test_a_fleet_judgement_leaves_a_newer_policy_alone(registry) -> None:
+    opened = Registry.open(registry)
+    judged = Traffic(split={"1": 80, "2": 20})
+    opened.set_traffic("digits", "prod", judged)
+    opened.set_traffic("digits", "prod", Traffic(split={"1": 50, "2": 50}))  # someone moved on
+    with pytest.raises(RegistryError, match="changed since it was judged"):
+        opened.take_out("digits", "prod", "2", judged)
+    assert opened.alias("digits", "prod").traffic.split == {"1": 50, "2": 50}
+    opened.set_traffic("digits", "prod", Traffic(split={"1": 60, "2": 30, "4": 10}, shadow=""))
+    current = opened.alias("digits", "prod").traffic
+    record = opened.take_out("digits", "prod", "4", current)
+    assert (record.version, record.traffic.split) == ("1", {"1": 70, "2": 30})
 
 
 def test_invalid_splits_are_refused(registry) -> None:

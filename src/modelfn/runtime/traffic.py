@@ -13,6 +13,7 @@ When a canary's 5xx rate passes the stable version's by ``max_error_rate_increas
 latency passes ``max_p99_ratio`` times the stable one's (and 50 ms more), both over at least
 ``min_requests``, the canary leaves this instance's split: its share goes to the stable version,
 the event is logged and counted, and it stays out until the alias's policy changes.
+:func:`verdict` is that rule; ``modelfn compare --rollback`` applies it to a fleet's metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from modelfn.metrics import RequestContext
@@ -35,6 +36,29 @@ T = TypeVar("T")
 P99_MARGIN_S = 0.05
 #: Judge a canary every this many of its outcomes (sorting a window on every request would cost).
 CHECK_EVERY = 10
+
+
+class Outcomes(NamedTuple):
+    """A version's requests over a window: how many, the share that were 5xx, and the p99 latency."""
+
+    requests: int
+    error_rate: float
+    p99_s: float
+
+
+def verdict(rule: Rollback, canary: Outcomes, stable: Outcomes, stable_version: str) -> str:
+    """Why a canary must leave the split, or empty when it may stay (or too few requests tell).
+
+    The one rule, for an instance's own window (:class:`CanaryWatch`) and for a fleet's metrics
+    (``modelfn compare --rollback``).
+    """
+    if canary.requests < rule.min_requests or stable.requests < rule.min_requests:
+        return ""
+    if canary.error_rate - stable.error_rate > rule.max_error_rate_increase:
+        return f"5xx rate {canary.error_rate:.1%} against {stable.error_rate:.1%} for v{stable_version}"
+    if canary.p99_s > stable.p99_s * rule.max_p99_ratio and canary.p99_s - stable.p99_s > P99_MARGIN_S:
+        return f"p99 {canary.p99_s * 1000:.0f} ms against {stable.p99_s * 1000:.0f} ms for v{stable_version}"
+    return ""
 
 
 def sticky_draw(alias: str, value: str) -> float:
@@ -117,18 +141,9 @@ class CanaryWatch:
         """Why ``canary`` must leave the split (and take it out), or empty when it may stay."""
         now = time.monotonic()
         with self._lock:
-            mine = self._trim(self._outcomes.get(canary, deque()), now)
-            stable = self._trim(self._outcomes.get(self.state.stable, deque()), now)
-            if len(mine) < self.rule.min_requests or len(stable) < self.rule.min_requests:
-                return ""
-            mine_errors = sum(error for _, error, _ in mine) / len(mine)
-            stable_errors = sum(error for _, error, _ in stable) / len(stable)
-            mine_p99, stable_p99 = _p99(mine), _p99(stable)
-        reason = ""
-        if mine_errors - stable_errors > self.rule.max_error_rate_increase:
-            reason = f"5xx rate {mine_errors:.1%} against {stable_errors:.1%} for v{self.state.stable}"
-        elif mine_p99 > stable_p99 * self.rule.max_p99_ratio and mine_p99 - stable_p99 > P99_MARGIN_S:
-            reason = f"p99 {mine_p99 * 1000:.0f} ms against {stable_p99 * 1000:.0f} ms for v{self.state.stable}"
+            mine = _outcomes(self._trim(self._outcomes.get(canary, deque()), now))
+            stable = _outcomes(self._trim(self._outcomes.get(self.state.stable, deque()), now))
+        reason = verdict(self.rule, mine, stable, self.state.stable)
         if reason and self.state.disable(canary):
             log.warning("rolled back canary %s v%s: %s over the last %g s; its share goes to v%s",
                         self.state.label, canary, reason, self.rule.window_s, self.state.stable)  # fmt: skip
@@ -142,6 +157,9 @@ class CanaryWatch:
         return window
 
 
-def _p99(window: deque[tuple[float, bool, float]]) -> float:
+def _outcomes(window: deque[tuple[float, bool, float]]) -> Outcomes:
+    if not window:
+        return Outcomes(0, 0.0, 0.0)
     latencies = sorted(seconds for _, _, seconds in window)
-    return latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    errors = sum(error for _, error, _ in window)
+    return Outcomes(len(window), errors / len(window), latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))])

@@ -5,15 +5,23 @@ counters and latency histograms of every route are added up per version, across 
 latency percentiles are histogram upper bounds (the bucket that holds the percentile), as
 Prometheus's ``histogram_quantile`` would place them without interpolation; agreement is the
 share of shadow copies whose answer matched the served one.
+
+With a window (:func:`window_reports`), each instance is scraped twice and only what happened in
+between counts; an instance that restarted in between (its counters went down) counts from zero.
+:func:`judge` applies the automatic-rollback rule to those figures, for a whole fleet at once.
 """
 
 from __future__ import annotations
 
 import urllib.request
 from collections import defaultdict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from modelfn.metrics import LATENCY_BUCKETS, Histogram
+from modelfn.runtime.traffic import Outcomes, verdict
+
+if TYPE_CHECKING:
+    from modelfn.registry import Rollback
 
 
 class VersionReport(NamedTuple):
@@ -80,6 +88,59 @@ def reports(texts: list[str], model: str, roles: dict[str, str]) -> list[Version
         found.append(VersionReport(version, roles.get(version, "other"), requests[version], errors[version],
                                    histogram, agreed[version], compared[version]))  # fmt: skip
     return found
+
+
+def window_reports(before: list[str], after: list[str], model: str, roles: dict[str, str]) -> list[VersionReport]:
+    """What each instance (``before[i]`` and ``after[i]`` are its two scrapes) served in between, summed."""
+    totals: dict[str, VersionReport] = {}
+    for first, second in zip(before, after, strict=True):
+        earlier = {r.version: r for r in reports([first], model, roles)}
+        for report in reports([second], model, roles):
+            previous = earlier.get(report.version)
+            if previous is not None and report.requests >= previous.requests:
+                report = _minus(report, previous)  # else it restarted: all of it is new
+            totals[report.version] = _plus(totals[report.version], report) if report.version in totals else report
+    return sorted(totals.values(), key=lambda r: (r.version not in roles, r.version))
+
+
+def judge(found: list[VersionReport], rule: Rollback, stable: str) -> dict[str, str]:
+    """Each canary that the rollback rule takes out, and why."""
+    by_version = {r.version: r for r in found}
+    if stable not in by_version:
+        return {}
+
+    def outcomes(report: VersionReport) -> Outcomes:
+        return Outcomes(report.requests, report.error_rate, report.latency.quantile(0.99) if report.requests else 0.0)
+
+    judged = {}
+    for report in found:
+        if report.role == "canary":
+            reason = verdict(rule, outcomes(report), outcomes(by_version[stable]), stable)
+            if reason:
+                judged[report.version] = reason
+    return judged
+
+
+def _minus(later: VersionReport, earlier: VersionReport) -> VersionReport:
+    return _combine(later, earlier, -1)
+
+
+def _plus(one: VersionReport, other: VersionReport) -> VersionReport:
+    return _combine(one, other, 1)
+
+
+def _combine(one: VersionReport, other: VersionReport, sign: int) -> VersionReport:
+    latency = Histogram(LATENCY_BUCKETS)
+    latency.counts = [a + sign * b for a, b in zip(one.latency.counts, other.latency.counts, strict=True)]
+    latency.count = one.latency.count + sign * other.latency.count
+    latency.total = one.latency.total + sign * other.latency.total
+    return one._replace(
+        requests=one.requests + sign * other.requests,
+        errors=one.errors + sign * other.errors,
+        latency=latency,
+        agreed=one.agreed + sign * other.agreed,
+        compared=one.compared + sign * other.compared,
+    )
 
 
 def table(found: list[VersionReport]) -> str:
