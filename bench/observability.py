@@ -30,8 +30,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE))
 
 import orjson  # noqa: E402
+from charts import horizontal_bars  # noqa: E402
 from helpers import DIGITS, copy_function  # noqa: E402
 
 from modelfn.function import ModelFunction  # noqa: E402
@@ -146,19 +148,10 @@ def write_results(per_set_up: dict[str, list[float]], scrapes: dict[str, float],
     out = HERE / "results" / "observability.md"
     out.write_text(text)
     print(text)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(per_set_up)
-    medians = [statistics.median(per_set_up[name]) for name in names]
-    figure, axis = plt.subplots(figsize=(7, 2.8))
-    axis.barh(names[::-1], medians[::-1], color="#2563eb")
-    axis.set_xlabel("microseconds per request (median, in process)")
-    axis.set_title("digits: POST /predict under each set-up")
-    figure.tight_layout()
-    figure.savefig(HERE / "results" / "observability.png", dpi=120)
+    medians = [statistics.median(times) for times in per_set_up.values()]
+    horizontal_bars(HERE / "results" / "observability.png", list(per_set_up), medians,
+                    xlabel="microseconds per request (median, in process)",
+                    title="digits: POST /predict under each set-up")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE))
 
 import orjson  # noqa: E402
 from alexa_pki import PKI, SKILL_ID, body_of, chain_mirror, envelope  # noqa: E402
+from charts import horizontal_bars  # noqa: E402
 
 from modelfn.function import ModelFunction  # noqa: E402
 from modelfn.http import Request  # noqa: E402
@@ -108,19 +110,11 @@ def write_results(per_route: dict[str, list[float]], first: list[float], args: a
     out = HERE / "results" / "webhooks.md"
     out.write_text(text)
     print(text)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(per_route)
-    medians = [statistics.median(per_route[name]) for name in names]
-    figure, axis = plt.subplots(figsize=(7, 2.6))
-    axis.barh(names[::-1], medians[::-1], color=["#2563eb", "#60a5fa", "#93c5fd"][: len(names)])
-    axis.set_xlabel("microseconds per request (median, in process)")
-    axis.set_title("helpdesk: one question through each route")
-    figure.tight_layout()
-    figure.savefig(HERE / "results" / "webhooks.png", dpi=120)
+    medians = [statistics.median(times) for times in per_route.values()]
+    horizontal_bars(HERE / "results" / "webhooks.png", list(per_route), medians,
+                    xlabel="microseconds per request (median, in process)",
+                    title="helpdesk: one question through each route",
+                    colors=("#2563eb", "#60a5fa", "#93c5fd"))  # fmt: skip
 
 
 if __name__ == "__main__":

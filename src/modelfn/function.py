@@ -55,16 +55,10 @@ def handle_request(servable: Servable, request: Request) -> Response:
     Every request is counted (:mod:`modelfn.metrics`) and logged in one line (:mod:`modelfn.logs`)
     with the route, model and version it reached.
     """
-    from modelfn.metrics import CONTEXT, RECORDER, RequestContext
+    from modelfn.metrics import RECORDER, RequestContext
 
     context = RequestContext(random.random(), request)
-    token = CONTEXT.set(context)
-    started = time.perf_counter()
-    try:
-        response = _dispatch(servable, request)
-    finally:
-        CONTEXT.reset(token)
-    seconds = time.perf_counter() - started
+    response, seconds = _timed_dispatch(servable, request, context)
     route = context.route or "unmatched"
     RECORDER.request(context.model, context.version, route, response.status, seconds)
     from modelfn.http import VERSION_HEADER
@@ -116,18 +110,13 @@ def _mirror(servable: Servable, request: Request, served: Any, response: Respons
         return
 
     def replay() -> None:
-        from modelfn.metrics import CONTEXT, RequestContext
+        from modelfn.metrics import RequestContext
 
         try:
             context = RequestContext(served.draw, request)
             context.pinned = shadow
-            token = CONTEXT.set(context)
-            started = time.perf_counter()
-            try:
-                copy = _dispatch(servable, request)
-            finally:
-                CONTEXT.reset(token)
-            RECORDER.request(model, shadow, context.route or "unmatched", copy.status, time.perf_counter() - started)
+            copy, seconds = _timed_dispatch(servable, request, context)
+            RECORDER.request(model, shadow, context.route or "unmatched", copy.status, seconds)
             agreed = copy.status == response.status and _comparable(copy.body) == _comparable(response.body)
             RECORDER.count("shadow", (model, shadow, "true" if agreed else "false"))
         except Exception:
@@ -139,6 +128,19 @@ def _mirror(servable: Servable, request: Request, served: Any, response: Respons
         _shadow_executor().submit(replay)
     except RuntimeError:  # the interpreter is shutting down: no new copies
         _SHADOW_SLOTS.release()
+
+
+def _timed_dispatch(servable: Servable, request: Request, context: Any) -> tuple[Response, float]:
+    """Answer ``request`` with ``context`` as the current request's context; the answer and its seconds."""
+    from modelfn.metrics import CONTEXT
+
+    token = CONTEXT.set(context)
+    started = time.perf_counter()
+    try:
+        response = _dispatch(servable, request)
+    finally:
+        CONTEXT.reset(token)
+    return response, time.perf_counter() - started
 
 
 def _comparable(body: bytes) -> Any:
