@@ -131,6 +131,32 @@ def test_google_resources_have_their_required_arguments() -> None:
             assert body.get("provider") == "google-beta", f"{kind}.{name} exists only in google-beta"
 
 
+def test_cloud_run_splits_by_tagged_revisions() -> None:
+    """deploy.traffic on Google Cloud, as far as it can be checked without the google provider (parsed).
+
+    The latest revision serves the deployed version; the other version's revision is the one its
+    tag names on the live service, read by a data source; a missing one stops the plan with our
+    message; a zip function (Cloud Functions gen2) cannot split.
+    """
+    service = google_resources()[("google_cloud_run_v2_service", "service")]
+    edge, canary, latest = (block["traffic"] for block in service["dynamic"])
+    assert edge["for_each"] == "${each.value.edge == null ? [] : local.edge_targets[each.key]}"
+    content = edge["content"][0]
+    assert "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST" in content["type"] and "traffic.value.deployed" in content["type"]
+    assert "local.tagged_revisions[each.key][traffic.value.tag]" in content["revision"]
+    assert (content["percent"], content["tag"]) == ("${traffic.value.percent}", "${traffic.value.tag}")
+    assert all("each.value.edge == null" in block["for_each"] for block in (canary, latest))  # one or the other
+    messages = [check["error_message"] for check in service["lifecycle"][0]["precondition"]]
+    assert any("deploy that version alone first" in message for message in messages)
+    parsed = _plain(hcl2.loads((INFRA / "modules" / "gcp" / "main.tf").read_text()))
+    [live] = [e["google_cloud_run_v2_service"]["live"] for e in parsed["data"] if "google_cloud_run_v2_service" in e]
+    assert live["name"] == "${var.name_prefix}${each.key}" and "length(f.edge.weights) > 1" in live["for_each"]
+    main = (INFRA / "modules" / "gcp" / "main.tf").read_text()
+    assert 'tag      = "m${replace(lower(version), "/[^a-z0-9]/", "-")}"' in main
+    variables = (INFRA / "modules" / "gcp" / "variables.tf").read_text()
+    assert 'f.edge == null || (f.package == "image" && f.registry_model != null)' in variables
+
+
 def test_google_grants_are_the_least_ones() -> None:
     resources = google_resources()
     grants = {(kind, name): body for (kind, name), body in resources.items() if kind.endswith("_iam_member")}

@@ -331,7 +331,7 @@ resource "google_cloud_run_v2_service" "service" {
     for_each = each.value.edge == null ? [] : local.edge_targets[each.key]
     content {
       type     = traffic.value.deployed ? "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST" : "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-      revision = traffic.value.deployed ? null : local.tagged_revisions[each.key][traffic.value.tag]
+      revision = traffic.value.deployed ? null : try(local.tagged_revisions[each.key][traffic.value.tag], null) # the precondition below says why when it is missing
       percent  = traffic.value.percent
       tag      = traffic.value.tag
     }
