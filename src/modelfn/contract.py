@@ -213,6 +213,14 @@ class Deploy(_Strict):
     #: ``incoming/`` in the uploads bucket; ``messages`` answers each request on a Pub/Sub topic
     #: (Google Cloud) or an SQS queue (AWS). Results go to the results bucket.
     triggers: Annotated[list[Literal["storage", "messages"]], msgspec.Meta(max_length=2)] = []
+    #: Alexa skills allowed to call the HTTP function (``amzn1.ask.skill.<uuid>``): set as
+    #: ``MODELFN_ALEXA_SKILL_IDS``, and wired in: Lambda lets each skill invoke the function directly
+    #: (a permission with the skill id as event source token, ``alexaSkill`` in serverless.yml);
+    #: Google's gateway gets ``POST /models/<name>/alexa`` without an API key, since Amazon signs
+    #: every request and the function verifies it.
+    alexa_skills: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^amzn1\.ask\.skill\.[0-9a-f-]{36}$")]], msgspec.Meta(max_length=20)
+    ] = []
     #: A split made by the platform instead of the function (``modelfn traffic`` splits inside it):
     #: model version -> percent, e.g. ``{"3": 90, "4": 10}``. Each version runs pinned in its own
     #: Cloud Run revision or Lambda version, tagged ``m<version>``, and the platform shares the

@@ -13,16 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from helpers import ROOT
 from infra_tools import tool
 
+from modelfn.tooling.render import render
+
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/modelfn-digits-keras@sha256:" + "a" * 64
+SKILL = "amzn1.ask.skill.0b8e6a2c-4d1f-4c3e-9a7b-5e2f1d0c9b8a"
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     project = tmp_path_factory.mktemp("sls")
-    shutil.copy(ROOT / "serverless.yml", project / "serverless.yml")
+    # The checked-in file is render's (tests/tooling/test_render.py); here the helpdesk also
+    # answers an Alexa skill, so the skill's wiring is packaged and linted too.
+    shutil.copytree(ROOT / "functions", project / "functions", ignore=shutil.ignore_patterns("__pycache__"))
+    contract = yaml.safe_load((project / "functions" / "helpdesk" / "modelfn.yaml").read_text())
+    contract["deploy"] = {**contract.get("deploy", {}), "alexa_skills": [SKILL]}
+    (project / "functions" / "helpdesk" / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    (project / "serverless.yml").write_text(render(project, ("aws",))["serverless.yml"])
     (project / "dist").mkdir()
     # Packaging copies the zips `modelfn build` made without opening them: a stand-in is enough
     # here (tests/tooling/test_build.py builds and runs the real ones).
@@ -166,3 +176,18 @@ def test_registry_bucket_is_private_and_kept(template: dict[str, Any]) -> None:
     assert bucket["DeletionPolicy"] == "Retain"
     assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
     assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_an_alexa_skill_invokes_its_function_and_no_other_skill_can(template: dict[str, Any]) -> None:
+    functions = {
+        f["Properties"]["FunctionName"]: name for name, f in resources(template, "AWS::Lambda::Function").items()
+    }
+    helpdesk = functions["modelfn-test-helpdesk"]
+    alexa = [p["Properties"] for p in resources(template, "AWS::Lambda::Permission").values()
+             if p["Properties"]["Principal"] == "alexa-appkit.amazon.com"]  # fmt: skip
+    assert len(alexa) == 1 and alexa[0]["EventSourceToken"] == SKILL
+    assert alexa[0]["FunctionName"]["Fn::GetAtt"][0] == helpdesk
+    environment = template["Resources"][helpdesk]["Properties"]["Environment"]["Variables"]
+    assert environment["MODELFN_ALEXA_SKILL_IDS"] == SKILL
+    digits = template["Resources"][functions["modelfn-test-digits"]]["Properties"]["Environment"]["Variables"]
+    assert "MODELFN_ALEXA_SKILL_IDS" not in digits

@@ -231,6 +231,7 @@ def test_openapi_template_renders_to_a_gateway_document() -> None:
 
 # --- AWS: applied against moto -----------------------------------------------------------------
 
+SKILL = "amzn1.ask.skill.0b8e6a2c-4d1f-4c3e-9a7b-5e2f1d0c9b8a"
 MOTO_ROOT = Path(__file__).with_name("moto_root.tf.in")  # ENDPOINT and MODULE are filled in
 
 
@@ -239,7 +240,9 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
     rendered = json.loads((INFRA / "aws" / "functions.auto.tfvars.json").read_text())["functions"]
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(INFRA / "aws" / "functions.auto.tfvars.json", root / "functions.auto.tfvars.json")
+    # As rendered, but the helpdesk answers an Alexa skill (the checked-in contracts name none).
+    rendered["helpdesk"]["alexa_skills"] = [SKILL]
+    (root / "functions.auto.tfvars.json").write_text(json.dumps({"functions": rendered}))
     # moto stores the code without running it: any zip stands in for the built bundle here
     # (tests/tooling/test_build.py runs the real ones).
     with zipfile.ZipFile(root / "bundle.zip", "w") as bundle:
@@ -278,6 +281,17 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
         keras = lam.get_function(FunctionName="modelfn-digits-keras")["Configuration"]
         assert keras["PackageType"] == "Image"
         assert keras["Environment"]["Variables"]["MODELFN_MODEL"] == "s3://modelfn-models/models/digits@keras"
+
+        # The skill may invoke the helpdesk (its id as the event source token, which moto does not
+        # keep: the module's source is checked for it below), and no other function.
+        statements = json.loads(lam.get_policy(FunctionName="modelfn-helpdesk")["Policy"])["Statement"]
+        # (moto keeps a principal outside amazonaws.com as a plain string; AWS says {"Service": ...})
+        services = [(s["Sid"], s["Principal"].get("Service") if isinstance(s["Principal"], dict) else s["Principal"])
+                    for s in statements]  # fmt: skip
+        assert [sid for sid, service in services if service == "alexa-appkit.amazon.com"] == ["AllowAlexaSkill0"]
+        helpdesk = lam.get_function(FunctionName="modelfn-helpdesk")["Configuration"]["Environment"]["Variables"]
+        assert helpdesk["MODELFN_ALEXA_SKILL_IDS"] == SKILL
+        assert "MODELFN_ALEXA_SKILL_IDS" not in config["Environment"]["Variables"]
 
         # Least privilege: each role reads its own model's prefix and nothing else of the bucket.
         policy = iam.get_role_policy(RoleName="modelfn-digits", PolicyName="modelfn-digits")["PolicyDocument"]
@@ -442,6 +456,16 @@ def _credentials() -> dict[str, str]:
 
 def _list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def test_an_alexa_permission_names_its_skill() -> None:
+    """What moto does not keep: the permission's event source token is the skill id."""
+    with (INFRA / "modules" / "aws" / "main.tf").open() as handle:
+        parsed = _plain(hcl2.load(handle))
+    [permission] = [e["aws_lambda_permission"]["alexa"] for e in parsed["resource"]
+                    if "alexa" in e.get("aws_lambda_permission", {})]  # fmt: skip
+    assert permission["principal"] == "alexa-appkit.amazon.com"
+    assert permission["event_source_token"] == "${each.value.skill}"
 
 
 def test_aws_rest_api_takes_binary_tensors() -> None:

@@ -212,6 +212,38 @@ def test_a_platform_split_that_cannot_deploy_is_refused(tmp_path: Path, version,
         plan(root / "functions")
 
 
+SKILL = "amzn1.ask.skill.0b8e6a2c-4d1f-4c3e-9a7b-5e2f1d0c9b8a"
+
+
+def test_an_alexa_skill_reaches_its_function_on_both_clouds(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "helpdesk", "digits")
+    edit_contract(root / "functions" / "helpdesk", deploy={"alexa_skills": [SKILL]})
+    files = render(root)
+    for cloud in ("gcp", "aws"):
+        variables = json.loads(files[f"infra/{cloud}/functions.auto.tfvars.json"])["functions"]
+        assert (variables["helpdesk"]["alexa_skills"], variables["digits"]["alexa_skills"]) == ([SKILL], [])
+    # Google: the gateway's one keyless route, to the function's /alexa; every other route needs the key.
+    gateway = yaml.safe_load(files["infra/gcp/openapi.yaml.tftpl"])
+    keyless = {
+        path for path, methods in gateway["paths"].items() for op in methods.values() if op.get("security") == []
+    }
+    assert keyless == {"/models/helpdesk/alexa"}
+    backend = gateway["paths"]["/models/helpdesk/alexa"]["post"]["x-google-backend"]
+    assert backend["address"] == '${backends["helpdesk"]}/models/helpdesk/alexa'
+    assert gateway["security"] == [{"api_key": []}]
+    # AWS: the skill invokes the Lambda directly.
+    helpdesk = yaml.safe_load(files["serverless.yml"])["functions"]["helpdesk"]
+    assert {"alexaSkill": {"appId": SKILL}} in helpdesk["events"]
+    assert helpdesk["environment"]["MODELFN_ALEXA_SKILL_IDS"] == SKILL
+
+
+def test_an_alexa_skill_id_is_checked(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "helpdesk")
+    edit_contract(root / "functions" / "helpdesk", deploy={"alexa_skills": ["amzn1.ask.skill.not-an-id"]})
+    with pytest.raises(ContractError, match=re.escape("deploy.alexa_skills[0]")):
+        plan(root / "functions")
+
+
 def test_a_several_model_function_splits_in_the_function(tmp_path: Path) -> None:
     root = project_copy(tmp_path, "digits-ensemble")
     edit_contract(root / "functions" / "digits-ensemble" / "pca", deploy={"traffic": {"1": 100}})

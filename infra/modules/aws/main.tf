@@ -270,6 +270,8 @@ resource "aws_lambda_function" "function" {
           ? "s3://${aws_s3_bucket.bucket["models"].bucket}/models/${each.value.registry_model}@${each.value.alias}"
         : "s3://${aws_s3_bucket.bucket["models"].bucket}/models/${each.value.registry_model}/${each.value.edge.deployed}")
       },
+      # The skills whose requests the function answers (each invokes it directly, see below).
+      length(each.value.alexa_skills) == 0 ? {} : { MODELFN_ALEXA_SKILL_IDS = join(",", each.value.alexa_skills) },
       # Event functions write under their own prefix of the results bucket.
       try(each.value.trigger.type, "") == "storage" ? {
         MODELFN_BATCH_INPUT_PREFIX = each.value.trigger.prefix
@@ -326,6 +328,20 @@ resource "aws_lambda_alias" "serving" {
       error_message = "Both versions of the split resolve to the same Lambda version: deploy the other version alone first (deploy.traffic: {\"<version>\": 100})."
     }
   }
+}
+
+# Alexa invokes a skill's Lambda directly: one permission per skill, its id as the event source
+# token, so no other skill can call the function (the function checks the envelope's id as well).
+resource "aws_lambda_permission" "alexa" {
+  for_each = merge([
+    for name, f in var.functions : { for index, skill in f.alexa_skills : "${name} ${index}" => { function = name, skill = skill } }
+  ]...)
+  statement_id       = "AllowAlexaSkill${split(" ", each.key)[1]}"
+  action             = "lambda:InvokeFunction"
+  function_name      = aws_lambda_function.function[each.value.function].function_name
+  qualifier          = local.qualifier[each.value.function]
+  principal          = "alexa-appkit.amazon.com"
+  event_source_token = each.value.skill
 }
 
 resource "aws_lambda_function_url" "function" {

@@ -37,6 +37,8 @@ variable "functions" {
       deployed = string
       weights  = map(number)
     }))
+    # Alexa skills allowed to call the function (contract `deploy.alexa_skills`).
+    alexa_skills = optional(list(string), [])
   }))
 
   validation {

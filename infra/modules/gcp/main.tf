@@ -28,6 +28,8 @@ locals {
           ? "gs://${google_storage_bucket.models.name}/models/${f.registry_model}@${f.alias}"
         : "gs://${google_storage_bucket.models.name}/models/${f.registry_model}/${f.edge.deployed}")
       },
+      # The skills whose requests /alexa answers (the gateway routes them without a key).
+      length(f.alexa_skills) == 0 ? {} : { MODELFN_ALEXA_SKILL_IDS = join(",", f.alexa_skills) },
       # Event functions write under their own prefix of the results bucket.
       try(f.trigger.type, "") == "storage" ? {
         MODELFN_BATCH_INPUT_PREFIX = "incoming/"

@@ -44,6 +44,8 @@ variable "functions" {
       deployed = string
       weights  = map(number)
     }))
+    # Alexa skills allowed to call the function (contract `deploy.alexa_skills`).
+    alexa_skills = optional(list(string), [])
   }))
 
   validation {
@@ -58,6 +60,11 @@ variable "functions" {
   validation {
     condition     = alltrue([for f in values(var.functions) : f.edge == null || (f.package == "image" && f.registry_model != null)])
     error_message = "deploy.traffic needs package: image on Google Cloud: Cloud Functions gen2 sends all traffic to its latest revision, Cloud Run splits it between revisions. Split in the function instead (modelfn traffic), or package the function as an image."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : length(f.alexa_skills) == 0 || (f.expose && f.trigger == null)])
+    error_message = "An Alexa skill reaches a function on Google Cloud through the gateway's keyless /models/<name>/alexa route, so the function must be exposed (deploy.expose: true)."
   }
 
   validation {

@@ -105,6 +105,11 @@ class FunctionPlan:
             return None
         return {"deployed": self.version, "weights": dict(sorted(self.deploy.traffic.items()))}
 
+    @property
+    def alexa_skills(self) -> list[str]:
+        """The skills that may call the HTTP function (event functions answer no skill)."""
+        return list(self.deploy.alexa_skills) if self.trigger is None else []
+
     def variables(self) -> dict[str, object]:
         """This function's entry in the Terraform ``functions`` variable (the same for both clouds)."""
         d = self.deploy
@@ -124,6 +129,7 @@ class FunctionPlan:
             "service_account_id": self.service_account_id,
             "trigger": None if self.trigger is None else {"type": self.trigger},
             "edge": self.edge,
+            "alexa_skills": self.alexa_skills,
         }
 
 
@@ -279,6 +285,25 @@ def openapi_template(plans: list[FunctionPlan]) -> str:
                 if method == "post":
                     operation["consumes"] = ["application/json", *BINARY_TYPES]
                 paths.setdefault(path, {})[method] = operation
+            if each.alexa_skills:
+                # Alexa sends no API key: Amazon signs each request, and the function checks the
+                # signature, the certificate chain, the timestamp and the skill id before anything runs.
+                path = f"/models/{model}/alexa"
+                paths[path] = {
+                    "post": {
+                        "operationId": f"{model}_alexa".replace("-", "_"),
+                        "summary": f"Alexa skill on model {model} (function {each.name}); Amazon's signature, no key",
+                        "security": [],
+                        "x-google-backend": {
+                            "address": f'${{backends["{each.name}"]}}{path}',
+                            "path_translation": "CONSTANT_ADDRESS",
+                            "jwt_audience": f'${{backends["{each.name}"]}}',
+                            "deadline": float(each.deploy.timeout_s),
+                        },
+                        "consumes": ["application/json"],
+                        "responses": {"200": {"description": "OK"}},
+                    }
+                }
     document = {
         "swagger": "2.0",
         "info": {"title": "modelfn", "description": "The models in functions/, behind API keys.", "version": "1"},
@@ -321,6 +346,8 @@ def serverless(plans: list[FunctionPlan]) -> str:
         if each.registry_model:
             environment["MODELFN_MODEL"] = f"s3://${{param:bucket}}/models/{each.registry_model}@{d.alias}"
         environment.update(_trigger_environment(each, "s3://" + RESULTS_BUCKET))
+        if each.alexa_skills:
+            environment["MODELFN_ALEXA_SKILL_IDS"] = ",".join(each.alexa_skills)
         if environment:
             function["environment"] = environment
         if d.min_instances and each.trigger is None:
@@ -350,6 +377,10 @@ def serverless(plans: list[FunctionPlan]) -> str:
             function["events"] = events
         else:
             function["url"] = {"authorizer": "aws_iam"}
+        if each.alexa_skills:  # the skill invokes the function directly; the envelope's skill id is checked too
+            events = function.setdefault("events", [])
+            assert isinstance(events, list)
+            events.extend({"alexaSkill": {"appId": skill}} for skill in each.alexa_skills)
         functions[each.name] = function
         resources[role] = _lambda_role(each)
     document = {
