@@ -273,13 +273,7 @@ def openapi_template(plans: list[FunctionPlan]) -> str:
                 operation: dict[str, object] = {
                     "operationId": f"{model}_{what}".replace("-", "_"),
                     "summary": f"{what} of model {model} (function {each.name})",
-                    "x-google-backend": {
-                        "address": f'${{backends["{each.name}"]}}{path}',
-                        "path_translation": "CONSTANT_ADDRESS",
-                        # Cloud Run checks the ID token's audience against the service URL, not the route.
-                        "jwt_audience": f'${{backends["{each.name}"]}}',
-                        "deadline": float(each.deploy.timeout_s),
-                    },
+                    "x-google-backend": _gateway_backend(each, path),
                     "responses": {"200": {"description": "OK"}},
                 }
                 if method == "post":
@@ -294,12 +288,7 @@ def openapi_template(plans: list[FunctionPlan]) -> str:
                         "operationId": f"{model}_alexa".replace("-", "_"),
                         "summary": f"Alexa skill on model {model} (function {each.name}); Amazon's signature, no key",
                         "security": [],
-                        "x-google-backend": {
-                            "address": f'${{backends["{each.name}"]}}{path}',
-                            "path_translation": "CONSTANT_ADDRESS",
-                            "jwt_audience": f'${{backends["{each.name}"]}}',
-                            "deadline": float(each.deploy.timeout_s),
-                        },
+                        "x-google-backend": _gateway_backend(each, path),
                         "consumes": ["application/json"],
                         "responses": {"200": {"description": "OK"}},
                     }
@@ -314,6 +303,17 @@ def openapi_template(plans: list[FunctionPlan]) -> str:
         "paths": paths,
     }
     return _dump(document, f"{HEADER}\n# A Terraform template: infra/gcp fills in `backends`, each function's URL.")
+
+
+def _gateway_backend(each: FunctionPlan, path: str) -> dict[str, object]:
+    """The gateway's call to ``path`` on the function, as the gateway's service account."""
+    return {
+        "address": f'${{backends["{each.name}"]}}{path}',
+        "path_translation": "CONSTANT_ADDRESS",
+        # Cloud Run checks the ID token's audience against the service URL, not the route.
+        "jwt_audience": f'${{backends["{each.name}"]}}',
+        "deadline": float(each.deploy.timeout_s),
+    }
 
 
 def serverless(plans: list[FunctionPlan]) -> str:
