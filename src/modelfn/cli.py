@@ -301,8 +301,7 @@ def compare(
     policy = record.traffic
     for canary, reason in condemned.items():
         with _click_errors():
-            opened.take_out(name, alias, canary, policy)
-            policy = opened.alias(name, alias).traffic  # type: ignore[union-attr]
+            policy = opened.take_out(name, alias, canary, policy).traffic
         click.echo(f"rolled back canary v{canary}: {reason}; its share goes to v{record.version}")
         if policy is None:
             break

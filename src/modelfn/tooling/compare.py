@@ -112,10 +112,11 @@ def judge(found: list[VersionReport], rule: Rollback, stable: str) -> dict[str, 
     def outcomes(report: VersionReport) -> Outcomes:
         return Outcomes(report.requests, report.error_rate, report.latency.quantile(0.99) if report.requests else 0.0)
 
+    baseline = outcomes(by_version[stable])
     judged = {}
     for report in found:
         if report.role == "canary":
-            reason = verdict(rule, outcomes(report), outcomes(by_version[stable]), stable)
+            reason = verdict(rule, outcomes(report), baseline, stable)
             if reason:
                 judged[report.version] = reason
     return judged
