@@ -1,8 +1,9 @@
-"""The benchmarks' simple chart: one horizontal bar per set-up, the first at the top."""
+"""The benchmarks' results: a Markdown table and a chart of one horizontal bar per set-up, the first at the top."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -24,3 +25,15 @@ def horizontal_bars(
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def publish(
+    stem: str, text: str, timings: Mapping[str, Sequence[float]], *, xlabel: str, title: str,
+    colors: Sequence[str] = ("#2563eb",),
+) -> None:  # fmt: skip
+    """Write ``results/<stem>.md`` (and print it), and ``results/<stem>.png``: each set-up's median."""
+    results = Path(__file__).resolve().parent / "results"
+    (results / f"{stem}.md").write_text(text)
+    print(text)
+    medians = [statistics.median(times) for times in timings.values()]
+    horizontal_bars(results / f"{stem}.png", list(timings), medians, xlabel=xlabel, title=title, colors=colors)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(HERE))
 
 import orjson  # noqa: E402
-from charts import horizontal_bars  # noqa: E402
+from charts import publish  # noqa: E402
 from helpers import DIGITS, copy_function  # noqa: E402
 
 from modelfn.function import ModelFunction  # noqa: E402
@@ -145,13 +145,8 @@ def write_results(per_set_up: dict[str, list[float]], scrapes: dict[str, float],
             "",
         ]
     )
-    out = HERE / "results" / "observability.md"
-    out.write_text(text)
-    print(text)
-    medians = [statistics.median(times) for times in per_set_up.values()]
-    horizontal_bars(HERE / "results" / "observability.png", list(per_set_up), medians,
-                    xlabel="microseconds per request (median, in process)",
-                    title="digits: POST /predict under each set-up")  # fmt: skip
+    publish("observability", text, per_set_up, xlabel="microseconds per request (median, in process)",
+            title="digits: POST /predict under each set-up")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 import orjson  # noqa: E402
 from alexa_pki import PKI, SKILL_ID, body_of, chain_mirror, envelope  # noqa: E402
-from charts import horizontal_bars  # noqa: E402
+from charts import publish  # noqa: E402
 
 from modelfn.function import ModelFunction  # noqa: E402
 from modelfn.http import Request  # noqa: E402
@@ -107,14 +107,8 @@ def write_results(per_route: dict[str, list[float]], first: list[float], args: a
             "",
         ]
     )
-    out = HERE / "results" / "webhooks.md"
-    out.write_text(text)
-    print(text)
-    medians = [statistics.median(times) for times in per_route.values()]
-    horizontal_bars(HERE / "results" / "webhooks.png", list(per_route), medians,
-                    xlabel="microseconds per request (median, in process)",
-                    title="helpdesk: one question through each route",
-                    colors=("#2563eb", "#60a5fa", "#93c5fd"))  # fmt: skip
+    publish("webhooks", text, per_route, xlabel="microseconds per request (median, in process)",
+            title="helpdesk: one question through each route", colors=("#2563eb", "#60a5fa", "#93c5fd"))  # fmt: skip
 
 
 if __name__ == "__main__":
