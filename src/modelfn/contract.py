@@ -37,6 +37,10 @@ Version = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}
 TensorName = Annotated[str, msgspec.Meta(pattern=r"^\S{1,256}$")]
 Dim = Annotated[int, msgspec.Meta(ge=-1)]
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+#: A file of a model version, relative to its folder: no absolute path, no ``..``, no hidden names.
+RelativeFile = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*){0,7}$", max_length=255)
+]
 HookRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$")]
 
 Framework = Literal["onnx", "tensorflow", "sklearn", "pipeline"]
@@ -84,6 +88,15 @@ class Artifact(_Strict):
     sha256: Sha256 | None = None
     #: For skops artifacts: the extra types you trust to be loaded (``skops.io.get_untrusted_types``).
     trusted_types: list[str] = []
+    #: Files the model reads beside its own (ONNX external data, for models over protobuf's 2 GB):
+    #: path relative to the model file's folder -> sha256. Each is verified before the model loads,
+    #: pushed and pulled with the version, and the only external location the model may name
+    #: (``modelfn check --pin`` fills this in).
+    files: Annotated[dict[RelativeFile, Sha256], msgspec.Meta(max_length=1000)] = {}
+
+    @property
+    def file_name(self) -> str:
+        return self.uri.rsplit("/", 1)[-1]
 
     @property
     def format(self) -> str | None:
@@ -91,6 +104,8 @@ class Artifact(_Strict):
         return next((fmt for suffix, fmt in FORMATS.items() if name.endswith(suffix)), None)
 
     def __post_init__(self) -> None:
+        if self.file_name in self.files:
+            raise ValueError(f"artifact.files lists the model file {self.file_name!r} itself; list only the others")
         if self.sha256 is not None:
             return
         if self.format in PICKLE_FORMATS:
@@ -183,9 +198,16 @@ class Batching(_Strict):
 class Deploy(_Strict):
     """How the function serving this model is sized and packaged in the cloud (``modelfn render``).
 
-    Read only by the tooling; a running function never looks at it. A several-model function
+    Read by the tooling, except ``verify``, which a cold start reads. A several-model function
     takes the block of the one member that declares it.
     """
+
+    #: When the bundled artifact is verified: ``start`` (every cold start hashes it) or ``build``
+    #: (``modelfn build`` hashes it once and records the digests in the bundle; a cold start then
+    #: checks each file's size against that record and skips the re-hash). ``build`` trusts the
+    #: bundle to be immutable, which a deployed zip or a content-addressed image is. Files fetched
+    #: from a store are always hashed while they stream, whatever this says.
+    verify: Literal["start", "build"] = "start"
 
     #: Memory of each instance, in MiB (Lambda: 128..10240; Cloud Run: up to 32 GiB).
     memory_mb: Annotated[int, msgspec.Meta(ge=128, le=10240)] = 1024
@@ -314,6 +336,8 @@ class Contract(_Strict, kw_only=True):
             raise ValueError(f"framework {self.framework!r} needs `artifact` (its uri and sha256)")
         if self.steps:
             raise ValueError("`steps` belong to `framework: pipeline` only")
+        if self.artifact.files and self.framework != "onnx":
+            raise ValueError("artifact.files (external data beside the model file) is for ONNX models only")
         expected = {"onnx": {"onnx"}, "tensorflow": {"keras", "savedmodel"}, "sklearn": {"skops"} | PICKLE_FORMATS}[
             self.framework
         ]

@@ -422,16 +422,13 @@ class ModelFunction:
             if contract.framework == "pipeline":
                 return self._pipeline_target(contract)
             store, key = local_artifact(contract, self.folder)
-            return self._make_target(contract, store, key, disk=False)
+            return self._make_target(contract, store, key)
         registry, ref = self._registry()
         version = version or registry.resolve(ref)
         contract = registry.contract(ref.name, version)
-        return self._make_target(contract, registry.store, registry.artifact_key(contract), disk=True)
+        return self._make_target(contract, registry.store, registry.artifact_key(contract))
 
-    def _make_target(self, contract: Contract, store: Store, key: str, *, disk: bool) -> _Target:
-        from modelfn.runtime.artifacts import DiskTier
-
-        tier = DiskTier(self.settings.cache_dir) if disk else None
+    def _make_target(self, contract: Contract, store: Store, key: str) -> _Target:
         # Resolved once per target: resolve() touches the file system, requests must not.
         cache_key = f"{self.folder.resolve()}:{store.uri}/{key}:{contract.verified_artifact().sha256}"
 
@@ -439,7 +436,7 @@ class ModelFunction:
             from modelfn.runtime.model import load_model
 
             log.info("loading model %s v%s from %s/%s", contract.name, contract.version, store.uri, key)
-            return _logged(load_model(self.folder, contract, self.settings, store, key, disk=tier))
+            return _logged(load_model(self.folder, contract, self.settings, store, key))
 
         return _Target(contract, cache_key, load)
 

@@ -4,6 +4,7 @@ Layout under the registry root::
 
     <name>/<version>/modelfn.json     the validated contract (its artifact.uri is the file below)
     <name>/<version>/<artifact file>  the bytes, whose sha256 the contract pins
+    <name>/<version>/<pinned file>    each of its artifact.files (ONNX external data), pinned the same way
     <name>/_aliases/<alias>.json      {"version": ..., "history": [previous, ...], "traffic": {...}}
 
 A version exists once its ``modelfn.json`` does; it is written last, so a push
@@ -21,6 +22,7 @@ is then the stable one: the version with the largest weight.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -31,14 +33,16 @@ import msgspec.json
 
 from modelfn.contract import Contract, compile_contract, resolve_local_artifact
 from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, RegistryError
-from modelfn.runtime.artifacts import sha256_hex
-from modelfn.runtime.stores import ABSENT, Store, join, open_store, with_retries
+from modelfn.runtime.digests import sha256_hex
+from modelfn.runtime.stores import ABSENT, PART_BYTES, Store, join, open_store, with_retries
 
 CONTRACT_OBJECT = "modelfn.json"
 ALIASES = "_aliases"
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 HISTORY_LIMIT = 50
 _CAS_ATTEMPTS = 8
+#: Files larger than this are uploaded as a stream of parts instead of one buffered write.
+STREAM_ABOVE_BYTES = 64 << 20
 
 
 class Rollback(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -137,11 +141,7 @@ class Registry:
             )
         artifact = contract.verified_artifact()
         source = resolve_local_artifact(contract, folder)
-        data = source.read_bytes()
-        if sha256_hex(data) != artifact.sha256:
-            raise ContractError(f"{source}: the bytes do not match the contract's artifact.sha256")
         name, version = contract.name, contract.version
-        artifact_key = self._key(name, version, source.name)
         contract_key = self._key(name, version, CONTRACT_OBJECT)
         existing = self._read_contract(contract_key)
         if existing is not None:
@@ -151,7 +151,15 @@ class Registry:
                     f"(sha256 {existing.verified_artifact().sha256}); versions are immutable, push a new version"
                 )
             return PushResult(name, version, artifact.sha256, created=False)
-        self._write_artifact(artifact_key, data, artifact.sha256)
+        # The model file, then each pinned file beside it, all under the version's own prefix.
+        files = {source.name: (source, artifact.sha256)}
+        for relative, digest in artifact.files.items():
+            path = (source.parent / relative).resolve()
+            if not path.is_relative_to(source.parent.resolve()):
+                raise ContractError(f"artifact.files: {relative!r} resolves outside the model's folder")
+            files[relative] = (path, digest)
+        for relative, (path, digest) in files.items():
+            self._upload(self._key(name, version, relative), path, digest)
         stored = msgspec.structs.replace(contract, artifact=msgspec.structs.replace(artifact, uri=source.name))
         try:
             self._retry(lambda: self.store.write(contract_key, msgspec.json.encode(stored), expect=ABSENT), "push")
@@ -311,6 +319,28 @@ class Registry:
         except msgspec.DecodeError as exc:
             raise ContractError(f"{self.store.uri}/{key}: not a valid contract: {exc}") from None
 
+    def _upload(self, key: str, path: Path, sha256: str) -> None:
+        """Upload one verified file: small ones with a create-only write, large ones streamed in parts."""
+        size = path.stat().st_size
+        if size <= STREAM_ABOVE_BYTES:
+            data = path.read_bytes()
+            if sha256_hex(data) != sha256:
+                raise ContractError(f"{path}: the bytes do not match the sha256 the contract pins")
+            self._write_artifact(key, data, sha256)
+            return
+        present = self._retry(lambda: self.store.stat(key), "checking artifact")
+        if present is not None:  # an earlier push of this version stopped after its files: check, don't rewrite
+            if present.size != size or _stored_sha256(self.store, key, size) != sha256:
+                raise RegistryError(f"{self.store.uri}/{key} already holds different bytes; refusing to overwrite")
+            return
+        hasher = hashlib.sha256()
+        with self.store.writer(key) as out, path.open("rb") as source:
+            while block := source.read(PART_BYTES):
+                hasher.update(block)
+                out.write(block)
+            if hasher.hexdigest() != sha256:  # raising inside the block discards the upload
+                raise ContractError(f"{path}: the bytes do not match the sha256 the contract pins")
+
     def _write_artifact(self, key: str, data: bytes, sha256: str) -> None:
         try:
             self._retry(lambda: self.store.write(key, data, expect=ABSENT), "uploading artifact")
@@ -329,6 +359,14 @@ class Registry:
 
     def _alias_key(self, name: str, alias: str) -> str:
         return self._key(name, ALIASES, f"{alias}.json")
+
+
+def _stored_sha256(store: Store, key: str, size: int) -> str:
+    """The sha256 of a stored object, read range by range in bounded memory."""
+    hasher = hashlib.sha256()
+    for start in range(0, size, PART_BYTES):
+        hasher.update(store.read_range(key, start, min(PART_BYTES, size - start)))
+    return hasher.hexdigest()
 
 
 def check_traffic(traffic: Traffic) -> None:

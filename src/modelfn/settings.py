@@ -27,6 +27,14 @@ class Settings(NamedTuple):
     alias_refresh_s: float = 30.0
     #: The local disk tier of the artifact cache (``MODELFN_CACHE_DIR``), shared by processes on a host.
     cache_dir: str = "/tmp/modelfn-cache"
+    #: Whether models fetched from a store are kept in the cache folder for the next process
+    #: (``MODELFN_DISK_TIER``): ``keep``, ``off`` (removed once loaded), or ``auto``: kept unless
+    #: the folder is memory (tmpfs; and on Cloud Functions gen2 and Cloud Run, told by ``K_SERVICE``),
+    #: where a kept copy would count against the instance's memory as much as the model itself.
+    disk_tier: str = "auto"
+    #: The instance's memory in MiB (``MODELFN_MEMORY_LIMIT_MB``); 0 reads it from the cgroup, or from
+    #: ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` on Lambda. A model that cannot fit is refused before loading.
+    memory_limit_mb: float = 0.0
     #: Attempts per object-store operation, with exponential backoff (``MODELFN_STORE_ATTEMPTS``).
     store_attempts: int = 3
     #: Budget for the models loaded by a several-model function, in MB of artifacts
@@ -154,6 +162,12 @@ class Settings(NamedTuple):
                 values[field] = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as exc:
                 raise ValueError(f"{name}={raw!r}: expected {kind.__name__}") from exc
+        # Platform facts, read here so that no other module reads the environment.
+        if "disk_tier" not in values and environ.get("K_SERVICE"):  # Cloud Run and Cloud Functions gen2
+            values["disk_tier"] = "off"
+        lambda_memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        if "memory_limit_mb" not in values and lambda_memory.isdigit():
+            values["memory_limit_mb"] = float(lambda_memory)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -180,6 +194,10 @@ class Settings(NamedTuple):
             raise ValueError("MODELFN_BLAS_THREADS must be positive")
         if not 1 <= self.batch_chunk_rows <= 65536:
             raise ValueError("MODELFN_BATCH_CHUNK_ROWS must be between 1 and 65536")
+        if self.disk_tier not in ("auto", "keep", "off"):
+            raise ValueError(f"MODELFN_DISK_TIER must be auto, keep or off; got {self.disk_tier!r}")
+        if self.memory_limit_mb < 0:
+            raise ValueError("MODELFN_MEMORY_LIMIT_MB must not be negative")
         if self.log_format not in ("auto", "json", "text"):
             raise ValueError(f"MODELFN_LOG_FORMAT must be auto, json or text; got {self.log_format!r}")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):

@@ -25,7 +25,7 @@ def digits():
 
 
 def test_load_reports_every_phase(digits) -> None:
-    assert list(digits.phases) == ["fetch(store)", "deserialize", "hooks", "warmup"]
+    assert list(digits.phases) == ["fetch(local)", "deserialize", "hooks", "warmup"]
     assert all(seconds >= 0 for seconds in digits.phases.values())
 
 

@@ -1,105 +1,292 @@
-"""Fetch an artifact through the tiers and refuse it unless its sha256 matches.
+"""Every file of a model version, verified against its pinned sha256 before anything reads it as a model.
 
-Tiers: the process-memory tier is the model cache itself; below it, a local
-disk tier keyed by sha256 (shared by every process on the host); below that,
-the object store. Nothing unverified is ever cached or deserialized: bytes are
-checked against the pinned digest before they are written to disk or handed to
-a predictor, and disk files are written to a temporary name and renamed, so a
-crash never leaves half a file that is later trusted.
+Where the files come from decides what is done with them:
+
+- **A local folder** (the function's own bundle, a ``file://`` registry): verified where they are, with
+  no copy. Each file is opened once and checked through that descriptor; the model file is handed to
+  the framework through the same descriptor (``/proc/self/fd/N``) where it can take one, so the bytes
+  checked are the bytes loaded even if the name is replaced in between. A bundle whose digests
+  ``modelfn build`` recorded may skip the re-hash (``deploy.verify: build``).
+- **An object store**: each file streams into a private folder (``0700``, this user's only) with
+  parallel ranged reads, hashed while it lands (:mod:`modelfn.runtime.downloads`), and the
+  framework loads it by path. Nothing is joined in memory; a mismatch, a short read or a full disk
+  removes the folder, so nothing half-written or unverified is ever trusted.
+
+The disk tier (``MODELFN_CACHE_DIR``) keeps a store's files for the next process on the host, as
+``<cache>/<sha256 of the model file>/<file name>``, re-verified at every use and read only if they are
+regular files. It is kept where that folder is disk (Lambda, a workstation). Where it is memory
+(Cloud Functions gen2, Cloud Run), a kept copy would count against the instance's memory for as long
+as it runs, so the files are removed as soon as the model is loaded (:mod:`modelfn.runtime.memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
+import errno
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-from modelfn._files import write_atomically
+from modelfn._files import open_regular, private_directory
 from modelfn.errors import ArtifactError, ObjectNotFound
-from modelfn.runtime.stores import Store, with_retries
+from modelfn.runtime import memory
+from modelfn.runtime.digests import hash_file, same_digest, sha256_hex
+from modelfn.runtime.downloads import CHUNK_BYTES, download_into
+from modelfn.runtime.stores import Store, check_key, join
+
+__all__ = ["PinnedFile", "VerifiedArtifact", "open_verified", "pinned_files", "sha256_hex"]
 
 log = logging.getLogger("modelfn")
-
-#: Objects larger than this are fetched as parallel ranged reads of this size.
-CHUNK_BYTES = 8 * 1024 * 1024
-RANGE_WORKERS = 4
+_FD_PATHS = os.path.isdir("/proc/self/fd")
 
 
-class DiskTier:
-    """``<directory>/<sha256>`` files, verified on every read."""
+class PinnedFile(NamedTuple):
+    """One file of a version: its name in the version's folder, its key in the store, its digest."""
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
+    name: str
+    key: str
+    sha256: str
 
-    def get(self, sha256: str) -> bytes | None:
-        path = self.directory / sha256
+
+class LoadPolicy(NamedTuple):
+    """How a version's files are fetched and kept (from :class:`~modelfn.settings.Settings`)."""
+
+    cache_dir: str = "/tmp/modelfn-cache"
+    #: ``auto`` (keep unless the cache folder is memory), ``keep`` or ``off``.
+    disk_tier: str = "auto"
+    attempts: int = 3
+    memory_limit_mb: float = 0
+    chunk_bytes: int = CHUNK_BYTES
+
+
+def pinned_files(main_key: str, sha256: str, extra: Mapping[str, str]) -> list[PinnedFile]:
+    """The model file at ``main_key`` first, then each pinned extra file beside it (``{name: sha256}``)."""
+    base = posixpath.dirname(main_key)
+    files = [PinnedFile(posixpath.basename(main_key), main_key, sha256)]
+    files += [PinnedFile(name, join(base, name) if base else check_key(name), digest) for name, digest in extra.items()]
+    return files
+
+
+class VerifiedArtifact:
+    """The verified files of one version, held open until the model is built from them."""
+
+    def __init__(self, folder: Path, names: Sequence[str], fds: Sequence[int], size: int, tier: str, *, remove: bool):
+        self.folder, self.names, self.size, self.tier = folder, list(names), size, tier
+        self._fds, self._remove = list(fds), remove
+
+    @property
+    def path(self) -> str:
+        """The model file's path (its extra files sit beside it, under their pinned names)."""
+        return str(self.folder / self.names[0])
+
+    @property
+    def loadable_path(self) -> str:
+        """A path that opens the very file that was verified: its descriptor, where it has no extra files."""
+        if _FD_PATHS and len(self.names) == 1:
+            return f"/proc/self/fd/{self._fds[0]}"
+        return self.path
+
+    def read_bytes(self) -> bytes:
+        """The model file's verified bytes, for the frameworks that load only from memory."""
+        fd = self._fds[0]
+        size = os.fstat(fd).st_size
+        data = bytearray(size)
+        view, offset = memoryview(data), 0
+        while offset < size:
+            count = os.preadv(fd, [view[offset:]], offset)
+            if count == 0:
+                raise ArtifactError(f"{self.path} shrank after it was verified")
+            offset += count
+        return bytes(data)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+        if self._remove:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> VerifiedArtifact:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def open_verified(
+    store: Store,
+    files: Sequence[PinnedFile],
+    policy: LoadPolicy,
+    *,
+    what: str,
+    trusted: Mapping[str, tuple[str, int]] | None = None,
+) -> VerifiedArtifact:
+    """Verify (and, from a store, fetch) every file of a version; ``what`` names it in messages.
+
+    ``trusted`` maps file names to the ``(sha256, size)`` that ``modelfn build`` recorded: a local
+    file that still matches both is not hashed again.
+    """
+    from modelfn.runtime.stores.local import LocalStore
+
+    if isinstance(store, LocalStore):
+        return _verify_in_place(Path(store.root), files, trusted or {})
+    return _from_store(store, files, policy, what)
+
+
+def _mismatch(where: str, expected: str, actual: str) -> ArtifactError:
+    return ArtifactError(
+        f"artifact digest mismatch for {where}: the contract pins sha256 {expected}, "
+        f"the bytes hash to {actual}; refusing to load them"
+    )
+
+
+def _verify_in_place(
+    root: Path, files: Sequence[PinnedFile], trusted: Mapping[str, tuple[str, int]]
+) -> VerifiedArtifact:
+    base = root.resolve()
+    fds: list[int] = []
+    total, skipped = 0, 0
+    try:
+        for pinned in files:
+            path = base / pinned.name
+            if not path.resolve().is_relative_to(base):
+                raise ArtifactError(f"{pinned.name} resolves outside the model's folder {base}")
+            try:
+                fds.append(open_regular(path))
+            except FileNotFoundError:
+                raise ObjectNotFound(f"no file at {path}") from None
+            except OSError as exc:
+                raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
+            size = os.fstat(fds[-1]).st_size
+            if trusted.get(pinned.name) == (pinned.sha256, size):
+                skipped += 1
+            else:
+                actual = hash_file(fds[-1], size)
+                if not same_digest(actual, pinned.sha256):
+                    raise _mismatch(str(path), pinned.sha256, actual)
+            total += size
+    except BaseException:
+        _close_all(fds)
+        raise
+    tier = "local, verified at build" if skipped == len(files) else "local"
+    return VerifiedArtifact(base, [f.name for f in files], fds, total, tier, remove=False)
+
+
+def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, what: str) -> VerifiedArtifact:
+    try:
+        cache = private_directory(Path(policy.cache_dir))
+    except OSError as exc:
+        log.warning("cache folder %s is unusable (%s); using a private temporary folder", policy.cache_dir, exc)
+        cache = Path(tempfile.mkdtemp(prefix="modelfn-cache-"))
+    in_memory = memory.memory_backed(cache)
+    keep = policy.disk_tier == "keep" or (policy.disk_tier == "auto" and not in_memory)
+    final = cache / files[0].sha256
+    if keep:
+        kept = _verify_kept(final, files)
+        if kept is not None:
+            return kept
+    sizes = []
+    for pinned in files:
+        info = store.stat(pinned.key)
+        if info is None:
+            raise ObjectNotFound(f"no object at {store.uri}/{pinned.key}")
+        sizes.append(info.size)
+    total = sum(sizes)
+    # The framework holds the model in memory; a copy in a memory-backed folder costs as much again.
+    memory.check_fits(what, total * (2 if in_memory else 1), policy.memory_limit_mb)
+    free = shutil.disk_usage(cache).free
+    if total > free:
+        raise ArtifactError(
+            f"{what} needs {total / 2**20:,.0f} MiB in {cache} and {free / 2**20:,.0f} MiB are free; "
+            "raise the instance's ephemeral storage (Lambda: ephemeral_storage) or point MODELFN_CACHE_DIR elsewhere"
+        )
+    partial = Path(tempfile.mkdtemp(prefix=f".{files[0].sha256[:16]}.", suffix=".partial", dir=cache))
+    fds: list[int] = []
+    try:
+        for pinned, size in zip(files, sizes, strict=True):
+            fds.append(_download(store, pinned, size, partial / pinned.name, policy, durable=keep))
+        folder, remove = partial, True
+        if keep:
+            try:
+                partial.rename(final)
+                folder, remove = final, False
+            except OSError:  # another process kept the same version first: ours goes after the load
+                pass
+    except BaseException:
+        _close_all(fds)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return VerifiedArtifact(folder, [f.name for f in files], fds, total, "store", remove=remove)
+
+
+def _download(store: Store, pinned: PinnedFile, size: int, path: Path, policy: LoadPolicy, *, durable: bool) -> int:
+    """Stream one file into ``path`` (a new file in the private folder) and verify it; return its descriptor."""
+    location = f"{store.uri}/{pinned.key}"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
         try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        if _matches(data, sha256):
-            return data
-        log.warning("disk cache entry %s is corrupt; removing it", path)
+            if size:
+                os.posix_fallocate(fd, 0, size)  # a full disk fails here, before any byte is fetched
+            actual = download_into(
+                store, pinned.key, fd, size, attempts=policy.attempts, chunk_bytes=policy.chunk_bytes
+            )
+            if durable:
+                os.fsync(fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise ArtifactError(
+                    f"no room to write {location} ({size / 2**20:,.0f} MiB) in {path.parent.parent}: {exc.strerror}"
+                ) from None
+            raise
+        if not same_digest(actual, pinned.sha256):
+            raise _mismatch(location, pinned.sha256, actual)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _verify_kept(folder: Path, files: Sequence[PinnedFile]) -> VerifiedArtifact | None:
+    """The disk tier's copy of a version if every file is there, regular and intact; else ``None``."""
+    if not folder.is_dir() or folder.is_symlink():
+        if folder.is_symlink() or folder.exists():
+            log.warning("disk cache entry %s is not a folder; removing it", folder)
+            _remove(folder)
+        return None
+    fds: list[int] = []
+    total = 0
+    try:
+        for pinned in files:
+            fd = open_regular(folder / pinned.name)
+            fds.append(fd)
+            size = os.fstat(fd).st_size
+            if not same_digest(hash_file(fd, size), pinned.sha256):
+                raise ValueError(f"{pinned.name} does not match its digest")
+            total += size
+    except (OSError, ValueError, EOFError) as exc:
+        _close_all(fds)
+        log.warning("disk cache entry %s is unusable (%s); removing it and fetching again", folder, exc)
+        _remove(folder)
+        return None
+    return VerifiedArtifact(folder, [f.name for f in files], fds, total, "disk", remove=False)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
         with contextlib.suppress(OSError):
             path.unlink()
-        return None
-
-    def put(self, sha256: str, data: bytes) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.directory / sha256, data)
-        except OSError as exc:  # a full or read-only disk only loses the speed-up
-            log.warning("could not write the disk cache in %s: %s", self.directory, exc)
 
 
-def fetch_verified(
-    store: Store,
-    key: str,
-    expected_sha256: str,
-    *,
-    disk: DiskTier | None = None,
-    attempts: int = 3,
-    chunk_bytes: int = CHUNK_BYTES,
-) -> tuple[bytes, str]:
-    """The verified bytes and the tier they came from (``"disk"`` or ``"store"``)."""
-    if disk is not None:
-        cached = disk.get(expected_sha256)
-        if cached is not None:
-            return cached, "disk"
-    location = f"{store.uri}/{key}"
-    data = with_retries(lambda: _download(store, key, chunk_bytes), what=f"reading {location}", attempts=attempts)
-    if not _matches(data, expected_sha256):
-        actual = sha256_hex(data)
-        raise ArtifactError(
-            f"artifact digest mismatch for {location}: the contract pins sha256 "
-            f"{expected_sha256}, the bytes hash to {actual}; refusing to load them"
-        )
-    if disk is not None:
-        disk.put(expected_sha256, data)
-    return data, "store"
-
-
-def _download(store: Store, key: str, chunk: int) -> bytes:
-    info = store.stat(key)
-    if info is None:
-        raise ObjectNotFound(f"no object at {store.uri}/{key}")
-    if info.size <= chunk:
-        return store.read(key)
-    starts = range(0, info.size, chunk)
-    with ThreadPoolExecutor(RANGE_WORKERS, thread_name_prefix="modelfn-fetch") as pool:
-        parts = list(pool.map(lambda start: store.read_range(key, start, min(chunk, info.size - start)), starts))
-    data = b"".join(parts)
-    if len(data) != info.size:
-        raise ArtifactError(f"{store.uri}/{key}: read {len(data)} of {info.size} bytes")
-    return data
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _matches(data: bytes, sha256: str) -> bool:
-    return hmac.compare_digest(sha256_hex(data), sha256)
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -18,7 +18,7 @@ import numpy as np
 from modelfn.contract import Contract, resolve_local_artifact
 from modelfn.datatypes import NUMPY_DTYPES
 from modelfn.errors import ContractError, InvalidInput, ModelFault, ModelfnError
-from modelfn.runtime.artifacts import DiskTier, fetch_verified
+from modelfn.runtime.artifacts import LoadPolicy, open_verified, pinned_files
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
 from modelfn.runtime.predictors import Predictor, load_predictor
 from modelfn.runtime.stores.local import LocalStore
@@ -156,26 +156,21 @@ class PhaseTimer:
         self._started = now
 
 
-def load_model(
-    folder: str | Path,
-    contract: Contract,
-    settings: Settings,
-    store: Store,
-    key: str,
-    *,
-    disk: DiskTier | None = None,
-) -> LoadedModel:
+def load_model(folder: str | Path, contract: Contract, settings: Settings, store: Store, key: str) -> LoadedModel:
     """Do the whole cold-start load of one model, timing each phase.
 
-    ``folder`` holds the hooks; the artifact is ``key`` in ``store``, through ``disk`` if given.
+    ``folder`` holds the hooks; the artifact is ``key`` in ``store`` (with its pinned extra files
+    beside it), verified before anything parses it and never held twice in memory.
     """
     timer = PhaseTimer()
-    sha256 = contract.verified_artifact().sha256
-    data, tier = fetch_verified(store, key, sha256, disk=disk, attempts=settings.store_attempts)
-    timer.lap(f"fetch({tier})")
-    predictor = load_predictor(contract, data, settings)
-    size = len(data)
-    del data
+    artifact = contract.verified_artifact()
+    files = pinned_files(key, artifact.sha256, artifact.files)
+    trusted = build_record(folder, contract) if isinstance(store, LocalStore) else None
+    with open_verified(store, files, load_policy(settings), what=f"model {contract.name} v{contract.version}",
+                       trusted=trusted) as verified:  # fmt: skip
+        timer.lap(f"fetch({verified.tier})")
+        predictor = load_predictor(contract, verified, settings)
+        size = verified.size
     timer.lap("deserialize")
     if contract.batching is None:
         return assemble(folder, contract, predictor, timer, artifact_bytes=size)
@@ -188,6 +183,19 @@ def load_model(
     state = "on" if batcher.enabled else f"off (below {MIN_SAVING_S * 1e6:.0f} us a row, calls go straight through)"
     log.info("batching %s v%s: a batch saves %.0f us a row: %s", contract.name, contract.version, saving * 1e6, state)
     return model
+
+
+def load_policy(settings: Settings) -> LoadPolicy:
+    return LoadPolicy(settings.cache_dir, settings.disk_tier, settings.store_attempts, settings.memory_limit_mb)
+
+
+def build_record(folder: str | Path, contract: Contract) -> dict[str, tuple[str, int]] | None:
+    """The digests ``modelfn build`` recorded for this bundle, if ``deploy.verify: build`` trusts them."""
+    if contract.deploy is None or contract.deploy.verify != "build":
+        return None
+    from modelfn.build_record import read_build_record
+
+    return read_build_record(folder, contract)
 
 
 def assemble(

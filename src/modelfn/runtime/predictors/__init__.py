@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelfn.contract import Contract
+    from modelfn.runtime.artifacts import VerifiedArtifact
     from modelfn.settings import Settings
 
 
@@ -24,22 +25,26 @@ class Predictor(Protocol):
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]: ...
 
 
-def load_predictor(contract: Contract, data: bytes, settings: Settings) -> Predictor:
-    """Build the predictor for ``contract.framework`` from verified artifact bytes."""
+def load_predictor(contract: Contract, artifact: VerifiedArtifact, settings: Settings) -> Predictor:
+    """Build the predictor for ``contract.framework`` from the verified artifact.
+
+    ONNX Runtime and Keras load by path; scikit-learn files and SavedModel archives (small, and
+    unpacked or unpickled in memory by their libraries anyway) are read from the verified descriptor.
+    """
     if contract.framework == "onnx":
         from modelfn.runtime.predictors.onnx import OnnxPredictor
 
-        return OnnxPredictor.from_bytes(data, contract, settings)
+        return OnnxPredictor.from_file(artifact, contract, settings)
     if contract.framework == "sklearn":
         from modelfn.runtime.predictors.sklearn import SklearnPredictor
 
-        return SklearnPredictor.from_bytes(data, contract)
+        return SklearnPredictor.from_bytes(artifact.read_bytes(), contract)
     if contract.framework == "tensorflow":
         from modelfn.runtime.predictors.tensorflow import KerasPredictor, SavedModelPredictor
 
         if contract.verified_artifact().format == "savedmodel":
-            return SavedModelPredictor.from_bytes(data, contract)
-        return KerasPredictor.from_bytes(data, contract)
+            return SavedModelPredictor.from_bytes(artifact.read_bytes(), contract)
+        return KerasPredictor.from_path(artifact.path, contract)
     raise ContractError(f"field `framework`: no predictor for {contract.framework!r}")
 
 

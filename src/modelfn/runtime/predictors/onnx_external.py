@@ -1,12 +1,12 @@
 """Find the tensors of an ONNX model that keep their data in external files, without the onnx package.
 
-modelfn loads an ONNX model from its verified bytes only. A tensor whose data
-lives in another file (``external_data``, ``data_location: EXTERNAL``) names
-that file by a path inside the model, the path that CVE-2022-25882,
-CVE-2024-27318 and their symlink variants used to read files outside the
-model's folder. Such a file is also outside the digest the contract pins. So
-every such tensor is refused before ONNX Runtime sees the model, whatever its
-version does with them.
+A tensor whose data lives in another file (``external_data``, ``data_location:
+EXTERNAL``) names that file by a path inside the model, the path that
+CVE-2022-25882, CVE-2024-27318 and their symlink variants used to read files
+outside the model's folder. modelfn loads such a model only when every file it
+names is one the contract pins by sha256 (``artifact.files``), verified and
+sitting in the version's own folder; any other location is refused before ONNX
+Runtime sees the model, whatever its version does with them.
 
 The walk reads protobuf's wire format directly (the runtime does not depend on
 the onnx package): tags and lengths only, so large weights are skipped, not
@@ -27,6 +27,7 @@ _ATTRIBUTE_TENSOR, _ATTRIBUTE_GRAPH, _ATTRIBUTE_TENSORS, _ATTRIBUTE_GRAPHS = 5, 
 _ATTRIBUTE_SPARSE_TENSOR, _ATTRIBUTE_SPARSE_TENSORS = 22, 23
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _EXTERNAL = 1
 #: Deeper nesting than this is no real model: refused rather than walked.
 _MAX_DEPTH = 64
@@ -36,10 +37,18 @@ class MalformedModel(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
-def external_tensors(model: bytes) -> list[str]:
+def external_tensors(model: bytes | memoryview) -> list[str]:
     """Names of the tensors that keep their data outside ``model`` (a serialized ``ModelProto``)."""
+    return [name for name, _ in external_locations(model)]
+
+
+def external_locations(model: bytes | memoryview) -> list[tuple[str, str]]:
+    """``(tensor name, location)`` of every tensor kept outside ``model``; ``""`` where none is given.
+
+    Only tags and lengths are read, so a memory-mapped model is walked without paging its weights in.
+    """
     view = memoryview(model)
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
     for field, value in _fields(view):
         if field == _MODEL_GRAPH:
             _graph(value, found, 1)
@@ -50,7 +59,7 @@ def external_tensors(model: bytes) -> list[str]:
     return found
 
 
-def _graph(graph: memoryview, found: list[str], depth: int) -> None:
+def _graph(graph: memoryview, found: list[tuple[str, str]], depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise MalformedModel("subgraphs nested too deep")
     for field, value in _fields(graph):
@@ -62,7 +71,7 @@ def _graph(graph: memoryview, found: list[str], depth: int) -> None:
             _sparse(value, found)
 
 
-def _node(node: memoryview, found: list[str], depth: int) -> None:
+def _node(node: memoryview, found: list[tuple[str, str]], depth: int) -> None:
     for field, attribute in _fields(node):
         if field != _NODE_ATTRIBUTE:
             continue
@@ -75,21 +84,26 @@ def _node(node: memoryview, found: list[str], depth: int) -> None:
                 _sparse(value, found)
 
 
-def _sparse(sparse: memoryview, found: list[str]) -> None:
+def _sparse(sparse: memoryview, found: list[tuple[str, str]]) -> None:
     for field, value in _fields(sparse):
         if field in (_SPARSE_VALUES, _SPARSE_INDICES):
             _tensor(value, found)
 
 
-def _tensor(tensor: memoryview, found: list[str]) -> None:
-    name, external = "", False
+def _tensor(tensor: memoryview, found: list[tuple[str, str]]) -> None:
+    name, location, external = "", "", False
     for field, value in _fields(tensor, varints=(_TENSOR_DATA_LOCATION,)):
         if field == _TENSOR_NAME:
             name = bytes(value[:200]).decode("utf-8", "replace")
-        elif field == _TENSOR_EXTERNAL_DATA or (field == _TENSOR_DATA_LOCATION and value == _EXTERNAL):
+        elif field == _TENSOR_EXTERNAL_DATA:
+            external = True
+            entry = dict(_fields(value))
+            if bytes(entry.get(_ENTRY_KEY, b"")) == b"location":
+                location = bytes(entry.get(_ENTRY_VALUE, b"")[:1024]).decode("utf-8", "replace")
+        elif field == _TENSOR_DATA_LOCATION and value == _EXTERNAL:
             external = True
     if external:
-        found.append(name or "<unnamed>")
+        found.append((name or "<unnamed>", location))
 
 
 def _fields(message: memoryview, varints: tuple[int, ...] = ()) -> Iterator[tuple[int, memoryview | int]]:

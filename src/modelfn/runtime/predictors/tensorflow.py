@@ -43,20 +43,16 @@ class KerasPredictor:
         return lambda *args: self._model(args[0] if single else list(args), training=False)
 
     @classmethod
-    def from_bytes(cls, data: bytes, contract: Contract) -> KerasPredictor:
+    def from_path(cls, path: str, contract: Contract) -> KerasPredictor:
+        """Load a verified ``.keras`` file where it is (in the bundle, or the private download folder)."""
         require("keras", "tensorflow")
         _quiet_tensorflow()
         import keras
 
-        # Keras loads from a path; the verified bytes go to a private temporary file.
-        with tempfile.TemporaryDirectory(prefix="modelfn-keras-") as scratch:
-            path = os.path.join(scratch, "model.keras")
-            with open(path, "wb") as handle:
-                handle.write(data)
-            try:
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
-            except Exception as exc:  # Keras raises ValueError/TypeError/OSError for bad files
-                raise ContractError(f"artifact is not a loadable Keras model: {exc}") from exc
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises ValueError/TypeError/OSError for bad files
+            raise ContractError(f"artifact is not a loadable Keras model: {exc}") from exc
         if len(model.inputs) != len(contract.inputs) or len(model.outputs) != len(contract.outputs):
             raise ContractError(
                 f"fields `inputs`/`outputs`: the Keras model takes {len(model.inputs)} input(s) and gives "
