@@ -190,3 +190,42 @@ def write_slow_function(folder: Path) -> Path:
         "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
     )
     return folder
+
+
+def write_pinned_external_function(folder: Path, *, location: str = "weights/model.data", pin: bool = True) -> Path:
+    """An ONNX ``y = x @ W`` (W 64x32) saved with its weight as external data at ``location``, pinned in the contract.
+
+    Saved by onnx's own ``save_as_external_data``, the way a model over 2 GB is saved.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weight = numpy_helper.from_array(np.arange(64 * 32, dtype=np.float32).reshape(64, 32) / 1000, "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "pinned",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 32])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / location).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, location=location,
+                    size_threshold=0)  # fmt: skip
+    artifact = {"uri": "model.onnx", "sha256": sha256_of(folder / "model.onnx")}
+    if pin:
+        artifact["files"] = {location: sha256_of(folder / location)}
+    contract = {
+        "name": "pinned",
+        "version": "1",
+        "framework": "onnx",
+        "artifact": artifact,
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 32]}],
+        "docs": {"description": "Keeps its weight in a pinned external-data file."},
+    }
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    return folder

@@ -60,6 +60,22 @@ def check(folder: Path) -> None:
 
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_file", default="model.onnx", show_default=True, help="The model file in FOLDER.")
+def digests(folder: Path, model_file: str) -> None:
+    """Print the artifact block that pins FOLDER's ONNX model and each external-data file it names."""
+    from modelfn.tooling.pins import pins
+
+    with _click_errors():
+        main, files = pins(folder / model_file)
+    click.echo(f"artifact:\n  uri: {model_file}\n  sha256: {main}")
+    if files:
+        click.echo("  files:")
+        for name, digest in files.items():
+            click.echo(f"    {name}: {digest}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--port", envvar="PORT", type=int, default=8080, show_default=True, help="Port to listen on.")
 @click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Address to bind.")
 def serve(folder: Path, port: int, host: str) -> None:

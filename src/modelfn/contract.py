@@ -91,7 +91,7 @@ class Artifact(_Strict):
     #: Files the model reads beside its own (ONNX external data, for models over protobuf's 2 GB):
     #: path relative to the model file's folder -> sha256. Each is verified before the model loads,
     #: pushed and pulled with the version, and the only external location the model may name
-    #: (``modelfn check --pin`` fills this in).
+    #: (``modelfn digests FOLDER`` prints the block).
     files: Annotated[dict[RelativeFile, Sha256], msgspec.Meta(max_length=1000)] = {}
 
     @property

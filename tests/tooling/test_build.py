@@ -72,6 +72,25 @@ def test_a_lambda_zip_over_the_upload_limit_is_reported_not_refused() -> None:
     assert report.over() == ["unzipped"]
 
 
+def test_build_verifies_once_and_a_cold_start_trusts_it_only_when_asked(function_copy, caplog) -> None:
+    from modelfn.contract import load_contract
+    from modelfn.runtime.model import load_model, local_artifact
+    from modelfn.settings import Settings
+    from modelfn.tooling.build import record_verification
+
+    folder = function_copy(deploy={"verify": "build"})
+    contract = load_contract(folder)
+    record_verification(folder, contract)
+    load = lambda: load_model(folder, contract, Settings(), *local_artifact(contract, folder))  # noqa: E731
+    assert list(load().phases)[0] == "fetch(local, verified at build)"
+    (folder / ".modelfn" / "verified.json").write_text('{"files": {"model.onnx": {"sha256": "%s", "size": 1}}}'
+                                                       % contract.verified_artifact().sha256)  # fmt: skip
+    assert list(load().phases)[0] == "fetch(local)"  # another size: not the file that was built, so hashed
+    (folder / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(BuildError, match="do not match the sha256"):
+        record_verification(folder, contract)
+
+
 def test_a_folder_without_a_contract_is_refused(tmp_path) -> None:
     with pytest.raises(BuildError, match=r"no modelfn\.yaml"):
         build(tmp_path, "gcf", tmp_path / "dist")
@@ -135,6 +154,8 @@ def test_the_gcf_zip_serves_from_a_clean_virtual_environment(out, tmp_path) -> N
     source = tmp_path / "source"
     assert (source / "main.py").is_file() and (source / "ensemble" / "modelfn.yaml").is_file()
     assert not (source / "train.py").exists()
+    record = json.loads((source / "mlp" / ".modelfn" / "verified.json").read_text())  # hashed once, at build
+    assert set(record["files"]) == {"model.onnx"}
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
     python = tmp_path / "venv" / "bin" / "python"
     subprocess.run(

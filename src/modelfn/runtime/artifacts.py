@@ -149,7 +149,7 @@ def _mismatch(where: str, expected: str, actual: str) -> ArtifactError:
 def _verify_in_place(
     root: Path, files: Sequence[PinnedFile], trusted: Mapping[str, tuple[str, int]]
 ) -> VerifiedArtifact:
-    base = root.resolve()
+    base = (root / posixpath.dirname(files[0].key)).resolve()  # the version's folder, in a file:// registry too
     fds: list[int] = []
     total, skipped = 0, 0
     try:

@@ -325,6 +325,7 @@ def copy_sources(layout: FunctionLayout, stage: Path) -> None:
             target = dest / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
+        record_verification(dest, layout.models[name])
     if (layout.folder / "main.py").is_file():
         shutil.copy2(layout.folder / "main.py", stage / "main.py")
     import modelfn
@@ -351,8 +352,36 @@ def model_files(folder: Path, contract: Contract) -> list[Path]:
     if contract.artifact is not None and "://" not in contract.artifact.uri:
         from modelfn.contract import resolve_local_artifact
 
-        files.append(resolve_local_artifact(contract, folder))
+        model = resolve_local_artifact(contract, folder)
+        files += [model, *(model.parent / name for name in contract.artifact.files)]
     return files
+
+
+def record_verification(folder: Path, contract: Contract) -> None:
+    """Hash the bundled copies of a local artifact once, here, and record them (``deploy.verify: build``).
+
+    A copy that does not match the contract fails the build; the record lets a cold start of this
+    immutable bundle skip the re-hash when the contract asks it to.
+    """
+    if contract.artifact is None or "://" in contract.artifact.uri:
+        return
+    from modelfn.build_record import write_build_record
+    from modelfn.contract import resolve_local_artifact
+    from modelfn.runtime.digests import hash_file, same_digest
+
+    model = resolve_local_artifact(contract, folder)
+    pinned = {contract.artifact.file_name: contract.verified_artifact().sha256, **contract.artifact.files}
+    verified = {}
+    for name, digest in pinned.items():
+        fd = os.open(model.parent / name, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if not same_digest(hash_file(fd, size), digest):
+                raise BuildError(f"{model.parent / name}: the bytes do not match the sha256 the contract pins")
+        finally:
+            os.close(fd)
+        verified[name] = (digest, size)
+    write_build_record(folder, verified)
 
 
 def local_modules(folder: Path, entries: list[str]) -> set[str]:

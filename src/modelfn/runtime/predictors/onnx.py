@@ -105,7 +105,7 @@ def _check_external_data(artifact: VerifiedArtifact) -> None:
         raise ContractError(
             f"artifact is not a loadable ONNX model: tensor(s) {names} keep their data in external files "
             f"{locations} that the contract does not pin; list each file with its sha256 under artifact.files "
-            "(modelfn check --pin writes them), or embed the data with "
+            "(modelfn digests FOLDER prints them), or embed the data with "
             "onnx.save_model(model, path, save_as_external_data=False) (models up to 2 GB)"
         )
 

@@ -1,0 +1,58 @@
+"""The digests a contract pins for a model file and every external-data file it names.
+
+``modelfn digests FOLDER`` prints them as the ``artifact:`` block of the contract, so a model
+saved with ``onnx.save_model(..., save_as_external_data=True)`` (needed past protobuf's 2 GB) is
+pinned file by file without hashing by hand. Locations that leave the model's folder are refused.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import posixpath
+from pathlib import Path
+
+from modelfn.errors import ContractError
+from modelfn.runtime.digests import hash_file
+from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations
+
+
+def external_files(model: Path) -> list[str]:
+    """The distinct external-data locations ``model`` names, normalised, in order of first use."""
+    with model.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        problem = ""
+        try:
+            found = external_locations(view)
+        except MalformedModel as exc:
+            problem, found = str(exc), []
+        view.release()
+    if problem:
+        raise ContractError(f"{model} is not an ONNX model: {problem}")
+    names: list[str] = []
+    for tensor, location in found:
+        name = posixpath.normpath(location) if location else ""
+        if not name or name.startswith(("/", "../")) or name == "..":
+            raise ContractError(f"{model}: tensor {tensor!r} keeps its data at {location!r}, outside the model's folder")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def pins(model: Path) -> tuple[str, dict[str, str]]:
+    """``(sha256 of the model file, {external file: sha256})``."""
+    digests = {}
+    for name in external_files(model):
+        path = model.parent / name
+        if not path.resolve().is_relative_to(model.parent.resolve()) or not path.is_file():
+            raise ContractError(f"{model}: external data file {name!r} is missing or leaves the model's folder")
+        digests[name] = _digest(path)
+    return _digest(model), digests
+
+
+def _digest(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return hash_file(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
