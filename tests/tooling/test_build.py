@@ -82,10 +82,10 @@ def test_build_verifies_once_and_a_cold_start_trusts_it_only_when_asked(function
     contract = load_contract(folder)
     record_verification(folder, contract)
     load = lambda: load_model(folder, contract, Settings(), *local_artifact(contract, folder))  # noqa: E731
-    assert list(load().phases)[0] == "fetch(local, verified at build)"
-    (folder / ".modelfn" / "verified.json").write_text('{"files": {"model.onnx": {"sha256": "%s", "size": 1}}}'
-                                                       % contract.verified_artifact().sha256)  # fmt: skip
-    assert list(load().phases)[0] == "fetch(local)"  # another size: not the file that was built, so hashed
+    assert next(iter(load().phases)) == "fetch(local, verified at build)"
+    entry = {"sha256": contract.verified_artifact().sha256, "size": 1}
+    (folder / ".modelfn" / "verified.json").write_text(json.dumps({"files": {"model.onnx": entry}}))
+    assert next(iter(load().phases)) == "fetch(local)"  # another size: not the file that was built, so hashed
     (folder / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(BuildError, match="do not match the sha256"):
         record_verification(folder, contract)

@@ -33,7 +33,7 @@ def external_files(model: Path) -> list[str]:
     for tensor, location in found:
         name = posixpath.normpath(location) if location else ""
         if not name or name.startswith(("/", "../")) or name == "..":
-            raise ContractError(f"{model}: tensor {tensor!r} keeps its data at {location!r}, outside the model's folder")
+            raise ContractError(f"{model}: tensor {tensor!r} keeps its data at {location!r}, outside its folder")
         if name not in names:
             names.append(name)
     return names
