@@ -75,10 +75,8 @@ def event_function(
     """
     import functions_framework
 
-    from modelfn.protocols.events import EventTriggers
-
     function, settings = build_servable(source, models, settings)
-    triggers = EventTriggers(function, settings)
+    made: list[Any] = []  # the EventTriggers, made by the first event: an HTTP cold start never imports them
     verifier = None
     if settings.id_token_audience:  # Pub/Sub push straight to the function: its token is checked here
         from modelfn.id_tokens import id_token_verifier
@@ -92,6 +90,11 @@ def event_function(
         from modelfn.protocols.events import PUBSUB_PUBLISHED, from_cloud_event, message_from_cloud_event
 
         log = logging.getLogger("modelfn")
+        if not made:
+            from modelfn.protocols.events import EventTriggers
+
+            made.append(EventTriggers(function, settings))
+        triggers = made[0]
         try:
             if cloud_event["type"] == PUBSUB_PUBLISHED:
                 triggers.messages().handle(message_from_cloud_event(cloud_event.data))
