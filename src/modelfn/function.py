@@ -45,6 +45,7 @@ class Servable(Protocol):
     def member(self, name: str | None, version: str | None = None) -> ModelFunction: ...
     def ready(self, *, start: bool = False) -> bool: ...
     def prefetch(self) -> None: ...
+    def refresh_now(self) -> None: ...
     def wedged(self) -> bool: ...
     def catalog(self) -> dict[str, str]: ...
 
@@ -466,6 +467,17 @@ class ModelFunction:
         return self._registry_ref
 
     # -- alias refresh: blue-green inside one instance ---------------------------
+    def refresh_now(self) -> None:
+        """Re-resolve the alias now, on this thread (after a SnapStart restore the snapshot may be old)."""
+        if self._registry_ref is None or self._registry_ref[1].alias is None or self._current is None:
+            return
+        with self._target_lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+            self._next_refresh = time.monotonic() + self.settings.alias_refresh_s
+        self._refresh()
+
     def _maybe_refresh(self) -> None:
         """Every ``alias_refresh_s``, re-resolve the alias in the background (never on the request's time)."""
         if self._registry_ref is None or self._registry_ref[1].alias is None:

@@ -73,6 +73,10 @@ class FunctionGroup:
         for member in members[:1] if self.settings.memory_budget_mb > 0 else members:
             member.prefetch()
 
+    def refresh_now(self) -> None:
+        for member in self._members.values():
+            member.refresh_now()
+
     def ready(self, *, start: bool = False) -> bool:
         """Every contract readable (models load on their first request, so this loads none)."""
         for member in self._members.values():

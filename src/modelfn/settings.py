@@ -165,6 +165,8 @@ class Settings(NamedTuple):
         # Platform facts, read here so that no other module reads the environment.
         if "disk_tier" not in values and environ.get("K_SERVICE"):  # Cloud Run and Cloud Functions gen2
             values["disk_tier"] = "off"
+        if "prefetch" not in values and environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+            values["prefetch"] = True  # this init becomes the snapshot every cold start resumes: load now
         lambda_memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
         if "memory_limit_mb" not in values and lambda_memory.isdigit():
             values["memory_limit_mb"] = float(lambda_memory)

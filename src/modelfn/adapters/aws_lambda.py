@@ -51,8 +51,13 @@ def lambda_function(
 
     With ``MODELFN_PREFETCH=1`` the model is loaded during Lambda's init phase, which
     runs before the first invocation at full CPU; otherwise the first request loads it.
+    Under SnapStart the init is the snapshot's, so the model always loads there
+    (see :mod:`modelfn.adapters.snapstart`).
     """
     function, settings = build_servable(source, models, settings)
+    from modelfn.adapters import snapstart
+
+    snapstart.register(function, settings)  # SnapStart's hooks, where Lambda's runtime has them
     if settings.prefetch:
         # Lambda freezes the sandbox between invocations, so a background load would stall;
         # the init phase is the time to do it, bounded like any request's wait.

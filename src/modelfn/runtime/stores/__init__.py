@@ -96,6 +96,17 @@ def open_store(uri: str) -> tuple[Store, str]:
     raise ContractError(f"unsupported store scheme {scheme!r} in {uri!r}; use gs://, s3:// or file://")
 
 
+def forget_clients() -> None:
+    """Drop the SDK clients the stores keep per process (after a snapshot restore: stale connections
+    and credentials); the next store call makes new ones. Only SDKs already imported are touched."""
+    import sys
+
+    for module, name in (("modelfn.runtime.stores.s3", "S3Store"), ("modelfn.runtime.stores.gcs", "GCSStore")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            getattr(loaded, name)._client = None
+
+
 def with_retries(operation: Callable[[], T], *, what: str, attempts: int = 3, base_delay_s: float = 0.2) -> T:
     """Run ``operation``; retry :class:`StoreUnavailable` with exponential backoff, then re-raise."""
     for attempt in range(1, attempts + 1):
