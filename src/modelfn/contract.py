@@ -230,6 +230,11 @@ class Deploy(_Strict):
     #: the function reachable only at its own URL, with IAM authentication: for a second build of
     #: a model the gateway already routes, or an internal one.
     expose: bool = True
+    #: Lambda SnapStart for a zip function: Lambda runs the init (the model's load and warm-up)
+    #: once per published version, snapshots it, and starts cold instances from the snapshot.
+    #: ``modelfn render`` publishes each deploy and points the alias at it; the function's hooks
+    #: renew randomness, store clients and the alias after each restore. AWS only; zip only.
+    snap_start: bool = False
     #: Event triggers, each deployed as a function of its own beside the HTTP one (entry point
     #: ``handle_event``): ``storage`` runs a batch prediction of each file that lands under
     #: ``incoming/`` in the uploads bucket; ``messages`` answers each request on a Pub/Sub topic
@@ -253,6 +258,8 @@ class Deploy(_Strict):
     )
 
     def __post_init__(self) -> None:
+        if self.snap_start and self.package == "image":
+            raise ValueError("deploy.snap_start works with zip packages only (Lambda has no SnapStart for images)")
         if self.traffic is None:
             return
         if not self.traffic:

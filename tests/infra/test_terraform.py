@@ -468,6 +468,20 @@ def test_an_alexa_permission_names_its_skill() -> None:
     assert permission["event_source_token"] == "${each.value.skill}"
 
 
+def test_snap_start_publishes_and_callers_invoke_the_alias() -> None:
+    """Parsed from the source (moto does not model SnapStart): the block, the publish and the alias callers use."""
+    with (INFRA / "modules" / "aws" / "main.tf").open() as handle:
+        parsed = _plain(hcl2.load(handle))
+    [function] = [e["aws_lambda_function"]["function"] for e in parsed["resource"] if "aws_lambda_function" in e]
+    assert "each.value.snap_start" in function["publish"]
+    [block] = function["dynamic"]
+    assert block["snap_start"]["content"] == [{"apply_on": "PublishedVersions"}]
+    [alias] = [e["aws_lambda_alias"]["snap"] for e in parsed["resource"] if "snap" in e.get("aws_lambda_alias", {})]
+    assert alias["function_version"] == "${aws_lambda_function.function[each.key].version}"
+    source = (INFRA / "modules" / "aws" / "main.tf").read_text()
+    assert "f.snap_start ? aws_lambda_alias.snap[name].invoke_arn" in source
+
+
 def test_aws_rest_api_takes_binary_tensors() -> None:
     """Checked in the source: moto does not keep a REST API's binary media types."""
     with (INFRA / "modules" / "aws" / "main.tf").open() as handle:

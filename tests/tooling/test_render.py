@@ -237,6 +237,19 @@ def test_an_alexa_skill_reaches_its_function_on_both_clouds(tmp_path: Path) -> N
     assert helpdesk["environment"]["MODELFN_ALEXA_SKILL_IDS"] == SKILL
 
 
+def test_snap_start_reaches_lambda_and_serverless_for_a_zip_http_function(tmp_path: Path) -> None:
+    root = project_copy(tmp_path, "digits", "helpdesk")
+    edit_contract(root / "functions" / "digits", deploy={"snap_start": True})
+    files = render(root)
+    variables = json.loads(files["infra/aws/functions.auto.tfvars.json"])["functions"]
+    assert variables["digits"]["snap_start"] is True and "snap_start" not in variables["helpdesk"]
+    functions = yaml.safe_load(files["serverless.yml"])["functions"]
+    assert functions["digits"]["snapStart"] is True and "snapStart" not in functions["helpdesk"]
+    edit_contract(root / "functions" / "digits", deploy={"snap_start": True, "package": "image"})
+    with pytest.raises(ContractError, match="snap_start works with zip packages only"):
+        plan(root / "functions")
+
+
 def test_an_alexa_skill_id_is_checked(tmp_path: Path) -> None:
     root = project_copy(tmp_path, "helpdesk")
     edit_contract(root / "functions" / "helpdesk", deploy={"alexa_skills": ["amzn1.ask.skill.not-an-id"]})

@@ -61,8 +61,9 @@ locals {
     }
   }
   # What callers invoke: the serving alias where the platform splits, else the function itself.
-  invoke_arn = { for name, f in var.functions : name => f.edge == null ? aws_lambda_function.function[name].invoke_arn : aws_lambda_alias.serving[name].invoke_arn }
-  qualifier  = { for name, f in var.functions : name => f.edge == null ? null : f.alias }
+  invoke_arn = { for name, f in var.functions : name => (f.edge != null ? aws_lambda_alias.serving[name].invoke_arn
+  : f.snap_start ? aws_lambda_alias.snap[name].invoke_arn : aws_lambda_function.function[name].invoke_arn) }
+  qualifier = { for name, f in var.functions : name => f.edge == null && !f.snap_start ? null : f.alias }
 }
 
 # --- Buckets: the registry, and for event functions the uploads and results ------------------
@@ -253,8 +254,15 @@ resource "aws_lambda_function" "function" {
   image_uri        = each.value.package == "image" ? var.images[coalesce(each.value.folder, each.key)] : null
   architectures    = ["x86_64"]
 
-  # Published versions are what a platform split routes between.
-  publish = each.value.edge != null
+  # Published versions are what a platform split routes between, and what SnapStart snapshots.
+  publish = each.value.edge != null || each.value.snap_start
+
+  dynamic "snap_start" {
+    for_each = each.value.snap_start ? [1] : []
+    content {
+      apply_on = "PublishedVersions"
+    }
+  }
 
   memory_size                    = each.value.memory_mb
   timeout                        = each.value.timeout_s
@@ -304,6 +312,15 @@ resource "aws_lambda_alias" "pinned" {
   description      = "modelfn: model version ${split(" ", each.key)[1]}"
   function_name    = aws_lambda_function.function[each.value.function].function_name
   function_version = each.value.deployed ? aws_lambda_function.function[each.value.function].version : data.aws_lambda_alias.kept[each.key].function_version
+}
+
+# SnapStart without a split: the alias follows each published (snapshotted) version.
+resource "aws_lambda_alias" "snap" {
+  for_each         = { for name, f in var.functions : name => f if f.snap_start && f.edge == null }
+  name             = each.value.alias
+  description      = "modelfn: the published, snapshotted version"
+  function_name    = aws_lambda_function.function[each.key].function_name
+  function_version = aws_lambda_function.function[each.key].version
 }
 
 resource "aws_lambda_alias" "serving" {

@@ -39,11 +39,18 @@ variable "functions" {
     }))
     # Alexa skills allowed to call the function (contract `deploy.alexa_skills`).
     alexa_skills = optional(list(string), [])
+    # Lambda SnapStart (contract `deploy.snap_start`): each deploy publishes a version, snapshotted
+    # after its init, and the function's alias follows it; callers invoke the alias.
+    snap_start = optional(bool, false)
   }))
 
   validation {
     condition     = alltrue([for f in values(var.functions) : contains(["zip", "image"], f.package)])
     error_message = "package is zip or image."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : !f.snap_start || (f.package == "zip" && f.trigger == null)])
+    error_message = "snap_start belongs to an HTTP function packaged as a zip (Lambda has no SnapStart for images)."
   }
   validation {
     condition     = alltrue([for f in values(var.functions) : f.trigger == null || contains(["storage", "messages"], try(f.trigger.type, ""))])

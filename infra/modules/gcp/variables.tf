@@ -46,6 +46,7 @@ variable "functions" {
     }))
     # Alexa skills allowed to call the function (contract `deploy.alexa_skills`).
     alexa_skills = optional(list(string), [])
+    snap_start   = optional(bool, false) # AWS only
   }))
 
   validation {
