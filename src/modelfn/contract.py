@@ -230,6 +230,10 @@ class Deploy(_Strict):
     #: the function reachable only at its own URL, with IAM authentication: for a second build of
     #: a model the gateway already routes, or an internal one.
     expose: bool = True
+    #: The longest cold start ``modelfn build`` accepts, in ms: it starts the bundle it built on the
+    #: build machine, times spawn to the first answered example, prints the phases, and fails the
+    #: build when this is exceeded (a regression gate; the build machine is not the platform).
+    cold_start_budget_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
     #: Lambda SnapStart for a zip function: Lambda runs the init (the model's load and warm-up)
     #: once per published version, snapshots it, and starts cold instances from the snapshot.
     #: ``modelfn render`` publishes each deploy and points the alias at it; the function's hooks

@@ -217,3 +217,19 @@ def test_container_targets_write_a_build_context(out, target) -> None:
     assert ("functions-framework" in requirements) == (target == "cloudrun")
     assert (context / "lambda_function.py").is_file() == (target == "lambda-image")
     assert 'CMD ["lambda_function.handler"]' in dockerfile or "modelfn.adapters.server --target handle" in dockerfile
+
+
+@pytest.mark.slow
+def test_a_cold_start_budget_is_measured_on_the_built_bundle_and_fails_the_build(out, function_copy) -> None:
+    """The Lambda zip run as Lambda runs it (bare interpreter, its own packages); the gcf bundle under functions-framework."""
+    constraints = ROOT / "packaging" / "constraints.txt"
+    roomy = function_copy(deploy={"cold_start_budget_ms": 120_000})
+    report = build(roomy, "lambda", out, python=PYTHON, constraints=constraints)
+    phases = report.cold_start
+    assert 0 < phases["total"] < 120_000
+    assert {"interpreter", "imports (init)", "fetch(local)", "deserialize", "warmup", "request"} <= set(phases)
+    assert any(line.startswith("cold start ") for line in report.lines())
+    tight = function_copy(deploy={"cold_start_budget_ms": 1})
+    with pytest.raises(BuildError, match=r"cold start [\d,]+ ms is over deploy\.cold_start_budget_ms \(1 ms\).*"
+                                         r"deserialize [\d.]+ ms"):  # fmt: skip
+        build(tight, "gcf", out, python=PYTHON, constraints=constraints)

@@ -136,6 +136,8 @@ class BuildReport:
     limits: dict[str, int] = field(default_factory=dict)
     #: Whether the bundle carries bytecode (``unchecked-hash`` .pyc files), or why not.
     bytecode: str = ""
+    #: The measured cold start and its phases, in ms, when a contract sets a budget.
+    cold_start: dict[str, float] = field(default_factory=dict)
 
     def over(self, *, refused: bool = True) -> list[str]:
         """Sizes over their limit: those that refuse the build, or (``refused=False``) those only reported."""
@@ -157,6 +159,9 @@ class BuildReport:
         out.append(f"packages  {len(self.requirements)}: {', '.join(r.split('==')[0] for r in self.requirements)}")
         if self.bytecode:
             out.append(f"bytecode  {self.bytecode}")
+        if self.cold_start:
+            phases = ", ".join(f"{k} {v:,.1f} ms" for k, v in self.cold_start.items() if k != "total")
+            out.append(f"cold start {self.cold_start['total']:,.0f} ms on this machine: {phases}")
         return out
 
 
@@ -218,6 +223,7 @@ def build(
         write_dockerfile(layout, stage, target, python)
         sources = tree_size(stage)
         report.sizes = {"sources": sources, "installed": sources + dependencies}
+        check_budget(layout, stage, "cloudrun" if target == "cloudrun" else "lambda", python, report)
         return report
     if target == "lambda":
         # Known before anything is installed: the wheels say how much they unpack to.
@@ -236,8 +242,30 @@ def build(
     report.sizes = {"zipped": archive.stat().st_size, "unzipped": unzipped}
     if report.over():
         raise BuildError(_too_big(report, layout))
+    check_budget(layout, stage, target, python, report)
     (out / f"{layout.name}-{target}.json").write_text(json.dumps(report.__dict__, indent=2) + "\n")
     return report
+
+
+def check_budget(layout: FunctionLayout, stage: Path, target: str, python: str, report: BuildReport) -> None:
+    """Start the built bundle and time its first answer when a contract sets ``deploy.cold_start_budget_ms``."""
+    budgets = [(c, c.deploy.cold_start_budget_ms) for c in layout.models.values() if c.deploy is not None]
+    budgets = [(c, ms) for c, ms in budgets if ms is not None]
+    if not budgets:
+        return
+    if layout.is_group:
+        raise BuildError("deploy.cold_start_budget_ms is measured for one-model functions only")
+    from modelfn.tooling.budget import measure, verdict
+
+    contract, budget = budgets[0]
+    try:
+        measurement = measure(stage, target, contract, python)
+    except RuntimeError as exc:
+        raise BuildError(f"could not measure the cold start of {layout.name}: {exc}") from None
+    report.cold_start = {"total": measurement.total_ms, **measurement.phases}
+    failure = verdict(measurement, budget)
+    if failure is not None:
+        raise BuildError(f"{layout.name}: {failure}")
 
 
 def _too_big(report: BuildReport, layout: FunctionLayout) -> str:
