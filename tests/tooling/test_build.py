@@ -221,7 +221,7 @@ def test_container_targets_write_a_build_context(out, target) -> None:
 
 @pytest.mark.slow
 def test_a_cold_start_budget_is_measured_on_the_built_bundle_and_fails_the_build(out, function_copy) -> None:
-    """The Lambda zip run as Lambda runs it (bare interpreter, its own packages); the gcf bundle under functions-framework."""
+    """A Lambda zip runs as Lambda does (bare interpreter, its own packages); a gcf bundle under functions-framework."""
     constraints = ROOT / "packaging" / "constraints.txt"
     roomy = function_copy(deploy={"cold_start_budget_ms": 120_000})
     report = build(roomy, "lambda", out, python=PYTHON, constraints=constraints)
