@@ -77,6 +77,34 @@ def memory_backed(path: str | Path) -> bool:
     return filesystem_of(probe) in MEMORY_FILESYSTEMS
 
 
+#: glibc's ``mallopt`` parameter for the size above which blocks are mapped (and unmapped when freed).
+_M_MMAP_THRESHOLD = -3
+_threshold_set = False
+
+
+def return_large_blocks(threshold_bytes: int) -> bool:
+    """Make glibc map (and, when freed, unmap) every block of ``threshold_bytes`` or more; once per process.
+
+    glibc raises its mmap threshold each time a mapped block is freed (up to 32 MiB), so the
+    buffers a model's parse leaves behind (protobuf's copies of the weights, 16 MiB each in a
+    chain of 2048x2048 MatMuls) are then served from a heap arena that is never given back, and
+    a load on a thread of its own gets an arena of its own. A 256 MiB model peaked at 457 MiB
+    loaded on a thread, 361 MiB on the main thread, and 280 MiB with this fixed threshold.
+    Returns whether it applied (glibc only).
+    """
+    global _threshold_set
+    if _threshold_set or threshold_bytes <= 0:
+        return _threshold_set
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        _threshold_set = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold_bytes)))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    return _threshold_set
+
+
 def check_fits(what: str, needed: int, configured_mb: float = 0) -> None:
     """Refuse a load that needs more memory than the instance has left, with the fix.
 

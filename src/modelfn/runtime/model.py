@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
+#: From this size on, the allocator is told to give a load's large buffers back (see ``runtime/memory``).
+LARGE_MODEL_BYTES = 64 << 20
 
 
 class LoadedModel(NamedTuple):
@@ -169,6 +171,10 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     with open_verified(store, files, load_policy(settings), what=f"model {contract.name} v{contract.version}",
                        trusted=trusted) as verified:  # fmt: skip
         timer.lap(f"fetch({verified.tier})")
+        if verified.size >= LARGE_MODEL_BYTES:
+            from modelfn.runtime.memory import return_large_blocks
+
+            return_large_blocks(settings.malloc_mmap_threshold_kb * 1024)
         predictor = load_predictor(contract, verified, settings)
         size = verified.size
     timer.lap("deserialize")
