@@ -81,8 +81,8 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(self.url + "/v2/health/live", timeout=1).status_code == 200:
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # a busy machine: wait on
+                if requests.get(self.url + "/v2/health/live", timeout=5).status_code == 200:
                     return
             time.sleep(0.05)
         raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")

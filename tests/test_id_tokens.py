@@ -109,8 +109,9 @@ def test_a_valid_token_passes_and_the_certificates_are_fetched_once(google) -> N
         {"iss": "https://evil.example"},
         {"email": "someone@gmail.com"},  # any Google account can get a signed token for any audience
         {"email_verified": False},
-        {"exp": int(time.time()) - 60, "iat": int(time.time()) - 3660},
-        {"iat": int(time.time()) + 600},
+        # Times as functions of "now", taken when the test runs: a run can outlast a collection-time "future".
+        lambda now: {"exp": now - 60, "iat": now - 3660},
+        lambda now: {"iat": now + 600},
         {"exp": None},
     ],
     ids=["audience", "issuer", "email", "unverified", "expired", "future", "no-expiry"],
@@ -118,6 +119,8 @@ def test_a_valid_token_passes_and_the_certificates_are_fetched_once(google) -> N
 def test_every_wrong_claim_is_the_same_401(google, changes) -> None:
     signer, certs = google
     verifier = IdTokenVerifier(AUDIENCE, [PUSHER], certs.url)
+    if callable(changes):
+        changes = changes(int(time.time()))
     with pytest.raises(Unauthorized) as refused:
         verifier.verify(signer.token(**changes))
     assert refused.value.message == "missing or invalid credentials"

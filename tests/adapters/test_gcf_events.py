@@ -58,9 +58,9 @@ def ff_server(folder: Path, log: Path, env: dict[str, str]) -> Iterator[str]:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 try:
-                    requests.get(url, timeout=1)
+                    requests.get(url, timeout=5)
                     break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
                     assert process.poll() is None, log.read_text()
                     time.sleep(0.1)
             yield url
@@ -301,9 +301,9 @@ def pubsub_emulator() -> Iterator[str]:
             if process.poll() is not None:
                 pytest.skip("the Pub/Sub emulator did not start (is the pubsub-emulator component installed?)")
             try:
-                requests.get(f"{url}/topics", timeout=1)
+                requests.get(f"{url}/topics", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # the JVM starting on a busy machine
                 time.sleep(0.25)
         else:
             pytest.fail("the Pub/Sub emulator did not answer within 60 s")

@@ -38,7 +38,8 @@ def test_training_reproduces_the_committed_models(train_module, heldout) -> None
         expected = ort.InferenceSession(str(committed)).run(None, feed)
         actual = ort.InferenceSession(data).run(None, feed)
         for want, got in zip(expected, actual, strict=True):
-            assert np.allclose(want, got, atol=1e-5)
+            # Relative: values near 20 round differently on another CPU; an absolute 1e-5 is not a fair bound.
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         same = hashlib.sha256(data).hexdigest() == load_contract(ENSEMBLE / name).verified_artifact().sha256
         print(f"{name}: retrained bytes identical to the committed artifact: {same}")
 

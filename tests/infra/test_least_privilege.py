@@ -45,9 +45,9 @@ def enforcing_s3() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.get(url + "/moto-api/", timeout=1)
+                requests.get(url + "/moto-api/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
                 time.sleep(0.1)
         yield url
     finally:
