@@ -80,6 +80,11 @@ class VerifiedArtifact:
         self._fds, self._remove = list(fds), remove
 
     @property
+    def fd(self) -> int:
+        """The open descriptor of the verified model file."""
+        return self._fds[0]
+
+    @property
     def path(self) -> str:
         """The model file's path (its extra files sit beside it, under their pinned names)."""
         return str(self.folder / self.names[0])

@@ -7,28 +7,22 @@ pinned file by file without hashing by hand. Locations that leave the model's fo
 
 from __future__ import annotations
 
-import mmap
 import os
 import posixpath
 from pathlib import Path
 
 from modelfn.errors import ContractError
 from modelfn.runtime.digests import hash_file
-from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations
+from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations_in_file
 
 
 def external_files(model: Path) -> list[str]:
     """The distinct external-data locations ``model`` names, normalised, in order of first use."""
-    with model.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        view = memoryview(mapped)
-        problem = ""
+    with model.open("rb") as handle:
         try:
-            found = external_locations(view)
+            found = external_locations_in_file(handle.fileno())
         except MalformedModel as exc:
-            problem, found = str(exc), []
-        view.release()
-    if problem:
-        raise ContractError(f"{model} is not an ONNX model: {problem}")
+            raise ContractError(f"{model} is not an ONNX model: {exc}") from None
     names: list[str] = []
     for tensor, location in found:
         name = posixpath.normpath(location) if location else ""

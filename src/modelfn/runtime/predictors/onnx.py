@@ -7,7 +7,6 @@ costs (a 768 MB model: 0.9 s and one copy, against 2.2 s and three).
 
 from __future__ import annotations
 
-import mmap
 import posixpath
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -81,22 +80,12 @@ class OnnxPredictor:
 
 def _check_external_data(artifact: VerifiedArtifact) -> None:
     """Every tensor kept outside the model file must name one of the version's pinned, verified files."""
-    from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations
+    from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations_in_file
 
-    problem = ""
-    try:
-        with open(artifact.path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                external = external_locations(view)
-            except MalformedModel as exc:
-                # Kept as text: the exception's frames hold slices of the map, which must go before it closes.
-                problem, external = str(exc), []
-            view.release()
-    except (ValueError, OSError) as exc:  # an empty file cannot be mapped
-        problem = str(exc)
-    if problem:
-        raise ContractError(f"artifact is not a loadable ONNX model: {problem}")
+    try:  # the verified descriptor, the file ONNX Runtime then loads
+        external = external_locations_in_file(artifact.fd)
+    except (MalformedModel, OSError) as exc:
+        raise ContractError(f"artifact is not a loadable ONNX model: {exc}") from None
     pinned = set(artifact.names[1:])
     stray = [(name, location) for name, location in external if posixpath.normpath(location) not in pinned]
     if stray:

@@ -16,6 +16,7 @@ bodies) and model-local functions.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 
 # Field numbers from onnx/onnx.proto3.
@@ -57,6 +58,24 @@ def external_locations(model: bytes | memoryview) -> list[tuple[str, str]]:
                 if inner == _FUNCTION_NODE:
                     _node(node, found, 1)
     return found
+
+
+def external_locations_in_file(fd: int) -> list[tuple[str, str]]:
+    """:func:`external_locations` of the model file open at ``fd``, walked over a read-only memory map."""
+    try:
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except ValueError:  # mmap refuses an empty file
+        raise MalformedModel("the file is empty") from None
+    with mapped:
+        view = memoryview(mapped)
+        try:
+            return external_locations(view)
+        except MalformedModel as exc:
+            # Re-raised as a fresh error: this one's frames hold slices of the map, which must go before it closes.
+            problem = str(exc)
+        finally:
+            view.release()
+    raise MalformedModel(problem)
 
 
 def _graph(graph: memoryview, found: list[tuple[str, str]], depth: int) -> None:
