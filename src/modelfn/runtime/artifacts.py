@@ -35,11 +35,11 @@ from typing import NamedTuple
 from modelfn._files import open_regular, private_directory
 from modelfn.errors import ArtifactError, ObjectNotFound
 from modelfn.runtime import memory
-from modelfn.runtime.digests import hash_file, same_digest, sha256_hex
+from modelfn.runtime.digests import hash_file, same_digest
 from modelfn.runtime.downloads import CHUNK_BYTES, download_into
 from modelfn.runtime.stores import Store, check_key, join
 
-__all__ = ["PinnedFile", "VerifiedArtifact", "open_verified", "pinned_files", "sha256_hex"]
+__all__ = ["LoadPolicy", "PinnedFile", "VerifiedArtifact", "open_verified", "pinned_files"]
 
 log = logging.getLogger("modelfn")
 _FD_PATHS = os.path.isdir("/proc/self/fd")
@@ -110,9 +110,7 @@ class VerifiedArtifact:
         return bytes(data)
 
     def close(self) -> None:
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        _close_all(self._fds)
         self._fds = []
         if self._remove:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -163,18 +161,13 @@ def _verify_in_place(
             if not path.resolve().is_relative_to(base):
                 raise ArtifactError(f"{pinned.name} resolves outside the model's folder {base}")
             try:
-                fds.append(open_regular(path))
+                fd, size, hashed = _open_checked(path, pinned, trusted.get(pinned.name))
             except FileNotFoundError:
                 raise ObjectNotFound(f"no file at {path}") from None
             except OSError as exc:
                 raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
-            size = os.fstat(fds[-1]).st_size
-            if trusted.get(pinned.name) == (pinned.sha256, size):
-                skipped += 1
-            else:
-                actual = hash_file(fds[-1], size)
-                if not same_digest(actual, pinned.sha256):
-                    raise _mismatch(str(path), pinned.sha256, actual)
+            fds.append(fd)
+            skipped += not hashed
             total += size
     except BaseException:
         _close_all(fds)
@@ -269,18 +262,35 @@ def _verify_kept(folder: Path, files: Sequence[PinnedFile]) -> VerifiedArtifact 
     total = 0
     try:
         for pinned in files:
-            fd = open_regular(folder / pinned.name)
+            fd, size, _ = _open_checked(folder / pinned.name, pinned)
             fds.append(fd)
-            size = os.fstat(fd).st_size
-            if not same_digest(hash_file(fd, size), pinned.sha256):
-                raise ValueError(f"{pinned.name} does not match its digest")
             total += size
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ArtifactError, EOFError) as exc:
         _close_all(fds)
         log.warning("disk cache entry %s is unusable (%s); removing it and fetching again", folder, exc)
         _remove(folder)
         return None
     return VerifiedArtifact(folder, [f.name for f in files], fds, total, "disk", remove=False)
+
+
+def _open_checked(path: Path, pinned: PinnedFile, recorded: tuple[str, int] | None = None) -> tuple[int, int, bool]:
+    """``(descriptor, size, hashed)`` of ``path``, a regular file whose bytes match ``pinned``.
+
+    A file matching ``recorded`` (the ``(sha256, size)`` ``modelfn build`` wrote) is not hashed again.
+    Raises ``OSError`` when it cannot be opened and :class:`ArtifactError` when it does not match.
+    """
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if recorded == (pinned.sha256, size):
+            return fd, size, False
+        actual = hash_file(fd, size)
+        if not same_digest(actual, pinned.sha256):
+            raise _mismatch(str(path), pinned.sha256, actual)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size, True
 
 
 def _remove(path: Path) -> None:

@@ -39,3 +39,13 @@ def hash_file(fd: int, size: int) -> str:
     hasher = hashlib.sha256()
     hash_range(fd, hasher, 0, size, bytearray(min(READ_BYTES, max(size, 1))))
     return hasher.hexdigest()
+
+
+def hash_path(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """``(sha256, size)`` of the file at ``path`` (for the tooling; the runtime hashes what it holds open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        return hash_file(fd, size), size
+    finally:
+        os.close(fd)

@@ -401,19 +401,15 @@ def record_verification(folder: Path, contract: Contract) -> None:
         return
     from modelfn.build_record import write_build_record
     from modelfn.contract import resolve_local_artifact
-    from modelfn.runtime.digests import hash_file, same_digest
+    from modelfn.runtime.digests import hash_path, same_digest
 
     model = resolve_local_artifact(contract, folder)
     pinned = {contract.artifact.file_name: contract.verified_artifact().sha256, **contract.artifact.files}
     verified = {}
     for name, digest in pinned.items():
-        fd = os.open(model.parent / name, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            size = os.fstat(fd).st_size
-            if not same_digest(hash_file(fd, size), digest):
-                raise BuildError(f"{model.parent / name}: the bytes do not match the sha256 the contract pins")
-        finally:
-            os.close(fd)
+        actual, size = hash_path(model.parent / name)
+        if not same_digest(actual, digest):
+            raise BuildError(f"{model.parent / name}: the bytes do not match the sha256 the contract pins")
         verified[name] = (digest, size)
     write_build_record(folder, verified)
 

@@ -24,7 +24,7 @@ import yaml
 
 from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
 from modelfn.errors import ContractError
-from modelfn.runtime.artifacts import sha256_hex
+from modelfn.runtime.digests import sha256_hex
 from modelfn.runtime.model import LoadedModel, load_model, local_artifact
 from modelfn.runtime.predictors import load_predictor
 from modelfn.settings import Settings

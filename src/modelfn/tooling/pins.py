@@ -7,12 +7,11 @@ pinned file by file without hashing by hand. Locations that leave the model's fo
 
 from __future__ import annotations
 
-import os
 import posixpath
 from pathlib import Path
 
 from modelfn.errors import ContractError
-from modelfn.runtime.digests import hash_file
+from modelfn.runtime.digests import hash_path
 from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations_in_file
 
 
@@ -40,13 +39,5 @@ def pins(model: Path) -> tuple[str, dict[str, str]]:
         path = model.parent / name
         if not path.resolve().is_relative_to(model.parent.resolve()) or not path.is_file():
             raise ContractError(f"{model}: external data file {name!r} is missing or leaves the model's folder")
-        digests[name] = _digest(path)
-    return _digest(model), digests
-
-
-def _digest(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return hash_file(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
+        digests[name] = hash_path(path)[0]
+    return hash_path(model)[0], digests
