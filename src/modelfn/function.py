@@ -469,26 +469,25 @@ class ModelFunction:
     # -- alias refresh: blue-green inside one instance ---------------------------
     def refresh_now(self) -> None:
         """Re-resolve the alias now, on this thread (after a SnapStart restore the snapshot may be old)."""
-        if self._registry_ref is None or self._registry_ref[1].alias is None or self._current is None:
-            return
-        with self._target_lock:
-            if self._refreshing:
-                return
-            self._refreshing = True
-            self._next_refresh = time.monotonic() + self.settings.alias_refresh_s
-        self._refresh()
+        if self._current is not None and self._claim_refresh(due_only=False):
+            self._refresh()
 
     def _maybe_refresh(self) -> None:
         """Every ``alias_refresh_s``, re-resolve the alias in the background (never on the request's time)."""
+        if self._claim_refresh(due_only=True):
+            threading.Thread(target=self._refresh, name="modelfn-alias-refresh", daemon=True).start()
+
+    def _claim_refresh(self, *, due_only: bool) -> bool:
+        """Whether the caller is the one to refresh now (none runs, and, with ``due_only``, one is due)."""
         if self._registry_ref is None or self._registry_ref[1].alias is None:
-            return  # the folder's own model, or a pinned version: nothing can move
+            return False  # the folder's own model, or a pinned version: nothing can move
         now = time.monotonic()
         with self._target_lock:
-            if self._refreshing or now < self._next_refresh:
-                return
+            if self._refreshing or (due_only and now < self._next_refresh):
+                return False
             self._refreshing = True
             self._next_refresh = now + self.settings.alias_refresh_s
-        threading.Thread(target=self._refresh, name="modelfn-alias-refresh", daemon=True).start()
+        return True
 
     def _refresh(self) -> None:
         current = self._current

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelfn.adapters.process import build_servable
+from modelfn.adapters.process import build_servable, load_and_wait
 from modelfn.errors import MalformedBody, ModelfnError, PayloadTooLarge
 from modelfn.settings import Settings
 
@@ -61,10 +60,7 @@ def lambda_function(
     if settings.prefetch:
         # Lambda freezes the sandbox between invocations, so a background load would stall;
         # the init phase is the time to do it, bounded like any request's wait.
-        function.prefetch()
-        deadline = time.monotonic() + settings.load_wait_s
-        while not function.ready() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        load_and_wait(function, settings.load_wait_s)
 
     triggers: list[Any] = []  # the EventTriggers, made on the first S3 or SQS record
 

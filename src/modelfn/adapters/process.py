@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,18 @@ def build_servable(
 
         return FunctionGroup(folder, models, settings), settings
     return ModelFunction(folder, settings), settings
+
+
+def load_and_wait(function: ModelFunction | FunctionGroup, wait_s: float) -> bool:
+    """Start loading the model(s) and wait for them on this thread, at most ``wait_s``; whether they are ready.
+
+    For Lambda's init and SnapStart's snapshot, where a background load would be frozen with the sandbox.
+    """
+    function.prefetch()
+    deadline = time.monotonic() + wait_s
+    while not function.ready() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return function.ready()
 
 
 def limit_blas_threads(threads: int) -> None:

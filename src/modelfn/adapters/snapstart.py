@@ -42,12 +42,10 @@ def register(function: Servable, settings: Settings) -> bool:
 
 def before_snapshot(function: Servable, settings: Settings) -> None:
     """Load and warm the models, waiting at most ``load_wait_s``; a failure is logged, not raised."""
+    from modelfn.adapters.process import load_and_wait
+
     started = time.monotonic()
-    function.prefetch()
-    deadline = started + settings.load_wait_s
-    while not function.ready() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    state = "ready" if function.ready() else "not ready (the first request loads it)"
+    state = "ready" if load_and_wait(function, settings.load_wait_s) else "not ready (the first request loads it)"
     log.info("before snapshot: models %s after %.0f ms", state, (time.monotonic() - started) * 1000)
 
 
