@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from modelfn.contract import Contract
 
@@ -45,15 +45,12 @@ def example_request(contract: Contract) -> tuple[str, bytes]:
     """The route and body of the contract's example (``POST /predict``), or zeros on the OIP route."""
     if contract.example is not None:
         return "/predict", json.dumps(contract.example).encode()
-    inputs = []
-    for spec in contract.inputs:
-        shape = [1 if dim == -1 else dim for dim in spec.shape]
-        count = 1
-        for dim in shape:
-            count *= dim
-        zero: Any = {"BYTES": "", "BOOL": False}.get(spec.datatype, 0)
-        data = [zero] * count
-        inputs.append({"name": spec.name, "shape": shape, "datatype": spec.datatype, "data": data})
+    from modelfn.runtime.model import zero_inputs  # the warm-up's own zeros
+
+    inputs = [
+        {"name": name, "shape": list(array.shape), "datatype": spec.datatype, "data": array.ravel().tolist()}
+        for spec, (name, array) in zip(contract.inputs, zero_inputs(contract).items(), strict=True)
+    ]
     return f"/v2/models/{contract.name}/infer", json.dumps({"inputs": inputs}).encode()
 
 
