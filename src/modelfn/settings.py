@@ -47,6 +47,15 @@ class Settings(NamedTuple):
     memory_budget_mb: float = 0.0
     #: Largest request body accepted, in bytes (``MODELFN_MAX_BODY_BYTES``). Over it: 413.
     max_body_bytes: int = 4 * 1024 * 1024
+    #: The HTTP server (``modelfn serve``, Cloud Run images) reads each request whole before a thread
+    #: takes it. Its request line and headers must arrive within ``MODELFN_HEAD_TIMEOUT_S`` seconds
+    #: and be at most ``MODELFN_MAX_HEAD_BYTES``; the whole request within ``MODELFN_RECEIVE_TIMEOUT_S``
+    #: (past either: 408). Bodies received and not yet answered share ``MODELFN_RECEIVE_BUFFER_MB``
+    #: (past it: 503 with ``Retry-After``).
+    head_timeout_s: float = 10.0
+    max_head_bytes: int = 16 * 1024
+    receive_timeout_s: float = 30.0
+    receive_buffer_mb: int = 64
     #: Most elements one input tensor may declare (``MODELFN_MAX_TENSOR_ELEMENTS``).
     max_tensor_elements: int = 1 << 22
     #: Deepest JSON nesting accepted in a request body (``MODELFN_MAX_JSON_DEPTH``); checked on the
@@ -185,6 +194,10 @@ class Settings(NamedTuple):
         if min(self.max_json_depth, self.max_string_bytes, self.request_timeout_s, self.graceful_timeout_s) <= 0:
             raise ValueError(
                 "MODELFN_MAX_JSON_DEPTH, MAX_STRING_BYTES, REQUEST_TIMEOUT_S and GRACEFUL_TIMEOUT_S must be positive"
+            )
+        if min(self.head_timeout_s, self.max_head_bytes, self.receive_timeout_s, self.receive_buffer_mb) <= 0:
+            raise ValueError(
+                "MODELFN_HEAD_TIMEOUT_S, MAX_HEAD_BYTES, RECEIVE_TIMEOUT_S and RECEIVE_BUFFER_MB must be positive"
             )
         if self.max_concurrency < 0 or self.max_queue < 0:
             raise ValueError("MODELFN_MAX_CONCURRENCY and MODELFN_MAX_QUEUE must not be negative")

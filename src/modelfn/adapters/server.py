@@ -13,6 +13,10 @@ serverless platforms:
   within ``MODELFN_GRACEFUL_TIMEOUT_S`` (8 s), logs what it did, flushes its
   log handlers and exits 0. functions-framework's own command keeps gunicorn's
   30 s, past Cloud Run's 10.
+- **Requests received whole** (:mod:`modelfn.adapters.receiving`): a request's head
+  and body are read by the main loop within ``MODELFN_HEAD_TIMEOUT_S`` and
+  ``MODELFN_RECEIVE_TIMEOUT_S`` before a thread takes it, so clients that send half
+  a request cost a socket, not a thread; refusals are JSON.
 - **Threads** (``THREADS``, as functions-framework reads it): one per request the
   platform may send at once. Requests over a model's call slots then wait in
   modelfn's bounded queue, where overload is refused at once with 503, not in
@@ -31,6 +35,8 @@ from typing import Any
 
 import gunicorn.app.base
 
+from modelfn.adapters.receiving import ReceiveLimits, worker_class
+
 log = logging.getLogger("modelfn")
 
 
@@ -48,17 +54,21 @@ class _Server(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
         return self.application
 
 
-def options(host: str, port: int, graceful_timeout_s: float) -> dict[str, Any]:
-    """gunicorn's settings: one process, a thread per concurrent request, no worker timeout."""
+def options(host: str, port: int, graceful_timeout_s: float, limits: ReceiveLimits | None = None) -> dict[str, Any]:
+    """gunicorn's settings: one process, a thread per concurrent request, requests received whole first."""
     return {
         "bind": f"{host}:{port}",
         "workers": int(os.environ.get("WORKERS", 1)),
         "threads": int(os.environ.get("THREADS", max(8, 4 * (os.cpu_count() or 1)))),
-        "worker_class": "gthread",
-        "timeout": 0,  # modelfn's own deadline answers a slow request; gunicorn must not kill the worker
+        # gthread, but each request is read whole by the main loop within time and size limits
+        # before a thread takes it: slow or partial clients cannot hold the threads (receiving.py).
+        "worker_class": worker_class(limits or ReceiveLimits()),
+        # The watchdog: the arbiter restarts a worker whose main loop has not checked in for this
+        # long. Requests run on the threads, so a slow model never trips it; a wedged loop does.
+        "timeout": int(os.environ.get("GUNICORN_WORKER_TIMEOUT_S", 60)),
         "graceful_timeout": max(1, round(graceful_timeout_s)),  # gunicorn takes whole seconds
         "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "error"),
-        "limit_request_line": 0,  # as functions-framework: long OIP URLs with versions
+        "limit_request_line": 8190,  # gunicorn's largest; the whole head is bounded before (16 KiB)
         "post_worker_init": _log_sigterm,
         "worker_exit": _flush_on_exit,
     }
@@ -102,7 +112,18 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings.from_env()
     app = functions_framework.create_app(args.target, args.source)
-    _Server(app, options(args.host, args.port, settings.graceful_timeout_s)).run()
+    _Server(app, options(args.host, args.port, settings.graceful_timeout_s, receive_limits(settings))).run()
+
+
+def receive_limits(settings: Any) -> ReceiveLimits:
+    """The receiving stage's limits from the settings (``MODELFN_HEAD_TIMEOUT_S`` and the rest)."""
+    return ReceiveLimits(
+        head_bytes=settings.max_head_bytes,
+        body_bytes=settings.max_body_bytes,
+        head_timeout_s=settings.head_timeout_s,
+        receive_timeout_s=settings.receive_timeout_s,
+        buffer_bytes=max(settings.receive_buffer_mb * 1024 * 1024, settings.max_body_bytes),
+    )
 
 
 if __name__ == "__main__":
