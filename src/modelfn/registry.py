@@ -382,4 +382,4 @@ def check_traffic(traffic: Traffic) -> None:
 
 
 def _version_order(version: str) -> tuple[int, int | str]:
-    return (0, int(version)) if version.isdigit() else (1, version)
+    return (0, int(version)) if version.isascii() and version.isdigit() else (1, version)

@@ -43,7 +43,11 @@ def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]
     check_shape_form(shape, where=where)
     count = math.prod(shape)
     if count > max_elements:
-        raise PayloadTooLarge(f"{where}: shape {shape} has {count} elements; the limit is {max_elements}")
+        raise PayloadTooLarge(f"{where}: shape {_brief(shape)} has {count} elements; the limit is {max_elements}")
+    if math.prod(d for d in shape if d) > max_elements:  # empty, but numpy could not even describe it
+        raise PayloadTooLarge(
+            f"{where}: shape {_brief(shape)}: its non-zero dimensions exceed the {max_elements}-element limit"
+        )
     return tuple(shape)
 
 

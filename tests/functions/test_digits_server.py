@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import orjson
 import pytest
 import requests
 from helpers import DIGITS, copy_function, running
@@ -107,3 +108,38 @@ def test_a_failed_load_is_a_503_and_is_retried(tmp_path) -> None:
         assert requests.post(predict, json=body, timeout=30).status_code == 200
         assert requests.get(f"{server.url}/v2/health/ready", timeout=10).json() == {"ready": True}
         assert server.process.poll() is None
+
+
+def oip(server, body: bytes, **headers: str | bytes) -> requests.Response:
+    return requests.post(f"{server.url}/v2/models/digits/infer", data=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("length", ["²", "١٢".encode(), "9" * 5000, "-1", "1_2"])  # "²" is a latin-1 digit to str
+def test_a_binary_header_length_that_is_not_a_plain_decimal_is_a_400(digits_server, length: str | bytes) -> None:
+    body = b'{"inputs": []}'
+    response = oip(digits_server, body, **{"Inference-Header-Content-Length": length})
+    assert response.status_code == 400
+    assert "Inference-Header-Content-Length must be a length" in response.json()["error"]
+
+
+def test_an_empty_tensor_with_huge_dimensions_is_refused_not_a_500(digits_server) -> None:
+    for shape in ([0, 2**40, 2**40], [2**62, 0, 4], [0] + [2**22] * 15):
+        tensor = {"name": "pixels", "shape": shape, "datatype": "FP32", "data": []}
+        response = oip(digits_server, orjson.dumps({"inputs": [tensor]}))
+        assert response.status_code == 413 and "non-zero dimensions" in response.json()["error"]
+    beyond = b'{"inputs": [{"name": "pixels", "shape": [0, 1000000000000000000000000000000], "datatype": "FP32", "data": []}]}'
+    assert oip(digits_server, beyond).status_code == 400  # beyond 64 bits: not JSON this server reads
+
+
+def test_the_contract_is_checked_before_the_data_is_decoded(digits_server) -> None:
+    # Numbers declared BYTES: decoding first would answer "BYTES data must be strings"; the contract
+    # (pixels are FP32) answers first, so a body of a million strings costs no decoding either.
+    numbers = {"name": "pixels", "shape": [1, 64], "datatype": "BYTES", "data": list(range(64))}
+    response = oip(digits_server, orjson.dumps({"inputs": [numbers]}))
+    assert response.status_code == 400 and "datatype BYTES, the model expects FP32" in response.json()["error"]
+    strings = {"name": "pixels", "shape": [1, 1_000_000], "datatype": "BYTES", "data": [""] * 1_000_000}
+    response = oip(digits_server, orjson.dumps({"inputs": [strings]}))
+    assert response.status_code == 400 and "the model expects FP32" in response.json()["error"]
+    unknown = {"name": "pixelz", "shape": [1, 64], "datatype": "FP32", "data": "not even a list"}
+    response = oip(digits_server, orjson.dumps({"inputs": [unknown]}))
+    assert response.status_code == 400 and "unknown input(s) ['pixelz']" in response.json()["error"]

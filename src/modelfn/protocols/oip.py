@@ -9,6 +9,7 @@ only probes still brings the function to ready.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +18,7 @@ from modelfn import __version__
 from modelfn.errors import InvalidInput, MalformedBody
 from modelfn.http import JSON_OPTIONS, VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.protocols import binary
+from modelfn.runtime.model import check_signature
 from modelfn.tensors import check_datatype, check_shape, check_shape_form, datatype_of, to_array, to_json_data
 
 if TYPE_CHECKING:
@@ -75,7 +77,9 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     # Every part's form is checked before any size: a malformed request is a 400 whatever else it asks.
     requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
     reader = None if blob is None else binary.BinaryReader(blob)
-    inputs = decode_inputs(body.get("inputs"), function.settings.max_tensor_elements, reader)
+    inputs = decode_inputs(
+        body.get("inputs"), function.settings.max_tensor_elements, reader, lambda form: check_signature(contract, form)
+    )
     if reader is not None:
         reader.finish()
 
@@ -94,10 +98,16 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     return _encode_response(response, outputs, as_binary, version)
 
 
-def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | None = None) -> dict[str, np.ndarray]:
+def decode_inputs(
+    raw: Any,
+    max_elements: int,
+    reader: binary.BinaryReader | None = None,
+    expect: Callable[[dict[str, tuple[str, tuple[int, ...]]]], None] | None = None,
+) -> dict[str, np.ndarray]:
     """``inputs`` of an inference request -> named arrays, each checked before it is built.
 
-    Every tensor's form is checked first (a 400 names the first bad one), then sizes (413), then data.
+    Every tensor's form is checked first (a 400 names the first bad one), then sizes (413), then
+    what ``expect`` says of the declared names, datatypes and shapes (the contract), then data.
     """
     if not isinstance(raw, list) or not raw:
         raise MalformedBody("`inputs` must be a non-empty list of tensors")
@@ -106,10 +116,15 @@ def decode_inputs(raw: Any, max_elements: int, reader: binary.BinaryReader | Non
     for name in names:
         if names.count(name) > 1:
             raise InvalidInput(f"input {name[:100]!r} appears more than once")
+    shapes = [
+        check_shape(tensor["shape"], where=f"input {name[:100]!r}", max_elements=max_elements)
+        for name, tensor, _ in checked
+    ]
+    if expect is not None:
+        expect({name: (tensor["datatype"], shape) for (name, tensor, _), shape in zip(checked, shapes, strict=True)})
     inputs: dict[str, np.ndarray] = {}
-    for name, tensor, parameters in checked:
+    for (name, tensor, parameters), shape in zip(checked, shapes, strict=True):
         where = f"input {name[:100]!r}"
-        shape = check_shape(tensor["shape"], where=where, max_elements=max_elements)
         if "binary_data_size" in parameters:
             if reader is None or "data" in tensor:
                 raise MalformedBody(f"{where}: binary_data_size needs the {binary.HEADER} header and no `data`")

@@ -33,6 +33,29 @@ log = logging.getLogger("modelfn")
 LARGE_MODEL_BYTES = 64 << 20
 
 
+def check_signature(contract: Contract, declared: Mapping[str, tuple[str, Sequence[int]]]) -> None:
+    """Names, datatypes and shapes (``{name: (datatype, shape)}``) against the contract's inputs.
+
+    Protocols call it on what a request declares, before its data is decoded: a request the
+    model cannot take costs no decoding.
+    """
+    specs = {spec.name: spec for spec in contract.inputs}
+    unknown = sorted(set(declared) - set(specs))
+    if unknown:
+        raise InvalidInput(f"unknown input(s) {[name[:100] for name in unknown[:10]]}; the model takes {sorted(specs)}")
+    missing = sorted(set(specs) - set(declared))
+    if missing:
+        raise InvalidInput(f"missing input(s) {missing}")
+    for name, (datatype, shape) in declared.items():
+        spec = specs[name]
+        if datatype != spec.datatype:
+            raise InvalidInput(f"input {name!r}: datatype {datatype}, the model expects {spec.datatype}")
+        if len(shape) != len(spec.shape) or any(
+            want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+        ):
+            raise InvalidInput(f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape} (-1 = any)")
+
+
 class LoadedModel(NamedTuple):
     """Immutable once built; shared by every request thread."""
 
@@ -55,24 +78,7 @@ class LoadedModel(NamedTuple):
 
     def check_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         """Refuse missing, unknown or mis-typed/mis-shaped inputs before the model runs."""
-        declared = {spec.name: spec for spec in self.contract.inputs}
-        unknown = sorted(set(inputs) - set(declared))
-        if unknown:
-            raise InvalidInput(f"unknown input(s) {unknown}; the model takes {sorted(declared)}")
-        missing = sorted(set(declared) - set(inputs))
-        if missing:
-            raise InvalidInput(f"missing input(s) {missing}")
-        for name, array in inputs.items():
-            spec = declared[name]
-            actual = datatype_of(array)
-            if actual != spec.datatype:
-                raise InvalidInput(f"input {name!r}: datatype {actual}, the model expects {spec.datatype}")
-            if len(array.shape) != len(spec.shape) or any(
-                want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
-            ):
-                raise InvalidInput(
-                    f"input {name!r}: shape {list(array.shape)} does not fit the model's {spec.shape} (-1 = any)"
-                )
+        check_signature(self.contract, {name: (datatype_of(array), array.shape) for name, array in inputs.items()})
 
     def infer(
         self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
