@@ -13,7 +13,7 @@ from helpers import DIGITS, running
 from modelfn import auth
 from modelfn.auth import KeyRing, parse_keys
 from modelfn.cli import cli
-from modelfn.errors import ContractError, Forbidden, Unauthorized
+from modelfn.errors import Forbidden, Unauthorized
 
 IMAGE = [[0] * 8] * 8
 
@@ -54,12 +54,52 @@ def test_keys_are_checked_by_secret_scope_and_header(tmp_path) -> None:
         ring.check({"x-api-key": key}, "cancer")
 
 
-def test_a_malformed_keys_file_is_an_error_not_an_open_door(tmp_path) -> None:
-    (tmp_path / "keys").write_text("ci sha256:abc digits\n")
-    with pytest.raises(ContractError, match="keys:1"):
-        KeyRing(tmp_path / "keys")
-    with pytest.raises(ContractError, match="MODELFN_API_KEYS_FILE"):
-        KeyRing(tmp_path / "missing")
+def test_a_malformed_or_missing_keys_file_admits_no_key(tmp_path, caplog) -> None:
+    good = tmp_path / "good"
+    key = add_key(good, "ci", "*")
+    (tmp_path / "keys").write_text(good.read_text() + "ci sha256:abc digits\n")  # one good line, one broken
+    for path in (tmp_path / "keys", tmp_path / "missing"):
+        ring = KeyRing(path)
+        with pytest.raises(Unauthorized) as caught:
+            ring.check({"x-api-key": key}, "digits")
+        assert caught.value.message == "missing or invalid API key" and str(tmp_path) not in caught.value.message
+    assert "keys:2: the hash must be" in caplog.text and "missing" in caplog.text  # the log says why
+
+
+BROKEN_EDITS = {
+    "malformed": lambda path: path.write_text("app sha256:12 digits\n"),
+    "truncated": lambda path: path.write_text(path.read_text()[:40]),
+    "not UTF-8": lambda path: path.write_bytes(b"\xff\xfe" + path.read_bytes()),
+    "a directory": lambda path: (path.unlink(), path.mkdir()),
+    "removed": lambda path: path.unlink(),
+    "empty": lambda path: path.write_text(""),
+}
+
+
+@pytest.mark.slow
+def test_a_keys_file_broken_while_running_refuses_everyone_the_same_way_until_fixed(tmp_path) -> None:
+    keys_file = tmp_path / "keys"
+    key = add_key(keys_file, "app", "digits")
+    good = keys_file.read_text()
+    with running(DIGITS, tmp_path / "serve.log", env={"MODELFN_API_KEYS_FILE": str(keys_file)}) as server:
+        infer = f"{server.url}/v2/models/digits/infer"
+        body = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+        assert requests.post(infer, json=body, headers={"x-api-key": key}, timeout=30).status_code == 200
+        for what, breaks in BROKEN_EDITS.items():
+            breaks(keys_file)
+            time.sleep(auth._CHECK_EVERY_S + 0.2)
+            for _ in range(5):  # every request, not only the first after the edit
+                refused = requests.post(infer, json=body, headers={"x-api-key": key}, timeout=30)
+                assert refused.status_code == 401, what
+                assert refused.json() == {"error": "missing or invalid API key"}, what
+            if keys_file.is_dir():
+                keys_file.rmdir()
+            keys_file.write_text(good)
+            time.sleep(auth._CHECK_EVERY_S + 0.2)
+            assert requests.post(infer, json=body, headers={"x-api-key": key}, timeout=30).status_code == 200, what
+        log = server.log()
+    for said in ("is unusable", "not a regular file", "can't decode", "is usable again", "holds no keys"):
+        assert said in log
 
 
 def test_revoking_takes_effect_without_a_restart(tmp_path, monkeypatch) -> None:

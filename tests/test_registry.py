@@ -8,7 +8,7 @@ import pytest
 from helpers import copy_function, edit_contract, sha256_of
 from runtime.stores.test_stores import GCS_PRECONDITIONS
 
-from modelfn.errors import ContractError, ObjectNotFound, RegistryError
+from modelfn.errors import ContractError, ObjectNotFound, RecordUnreadable, RegistryError
 from modelfn.registry import AliasRecord, ModelRef, Registry
 
 
@@ -117,3 +117,19 @@ def test_model_references(ref, expected) -> None:
 def test_bad_model_references(ref) -> None:
     with pytest.raises(ContractError, match="model reference"):
         ModelRef.parse(ref)
+
+
+def test_a_broken_alias_refuses_reads_and_edits_until_promote_or_traffic_rewrites_it(tmp_path) -> None:
+    registry = Registry.open(str(tmp_path / "store"))
+    for version in ("1", "2"):
+        registry.push(version_folder(tmp_path, version))
+    registry.promote("digits", "1", "prod")
+    registry.promote("digits", "2", "prod")
+    [alias_file] = (tmp_path / "store").rglob("_aliases/prod.json")
+    alias_file.write_bytes(alias_file.read_bytes()[:-7])  # truncated
+    with pytest.raises(RecordUnreadable, match="alias digits@prod is unreadable"):
+        registry.resolve(ModelRef.parse(f"{tmp_path / 'store'}/digits@prod"))
+    with pytest.raises(RecordUnreadable):
+        registry.rollback("digits", "prod")  # it needs the history the damage took
+    assert registry.promote("digits", "1", "prod").version == "1"
+    assert registry.alias("digits", "prod").history == []

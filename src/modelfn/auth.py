@@ -9,7 +9,9 @@ holds one line per key and never the secret itself::
     admin  sha256:<salt hex>:<digest hex>               *
 
 The secret is compared in constant time. The file is re-read when it changes (checked at most
-once a second), so a key is revoked by removing its line, without a redeploy. ``modelfn keys``
+once a second), so a key is revoked by removing its line, without a redeploy. A file that is
+missing, unreadable, not UTF-8, malformed or not a regular file admits no key at all (the same
+401 as a wrong key, the reason in the log) until it is whole again. ``modelfn keys``
 adds, lists and revokes keys. Keys travel in ``x-api-key`` or ``Authorization: Bearer``.
 
 A SHA-256 is enough for these secrets: they are 256 random bits, not passwords, so no slow
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -34,6 +38,7 @@ from modelfn.errors import ContractError, Forbidden, Unauthorized
 KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _KEY = re.compile(r"^mfn_(?P<id>[a-z0-9][a-z0-9-]{0,31})_(?P<secret>[A-Za-z0-9_-]{43})$")
 _CHECK_EVERY_S = 1.0
+log = logging.getLogger("modelfn")
 #: Compared against when the id is unknown, so an unknown id costs what a wrong secret costs.
 _DUMMY = ("00" * 16, "00" * 32)
 
@@ -90,6 +95,7 @@ class KeyRing:
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._entries: dict[str, KeyEntry] = {}
+        self._failure = ""  # the reason last logged for an unusable file
         self._refresh(force=True)
 
     def check(self, headers: Mapping[str, str], model: str | None) -> None:
@@ -113,17 +119,28 @@ class KeyRing:
         with self._lock:
             self._checked = now
             try:
-                info = self.path.stat()
-            except OSError as exc:
-                # Without its keys file the function refuses every protected request (fail closed).
-                self._entries, self._stamp = {}, None
-                if force:
-                    raise ContractError(f"MODELFN_API_KEYS_FILE={self.path}: {exc.strerror or exc}") from None
+                info = os.stat(self.path)
+                stamp = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
+                if stamp == self._stamp:
+                    return
+                if not stat.S_ISREG(info.st_mode):
+                    raise ContractError("not a regular file")
+                entries = parse_keys(self.path.read_bytes().decode("utf-8"), str(self.path))
+            except (OSError, UnicodeDecodeError, ContractError) as exc:
+                # Fail closed: no key is admitted until the file is whole again. Callers all get the
+                # same 401 as for a wrong key; only the log says why (and where the file is).
+                self._entries, self._stamp = {}, None  # re-read at the next check, however it was fixed
+                reason = getattr(exc, "strerror", None) or str(exc)
+                if reason != self._failure:
+                    log.error("API keys file %s is unusable (%s): every request that needs a key is refused",
+                              self.path, reason)  # fmt: skip
+                    self._failure = reason
                 return
-            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
-            if stamp != self._stamp:
-                self._entries = parse_keys(self.path.read_text(), str(self.path))
-                self._stamp = stamp
+            if not entries:
+                log.warning("API keys file %s holds no keys: every request that needs a key is refused", self.path)
+            elif self._failure:
+                log.info("API keys file %s is usable again: %d key(s)", self.path, len(entries))
+            self._entries, self._stamp, self._failure = entries, stamp, ""
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:

@@ -12,6 +12,7 @@
     │   └── UnsupportedMediaType     415  a body encoding this server does not decode
     ├── ModelNotReady                503  loading failed or still loading; retried later
     │   ├── StoreUnavailable         503  object store unreachable after bounded retries
+    │   ├── RecordUnreadable         503  an alias or traffic policy is malformed, empty or truncated
     │   └── Overloaded               503  every call slot and queue place taken; refused at once
     ├── DeadlineExceeded             504  the request's deadline passed waiting or running
     ├── ContractError                      the contract (modelfn.yaml) or hooks are wrong
@@ -105,6 +106,11 @@ class ModelNotReady(ModelfnError):
 
 class StoreUnavailable(ModelNotReady):
     """The object store did not answer after bounded retries."""
+
+
+class RecordUnreadable(ModelNotReady):
+    """A registry record read while serving (an alias and its traffic policy) is malformed, empty or
+    truncated: the model it leads to cannot be served until the record is fixed."""
 
 
 class Overloaded(ModelNotReady):

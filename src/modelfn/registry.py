@@ -32,7 +32,7 @@ import msgspec
 import msgspec.json
 
 from modelfn.contract import Contract, compile_contract, resolve_local_artifact
-from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, RegistryError
+from modelfn.errors import ContractError, ObjectNotFound, PreconditionFailed, RecordUnreadable, RegistryError
 from modelfn.runtime.digests import sha256_hex
 from modelfn.runtime.stores import ABSENT, PART_BYTES, Store, join, open_store, with_retries
 
@@ -224,7 +224,7 @@ class Registry:
             history = [current.version, *current.history][:HISTORY_LIMIT]
             return AliasRecord(version, history, time.time())
 
-        return self._update_alias(name, alias, move)
+        return self._update_alias(name, alias, move, repair=True)
 
     def set_traffic(self, name: str, alias: str, traffic: Traffic) -> AliasRecord:
         """Give ``alias`` a traffic policy; its stable version becomes the alias's version."""
@@ -241,7 +241,7 @@ class Registry:
             history = current.history if current.version == stable else [current.version, *current.history]
             return AliasRecord(stable, history[:HISTORY_LIMIT], time.time(), traffic)
 
-        return self._update_alias(name, alias, apply)
+        return self._update_alias(name, alias, apply, repair=True)
 
     def take_out(self, name: str, alias: str, canary: str, judged: Traffic) -> AliasRecord:
         """Take ``canary`` out of the alias's split, its weight to the stable version (a fleet's rollback).
@@ -276,12 +276,13 @@ class Registry:
         return self._update_alias(name, alias, back)
 
     # -- internals ------------------------------------------------------------
-    def _update_alias(self, name: str, alias: str, change) -> AliasRecord:  # type: ignore[no-untyped-def]
+    def _update_alias(self, name: str, alias: str, change, *, repair: bool = False) -> AliasRecord:  # type: ignore[no-untyped-def]
+        """Apply ``change`` to the alias with a conditional write; ``repair``: an unreadable record is replaced."""
         if not ALIAS_PATTERN.match(alias):
             raise RegistryError(f"invalid alias {alias!r}: expected {ALIAS_PATTERN.pattern}")
         key = self._alias_key(name, alias)
         for _ in range(_CAS_ATTEMPTS):
-            current, token = self._read_alias(name, alias)
+            current, token = self._read_alias(name, alias, repair=repair)
             updated = change(current)
             if current is not None and updated is current:
                 return current
@@ -293,8 +294,12 @@ class Registry:
             return updated
         raise RegistryError(f"{name}@{alias} kept changing under {_CAS_ATTEMPTS} attempts; try again")
 
-    def _read_alias(self, name: str, alias: str) -> tuple[AliasRecord | None, str]:
-        """The alias and the token of exactly those bytes (re-read if it moved while being read)."""
+    def _read_alias(self, name: str, alias: str, *, repair: bool = False) -> tuple[AliasRecord | None, str]:
+        """The alias and the token of exactly those bytes (re-read if it moved while being read).
+
+        An unreadable record is a :class:`RecordUnreadable`, or with ``repair`` (a promote, a new
+        traffic policy: writes that need nothing of the old record) no record, to be overwritten.
+        """
         key = self._alias_key(name, alias)
         for _ in range(_CAS_ATTEMPTS):
             info = self._retry(lambda: self.store.stat(key), "reading alias")
@@ -306,7 +311,12 @@ class Registry:
                 return None, ABSENT
             after = self._retry(lambda: self.store.stat(key), "reading alias")
             if after is not None and after.token == info.token:
-                return msgspec.json.decode(data, type=AliasRecord), info.token
+                try:
+                    return _decode_alias(data, name, alias), info.token
+                except RecordUnreadable:
+                    if not repair:
+                        raise
+                    return None, info.token  # its history is lost with it
         raise RegistryError(f"{name}@{alias} kept changing while being read; try again")
 
     def _read_contract(self, key: str) -> Contract | None:
@@ -367,6 +377,21 @@ def _stored_sha256(store: Store, key: str, size: int) -> str:
     for start in range(0, size, PART_BYTES):
         hasher.update(store.read_range(key, start, min(PART_BYTES, size - start)))
     return hasher.hexdigest()
+
+
+def _decode_alias(data: bytes, name: str, alias: str) -> AliasRecord:
+    """An alias object, or a 503 naming the alias: a broken record must stop its model, not crash."""
+    try:
+        record = msgspec.json.decode(data, type=AliasRecord)
+        if record.traffic is not None:
+            check_traffic(record.traffic)
+    except (msgspec.MsgspecError, RegistryError) as exc:
+        reason = "it is empty" if not data.strip() else str(exc)[:200]
+        raise RecordUnreadable(
+            f"alias {name}@{alias} is unreadable ({reason}); set it again with modelfn promote or modelfn traffic",
+            retry_after_s=30,
+        ) from None
+    return record
 
 
 def check_traffic(traffic: Traffic) -> None:

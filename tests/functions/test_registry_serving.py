@@ -164,3 +164,45 @@ def test_a_second_process_reuses_the_disk_tier(emulators, tmp_path) -> None:
     with running(DIGITS, tmp_path / "second.log", env) as second:
         assert requests.post(f"{second.url}/predict", json=body, timeout=60).status_code == 200
         assert "fetch(disk)" in second.log()
+
+
+ALIAS_BREAKS = {
+    "malformed": b'{"version": ',
+    "empty": b"",
+    "wrong shape": b'{"version": 3}',
+    "bad traffic": b'{"version": "1", "traffic": {"split": {"1": 70, "2": 70}}}',
+}
+
+
+@pytest.mark.parametrize("damage", list(ALIAS_BREAKS))
+def test_a_broken_alias_is_a_503_naming_it_and_a_running_function_keeps_its_version(damage, tmp_path) -> None:
+    uri = str(tmp_path / "registry")
+    registry = registry_with(uri, tmp_path, "1", "2")
+    [alias_file] = (tmp_path / "registry").rglob("_aliases/prod.json")
+    good = alias_file.read_bytes()
+    alias_file.write_bytes(ALIAS_BREAKS[damage])
+    env = {"MODELFN_MODEL": f"{uri}/digits@prod", "MODELFN_CACHE_DIR": str(tmp_path / "cache"),
+           "MODELFN_ALIAS_REFRESH_S": "0.2"}  # fmt: skip
+    body = infer_body(np.zeros((1, 64), np.float32))
+    with running(DIGITS, tmp_path / "serve.log", env) as server:
+        infer = f"{server.url}/v2/models/digits/infer"
+        cold = requests.post(infer, json=body, timeout=60)
+        assert cold.status_code == 503 and cold.headers["Retry-After"]
+        assert "alias digits@prod is unreadable" in cold.json()["error"] and uri not in cold.json()["error"]
+
+        alias_file.write_bytes(good)  # fixed: the next request loads v1
+        served = requests.post(infer, json=body, timeout=60)
+        assert served.status_code == 200 and served.headers["X-Model-Version"] == "1"
+
+        alias_file.write_bytes(ALIAS_BREAKS[damage])  # broken while running: the last good version goes on
+        time.sleep(1.0)
+        for _ in range(5):
+            kept = requests.post(infer, json=body, timeout=60)
+            assert kept.status_code == 200 and kept.headers["X-Model-Version"] == "1"
+        registry.promote("digits", "2", "prod")  # rewritten whole: followed again
+        deadline = time.monotonic() + 30
+        while requests.post(infer, json=body, timeout=60).headers.get("X-Model-Version") != "2":
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        log = server.log()
+    assert "alias refresh failed, still serving v1" in log and "is unreadable" in log
