@@ -66,8 +66,11 @@ def handle_request(servable: Servable, request: Request) -> Response:
 
     if context.version and VERSION_HEADER not in response.headers:  # every answer names its version
         response = response._replace(headers={**response.headers, VERSION_HEADER: context.version})
-    if context.watch is not None and not context.cold:  # a load's wait is not the version's latency
-        context.watch.observe(context.version, response.status, seconds)
+    if context.chosen and not context.cold:  # only what the split sent; a load's wait is not the version's
+        size = len(request.body)
+        RECORDER.split_request(context.model, context.version, response.status, seconds, size)
+        if context.watch is not None:
+            context.watch.observe(context.version, response.status, seconds, size)
     if context.shadow and response.status == 200:
         _mirror(servable, request, context, response)
     settings = servable.settings
@@ -374,6 +377,7 @@ class ModelFunction:
                 return traffic.targets[context.version]  # chosen earlier in this request: keep it
             _, target = traffic.choose(context, lambda: _sticky_value(traffic.policy, context, self.settings))
             if context is not None and not context.model:
+                context.chosen = not context.pinned  # a version named in the URL is the caller's choice
                 context.watch = traffic.watch
                 if traffic.policy.shadow and not context.pinned:
                     context.shadow = traffic.policy.shadow

@@ -26,16 +26,46 @@ LOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+#: Request body sizes, in classes 16x apart, within which latencies are compared.
+SIZE_CLASSES = ("<1KiB", "<16KiB", "<256KiB", "<4MiB", ">=4MiB")
+_SIZE_BOUNDS = (1 << 10, 1 << 14, 1 << 18, 1 << 22)
+
+
+def size_class(size: int) -> str:
+    """The :data:`SIZE_CLASSES` entry of a request body of ``size`` bytes."""
+    for bound, name in zip(_SIZE_BOUNDS, SIZE_CLASSES, strict=False):
+        if size < bound:
+            return name
+    return SIZE_CLASSES[-1]
+
+
+def version_fault(status: int) -> bool | None:
+    """Whether an answer counts against the version that gave it; None: it says nothing of the version.
+
+    4xx are the caller's (bad input, no key, too large); 503 the instance's (overloaded, loading);
+    501 and 505 the protocol's. 500 (the model or a hook raised) and 504 (it did not answer in
+    time) are the version's.
+    """
+    if status < 400:
+        return False
+    if status in (500, 504):
+        return True
+    return None
+
+
 class RequestContext:
     """What is learned about one request while it is handled (mutable, one per request)."""
 
-    __slots__ = ("cold", "draw", "model", "pinned", "request", "route", "shadow", "version", "watch")
+    __slots__ = ("chosen", "cold", "draw", "model", "pinned", "request", "route", "shadow", "version", "watch")
 
     def __init__(self, draw: float = 0.0, request: Any = None) -> None:
         #: The request being handled (a traffic policy's sticky key is read from it).
         self.request = request
         #: The canary watch of the traffic policy that chose this request's version, if any.
         self.watch: Any = None
+        #: Whether a traffic split drew this request's version (not the URL, not a shadow copy):
+        #: only those requests judge a canary.
+        self.chosen = False
         #: Whether the request waited for its model to load (its latency says nothing of the model).
         self.cold = False
         self.route: str = ""
@@ -128,6 +158,15 @@ class Recorder:
         if status >= 500:
             self.count("errors", labels)
         self.observe("request_duration_seconds", labels, seconds, LATENCY_BUCKETS)
+
+    def split_request(self, model: str, version: str, status: int, seconds: float, size: int) -> None:
+        """A request a traffic split sent to ``version``, as the canary rule judges it (see runtime.traffic)."""
+        fault = version_fault(status)
+        if fault is None:
+            return
+        labels = (model, version, size_class(size))
+        self.count("split_outcomes", (*labels, "fault" if fault else "ok"))
+        self.observe("split_duration_seconds", labels, seconds, LATENCY_BUCKETS)
 
     def load(self, model: str, version: str, phases: dict[str, float]) -> None:
         """A model load, phase by phase; the process's first load is its cold start."""

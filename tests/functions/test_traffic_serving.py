@@ -194,3 +194,45 @@ def test_invalid_splits_are_refused(registry) -> None:
     for split, message in (("1=70,2=20", "add up to 90"), ("1=70,9=30", "not in the registry"), ("1=x", "VERSION")):
         result = runner.invoke(cli, ["traffic", "digits", "--alias", "prod", "--split", split, "--registry", registry])
         assert result.exit_code != 0 and message in result.output, (split, result.output)
+
+
+def test_callers_cannot_condemn_a_healthy_canary(registry, tmp_path) -> None:
+    """Requests pinned by URL, the caller's own errors and a few huge requests judge nothing.
+
+    Before, each of the three took the healthy canary out, on the instance and through ``compare``.
+    """
+    from modelfn.runtime.traffic import sticky_draw
+
+    rule = Rollback(window_s=300, min_requests=10)
+    policy = Traffic(split={"1": 80, "2": 20}, sticky_header="X-User", rollback=rule)
+    Registry.open(registry).set_traffic("digits", "prod", policy)
+    # A caller who found a sticky value the split sends to the canary (a draw of 0.8 or more).
+    on_canary = next(f"mallory-{n}" for n in range(1000) if sticky_draw("digits@prod", f"mallory-{n}") >= 0.8)
+    huge = {"inputs": [{"name": "pixels", "shape": [12000, 64], "datatype": "FP32", "data": [1.0] * 768000}]}
+    with serve(registry, tmp_path) as server:
+        session = requests.Session()
+        for n in range(100):  # ordinary traffic: both versions well over min_requests
+            assert session.post(server.url + "/predict", json=IMAGE, headers={"X-User": f"u{n}"}, timeout=30).ok
+        for _ in range(30):  # pinned to the canary by URL, and huge: ~3 MB, far slower than one image
+            pinned = session.post(server.url + "/v2/models/digits/versions/2/infer", json=huge, timeout=60)
+            assert pinned.status_code == 200 and pinned.headers["X-Model-Version"] == "2"
+        for _ in range(60):  # through the split, the caller's errors only
+            bad = session.post(server.url + "/predict", json={"image": "x"}, headers={"X-User": on_canary}, timeout=30)
+            assert bad.status_code == 400 and bad.headers["X-Model-Version"] == "2"
+        for _ in range(30):  # through the split, huge: judged against the stable version's huge requests (none)
+            slow = session.post(server.url + "/v2/models/digits/infer", json=huge, headers={"X-User": on_canary},
+                                timeout=60)  # fmt: skip
+            assert slow.status_code == 200 and slow.headers["X-Model-Version"] == "2"
+        for n in range(100, 200):
+            assert session.post(server.url + "/predict", json=IMAGE, headers={"X-User": f"u{n}"}, timeout=30).ok
+        assert metric(server.url, "modelfn_canary_rollbacks_total") == 0
+        served = {session.post(server.url + "/predict", json=IMAGE, headers={"X-User": on_canary},
+                               timeout=30).headers["X-Model-Version"] for _ in range(3)}  # fmt: skip
+        assert served == {"2"}  # still in the split
+        arguments = ["compare", "digits", "--alias", "prod", "--metrics", server.url + "/metrics",
+                     "--rollback", "--registry", registry]  # fmt: skip
+        judged = CliRunner().invoke(cli, arguments)
+        log = server.log()
+    assert judged.exit_code == 0, judged.output
+    assert Registry.open(registry).alias("digits", "prod").traffic == policy
+    assert "rolled back canary" not in log

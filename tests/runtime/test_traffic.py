@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from modelfn.metrics import RequestContext
+from modelfn.metrics import RequestContext, version_fault
 from modelfn.registry import Rollback, Traffic
 from modelfn.runtime.traffic import Outcomes, TrafficState, sticky_draw, verdict
 
@@ -25,8 +25,56 @@ HEALTHY = Outcomes(100, 0.01, 0.020)
     ],
 )
 def test_the_rollback_rule(canary: Outcomes, reason: str) -> None:
-    assert verdict(RULE, canary, HEALTHY, "1") == reason
-    assert verdict(RULE, canary, Outcomes(19, 0.0, 0.001), "1") == ""  # nor with a quiet stable version
+    small = "<1KiB"
+    assert verdict(RULE, {small: canary}, {small: HEALTHY}, "1") == (
+        reason + " on requests <1KiB" if "p99" in reason else reason
+    )
+    assert verdict(RULE, {small: canary}, {small: Outcomes(19, 0.0, 0.001)}, "1") == ""  # nor with a quiet stable
+
+
+def test_latency_is_compared_within_a_size_class_and_faults_over_all_sizes() -> None:
+    stable = {"<1KiB": Outcomes(200, 0.0, 0.002), "<4MiB": Outcomes(20, 0.0, 0.400)}
+    # Slow only on its huge requests, as slow as the stable version's huge ones: healthy.
+    assert verdict(RULE, {"<1KiB": Outcomes(50, 0.0, 0.002), "<4MiB": Outcomes(20, 0.0, 0.450)}, stable, "1") == ""
+    # Huge requests the stable version has too few of tell nothing.
+    assert verdict(RULE, {"<1KiB": Outcomes(50, 0.0, 0.002), ">=4MiB": Outcomes(40, 0.0, 9.0)}, stable, "1") == ""
+    # Slow on small requests: condemned.
+    slow = verdict(RULE, {"<1KiB": Outcomes(50, 0.0, 0.300)}, stable, "1")
+    assert slow == "p99 300 ms against 2 ms for v1 on requests <1KiB"
+    # Faults are counted whatever the size: 10 of 40 in two classes of 20 each.
+    faults = {"<1KiB": Outcomes(20, 0.0, 0.002), "<16KiB": Outcomes(20, 0.5, 0.002)}
+    assert verdict(RULE, faults, stable, "1") == "5xx rate 25.0% against 0.0% for v1"
+
+
+@pytest.mark.parametrize(
+    ("status", "fault"),
+    [
+        (200, False),
+        (204, False),
+        (400, None),
+        (401, None),
+        (413, None),
+        (429, None),
+        (500, True),
+        (503, None),
+        (504, True),
+    ],
+)
+def test_only_the_versions_own_faults_count(status: int, fault: bool | None) -> None:
+    assert version_fault(status) is fault
+
+
+def test_the_watch_ignores_what_says_nothing_of_the_version() -> None:
+    state = TrafficState("digits@prod", Traffic(split={"1": 50, "2": 50}, rollback=RULE), {"1": 1, "2": 2})
+    for _ in range(40):
+        state.watch.observe("1", 200, 0.002, 100)
+        state.watch.observe("2", 400, 5.0, 100)  # the caller's errors, however slow
+        state.watch.observe("2", 503, 5.0, 100)  # overload
+        state.watch.observe("2", 200, 3.0, 8 << 20)  # huge: the stable version had none
+    assert state.watch.judge("2") == "" and "2" not in state.disabled
+    for _ in range(20):
+        state.watch.observe("2", 500, 0.002, 100)
+    assert state.watch.judge("2").startswith("5xx rate 33.3%") and "2" in state.disabled
 
 
 def test_a_sticky_draw_is_stable_per_alias_and_spread() -> None:

@@ -18,9 +18,13 @@ def exposition(recorder: Recorder) -> str:
     return generate_latest(registry).decode()
 
 
-def serve(recorder: Recorder, version: str, count: int, *, status: int = 200, seconds: float = 0.002) -> None:
+def serve(recorder: Recorder, version: str, count: int, *, status: int = 200, seconds: float = 0.002,
+          size: int = 200, pinned: bool = False) -> None:  # fmt: skip
+    """Requests as the function records them: every one, and those a split chose once more for the rule."""
     for _ in range(count):
         recorder.request("digits", version, "/predict", status, seconds)
+        if not pinned:
+            recorder.split_request("digits", version, status, seconds, size)
 
 
 def test_a_window_counts_only_what_happened_between_the_scrapes() -> None:
@@ -48,7 +52,7 @@ def test_instances_add_up_and_a_restarted_one_counts_from_zero() -> None:
     serve(steady, "2", 12, status=500)
     fresh = Recorder()  # the second instance was replaced: its counters start again
     serve(fresh, "1", 20)
-    serve(fresh, "2", 13, status=503)
+    serve(fresh, "2", 13, status=504)
     after = [exposition(steady), exposition(fresh)]
     found = {r.version: r for r in window_reports(before, after, "digits", ROLES)}
     assert (found["1"].requests, found["1"].errors) == (35, 0)
@@ -64,5 +68,21 @@ def test_the_rule_waits_for_enough_requests_and_judges_latency() -> None:
     assert judge(found, Rollback(min_requests=20), "1") == {}  # 19 canary requests tell nothing yet
     serve(instance, "2", 1, seconds=2.0)
     found = reports([exposition(instance)], "digits", ROLES)
-    assert judge(found, Rollback(min_requests=20), "1") == {"2": "p99 2500 ms against 5 ms for v1"}
+    assert judge(found, Rollback(min_requests=20), "1") == {"2": "p99 2500 ms against 5 ms for v1 on requests <1KiB"}
     assert judge(found, Rollback(min_requests=20, max_p99_ratio=1000), "1") == {}
+
+
+def test_the_fleet_rule_ignores_pinned_requests_the_callers_errors_and_lone_huge_requests() -> None:
+    instance = Recorder()
+    serve(instance, "1", 100)
+    serve(instance, "2", 30)
+    serve(instance, "2", 30, seconds=3.0, pinned=True)  # /versions/2 in the URL
+    serve(instance, "2", 30, status=400)  # the caller's fault
+    serve(instance, "2", 30, status=503)  # the instance's
+    serve(instance, "2", 30, seconds=3.0, size=8 << 20)  # huge: the stable version had none that size
+    found = reports([exposition(instance)], "digits", ROLES)
+    assert judge(found, Rollback(min_requests=20), "1") == {}
+    assert {r.version: r.requests for r in found}["2"] == 150  # the table still shows everything
+    serve(instance, "2", 30, seconds=0.3)
+    found = reports([exposition(instance)], "digits", ROLES)
+    assert judge(found, Rollback(min_requests=20), "1") == {"2": "p99 500 ms against 2 ms for v1 on requests <1KiB"}

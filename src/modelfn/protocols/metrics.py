@@ -39,6 +39,13 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "shadow": ("modelfn_shadow_requests", "counter",
                "Requests mirrored to a shadow version, by whether its answer agreed with the served one.",
                ("model", "version", "agreed")),
+    "split_outcomes": ("modelfn_split_outcomes", "counter",
+                       "Requests a traffic split sent to a version, by body size class and whether the answer "
+                       "was the version's fault (500, 504) or not; 4xx and 503 are not counted.",
+                       ("model", "version", "size", "outcome")),
+    "split_duration_seconds": ("modelfn_split_duration_seconds", "histogram",
+                               "Time to answer the requests counted in modelfn_split_outcomes, by body size class.",
+                               ("model", "version", "size")),
     "rollbacks": ("modelfn_canary_rollbacks", "counter",
                   "Canary versions taken out of a traffic split by automatic rollback.", ("model", "version")),
 }  # fmt: skip

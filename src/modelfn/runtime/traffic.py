@@ -14,6 +14,14 @@ latency passes ``max_p99_ratio`` times the stable one's (and 50 ms more), both o
 ``min_requests``, the canary leaves this instance's split: its share goes to the stable version,
 the event is logged and counted, and it stays out until the alias's policy changes.
 :func:`verdict` is that rule; ``modelfn compare --rollback`` applies it to a fleet's metrics.
+
+Callers must not be able to condemn a canary, so only what says something of the version counts:
+
+- only requests the split itself sent: not those pinned by URL (``/versions/N``), nor shadow copies;
+- only outcomes that are the version's fault (:func:`version_fault`): answered, 500 or 504. A 4xx
+  is the caller's, a 503 the instance's (overload, a load in progress);
+- latency is compared per request size class (:data:`SIZE_CLASSES`, 16x apart): a few huge
+  requests are judged against the stable version's huge requests, not against its small ones.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+from modelfn.metrics import SIZE_CLASSES, size_class, version_fault
 
 if TYPE_CHECKING:
     from modelfn.metrics import RequestContext
@@ -39,26 +49,40 @@ CHECK_EVERY = 10
 
 
 class Outcomes(NamedTuple):
-    """A version's requests over a window: how many, the share that were 5xx, and the p99 latency."""
+    """A version's judged requests of one size class over a window: how many, the share that were
+    the version's fault (500, 504), and the p99 latency."""
 
     requests: int
     error_rate: float
     p99_s: float
 
 
-def verdict(rule: Rollback, canary: Outcomes, stable: Outcomes, stable_version: str) -> str:
+def verdict(rule: Rollback, canary: Mapping[str, Outcomes], stable: Mapping[str, Outcomes], stable_version: str) -> str:
     """Why a canary must leave the split, or empty when it may stay (or too few requests tell).
 
-    The one rule, for an instance's own window (:class:`CanaryWatch`) and for a fleet's metrics
-    (``modelfn compare --rollback``).
+    ``canary`` and ``stable`` map size classes to outcomes. Fault rates are compared over all
+    sizes, p99 latencies within each size class where both versions have ``min_requests``. The one
+    rule, for an instance's own window (:class:`CanaryWatch`) and a fleet's metrics (``modelfn compare``).
     """
-    if canary.requests < rule.min_requests or stable.requests < rule.min_requests:
+    mine, theirs = _overall(canary), _overall(stable)
+    if mine.requests < rule.min_requests or theirs.requests < rule.min_requests:
         return ""
-    if canary.error_rate - stable.error_rate > rule.max_error_rate_increase:
-        return f"5xx rate {canary.error_rate:.1%} against {stable.error_rate:.1%} for v{stable_version}"
-    if canary.p99_s > stable.p99_s * rule.max_p99_ratio and canary.p99_s - stable.p99_s > P99_MARGIN_S:
-        return f"p99 {canary.p99_s * 1000:.0f} ms against {stable.p99_s * 1000:.0f} ms for v{stable_version}"
+    if mine.error_rate - theirs.error_rate > rule.max_error_rate_increase:
+        return f"5xx rate {mine.error_rate:.1%} against {theirs.error_rate:.1%} for v{stable_version}"
+    for size in SIZE_CLASSES:
+        one, other = canary.get(size), stable.get(size)
+        if one is None or other is None or min(one.requests, other.requests) < rule.min_requests:
+            continue
+        if one.p99_s > other.p99_s * rule.max_p99_ratio and one.p99_s - other.p99_s > P99_MARGIN_S:
+            return (f"p99 {one.p99_s * 1000:.0f} ms against {other.p99_s * 1000:.0f} ms for v{stable_version} "
+                    f"on requests {size}")  # fmt: skip
     return ""
+
+
+def _overall(by_size: Mapping[str, Outcomes]) -> Outcomes:
+    requests = sum(o.requests for o in by_size.values())
+    faults = sum(o.error_rate * o.requests for o in by_size.values())
+    return Outcomes(requests, faults / requests if requests else 0.0, 0.0)
 
 
 def sticky_draw(alias: str, value: str) -> float:
@@ -120,17 +144,19 @@ class CanaryWatch:
         self.state = state
         self.rule = rule
         self.on_rollback = on_rollback
-        self._outcomes: dict[str, deque[tuple[float, bool, float]]] = {}
+        self._outcomes: dict[str, deque[tuple[float, bool, float, str]]] = {}
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def observe(self, version: str, status: int, seconds: float) -> None:
-        if version not in self.state.policy.split:
-            return  # a shadow's copies are compared, not judged
+    def observe(self, version: str, status: int, seconds: float, size: int) -> None:
+        """One answer to a request the split sent to ``version`` (``size``: its body's bytes)."""
+        fault = version_fault(status)
+        if version not in self.state.policy.split or fault is None:
+            return  # a shadow's copies are compared, not judged; the caller's errors say nothing
         now = time.monotonic()
         with self._lock:
             window = self._outcomes.setdefault(version, deque())
-            window.append((now, status >= 500, seconds))
+            window.append((now, fault, seconds, size_class(size)))
             self._trim(window, now)
             self._seen[version] = self._seen.get(version, 0) + 1
             due = version != self.state.stable and self._seen[version] % CHECK_EVERY == 0
@@ -151,15 +177,21 @@ class CanaryWatch:
                 self.on_rollback(canary, reason)
         return reason
 
-    def _trim(self, window: deque[tuple[float, bool, float]], now: float) -> deque[tuple[float, bool, float]]:
+    def _trim(self, window: deque[tuple[float, bool, float, str]], now: float) -> deque[tuple[float, bool, float, str]]:
         while window and window[0][0] < now - self.rule.window_s:
             window.popleft()
         return window
 
 
-def _outcomes(window: deque[tuple[float, bool, float]]) -> Outcomes:
-    if not window:
-        return Outcomes(0, 0.0, 0.0)
-    latencies = sorted(seconds for _, _, seconds in window)
-    errors = sum(error for _, error, _ in window)
-    return Outcomes(len(window), errors / len(window), latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))])
+def _outcomes(window: deque[tuple[float, bool, float, str]]) -> dict[str, Outcomes]:
+    """Per size class: requests, fault rate and p99 latency of a window."""
+    classes: dict[str, list[tuple[bool, float]]] = {}
+    for _, fault, seconds, size in window:
+        classes.setdefault(size, []).append((fault, seconds))
+    found = {}
+    for size, entries in classes.items():
+        latencies = sorted(seconds for _, seconds in entries)
+        faults = sum(fault for fault, _ in entries)
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        found[size] = Outcomes(len(entries), faults / len(entries), p99)
+    return found

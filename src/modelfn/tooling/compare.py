@@ -8,7 +8,9 @@ share of shadow copies whose answer matched the served one.
 
 With a window (:func:`window_reports`), each instance is scraped twice and only what happened in
 between counts; an instance that restarted in between (its counters went down) counts from zero.
-:func:`judge` applies the automatic-rollback rule to those figures, for a whole fleet at once.
+:func:`judge` applies the automatic-rollback rule for a whole fleet at once, to the figures the
+instances keep for exactly that (``modelfn_split_*``): only requests a split sent, only outcomes
+that are the version's fault, latency per request size class (see :mod:`modelfn.runtime.traffic`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ if TYPE_CHECKING:
     from modelfn.registry import Rollback
 
 
+class SplitFigures(NamedTuple):
+    """What a split sent to a version in one size class: judged requests, faults, latency."""
+
+    requests: int
+    faults: int
+    latency: Histogram
+
+
 class VersionReport(NamedTuple):
     version: str
     role: str
@@ -32,6 +42,8 @@ class VersionReport(NamedTuple):
     latency: Histogram
     agreed: int
     compared: int
+    #: Size class -> what the rollback rule judges.
+    split: dict[str, SplitFigures]
 
     @property
     def error_rate(self) -> float:
@@ -54,6 +66,9 @@ def reports(texts: list[str], model: str, roles: dict[str, str]) -> list[Version
     sums: dict[str, float] = defaultdict(float)
     agreed: dict[str, int] = defaultdict(int)
     compared: dict[str, int] = defaultdict(int)
+    split_counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    split_buckets: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    split_sums: dict[tuple[str, str], float] = defaultdict(float)
     for text in texts:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -69,25 +84,39 @@ def reports(texts: list[str], model: str, roles: dict[str, str]) -> list[Version
                     buckets[version][float(labels["le"])] += sample.value
                 elif sample.name == "modelfn_request_duration_seconds_sum":
                     sums[version] += sample.value
+                elif sample.name == "modelfn_split_outcomes_total":
+                    split_counts[(version, labels["size"])][labels["outcome"] == "fault"] += int(sample.value)
+                elif sample.name == "modelfn_split_duration_seconds_bucket":
+                    split_buckets[(version, labels["size"])][float(labels["le"])] += sample.value
+                elif sample.name == "modelfn_split_duration_seconds_sum":
+                    split_sums[(version, labels["size"])] += sample.value
                 elif sample.name == "modelfn_shadow_requests_total" and labels.get("agreed") in ("true", "false"):
                     compared[version] += int(sample.value)
                     agreed[version] += int(sample.value) if labels["agreed"] == "true" else 0
     found = []
     for version in sorted(set(requests) | set(roles), key=lambda v: (v not in roles, v)):
-        histogram = Histogram(LATENCY_BUCKETS)
-        cumulative = sorted(buckets[version].items())
-        previous = 0.0
-        counts = []
-        for _, running in cumulative:
-            counts.append(int(running - previous))
-            previous = running
-        if len(counts) == len(histogram.counts):
-            histogram.counts = counts
-            histogram.count = int(previous)
-            histogram.total = sums[version]
+        split = {
+            size: SplitFigures(sum(counts), counts[1], _histogram(split_buckets[(v, size)], split_sums[(v, size)]))
+            for (v, size), counts in split_counts.items()
+            if v == version
+        }
         found.append(VersionReport(version, roles.get(version, "other"), requests[version], errors[version],
-                                   histogram, agreed[version], compared[version]))  # fmt: skip
+                                   _histogram(buckets[version], sums[version]), agreed[version], compared[version],
+                                   split))  # fmt: skip
     return found
+
+
+def _histogram(cumulative_buckets: dict[float, float], total: float) -> Histogram:
+    """A histogram from Prometheus's cumulative ``le`` buckets."""
+    histogram = Histogram(LATENCY_BUCKETS)
+    previous = 0.0
+    counts = []
+    for _, running in sorted(cumulative_buckets.items()):
+        counts.append(int(running - previous))
+        previous = running
+    if len(counts) == len(histogram.counts):
+        histogram.counts, histogram.count, histogram.total = counts, int(previous), total
+    return histogram
 
 
 def window_reports(before: list[str], after: list[str], model: str, roles: dict[str, str]) -> list[VersionReport]:
@@ -109,8 +138,12 @@ def judge(found: list[VersionReport], rule: Rollback, stable: str) -> dict[str, 
     if stable not in by_version:
         return {}
 
-    def outcomes(report: VersionReport) -> Outcomes:
-        return Outcomes(report.requests, report.error_rate, report.latency.quantile(0.99) if report.requests else 0.0)
+    def outcomes(report: VersionReport) -> dict[str, Outcomes]:
+        return {
+            size: Outcomes(f.requests, f.faults / f.requests, f.latency.quantile(0.99))
+            for size, f in report.split.items()
+            if f.requests
+        }
 
     baseline = outcomes(by_version[stable])
     judged = {}
@@ -131,17 +164,28 @@ def _plus(one: VersionReport, other: VersionReport) -> VersionReport:
 
 
 def _combine(one: VersionReport, other: VersionReport, sign: int) -> VersionReport:
-    latency = Histogram(LATENCY_BUCKETS)
-    latency.counts = [a + sign * b for a, b in zip(one.latency.counts, other.latency.counts, strict=True)]
-    latency.count = one.latency.count + sign * other.latency.count
-    latency.total = one.latency.total + sign * other.latency.total
+    empty = SplitFigures(0, 0, Histogram(LATENCY_BUCKETS))
+    split = {}
+    for size in {*one.split, *other.split}:
+        a, b = one.split.get(size, empty), other.split.get(size, empty)
+        split[size] = SplitFigures(a.requests + sign * b.requests, a.faults + sign * b.faults,
+                                   _combine_histograms(a.latency, b.latency, sign))  # fmt: skip
     return one._replace(
         requests=one.requests + sign * other.requests,
         errors=one.errors + sign * other.errors,
-        latency=latency,
+        latency=_combine_histograms(one.latency, other.latency, sign),
+        split=split,
         agreed=one.agreed + sign * other.agreed,
         compared=one.compared + sign * other.compared,
     )
+
+
+def _combine_histograms(one: Histogram, other: Histogram, sign: int) -> Histogram:
+    latency = Histogram(LATENCY_BUCKETS)
+    latency.counts = [a + sign * b for a, b in zip(one.counts, other.counts, strict=True)]
+    latency.count = one.count + sign * other.count
+    latency.total = one.total + sign * other.total
+    return latency
 
 
 def table(found: list[VersionReport]) -> str:
