@@ -293,7 +293,8 @@ class ModelFunction:
             context = CONTEXT.get()
             if context is not None:
                 context.cold = True
-        return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s)
+        return self._cache.get(target.cache_key, target.loader, self.settings.load_wait_s,
+                               timeout_s=self.settings.load_timeout_s)  # fmt: skip
 
     def run(self, call: Callable[[], T], *, inline: bool = False, timeout: float | None = None) -> T:
         """``call()`` (a model call) within this model's call slots, queue and the request deadline.
@@ -342,7 +343,7 @@ class ModelFunction:
         targets = list(traffic.targets.values()) if traffic is not None else [target]  # every version of a split
         if start:
             for each in targets:
-                self._cache.start(each.cache_key, each.loader)
+                self._cache.start(each.cache_key, each.loader, timeout_s=self.settings.load_timeout_s)
         return all(self._cache.state(each.cache_key).is_ready for each in targets)
 
     def loaded_bytes(self) -> int | None:
@@ -401,7 +402,7 @@ class ModelFunction:
         self._current = stable
         if self._traffic is not None:  # every version of the split starts loading now, in the background
             for each in self._traffic.targets.values():
-                self._cache.start(each.cache_key, each.loader)
+                self._cache.start(each.cache_key, each.loader, timeout_s=self.settings.load_timeout_s)
 
     def _traffic_state(self, policy: Traffic, stable: _Target) -> TrafficState[_Target]:
         from modelfn.metrics import RECORDER

@@ -80,6 +80,10 @@ class Settings(NamedTuple):
     #: How long a request waits for a model load in progress, in seconds
     #: (``MODELFN_LOAD_WAIT_S``). Past it the request gets 503 with Retry-After.
     load_wait_s: float = 60.0
+    #: A model load still running after this many seconds is abandoned and started again by the next
+    #: request (``MODELFN_LOAD_TIMEOUT_S``; 0: no bound): a store that stalls mid-read, or a cache entry
+    #: that never ends, must not hold the model's loading forever.
+    load_timeout_s: float = 600.0
     #: ONNX Runtime intra-op threads (``MODELFN_ORT_INTRA_OP_THREADS``); 0 means the CPUs this instance
     #: may use: its CPU affinity capped by a cgroup CPU quota, which ONNX Runtime's own default ignores.
     ort_intra_op_threads: int = 0
@@ -199,6 +203,8 @@ class Settings(NamedTuple):
             raise ValueError(
                 "MODELFN_HEAD_TIMEOUT_S, MAX_HEAD_BYTES, RECEIVE_TIMEOUT_S and RECEIVE_BUFFER_MB must be positive"
             )
+        if self.load_timeout_s < 0:
+            raise ValueError("MODELFN_LOAD_TIMEOUT_S must not be negative")
         if self.max_concurrency < 0 or self.max_queue < 0:
             raise ValueError("MODELFN_MAX_CONCURRENCY and MODELFN_MAX_QUEUE must not be negative")
         if self.alias_refresh_s <= 0 or self.store_attempts <= 0:

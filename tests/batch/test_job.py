@@ -205,3 +205,43 @@ def test_a_crash_halfway_leaves_no_partial_output(images, tmp_path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert len(read_jsonl(tmp_path / "out/in.jsonl.predictions.jsonl")) == 300
+
+
+def test_a_csv_line_of_any_length_is_one_error_row_in_bounded_memory(model, images, tmp_path) -> None:
+    """A 12 MB line (over the 4 MiB line limit) and a 3 MB line of 1.5 million cells (under it): each is one
+    error row, and the job's traced peak stays a few times the line limit (the csv module alone held
+    every cell of a line: about 29x its size)."""
+    import tracemalloc
+
+    x, _ = images
+    good = "\n".join(",".join(str(int(v)) for v in row) for row in x[:10])
+    huge = "1," * 6_000_000 + "1"
+    wide = "1," * 1_500_000 + "1"
+    (tmp_path / "in.csv").write_text("\n".join([good, huge, wide, good]) + "\n")
+    tracemalloc.start()
+    try:
+        summary = run(model, tmp_path, "in.csv", max_line_bytes=4 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (summary["rows"], summary["predicted"], summary["failed"]) == (22, 20, 2)
+    errors = read_jsonl(tmp_path / "out/predictions/in.csv.errors.jsonl")
+    assert [(e["row"], e["error"]) for e in errors] == [
+        (11, f"the line is over {4 << 20} bytes"),
+        (12, "expected 64 numbers, got 1500001"),
+    ]
+    assert peak < 48 << 20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_a_truncated_npy_predicts_every_whole_row_and_reports_the_missing_ones(model, images, tmp_path) -> None:
+    x, _ = images
+    np.save(tmp_path / "in.npy", x[:100].astype(np.float32))
+    data = (tmp_path / "in.npy").read_bytes()
+    (tmp_path / "in.npy").write_bytes(data[: len(data) - 2 * 64 * 4 - 100])  # two rows and part of a third gone
+    summary = run(model, tmp_path, "in.npy")
+    assert (summary["rows"], summary["predicted"], summary["failed"]) == (98, 97, 1)
+    [error] = read_jsonl(tmp_path / "out/predictions/in.npy.errors.jsonl")
+    assert error == {
+        "row": 98,
+        "error": "rows 98 to 100 missing: the file ends after 97 of the 100 rows its header declares",
+    }

@@ -106,21 +106,28 @@ def row_spec(contract: Contract, fmt: str) -> TensorSpec:
 
 
 def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) -> Iterator[Row | BadRow]:
+    """One row per line. Each line is read in a bounded read and its cells counted before they are
+    split: a line over ``max_line_bytes``, or with more cells than the input takes, is one bad row,
+    whatever its length (the csv module alone would build a list of every cell of a 1 GB line)."""
     width = math.prod(spec.shape[1:])
     dtype = np.dtype(NUMPY_DTYPES[spec.datatype])
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-    csv.field_size_limit(max_line_bytes)
-    reader = csv.reader(text)
     first = True
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield BadRow(reader.line_num, f"not CSV: {exc}")
+    for number, line in _lines(stream, max_line_bytes):
+        if line is None:
+            yield BadRow(number, f"the line is over {max_line_bytes} bytes")
             continue
-        if not cells or all(not c.strip() for c in cells):
+        if not line.strip():
+            continue
+        if line.count(b",") >= width:  # more cells than the row takes: refused before splitting them
+            yield BadRow(number, f"expected {width} numbers, got {line.count(b',') + 1}")
+            first = False
+            continue
+        try:
+            cells = next(csv.reader([line.decode("utf-8", "replace")]))
+        except (csv.Error, StopIteration) as exc:
+            yield BadRow(number, f"not CSV: {exc}")
+            continue
+        if all(not c.strip() for c in cells):
             continue
         try:
             values = np.array([float(c) for c in cells], dtype=np.float64)
@@ -128,20 +135,21 @@ def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) 
             if first:  # a header line
                 first = False
                 continue
-            yield BadRow(reader.line_num, f"expected {width} numbers, got {_brief(cells)}")
+            yield BadRow(number, f"expected {width} numbers, got {_brief(cells)}")
             continue
         first = False
         if values.size != width:
-            yield BadRow(reader.line_num, f"expected {width} numbers, got {values.size}")
+            yield BadRow(number, f"expected {width} numbers, got {values.size}")
         elif not np.isfinite(values).all():
-            yield BadRow(reader.line_num, "NaN and infinite values are not accepted")
+            yield BadRow(number, "NaN and infinite values are not accepted")
         elif dtype.kind in "iu" and not (values == np.round(values)).all():
-            yield BadRow(reader.line_num, f"input {spec.name!r} is {spec.datatype}: integers only")
+            yield BadRow(number, f"input {spec.name!r} is {spec.datatype}: integers only")
         else:
-            yield Row(reader.line_num, values.astype(dtype).reshape(spec.shape[1:]))
+            yield Row(number, values.astype(dtype).reshape(spec.shape[1:]))
 
 
-def _jsonl_rows(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[Row | BadRow]:
+def _lines(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line number, line)``, each read in at most ``max_line_bytes``; None for a longer line, skipped."""
     number = 0
     while True:
         line = stream.readline(max_line_bytes + 1)
@@ -151,14 +159,20 @@ def _jsonl_rows(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[Row 
         if len(line) > max_line_bytes and not line.endswith(b"\n"):
             while line and not line.endswith(b"\n"):  # skip the rest of the line, in bounded reads
                 line = stream.readline(BLOCK)
+            yield number, None
+        else:
+            yield number, line
+
+
+def _jsonl_rows(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[Row | BadRow]:
+    for number, line in _lines(stream, max_line_bytes):
+        if line is None:
             yield BadRow(number, f"the line is over {max_line_bytes} bytes")
-            continue
-        if not line.strip():
-            continue
-        try:
-            yield Row(number, orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            yield BadRow(number, f"not JSON: {exc}")
+        elif line.strip():
+            try:
+                yield Row(number, orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                yield BadRow(number, f"not JSON: {exc}")
 
 
 def _npy_rows(stream: io.BufferedReader, spec: TensorSpec) -> Iterator[Row | BadRow]:
@@ -189,9 +203,10 @@ def _npy_rows(stream: io.BufferedReader, spec: TensorSpec) -> Iterator[Row | Bad
     while number < shape[0]:
         count = min(per_read, shape[0] - number)
         data = stream.read(count * row_bytes)
-        if len(data) < count * row_bytes:
-            yield BadRow(number + 1, f"the file ends after {number} of the {shape[0]} rows its header declares")
-            return
+        truncated = len(data) < count * row_bytes
+        if truncated:  # the whole rows that did arrive are still predicted; the missing ones reported
+            count = len(data) // row_bytes
+            data = data[: count * row_bytes]
         block = np.frombuffer(data, dtype=dtype).reshape(count, *shape[1:]).astype(want, copy=False)
         for row in block:
             number += 1
@@ -199,6 +214,13 @@ def _npy_rows(stream: io.BufferedReader, spec: TensorSpec) -> Iterator[Row | Bad
                 yield BadRow(number, "NaN and infinite values are not accepted")
             else:
                 yield Row(number, row)
+        if truncated:
+            missing = f"row {number + 1}" if number + 1 == shape[0] else f"rows {number + 1} to {shape[0]}"
+            yield BadRow(
+                number + 1,
+                f"{missing} missing: the file ends after {number} of the {shape[0]} rows its header declares",
+            )
+            return
 
 
 def _brief(cells: list[str]) -> str:

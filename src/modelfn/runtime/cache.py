@@ -4,7 +4,9 @@ The first request for a model starts its load on a background thread; that
 request and every concurrent one wait on the same flight, each for at most
 ``wait_s``. A load that fails is forgotten, so a later request tries again
 (the process never dies of a bad artifact), and every waiter of the failed
-flight gets a 503 with the reason.
+flight gets a 503 with the reason. A load that has not finished after ``timeout_s`` (a store
+that stalls mid-read, a file that never ends) is abandoned: its waiters get a 503, and the next
+request starts a fresh load; whatever the abandoned thread returns later is dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -35,10 +38,11 @@ class LoadState(enum.Enum):
 class _Flight(Generic[T]):
     """One load in progress; waiters block on ``done``."""
 
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("done", "error", "started", "value")
 
     def __init__(self, value: T | None = None) -> None:
         self.done = threading.Event()
+        self.started = time.monotonic()
         self.value = value
         self.error: str | None = None
 
@@ -54,12 +58,15 @@ class ModelCache(Generic[T]):
         #: How many loads were started, per key (a stampede must leave this at 1).
         self.loads_started: dict[str, int] = {}
 
-    def get(self, key: str, load: Callable[[], T], wait_s: float) -> T:
-        """The value for ``key``, loading it once; wait at most ``wait_s`` for a load in flight."""
+    def get(self, key: str, load: Callable[[], T], wait_s: float, *, timeout_s: float = 0.0) -> T:
+        """The value for ``key``, loading it once; wait at most ``wait_s`` for a load in flight.
+
+        ``timeout_s`` (0: none) bounds a load: one in flight for longer is abandoned and started again.
+        """
         value = self._values.get(key)
         if value is not None:  # the hot path: no lock
             return value
-        flight = self._start(key, load)
+        flight = self._start(key, load, timeout_s)
         if not flight.done.wait(wait_s):
             # Keys name files and digests: keep them out of what callers see.
             raise ModelNotReady(f"the model is still loading after {wait_s:g} s; retry shortly", retry_after_s=2)
@@ -68,10 +75,10 @@ class ModelCache(Generic[T]):
         assert flight.value is not None
         return flight.value
 
-    def start(self, key: str, load: Callable[[], T]) -> None:
+    def start(self, key: str, load: Callable[[], T], *, timeout_s: float = 0.0) -> None:
         """Begin loading ``key`` in the background unless it is loaded or loading."""
         if key not in self._values:
-            self._start(key, load)
+            self._start(key, load, timeout_s)
 
     def state(self, key: str) -> LoadState:
         if key in self._values:
@@ -99,13 +106,20 @@ class ModelCache(Generic[T]):
             self._values.clear()
             self._errors.clear()
 
-    def _start(self, key: str, load: Callable[[], T]) -> _Flight[T]:
+    def _start(self, key: str, load: Callable[[], T], timeout_s: float = 0.0) -> _Flight[T]:
         with self._lock:
             if key in self._values:  # finished between the lock-free check and here
                 flight: _Flight[T] = _Flight(value=self._values[key])
                 flight.done.set()
                 return flight
             flight = self._flights.get(key)
+            if flight is not None and timeout_s and time.monotonic() - flight.started > timeout_s:
+                log.error("loading %s did not finish within %g s: abandoned, loading again", key, timeout_s)
+                flight.error = f"the load did not finish within {timeout_s:g} s; it is being retried"
+                self._errors[key] = flight.error
+                del self._flights[key]
+                flight.done.set()
+                flight = None
             if flight is not None:
                 return flight
             flight = self._flights[key] = _Flight()
@@ -129,6 +143,10 @@ class ModelCache(Generic[T]):
 
     def _finish(self, key: str, flight: _Flight[T], *, value: T | None = None, error: str | None = None) -> None:
         with self._lock:
+            if self._flights.get(key) is not flight:  # abandoned for taking too long: a newer load decides
+                log.warning("an abandoned load of %s ended after %.1f s; its result is dropped", key,
+                            time.monotonic() - flight.started)  # fmt: skip
+                return
             if value is not None:
                 self._values[key] = value
                 self._errors.pop(key, None)
