@@ -186,11 +186,15 @@ class ChainMirror:
     def __init__(self) -> None:
         self.chains: dict[str, bytes] = {}
         self.fetches: list[str] = []
+        #: Paths whose answer waits until their event is set (a mirror that stalls).
+        self.stalls: dict[str, threading.Event] = {}
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 mirror.fetches.append(self.path)
+                if self.path in mirror.stalls:
+                    mirror.stalls[self.path].wait(30)
                 data = mirror.chains.get(self.path)
                 self.send_response(200 if data is not None else 404)
                 self.send_header("Content-Type", "application/x-pem-file")

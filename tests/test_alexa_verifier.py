@@ -7,6 +7,7 @@ The tests play Amazon with a CA, intermediate and signing certificate made here
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Iterator
 
@@ -61,6 +62,9 @@ def test_valid_cert_urls(url: str) -> None:
         ("https://s3.amazonaws.com/echo.api/cert.pem?x=1", "/echo.api/"),
         ("https://s3.amazonaws.com:563/echo.api/echo-api-cert.pem", "443"),
         ("https://s3.amazonaws.com:99999/echo.api/cert.pem", "not a URL"),
+        ("https://s3.amazonaws.com/echo.api/a b.pem", "characters"),  # was a 500 at the fetch
+        ("https://s3.amazonaws.com/echo.api/%2e%2e/x.pem", "characters"),
+        ("https://s3.amazonaws.com/echo.api/é.pem", "characters"),
         ("", "missing"),
     ],
 )
@@ -190,3 +194,45 @@ def test_only_allowed_skill_ids_pass() -> None:
     del anonymous["context"], anonymous["session"]
     with pytest.raises(VerificationFailed, match="does not serve"):
         check_envelope(anonymous, [SKILL_ID], now)
+
+
+# -- outbound fetches a caller can trigger ------------------------------------------------------------
+def test_forged_requests_with_new_urls_start_a_bounded_number_of_fetches(pki: PKI, mirror: ChainMirror) -> None:
+    from modelfn import alexa_verifier
+
+    verifier = AlexaVerifier([SKILL_ID], Store([pki.root.cert]), mirror=mirror.url)
+    body = body_of(envelope())
+    before = len(mirror.fetches)
+    refused = []
+    for index in range(40):  # each a new, well-formed URL that the mirror does not have
+        url = f"https://s3.amazonaws.com/echo.api/forged-{index}.pem"
+        with pytest.raises(VerificationFailed) as caught:
+            verifier.verify_signature(pki.signer.headers(body, url), body)
+        refused.append(caught.value.message)
+    assert len(mirror.fetches) - before == alexa_verifier.MAX_FETCHES_PER_MINUTE
+    assert (
+        refused.count("too many new certificate chain URLs; not fetched") == 40 - alexa_verifier.MAX_FETCHES_PER_MINUTE
+    )
+    with pytest.raises(VerificationFailed, match="could not be fetched"):  # a failure is remembered, not refetched
+        verifier.verify_signature(pki.signer.headers(body, "https://s3.amazonaws.com/echo.api/forged-0.pem"), body)
+    assert len(mirror.fetches) - before == alexa_verifier.MAX_FETCHES_PER_MINUTE
+
+
+def test_a_cached_chain_never_waits_behind_a_fetch_in_progress(pki: PKI, mirror: ChainMirror) -> None:
+    verifier = AlexaVerifier([SKILL_ID], Store([pki.root.cert]), mirror=mirror.url)
+    body = body_of(envelope())
+    cached = mirror.publish("cached.pem", pki.signer)
+    verifier.verify_signature(pki.signer.headers(body, cached), body)  # now in the cache
+    stalled = mirror.publish("stalled.pem", pki.signer)
+    release = mirror.stalls["/echo.api/stalled.pem"] = threading.Event()
+    fetching = threading.Thread(target=verifier.verify_signature, args=(pki.signer.headers(body, stalled), body))
+    fetching.start()
+    try:
+        while "/echo.api/stalled.pem" not in mirror.fetches:  # the fetch is under way, and stalls
+            time.sleep(0.01)
+        for _ in range(20):  # answered while the other fetch still hangs: nothing serialises them
+            verifier.verify_signature(pki.signer.headers(body, cached), body)
+        assert fetching.is_alive() and not release.is_set()
+    finally:
+        release.set()
+        fetching.join(30)

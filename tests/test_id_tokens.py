@@ -143,6 +143,49 @@ def test_without_the_certificates_the_check_is_unavailable_not_open() -> None:
         verifier.verify(Signer("kid-1").token())
 
 
+class StallingCerts:
+    """A certificates URL that accepts connections and never answers (Google unreachable behind a proxy)."""
+
+    def __init__(self) -> None:
+        self.fetches = 0
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.fetches += 1
+                outer.release.wait(30)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/certs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_junk_tokens_start_no_fetch_and_a_failed_fetch_is_not_retried_at_once() -> None:
+    stalling = StallingCerts()
+    try:
+        verifier = IdTokenVerifier(AUDIENCE, [PUSHER], stalling.url)
+        signer = Signer("kid-1")
+        junk = [signer.token(aud="https://elsewhere"), signer.token(email="x@gmail.com"), signer.token(exp=1),
+                "eyJhbGciOiJub25lIn0.eyJ9.c2ln", "a.b.c"]  # fmt: skip
+        for token in junk * 10:  # claims that cannot pass: refused before any certificate is needed
+            with pytest.raises(Unauthorized):
+                verifier.verify(token)
+        assert stalling.fetches == 0
+        with pytest.raises(ModelNotReady):  # a plausible token: one fetch, which times out
+            verifier.verify(signer.token())
+        for _ in range(20):  # within the failure's time: refused at once, nothing fetched
+            with pytest.raises(ModelNotReady) as unavailable:
+                verifier.verify(signer.token())
+        assert stalling.fetches == 1 and unavailable.value.headers["Retry-After"] == "30"
+    finally:
+        stalling.release.set()
+        stalling.server.shutdown()
+
+
 @pytest.mark.slow
 def test_a_live_server_admits_service_tokens_and_api_keys(google, tmp_path) -> None:
     signer, certs = google

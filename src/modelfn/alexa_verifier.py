@@ -29,10 +29,11 @@ import datetime as dt
 import hmac
 import logging
 import posixpath
+import re
 import threading
 import time
 import urllib.request
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
@@ -58,6 +59,15 @@ FETCH_TIMEOUT_S = 5.0
 CHAIN_TTL_S = 24 * 3600.0
 #: Chains kept (Amazon uses one at a time; the cap keeps forged URLs from filling memory).
 MAX_CACHED_CHAINS = 8
+#: A URL whose chain could not be fetched or validated is refused at once for this long.
+FAILURE_TTL_S = 30.0
+MAX_CACHED_FAILURES = 256
+#: At most this many chain fetches per minute: Alexa signs with one chain at a time, so a stream of
+#: new URLs is forged requests, and each must not start outbound work.
+MAX_FETCHES_PER_MINUTE = 6
+#: A request whose chain another request is fetching waits at most this long, then is refused.
+FETCH_WAIT_S = FETCH_TIMEOUT_S + 1.0
+_URL_PATH = re.compile(r"^[A-Za-z0-9._~/-]{1,512}$")
 
 
 class VerificationFailed(ClientError):
@@ -87,7 +97,10 @@ class AlexaVerifier:
         self.mirror = mirror.rstrip("/")
         self.clock = clock
         self._chains: OrderedDict[str, _Chain] = OrderedDict()
-        self._lock = threading.Lock()
+        self._failures: OrderedDict[str, tuple[float, str]] = OrderedDict()  # path -> (until, reason)
+        self._fetches: deque[float] = deque()  # when the last fetches started (monotonic)
+        self._lock = threading.Lock()  # the caches, held for lookups only: never across a fetch
+        self._fetch_lock = threading.Lock()  # one fetch at a time
 
     def verify_signature(self, headers: Mapping[str, str], body: bytes) -> None:
         """Checks 1-3: the certificate URL, its chain, and the signature of the raw ``body``."""
@@ -118,24 +131,63 @@ class AlexaVerifier:
 
     # -- the certificate chain -------------------------------------------------
     def _chain(self, path: str) -> _Chain:
+        """The validated chain of ``path``: cached, refused from the failure cache, or fetched once.
+
+        Cached lookups never wait behind a fetch. A new URL waits for the one fetch in progress at
+        most :data:`FETCH_WAIT_S`, and is refused at once past :data:`MAX_FETCHES_PER_MINUTE`.
+        """
+        cached = self._cached(path)
+        if cached is not None:
+            return cached
+        if not self._fetch_lock.acquire(timeout=FETCH_WAIT_S):
+            raise VerificationFailed("the signing certificate chain could not be fetched in time")
+        try:
+            cached = self._cached(path)  # fetched by the request this one waited for
+            if cached is not None:
+                return cached
+            with self._lock:
+                moment = time.monotonic()
+                while self._fetches and self._fetches[0] < moment - 60:
+                    self._fetches.popleft()
+                if len(self._fetches) >= MAX_FETCHES_PER_MINUTE:
+                    log.warning("refused to fetch Alexa's certificate chain from a new URL: %d fetches this minute",
+                                len(self._fetches))  # fmt: skip
+                    raise VerificationFailed("too many new certificate chain URLs; not fetched")
+                self._fetches.append(moment)
+            try:
+                chain = self._fetch_and_validate(path, self.clock())
+            except VerificationFailed as failed:
+                with self._lock:
+                    self._failures[path] = (time.monotonic() + FAILURE_TTL_S, failed.message)
+                    while len(self._failures) > MAX_CACHED_FAILURES:
+                        self._failures.popitem(last=False)
+                raise
+            with self._lock:
+                self._chains[path] = chain
+                while len(self._chains) > MAX_CACHED_CHAINS:
+                    self._chains.popitem(last=False)
+            return chain
+        finally:
+            self._fetch_lock.release()
+
+    def _cached(self, path: str) -> _Chain | None:
         now = self.clock()
-        with self._lock:  # one fetch at a time: Alexa uses one chain, and forged URLs get no parallelism
+        with self._lock:
             chain = self._chains.get(path)
             if chain is not None and chain.expires > now:
                 self._chains.move_to_end(path)
                 return chain
-            chain = self._fetch_and_validate(path, now)
-            self._chains[path] = chain
-            while len(self._chains) > MAX_CACHED_CHAINS:
-                self._chains.popitem(last=False)
-            return chain
+            failure = self._failures.get(path)
+            if failure is not None and failure[0] > time.monotonic():
+                raise VerificationFailed(failure[1])
+        return None
 
     def _fetch_and_validate(self, path: str, now: float) -> _Chain:
         url = f"{self.mirror or 'https://' + CERT_HOST}{path}"
         try:
             with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:  # checked URL
                 pem = response.read(MAX_CHAIN_BYTES + 1)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, ValueError, http.client's own: each means "no chain"
             log.warning("could not fetch Alexa's certificate chain from %s: %s", url, exc)
             raise VerificationFailed("the signing certificate chain could not be fetched") from None
         if len(pem) > MAX_CHAIN_BYTES:
@@ -186,6 +238,8 @@ def check_cert_url(url: str) -> str:
     path = posixpath.normpath(parts.path) if parts.path else ""
     if not path.startswith(CERT_PATH) or parts.query or parts.fragment:
         raise VerificationFailed(f"the certificate chain URL's path must be under {CERT_PATH}")
+    if not _URL_PATH.match(path):  # spaces, percent-escapes, non-ASCII: nothing Amazon's URLs hold
+        raise VerificationFailed("the certificate chain URL's path holds characters a chain URL never has")
     return path
 
 
