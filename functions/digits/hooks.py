@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from modelfn import InvalidInput
+from modelfn.payload import field, numbers
 
 MAX_IMAGES = 256
 
@@ -19,17 +20,11 @@ MAX_IMAGES = 256
 def preprocess(payload: Any) -> dict[str, np.ndarray]:
     if not isinstance(payload, dict) or ("image" in payload) == ("images" in payload):
         raise InvalidInput('send {"image": 8x8 pixel rows} or {"images": [image, ...]}')
-    images = [payload["image"]] if "image" in payload else payload["images"]
-    if not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES:
+    images = [field(payload, "image", list)] if "image" in payload else field(payload, "images", list)
+    if not 1 <= len(images) <= MAX_IMAGES:
         raise InvalidInput(f"`images` must be a list of 1 to {MAX_IMAGES} images")
-    try:
-        pixels = np.asarray(images, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InvalidInput("each image must be 8 rows of 8 numbers") from None
-    if pixels.shape[1:] != (8, 8):
-        raise InvalidInput(f"each image must be 8 rows of 8 numbers, got shape {list(pixels.shape[1:])}")
-    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 16:
-        raise InvalidInput("pixel values must be between 0 and 16")
+    # Numbers only (no "5", no true), 8 rows of 8 each, every pixel in 0..16.
+    pixels = numbers(images, "pixel values", shape=(None, 8, 8), low=0, high=16)
     return {"pixels": pixels.reshape(len(images), 64)}
 
 

@@ -18,9 +18,17 @@ def test_one_image_and_a_batch(digits_client, heldout) -> None:
     ("body", "message"),
     [
         ({}, 'send {"image": 8x8 pixel rows}'),
-        ({"image": [[0] * 8] * 7}, "got shape [7, 8]"),
+        ({"image": [[0] * 8] * 7}, "must be shaped Nx8x8, got 1x7x8"),
         ({"image": [[-1] * 8] * 8}, "between 0 and 16"),
         ({"images": [[[0] * 8] * 8] * 300}, "1 to 256 images"),
+        # No coercion through the hook either: strings, booleans, nulls and objects are not pixels.
+        ({"image": [["5"] * 8] * 8}, "must be numbers, got strings"),
+        ({"image": [[True] * 8] * 8}, "must be numbers, got true/false"),
+        ({"image": [[0] * 8] * 7 + [[0] * 7 + [None]]}, "must be numbers of one kind"),
+        ({"image": "0" * 64}, "'image' must be a list, got a string"),
+        ({"images": {"0": [[0] * 8] * 8}}, "'images' must be a list, got an object"),
+        ({"image": [[0] * 8] * 7 + [[0] * 7]}, "ragged"),
+        ({"image": [[1e309] * 8] * 8}, "not valid JSON"),
     ],
 )
 def test_the_hook_explains_bad_payloads(digits_client, body, message) -> None:
