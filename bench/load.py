@@ -1,6 +1,7 @@
 """Load, memory and overload of a live server (needs wrk: apt-get install wrk).
 
-    python bench/load.py [--seconds 60] [--mix-seconds 30] [--overload-seconds 15]
+    python bench/load.py [--seconds 60] [--mix-seconds 30] [--overload-seconds 15] [--slow-seconds 10]
+    python bench/load.py --slow-clients-only     # section 4 alone; needs no wrk
 
 1. **Sustained load**: the digits function under ``python -m modelfn.adapters.server``
    (functions-framework's app, 64 threads), warmed up for 10 s, then wrk for ``--seconds``
@@ -16,7 +17,10 @@
    admission control). Latency of the answered requests and of the refusals, and the
    first request after the load. A refused client waits 50-150 ms before it tries again.
 
-Writes bench/results/load.md and load.png.
+4. **Slow clients**, side by side with functions-framework's own server (:mod:`slow_clients`):
+   normal clients' latency while 0, 8 and 64 connections send half a request.
+
+Writes bench/results/load.md and load.png, and slow_clients.md, .json and .png.
 """
 
 from __future__ import annotations
@@ -262,7 +266,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--mix-seconds", type=int, default=30)
     parser.add_argument("--overload-seconds", type=int, default=15)
+    parser.add_argument("--slow-seconds", type=float, default=10.0)
+    parser.add_argument("--slow-clients-only", action="store_true")
     args = parser.parse_args()
+    import slow_clients
+
+    if args.slow_clients_only:
+        slow_clients.main(args.slow_seconds)
+        return
     if shutil.which("wrk") is None:
         sys.exit("bench/load.py needs wrk: apt-get install wrk")
     with tempfile.TemporaryDirectory() as scratch:
@@ -273,6 +284,7 @@ def main() -> None:
         unbounded = overload(args.overload_seconds, CONNECTIONS, Path(scratch))
         print(json.dumps(unbounded, indent=1))
     write(load, bounded, unbounded, args)
+    slow_clients.main(args.slow_seconds)
 
 
 def write(load: dict, bounded: dict, unbounded: dict, args: argparse.Namespace) -> None:
