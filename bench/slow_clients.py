@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import coldstart  # noqa: E402
+from load import wait_ready  # noqa: E402
 
 DIGITS = HERE.parent / "functions" / "digits"
 BODY = json.dumps({"image": [[0, 2, 13, 16, 10, 0, 0, 0]] * 8}).encode()
@@ -129,7 +130,7 @@ def measure(seconds: float) -> dict:
         port = coldstart.free_port()
         with coldstart.server(command(port)):
             base = f"http://127.0.0.1:{port}"
-            _wait_ready(base)
+            wait_ready(base)
             normal_clients(base + "/predict", 2)  # warm
             for count in COUNTS:
                 with PartialConnections(port, count) as partial:
@@ -139,17 +140,6 @@ def measure(seconds: float) -> dict:
                 found.setdefault(name, {})[str(count)] = run
                 print(name, count, run, flush=True)
     return found
-
-
-def _wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(base + "/v2/health/ready", timeout=30).status == 200:
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not get ready")
 
 
 def write(found: dict, seconds: float) -> None:
