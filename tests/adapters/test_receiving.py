@@ -95,6 +95,13 @@ def test_a_head_that_does_not_arrive_in_time_is_a_json_408(strict) -> None:
     assert time.monotonic() - began >= 1.9
 
 
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(strict) -> None:
+    sock = connect(strict)
+    began = time.monotonic()
+    assert sock.recv(65536) == b""  # closed at the head deadline: nothing to answer
+    assert time.monotonic() - began >= 1.9
+
+
 def test_a_body_trickled_a_byte_at_a_time_is_cut_off_at_the_receive_deadline(strict) -> None:
     sock = connect(strict, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
     began = time.monotonic()

@@ -130,8 +130,8 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
         super().murder_pending()
         now = time.monotonic()
         for conn, receipt in list(self.receiving.items()):
-            if not self.alive and not receipt.raw:
-                self._drop(conn)  # stopping: a connection that has sent nothing gets no request in
+            if not receipt.raw and (not self.alive or now > receipt.deadline or now > (receipt.head_deadline or 0)):
+                self._drop(conn)  # an idle connection (or any, when stopping) that has sent nothing: just closed
             elif receipt.head_deadline is not None and now > receipt.head_deadline:
                 self._refuse(conn, _Refusal(408, f"request head not received within {self.limits.head_timeout_s:g} s"))
             elif now > receipt.deadline:
