@@ -41,6 +41,8 @@ log = logging.getLogger("modelfn")
 #: How long a refused connection is read and discarded after the answer, so that closing it with
 #: unread bytes does not reset the connection before the client has read why.
 _LINGER_S = 2.0
+#: At most this many refused connections linger at once; past it one is closed at once (its answer sent).
+_MAX_LINGERING = 256
 _CHUNK = 256 * 1024
 
 
@@ -274,6 +276,9 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
             sock.send(json_error(refusal.status, str(refusal), refusal.headers))
             sock.shutdown(socket.SHUT_WR)
         except OSError:
+            sock.close()
+            return
+        if len(self.lingering) >= _MAX_LINGERING:  # lingering sockets are outside gunicorn's connection count
             sock.close()
             return
         self.lingering[sock] = time.monotonic() + _LINGER_S
