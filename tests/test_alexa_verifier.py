@@ -228,7 +228,9 @@ def test_a_cached_chain_never_waits_behind_a_fetch_in_progress(pki: PKI, mirror:
     fetching = threading.Thread(target=verifier.verify_signature, args=(pki.signer.headers(body, stalled), body))
     fetching.start()
     try:
+        deadline = time.monotonic() + 30
         while "/echo.api/stalled.pem" not in mirror.fetches:  # the fetch is under way, and stalls
+            assert time.monotonic() < deadline and fetching.is_alive()
             time.sleep(0.01)
         for _ in range(20):  # answered while the other fetch still hangs: nothing serialises them
             verifier.verify_signature(pki.signer.headers(body, cached), body)

@@ -158,16 +158,23 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_arrives(strict) -> No
 
 
 def test_bodies_past_the_receive_buffer_are_refused_with_503_and_retry_after(strict) -> None:
-    first = connect(strict, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 700000\r\n\r\n{")
+    first = connect(
+        strict, b"POST /predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 700000\r\n\r\n"
+    )
     try:
-        time.sleep(0.2)  # the first is being received; its declared body is reserved
+        # "100 Continue" comes once the server has read the head and reserved the declared body.
+        assert first.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
         second = connect(strict, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 700000\r\n\r\n")
         status, headers, body = answer(second)
         assert status == 503 and headers["retry-after"] == "1" and "retry" in orjson.loads(body)["error"]
     finally:
         first.close()
-    time.sleep(0.2)  # its reservation is given back when it goes
-    served = requests.post(f"{strict.url}/predict", data=PREDICT + b" " * 600000, timeout=10)
+    deadline = time.monotonic() + 30  # its reservation is given back once the server sees it go
+    while (
+        served := requests.post(f"{strict.url}/predict", data=PREDICT + b" " * 600000, timeout=10)
+    ).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert served.status_code == 200
 
 
