@@ -207,3 +207,29 @@ def test_a_live_server_admits_service_tokens_and_api_keys(google, tmp_path) -> N
         assert post(signer.token(aud="https://elsewhere")).json() == {"error": "missing or invalid credentials"}
         assert requests.post(infer, json=body, timeout=10).status_code == 401
         assert requests.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_live_server_under_junk_tokens_while_google_hangs_fetches_nothing_and_answers_fast(tmp_path) -> None:
+    stalling = StallingCerts()
+    env = {"MODELFN_ID_TOKEN_AUDIENCE": AUDIENCE, "MODELFN_ID_TOKEN_EMAILS": PUSHER,
+           "MODELFN_ID_TOKEN_CERTS_URL": stalling.url}  # fmt: skip
+    body = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
+    signer = Signer("kid-1")
+    try:
+        with running(DIGITS, tmp_path / "serve.log", env) as server:
+            infer = f"{server.url}/v2/models/digits/infer"
+
+            def post(token: str) -> requests.Response:
+                return requests.post(infer, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+            for n in range(30):  # junk: refused with no fetch
+                assert post(signer.token(aud=f"https://junk-{n}")).status_code == 401
+            assert stalling.fetches == 0
+            assert post(signer.token()).status_code == 503  # plausible: one fetch, bounded
+            answers = [post(signer.token()).status_code for _ in range(10)]  # the failure remembered
+            assert answers == [503] * 10 and stalling.fetches == 1
+            assert requests.get(f"{server.url}/v2/health/live", timeout=10).status_code == 200
+    finally:
+        stalling.release.set()
+        stalling.server.shutdown()

@@ -151,3 +151,10 @@ def test_the_contract_is_checked_before_the_data_is_decoded(digits_server) -> No
     unknown = {"name": "pixelz", "shape": [1, 64], "datatype": "FP32", "data": "not even a list"}
     response = oip(digits_server, orjson.dumps({"inputs": [unknown]}))
     assert response.status_code == 400 and "unknown input(s) ['pixelz']" in response.json()["error"]
+
+
+def test_the_hook_coerces_nothing_on_a_live_server(digits_server) -> None:
+    for image, words in (([["5"] * 8] * 8, "got strings"), ([[True] * 8] * 8, "got true/false"),
+                         ("0" * 64, "'image' must be a list")):  # fmt: skip
+        response = requests.post(f"{digits_server.url}/predict", json={"image": image}, timeout=30)
+        assert response.status_code == 400 and words in response.json()["error"]
