@@ -206,3 +206,76 @@ def test_a_broken_alias_is_a_503_naming_it_and_a_running_function_keeps_its_vers
             time.sleep(0.2)
         log = server.log()
     assert "alias refresh failed, still serving v1" in log and "is unreadable" in log
+
+
+class StallingProxy:
+    """A TCP proxy in front of the S3 emulator that stalls the first response to a GET naming ``match``
+    after 200 bytes (storage that hangs mid-read); everything else passes through."""
+
+    def __init__(self, upstream: str, match: bytes) -> None:
+        import socket
+
+        self.upstream = upstream.removeprefix("http://").split(":")
+        self.match, self.armed, self.stalled = match, True, 0
+        self.release = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+            stall = threading.Event()
+            threading.Thread(target=self._requests, args=(client, upstream, stall), daemon=True).start()
+            threading.Thread(target=self._responses, args=(upstream, client, stall), daemon=True).start()
+
+    def _requests(self, client, upstream, stall: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if self.armed and data.startswith(b"GET") and self.match in data.split(b"\r\n", 1)[0]:
+                    self.armed = False
+                    self.stalled += 1
+                    stall.set()
+                upstream.sendall(data)
+
+    def _responses(self, upstream, client, stall: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if stall.is_set():
+                    client.sendall(data[:200])
+                    self.release.wait(120)
+                    return
+                client.sendall(data)
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+def test_a_store_that_stalls_mid_read_is_abandoned_and_the_load_tried_again(emulators, tmp_path) -> None:
+    uri = f"s3://{new_bucket('s3')}/models"
+    registry_with(uri, tmp_path, "1")
+    proxy = StallingProxy(emulators["AWS_ENDPOINT_URL"], b"model.onnx")
+    env = {"MODELFN_MODEL": f"{uri}/digits@prod", "MODELFN_CACHE_DIR": str(tmp_path / "cache"),
+           "AWS_ENDPOINT_URL": proxy.url, "MODELFN_LOAD_WAIT_S": "1.5", "MODELFN_LOAD_TIMEOUT_S": "3"}  # fmt: skip
+    body = infer_body(np.zeros((1, 64), np.float32))
+    try:
+        with running(DIGITS, tmp_path / "serve.log", env) as server:
+            infer = f"{server.url}/v2/models/digits/infer"
+            first = requests.post(infer, json=body, timeout=60)
+            assert first.status_code == 503 and "still loading" in first.json()["error"]
+            deadline = time.monotonic() + 60
+            while (answer := requests.post(infer, json=body, timeout=60)).status_code != 200:
+                assert answer.status_code == 503 and time.monotonic() < deadline, answer.text
+                time.sleep(0.2)
+            log = server.log()
+    finally:
+        proxy.close()
+    assert proxy.stalled == 1 and answer.headers["X-Model-Version"] == "1"
+    assert "did not finish within 3 s: abandoned, loading again" in log
