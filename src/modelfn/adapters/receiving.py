@@ -27,6 +27,7 @@ import selectors
 import socket
 import time
 from functools import partial
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 import h11
@@ -74,15 +75,10 @@ class _Refusal(Exception):
         self.headers = headers
 
 
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large", 414: "URI Too Long",
-            417: "Expectation Failed", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            501: "Not Implemented", 503: "Service Unavailable"}  # fmt: skip
-
-
 def json_error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
     """A whole ``Connection: close`` HTTP/1.1 answer with modelfn's error body."""
     body = orjson.dumps({"error": message})
-    head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
             f"Content-Length: {len(body)}", "Connection: close", *(f"{k}: {v}" for k, v in headers)]  # fmt: skip
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
@@ -152,7 +148,6 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
             message = _short(str(exc) or type(exc).__name__)
             log.warning("refused a request from %s: %s", (addr or ("?",))[0], message)
         try:
-            client.setblocking(True)
             client.settimeout(_LINGER_S)
             client.sendall(json_error(status, message))
         except OSError:
@@ -165,7 +160,8 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
             self._receive(conn, sock)
         except Exception:  # one connection's surprise must not end the loop every connection shares
             log.exception("error receiving a request; connection dropped")
-            self._drop(conn)
+            if conn in self.receiving:  # not already answered, dropped or handed to a thread
+                self._drop(conn)
 
     def _receive(self, conn: Any, sock: Any) -> None:
         try:
@@ -208,7 +204,7 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
         receipt.head_deadline = None
         head_size = len(receipt.raw) - len(receipt.framing.trailing_data[0])  # h11 bounds only a head in parts
         if head_size > self.limits.head_bytes:
-            raise _Refusal(431, f"request head (request line and headers) over the {self.limits.head_bytes}-byte limit")
+            raise _Refusal(431, self._head_too_large())
         names = {name for name, _ in request.headers}
         if b"content-length" in names and b"transfer-encoding" in names:  # read two ways by two servers: smuggling
             raise _Refusal(400, "malformed request: both Content-Length and Transfer-Encoding")
@@ -222,9 +218,10 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _framing_message(self, exc: h11.RemoteProtocolError) -> str:
-        if exc.error_status_hint == 431:
-            return f"request head (request line and headers) over the {self.limits.head_bytes}-byte limit"
-        return "malformed request: " + _short(str(exc))
+        return self._head_too_large() if exc.error_status_hint == 431 else "malformed request: " + _short(str(exc))
+
+    def _head_too_large(self) -> str:
+        return f"request head (request line and headers) over the {self.limits.head_bytes}-byte limit"
 
     def _reserve(self, receipt: _Receipt, size: int) -> None:
         if len(receipt.raw) > self.limits.head_bytes + self.limits.body_bytes + 64 * 1024:  # chunk framing
@@ -258,8 +255,6 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
             self.buffered -= receipt.reserved
 
     def _drop(self, conn: Any) -> None:
-        if conn not in self.receiving and getattr(conn, "modelfn_reserved", 0) == 0 and conn.sock.fileno() < 0:
-            return  # already dropped
         self._release(conn)
         self._unregister(conn.sock)  # where it is registered
         self.nr_conns -= 1

@@ -31,11 +31,14 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gunicorn.app.base
 
 from modelfn.adapters.receiving import ReceiveLimits, worker_class
+
+if TYPE_CHECKING:
+    from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
 
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     _Server(app, options(args.host, args.port, settings.graceful_timeout_s, receive_limits(settings))).run()
 
 
-def receive_limits(settings: Any) -> ReceiveLimits:
+def receive_limits(settings: Settings) -> ReceiveLimits:
     """The receiving stage's limits from the settings (``MODELFN_HEAD_TIMEOUT_S`` and the rest)."""
     return ReceiveLimits(
         head_bytes=settings.max_head_bytes,

@@ -118,8 +118,9 @@ def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) 
             continue
         if not line.strip():
             continue
-        if line.count(b",") >= width:  # more cells than the row takes: refused before splitting them
-            yield BadRow(number, f"expected {width} numbers, got {line.count(b',') + 1}")
+        cell_count = line.count(b",") + 1
+        if cell_count > width:  # more cells than the row takes: refused before splitting them
+            yield BadRow(number, f"expected {width} numbers, got {cell_count}")
             first = False
             continue
         try:
