@@ -160,9 +160,12 @@ REGISTRY = click.option(
 def push(folder: Path, registry: str) -> None:
     """Upload FOLDER's contract and artifact as an immutable version."""
     from modelfn.registry import Registry
+    from modelfn.tooling.layout import laid_out_folder
 
-    with _click_errors():
-        result = Registry.open(registry).push(folder)
+    with _click_errors(), laid_out_folder(folder) as (pushed, laid_out):
+        result = Registry.open(registry).push(pushed)
+    if laid_out:
+        click.echo("weights laid out for loading in a separate .data file (deploy.weights); both files pinned")
     state = "pushed" if result.created else "already present (identical bytes)"
     click.echo(f"{result.name} v{result.version} {state}: sha256 {result.sha256}")
 

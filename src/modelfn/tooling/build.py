@@ -352,14 +352,23 @@ def copy_sources(layout: FunctionLayout, stage: Path) -> None:
     """The function's own files and modelfn's runtime modules (not its tooling)."""
     stage.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".modelfn-cache")
-    for name in layout.models:
+    from modelfn.contract import load_contract, resolve_local_artifact
+    from modelfn.tooling.layout import lay_out_bundle
+
+    for name, contract in layout.models.items():
         source, dest = layout.folder / name, stage / name
         dest.mkdir(parents=True, exist_ok=True)
-        for path in model_files(source, layout.models[name]):
+        paths = model_files(source, contract)
+        model = resolve_local_artifact(contract, source) if _local_artifact(contract) else None
+        for path in paths:
+            if path == model:  # copied (or laid out) below, once the contract is in place
+                continue
             target = dest / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        record_verification(dest, layout.models[name])
+        if model is not None and not lay_out_bundle(source, dest, contract):
+            shutil.copy2(model, dest / model.relative_to(source.resolve()))
+        record_verification(dest, load_contract(dest))
     if (layout.folder / "main.py").is_file():
         shutil.copy2(layout.folder / "main.py", stage / "main.py")
     import modelfn
@@ -368,6 +377,10 @@ def copy_sources(layout: FunctionLayout, stage: Path) -> None:
     shutil.copytree(
         package, stage / "modelfn", ignore=lambda d, names: [*ignore(d, names), *_tooling(package, d, names)]
     )
+
+
+def _local_artifact(contract: Contract) -> bool:
+    return contract.artifact is not None and "://" not in contract.artifact.uri
 
 
 def _tooling(package: Path, folder: str, names: list[str]) -> list[str]:
