@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -80,3 +82,70 @@ def test_a_large_model_loaded_on_a_thread_peaks_near_its_size(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     growth, size = int(done.stdout.split()[-1]), (tmp_path / "model.onnx").stat().st_size
     assert growth < 1.3 * size, f"the load grew the peak by {growth / size:.2f}x the model's {size >> 20} MiB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prepack", [True, False])
+def test_weights_in_a_data_file_are_used_in_place_when_pre_packing_is_off(tmp_path: Path, prepack: bool) -> None:
+    """A 64 MiB model laid out for loading, in tmpfs as a store's fetch leaves it on Cloud Run.
+
+    Pre-packed, ONNX Runtime makes its own copy of the weights (anonymous memory about the model's
+    size); with ``MODELFN_ORT_PREPACK=0`` it computes from the mapped file, so the weights are in
+    memory once: the tmpfs pages, which the instance already counts.
+    """
+    if memory.filesystem_of("/dev/shm") != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm on this machine")
+    folder = Path(tempfile.mkdtemp(prefix="modelfn-test-", dir="/dev/shm"))
+    try:
+        script = textwrap.dedent(f"""
+            import hashlib, numpy as np, onnx, yaml
+            from onnx import TensorProto, helper, numpy_helper
+            from pathlib import Path
+            from modelfn.tooling.layout import externalize
+            folder = Path({str(folder)!r})
+            rng = np.random.default_rng(0)
+            weights = [numpy_helper.from_array(rng.standard_normal((2048, 2048), dtype=np.float32), f"w{{i}}")
+                       for i in range(4)]
+            nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{{i - 1}}", f"w{{i}}"], [f"h{{i}}"])
+                     for i in range(4)]
+            nodes.append(helper.make_node("Identity", ["h3"], ["y"]))
+            x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 2048])
+            y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 2048])
+            graph = helper.make_graph(nodes, "chain", [x], [y], weights)
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            model.ir_version = 8
+            onnx.save_model(model, str(folder / "embedded.onnx"))
+            main, files = externalize(folder / "embedded.onnx", folder / "model.onnx")
+            (folder / "embedded.onnx").unlink()
+            (folder / "modelfn.yaml").write_text(yaml.safe_dump({{
+                "name": "big", "version": "1", "framework": "onnx",
+                "artifact": {{"uri": "model.onnx", "sha256": main, "files": files}},
+                "inputs": [{{"name": "x", "datatype": "FP32", "shape": [-1, 2048]}}],
+                "outputs": [{{"name": "y", "datatype": "FP32", "shape": [-1, 2048]}}],
+                "docs": {{"description": "big"}}}}))
+        """)  # fmt: skip
+        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+        measure = textwrap.dedent(f"""
+            import numpy as np, onnxruntime
+            from modelfn.contract import load_contract
+            from modelfn.runtime.model import load_model, local_artifact
+            from modelfn.settings import Settings
+            def anon():
+                with open("/proc/self/status") as handle:
+                    return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("RssAnon:"))
+            folder = {str(folder)!r}
+            contract = load_contract(folder)
+            before = anon()
+            model = load_model(folder, contract, Settings.from_env(), *local_artifact(contract, folder))
+            print(anon() - before)
+        """)
+        env = {**os.environ, "MODELFN_ORT_PREPACK": "1" if prepack else "0"}
+        done = subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        growth, size = int(done.stdout.split()[-1]), (folder / "model.onnx.data").stat().st_size
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if prepack:
+        assert growth > 0.75 * size, f"pre-packed weights took only {growth >> 20} MiB of anonymous memory"
+    else:
+        assert growth < 0.25 * size, f"the weights were copied: {growth >> 20} MiB of anonymous memory"

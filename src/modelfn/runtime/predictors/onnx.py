@@ -53,6 +53,8 @@ class OnnxPredictor:
         spin = "1" if settings.ort_spin else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        if not settings.ort_prepack:  # weights in a .data file are then used in place, from its map
+            options.add_session_config_entry("session.disable_prepacking", "1")
         try:
             session = ort.InferenceSession(artifact.loadable_path, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
