@@ -122,6 +122,28 @@ def test_a_model_that_cannot_fit_the_instance_is_refused_before_any_fetch(remote
     assert _leftovers(tmp_path / "cache") == []
 
 
+def test_a_copy_in_memory_counts_twice_unless_the_framework_computes_from_it(emulators, tmp_path) -> None:
+    """In tmpfs, a fetched file the framework copies costs double; one it maps in place (``in_place``) once."""
+    from modelfn.runtime.memory import resident_bytes
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm (tmpfs) on this machine")
+    store, base = open_store(f"gs://{new_bucket('gs')}/models")
+    key, data = join(base, "m", "1", "model.onnx"), os.urandom(48 << 20)
+    store.write(key, data)
+    files = pinned_files(key, hashlib.sha256(data).hexdigest(), {})
+    cache = shm / f"modelfn-test-{os.getpid()}-{tmp_path.name}"
+    try:
+        limit_mb = (resident_bytes() + (72 << 20)) / (1 << 20)  # room for the file once, not twice
+        with pytest.raises(ArtifactError, match="needs at least 96 MiB"):
+            open_verified(store, files, LoadPolicy(str(cache), memory_limit_mb=limit_mb), what="m")
+        with open_verified(store, files, LoadPolicy(str(cache), memory_limit_mb=limit_mb, in_place=True), what="m"):
+            pass
+    finally:
+        subprocess.run(["rm", "-rf", str(cache)], check=False)
+
+
 def test_a_full_disk_while_streaming_leaves_no_file_that_is_later_trusted(tmp_path) -> None:
     """RLIMIT_FSIZE stands in for a full disk: the preallocation fails with EFBIG, as ENOSPC would."""
     store, _ = open_store(str(tmp_path / "store"))

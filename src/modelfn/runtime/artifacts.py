@@ -62,6 +62,9 @@ class LoadPolicy(NamedTuple):
     attempts: int = 3
     memory_limit_mb: float = 0
     chunk_bytes: int = CHUNK_BYTES
+    #: The framework computes from the fetched files' own pages (ONNX external data, no pre-packing),
+    #: so a copy in a memory-backed folder is the model's only copy, not a second one.
+    in_place: bool = False
 
 
 def pinned_files(main_key: str, sha256: str, extra: Mapping[str, str]) -> list[PinnedFile]:
@@ -197,7 +200,7 @@ def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, w
         sizes.append(info.size)
     total = sum(sizes)
     # The framework holds the model in memory; a copy in a memory-backed folder costs as much again.
-    memory.check_fits(what, total * (2 if in_memory else 1), policy.memory_limit_mb)
+    memory.check_fits(what, total * (2 if in_memory and not policy.in_place else 1), policy.memory_limit_mb)
     free = shutil.disk_usage(cache).free
     if total > free:
         raise ArtifactError(

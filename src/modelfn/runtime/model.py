@@ -174,8 +174,11 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     artifact = contract.verified_artifact()
     files = pinned_files(key, artifact.sha256, artifact.files)
     trusted = build_record(folder, contract) if isinstance(store, LocalStore) else None
-    with open_verified(store, files, load_policy(settings), what=f"model {contract.name} v{contract.version}",
-                       trusted=trusted) as verified:  # fmt: skip
+    # Without pre-packing, ONNX Runtime computes from the .data file's own pages: the model is in memory once.
+    in_place = contract.framework == "onnx" and bool(artifact.files) and not settings.ort_prepack
+    policy = load_policy(settings, in_place=in_place)
+    what = f"model {contract.name} v{contract.version}"
+    with open_verified(store, files, policy, what=what, trusted=trusted) as verified:
         timer.lap(f"fetch({verified.tier})")
         if verified.size >= LARGE_MODEL_BYTES:
             from modelfn.runtime.memory import return_large_blocks
@@ -197,8 +200,10 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     return model
 
 
-def load_policy(settings: Settings) -> LoadPolicy:
-    return LoadPolicy(settings.cache_dir, settings.disk_tier, settings.store_attempts, settings.memory_limit_mb)
+def load_policy(settings: Settings, *, in_place: bool = False) -> LoadPolicy:
+    return LoadPolicy(
+        settings.cache_dir, settings.disk_tier, settings.store_attempts, settings.memory_limit_mb, in_place=in_place
+    )
 
 
 def build_record(folder: str | Path, contract: Contract) -> dict[str, tuple[str, int]] | None:
