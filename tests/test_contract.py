@@ -29,7 +29,8 @@ def test_digits_contract_loads_with_documented_accuracy() -> None:
     ("changes", "expected"),
     [
         ({"version": 1}, "field `version`: expected `str`, got `int`"),
-        ({"framework": "pytorch"}, "field `framework`: invalid enum value 'pytorch'"),
+        ({"framework": "mxnet"}, "field `framework`: invalid enum value 'mxnet'"),
+        ({"framework": "pytorch"}, "a pytorch artifact must end in one of ['.pt', '.pt2'], got 'model.onnx'"),
         ({"name": "Digits!"}, "field `name`: expected `str` matching regex"),
         ({"artifact": {"uri": "model.onnx", "sha256": "abc"}}, "field `artifact.sha256`"),
         ({"artifact": None}, "framework 'onnx' needs `artifact`"),

@@ -43,7 +43,7 @@ RelativeFile = Annotated[
 ]
 HookRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$")]
 
-Framework = Literal["onnx", "tensorflow", "sklearn", "pipeline"]
+Framework = Literal["onnx", "tensorflow", "sklearn", "pytorch", "pipeline"]
 
 #: OIP ``platform`` string reported in model metadata, per framework
 #: (``ensemble`` is what Triton reports for the same idea, so clients recognise it).
@@ -51,6 +51,7 @@ PLATFORMS: dict[str, str] = {
     "onnx": "onnx_onnxv1",
     "tensorflow": "tensorflow_savedmodel",
     "sklearn": "sklearn",
+    "pytorch": "pytorch_libtorch",
     "pipeline": "ensemble",
 }
 
@@ -73,9 +74,11 @@ class TensorSpec(_Strict):
 
 
 #: Serialization formats by file extension. Pickle and joblib run code when loaded. A SavedModel
-#: is a folder, so it travels as one archive whose digest is pinned like any artifact.
+#: is a folder, so it travels as one archive whose digest is pinned like any artifact. PyTorch:
+#: ``.pt2`` is ``torch.export.save``'s program, ``.pt`` a TorchScript archive (``torch.jit.save``).
 FORMATS = {".onnx": "onnx", ".keras": "keras", ".skops": "skops", ".pkl": "pickle", ".pickle": "pickle",
-           ".joblib": "joblib", ".zip": "savedmodel", ".tgz": "savedmodel", ".tar.gz": "savedmodel"}  # fmt: skip
+           ".joblib": "joblib", ".zip": "savedmodel", ".tgz": "savedmodel", ".tar.gz": "savedmodel",
+           ".pt2": "torch_export", ".pt": "torchscript"}  # fmt: skip
 PICKLE_FORMATS = frozenset({"pickle", "joblib"})
 
 
@@ -228,8 +231,8 @@ class Deploy(_Strict):
     max_instances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     #: Requests one instance serves at once on Google Cloud (Lambda always serves one).
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
-    #: ``zip`` (source bundle) or ``image`` (container). ``auto`` picks ``image`` for TensorFlow,
-    #: whose wheels are over both platforms' zip limits (see ``modelfn build``).
+    #: ``zip`` (source bundle) or ``image`` (container). ``auto`` picks ``image`` for TensorFlow and
+    #: PyTorch, whose wheels are over both platforms' zip limits (see ``modelfn build``).
     package: Literal["auto", "zip", "image"] = "auto"
     #: The registry alias a one-model function serves (``MODELFN_MODEL=<registry>/<name>@<alias>``).
     alias: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,62}$")] = "prod"
@@ -356,9 +359,12 @@ class Contract(_Strict, kw_only=True):
             raise ValueError("`steps` belong to `framework: pipeline` only")
         if self.artifact.files and self.framework != "onnx":
             raise ValueError("artifact.files (external data beside the model file) is for ONNX models only")
-        expected = {"onnx": {"onnx"}, "tensorflow": {"keras", "savedmodel"}, "sklearn": {"skops"} | PICKLE_FORMATS}[
-            self.framework
-        ]
+        expected = {
+            "onnx": {"onnx"},
+            "tensorflow": {"keras", "savedmodel"},
+            "sklearn": {"skops"} | PICKLE_FORMATS,
+            "pytorch": {"torch_export", "torchscript"},
+        }[self.framework]
         if self.artifact.format not in expected:
             raise ValueError(
                 f"a {self.framework} artifact must end in one of "

@@ -62,7 +62,8 @@ def test_a_project_without_functions_is_a_clear_error(tmp_path: Path) -> None:
 def test_plans_of_the_examples() -> None:
     plans = {each.name: each for each in plan(FUNCTIONS)}
     assert set(plans) == {
-        "cancer", "digits", "digits-batch", "digits-messages", "digits-ensemble", "digits-keras", "helpdesk"
+        "cancer", "digits", "digits-batch", "digits-messages", "digits-ensemble", "digits-keras", "digits-torch",
+        "helpdesk",
     }  # fmt: skip
     # digits declares both triggers: each is a function of its own, from the same bundle, off the gateway.
     batch, messages = plans["digits-batch"], plans["digits-messages"]
@@ -88,6 +89,14 @@ def test_plans_of_the_examples() -> None:
         "image",
         "digits",
         "keras",
+        False,
+    )
+    # PyTorch is over both zip limits too: an image, its own registry version, off the gateway.
+    torch = plans["digits-torch"]
+    assert (torch.package, torch.registry_model, torch.deploy.alias, torch.deploy.expose) == (
+        "image",
+        "digits",
+        "torch",
         False,
     )
     # A several-model function serves its bundled artifacts under every member's name.

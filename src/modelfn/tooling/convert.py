@@ -1,4 +1,4 @@
-"""``modelfn convert``: a scikit-learn or Keras function -> a verified ONNX function.
+"""``modelfn convert``: a scikit-learn, Keras or PyTorch function -> a verified ONNX function.
 
 The converted function is built in a temporary folder and moved into place
 only after it has been checked against the source model on the contract's
@@ -40,6 +40,8 @@ class Thresholds(NamedTuple):
 
 
 DEFAULTS = {None: Thresholds(1e-3, 0.99), "int8": Thresholds(0.05, 0.99)}
+#: What the source framework needed and the ONNX function does not.
+FRAMEWORK_DEPENDENCIES = ("scikit-learn", "skops", "tensorflow", "tensorflow-cpu", "keras", "torch")
 
 
 def convert(
@@ -86,7 +88,7 @@ def convert(
         artifact=msgspec.structs.replace(
             source.verified_artifact(), uri="model.onnx", sha256=sha256_hex(onnx_bytes), trusted_types=[]
         ),
-        dependencies=[d for d in source.dependencies if d not in ("scikit-learn", "skops", "tensorflow", "keras")],
+        dependencies=[d for d in source.dependencies if d not in FRAMEWORK_DEPENDENCIES],
     )
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
         staged = Path(scratch) / out.name
@@ -130,6 +132,10 @@ def _to_onnx(contract: Contract, model: LoadedModel) -> bytes:
         from modelfn.tooling.sklearn_onnx import sklearn_to_onnx
 
         return sklearn_to_onnx(model.predictor, contract)
+    if contract.framework == "pytorch":
+        from modelfn.tooling.torch_onnx import torch_to_onnx
+
+        return torch_to_onnx(model.predictor, contract)
     from modelfn.tooling.tensorflow_onnx import tensorflow_to_onnx
 
     return tensorflow_to_onnx(model.predictor, contract)

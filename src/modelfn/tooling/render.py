@@ -185,7 +185,7 @@ def _plan(layout: FunctionLayout) -> list[FunctionPlan]:
     frameworks = tuple(sorted(layout.frameworks()))
     package = deploy.package
     if package == "auto":
-        package = "image" if "tensorflow" in frameworks else "zip"
+        package = "image" if {"tensorflow", "pytorch"} & set(frameworks) else "zip"
     single: Contract | None = None if layout.is_group else contracts[0]
     if deploy.traffic is not None and single is None:
         raise BuildError(

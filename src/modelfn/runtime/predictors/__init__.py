@@ -28,7 +28,7 @@ class Predictor(Protocol):
 def load_predictor(contract: Contract, artifact: VerifiedArtifact, settings: Settings) -> Predictor:
     """Build the predictor for ``contract.framework`` from the verified artifact.
 
-    ONNX Runtime and Keras load by path; scikit-learn files and SavedModel archives (small, and
+    ONNX Runtime, Keras and PyTorch load by path; scikit-learn files and SavedModel archives (small, and
     unpacked or unpickled in memory by their libraries anyway) are read from the verified descriptor.
     """
     if contract.framework == "onnx":
@@ -45,6 +45,10 @@ def load_predictor(contract: Contract, artifact: VerifiedArtifact, settings: Set
         if contract.verified_artifact().format == "savedmodel":
             return SavedModelPredictor.from_bytes(artifact.read_bytes(), contract)
         return KerasPredictor.from_path(artifact.path, contract)
+    if contract.framework == "pytorch":
+        from modelfn.runtime.predictors.pytorch import TorchPredictor
+
+        return TorchPredictor.from_artifact(artifact, contract)
     raise ContractError(f"field `framework`: no predictor for {contract.framework!r}")
 
 
