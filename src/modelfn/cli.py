@@ -37,10 +37,18 @@ def check(folder: Path) -> None:
 
     from modelfn.runtime.model import load_model, local_artifact
     from modelfn.settings import Settings
+    from modelfn.tooling.init import empty_doc_fields
 
     with _click_errors():
         contract = _compile(folder)
         click.echo(f"contract  {folder / 'modelfn.yaml'}: {contract.name} v{contract.version} ({contract.framework})")
+        empty = empty_doc_fields(contract)
+        if empty:
+            click.echo(f"docs      still empty: {', '.join(empty)}")
+        if not contract.docs.description:
+            raise click.ClickException(
+                f"{folder / 'modelfn.yaml'}: field `docs.description` is empty; say what the model does"
+            )
         settings = Settings.from_env()
         if contract.framework == "pipeline":
             model = _load_pipeline(folder, contract, settings)
@@ -56,6 +64,21 @@ def check(folder: Path) -> None:
             option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
             click.echo("example   POST /predict ->\n" + orjson.dumps(result, option=option).decode())
     click.echo("ok")
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The model's name in URLs (^[a-z][a-z0-9_-]{0,62}$).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="The new folder [default: functions/NAME].")
+@click.option("--version", "model_version", default="1", show_default=True, help="The contract's version.")
+def init(artifact: Path, name: str, out: Path | None, model_version: str) -> None:
+    """Write a function folder for ARTIFACT: contract, main.py, hooks.py and an example, read from the file."""
+    from modelfn.tooling.init import init_function
+
+    with _click_errors():
+        folder = init_function(artifact, name, out or Path("functions") / name, version=model_version)
+    click.echo(f"wrote     {folder}: modelfn.yaml, main.py, hooks.py and {artifact.name}")
+    click.echo(f"next      fill in the docs block and each tensor's description, then: modelfn check {folder}")
 
 
 @cli.command()

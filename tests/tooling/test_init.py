@@ -1,0 +1,108 @@
+"""``modelfn init``: a contract written from each example artifact agrees with the committed one and checks."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from helpers import ROOT
+
+from modelfn.cli import cli
+from modelfn.contract import load_contract
+from modelfn.errors import ContractError
+from modelfn.tooling.init import init_function
+
+FUNCTIONS = ROOT / "functions"
+#: Every artifact under functions/, with whether the framework binds outputs by name (else by order).
+ARTIFACTS = [
+    ("digits/model.onnx", True),
+    ("cancer/model.skops", True),
+    ("helpdesk/model.onnx", True),
+    ("digits-ensemble/pca/model.onnx", True),
+    ("digits-ensemble/mlp/model.onnx", True),
+    ("digits-ensemble/logreg/model.onnx", True),
+    pytest.param("digits-torch/model.pt2", False, marks=pytest.mark.slow),
+    pytest.param("digits-keras/model.keras", False, marks=pytest.mark.slow),
+]
+
+
+def fill_in_docs(folder: Path) -> None:
+    path = folder / "modelfn.yaml"
+    contract = yaml.safe_load(path.read_text())
+    contract["docs"]["description"] = "Written by modelfn init in a test."
+    path.write_text(yaml.safe_dump(contract, sort_keys=False))
+
+
+def tensors(specs, *, names: bool) -> list[tuple]:
+    return [((spec.name,) if names else ()) + (spec.datatype, list(spec.shape)) for spec in specs]
+
+
+@pytest.mark.parametrize(("relative", "named_outputs"), ARTIFACTS)
+def test_init_round_trips_every_example_artifact(tmp_path, relative: str, named_outputs: bool) -> None:
+    artifact = FUNCTIONS / relative
+    committed = load_contract(artifact.parent)
+    out = tmp_path / "fn"
+    runner = CliRunner()
+    written = runner.invoke(cli, ["init", str(artifact), "--name", committed.name, "--out", str(out)])
+    assert written.exit_code == 0, written.output
+    unfilled = runner.invoke(cli, ["check", str(out)])
+    assert unfilled.exit_code != 0 and "field `docs.description` is empty" in unfilled.output
+    assert "docs.training_data" in unfilled.output and "inputs[0].description" in unfilled.output
+    fill_in_docs(out)
+    checked = runner.invoke(cli, ["check", str(out)])
+    assert checked.exit_code == 0, checked.output
+    assert "example   POST /predict ->" in checked.output  # the example of zeros ran through the hooks
+    contract = load_contract(out)
+    assert (contract.framework, contract.verified_artifact().sha256) == (
+        committed.framework,
+        committed.verified_artifact().sha256,
+    )
+    assert tensors(contract.inputs, names=True) == tensors(committed.inputs, names=True)
+    assert tensors(contract.outputs, names=named_outputs) == tensors(committed.outputs, names=named_outputs)
+
+
+def test_init_never_writes_into_a_folder_that_exists(tmp_path) -> None:
+    out = tmp_path / "fn"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ContractError, match="exists; modelfn init writes a new folder only"):
+        init_function(FUNCTIONS / "digits" / "model.onnx", "digits", out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_pickle_is_not_unpickled_to_read_its_signature(tmp_path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"anything": 1}))
+    with pytest.raises(ContractError, match="means unpickling it, which runs its code"):
+        init_function(path, "m", tmp_path / "fn")
+    assert not (tmp_path / "fn").exists()
+
+
+def test_an_unknown_file_is_refused_naming_what_is_served(tmp_path) -> None:
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"\x89HDF")
+    with pytest.raises(ContractError, match=r"not a model file modelfn serves; it serves \["):
+        init_function(path, "m", tmp_path / "fn")
+
+
+def test_the_hooks_skeleton_checks_what_callers_send(tmp_path) -> None:
+    from modelfn.errors import InvalidInput
+    from modelfn.runtime.model import load_model, local_artifact
+    from modelfn.settings import Settings
+
+    out = init_function(FUNCTIONS / "digits" / "model.onnx", "digits", tmp_path / "fn")
+    fill_in_docs(out)
+    contract = load_contract(out)
+    model = load_model(out, contract, Settings(), *local_artifact(contract, out))
+    answer = model.predict_json({"pixels": [[0.0] * 64, [16.0] * 64]})
+    assert sorted(answer) == ["label", "probabilities"] and len(answer["label"]) == 2
+    for bad, message in (
+        ({"pixels": [[0.0] * 63]}, "must be shaped Nx64"),
+        ({"pixels": [["5"] * 64]}, "pixels"),
+        ({}, "pixels"),
+    ):
+        with pytest.raises(InvalidInput, match=message):
+            model.predict_json(bad)
