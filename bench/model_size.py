@@ -7,17 +7,22 @@ generated here and cached in bench/.cache/model_size/; the 3 GB one keeps its we
 external-data file, pinned by ``artifact.files``. For each size, in rotated order each run:
 
 - a bare script: import onnxruntime, session from the path, one prediction (no HTTP);
-- the hand-written functions-framework function (session created at import, from the path);
-- modelfn from the local folder, verifying at start (a full sha256) and with ``deploy.verify: build``;
-- modelfn from the GCS and S3 emulators (``MODELFN_MODEL`` pins the version), with its cache folder
-  on tmpfs (/dev/shm), as on Cloud Functions gen2 and Cloud Run where /tmp is memory;
+- the hand-written functions-framework function (session created at import, from the path), on the
+  model file as exported and, for reference, on the same laid-out files modelfn bundles;
+- modelfn on the exported folder (a full sha256 at start: what ``modelfn serve`` runs in development);
+- modelfn on the folder ``modelfn build`` bundles (weights laid out per ``deploy.weights: auto``),
+  verifying at start, with ``deploy.verify: build``, and with that and ``MODELFN_ORT_PREPACK=0``;
+- modelfn from the GCS and S3 emulators (the version ``modelfn push`` uploads, laid out the same way;
+  ``MODELFN_MODEL`` pins it), with its cache folder on tmpfs (/dev/shm), as on Cloud Functions gen2
+  and Cloud Run where /tmp is memory, with and without pre-packing;
 - each store's fetch alone against its SDK's own parallel download of the same object
   (``transfer_manager`` for GCS, boto3's ``TransferConfig`` for S3), 4 workers of 8 MiB each.
 
 Cold start is spawn to the first answered prediction. Peak memory is what the platform counts: the
-largest sum, sampled every 10 ms, of the resident memory of the server's largest process and of the
-bytes its cache holds in tmpfs, or that process's VmHWM where it is larger. The emulators run in
-processes of their own. Writes bench/results/model_size.{md,json,png}.
+largest sum, sampled every 10 ms, of the resident memory of the server's largest process (less its
+mapped tmpfs pages, which are the cache's files) and of the bytes its cache holds in tmpfs, or that
+process's VmHWM where it is larger. The emulators run in processes of their own.
+Writes bench/results/model_size.{md,json,png}.
 """
 
 from __future__ import annotations
@@ -47,12 +52,18 @@ RESULTS = HERE / "results"
 DIM = 2048
 MIB = 1 << 20
 HAND = "hand-written functions-framework"
+HAND_LAID = "hand-written, on the laid-out files"
+NO_PREPACK = "no pre-packing"
 SYSTEMS = [
     "bare script (no HTTP)",
     HAND,
-    "modelfn, local folder, sha256 at start",
-    "modelfn, local folder, verified at build",
+    HAND_LAID,
+    "modelfn, exported folder, sha256 at start",
+    "modelfn, built bundle, sha256 at start",
+    "modelfn, built bundle, verified at build",
+    f"modelfn, built bundle, verified at build, {NO_PREPACK}",
     "modelfn, GCS emulator",
+    f"modelfn, GCS emulator, {NO_PREPACK}",
     "modelfn, S3 emulator",
 ]
 
@@ -113,26 +124,41 @@ def build_model(size_mb: int) -> Path:
     return folder
 
 
-def build_verified_copy(folder: Path) -> Path:
-    """The same function with ``deploy.verify: build``, as ``modelfn build`` bundles it (hard links: no copy)."""
+def build_bundles(folder: Path) -> tuple[Path, Path]:
+    """The model folder as ``modelfn build`` bundles it, verifying at start and with ``deploy.verify: build``.
+
+    The same calls the build makes (:func:`~modelfn.tooling.layout.lay_out_bundle`, then the
+    verification record), without the wheels; the second folder hard-links the first's model files.
+    """
     import yaml
 
     from modelfn.contract import load_contract
     from modelfn.tooling.build import record_verification
+    from modelfn.tooling.layout import lay_out_bundle
 
-    copy = folder.with_name(folder.name + "-built")
-    if copy.exists():
-        shutil.rmtree(copy)
-    copy.mkdir()
-    for path in folder.iterdir():
-        if path.is_file():
-            os.link(path, copy / path.name)
-    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    bundle, verified = folder.with_name(folder.name + "-bundle"), folder.with_name(folder.name + "-built")
+    if not (bundle / ".modelfn" / "verified.json").is_file():
+        partial = bundle.with_name(bundle.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+        partial.mkdir()
+        for name in ("modelfn.yaml", "main.py"):
+            shutil.copy2(folder / name, partial / name)
+        if not lay_out_bundle(folder, partial, load_contract(folder)):
+            for path in folder.glob("model.onnx*"):
+                os.link(path, partial / path.name)
+        record_verification(partial, load_contract(partial))
+        partial.rename(bundle)
+    shutil.rmtree(verified, ignore_errors=True)
+    verified.mkdir()
+    for path in bundle.iterdir():
+        if path.is_file() and path.name != "modelfn.yaml":
+            os.link(path, verified / path.name)
+    contract = yaml.safe_load((bundle / "modelfn.yaml").read_text())
     contract["deploy"] = {"verify": "build"}
-    (copy / "modelfn.yaml").unlink()
-    (copy / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
-    record_verification(copy, load_contract(copy))
-    return copy
+    (verified / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    record_verification(verified, load_contract(verified))
+    return bundle, verified
 
 
 def dim_of(folder: Path) -> int:
@@ -197,10 +223,11 @@ print(buckets)
 
 # -- measuring ------------------------------------------------------------------------------------
 def group_memory(pgid: int) -> tuple[int, int]:
-    """``(resident bytes, VmHWM)`` of the process group's largest process.
+    """``(resident bytes less mapped tmpfs pages, VmHWM)`` of the process group's largest process.
 
     The largest, not the sum: a forked gunicorn worker shares its master's pages, which a sum
-    would count twice and the instance's memory accounting counts once.
+    would count twice and the instance's memory accounting counts once. Mapped tmpfs pages
+    (``RssShmem``) are the cache's files, which :func:`tree_bytes` counts.
     """
     rss = hwm = 0
     for entry in os.listdir("/proc"):
@@ -215,7 +242,8 @@ def group_memory(pgid: int) -> tuple[int, int]:
                 status = dict(line.split(":", 1) for line in handle if ":" in line)
         except (OSError, IndexError, ValueError):
             continue
-        rss = max(rss, int(status.get("VmRSS", "0 kB").split()[0]) * 1024)
+        shmem = int(status.get("RssShmem", "0 kB").split()[0]) * 1024
+        rss = max(rss, int(status.get("VmRSS", "0 kB").split()[0]) * 1024 - shmem)
         hwm = max(hwm, int(status.get("VmHWM", "0 kB").split()[0]) * 1024)
     return rss, hwm
 
@@ -277,15 +305,17 @@ def run_system(name: str, folders: dict[str, Path], buckets: dict[str, str], env
     if name.startswith("bare"):
         return time_bare(folders["plain"] / "model.onnx")
     port = free_port()
-    if name == HAND:
+    if name in (HAND, HAND_LAID):
         command = [*FF, "--source", str(HERE / "floors" / "handwritten_main.py"), "--port", str(port)]
         body = json.dumps({"x": [[0.0] * dim]}).encode()
-        extra = {"BENCH_MODEL": str(folders["plain"] / "model.onnx"), "BENCH_INPUT": "x"}
-        return time_server(command, "/", body, extra, None)
+        model = folders["plain" if name == HAND else "bundle"] / "model.onnx"
+        return time_server(command, "/", body, {"BENCH_MODEL": str(model), "BENCH_INPUT": "x"}, None)
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, dim], "datatype": "FP32", "data": [0.0] * dim}]})
-    folder = folders["built" if "build" in name else "plain"]
+    folder = folders["built" if "verified at build" in name else "bundle" if "bundle" in name else "plain"]
     command = [*FF, "--source", str(folder / "main.py"), "--port", str(port)]
     extra, tmpfs = {"MODELFN_LOG_LEVEL": "WARNING"}, None
+    if NO_PREPACK in name:
+        extra["MODELFN_ORT_PREPACK"] = "0"
     if "emulator" in name:
         scheme = "gs" if "GCS" in name else "s3"
         tmpfs = Path(tempfile.mkdtemp(prefix="modelfn-bench-", dir="/dev/shm"))
@@ -297,12 +327,13 @@ def run_system(name: str, folders: dict[str, Path], buckets: dict[str, str], env
             shutil.rmtree(tmpfs, ignore_errors=True)
 
 
-def time_fetch(how: str, scheme: str, bucket: str, sha256: str, env: dict[str, str]) -> float:
+def time_fetch(how: str, scheme: str, bucket: str, file: tuple[str, str], env: dict[str, str]) -> float:
+    """Seconds to fetch ``file`` (``(name, sha256)``) of the pushed version, in a fresh process."""
     dest = Path(tempfile.mkdtemp(prefix="modelfn-fetch-", dir="/dev/shm"))
     try:
         done = subprocess.run(
-            [sys.executable, str(HERE / "floors" / "store_fetch.py"), how, scheme, bucket, "models/big/1/model.onnx",
-             sha256, str(dest)], env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=3600,
+            [sys.executable, str(HERE / "floors" / "store_fetch.py"), how, scheme, bucket, f"models/big/1/{file[0]}",
+             file[1], str(dest)], env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=3600,
         )  # fmt: skip
         return float(done.stdout.strip().splitlines()[-1])
     finally:
@@ -317,7 +348,7 @@ def main() -> None:
     parser.add_argument(
         "--store-max-mb",
         type=int,
-        default=768,
+        default=256,
         help="Largest model served from the S3 emulator (moto copies the whole object per range read).",
     )
     args = parser.parse_args()
@@ -326,13 +357,18 @@ def main() -> None:
     with emulators() as env:
         for size in sizes:
             plain = build_model(size)
-            folders = {"plain": plain, "built": build_verified_copy(plain)}
+            bundle, built = build_bundles(plain)
+            folders = {"plain": plain, "bundle": bundle, "built": built}
             for folder in folders.values():  # the compiled contract every deployed bundle carries
                 subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], check=True, capture_output=True)
-            sha256 = __import__("yaml").safe_load((plain / "modelfn.yaml").read_text())["artifact"]["sha256"]
+            pinned = __import__("yaml").safe_load((bundle / "modelfn.yaml").read_text())["artifact"]
+            # The fetch compared with the SDK's: the version's largest file (the weights, once laid out).
+            fetched = max([("model.onnx", pinned["sha256"]), *pinned.get("files", {}).items()],
+                          key=lambda item: (bundle / item[0]).stat().st_size)  # fmt: skip
             external = size >= 2048
             systems = [s for s in SYSTEMS if not (s.endswith("S3 emulator") and size > args.store_max_mb)]
-            buckets = push_everywhere(plain, env, ("gs", "s3") if size <= args.store_max_mb else ("gs",))
+            # What `modelfn push` uploads: the laid-out files (lay_out_bundle's), pinned by the bundle's contract.
+            buckets = push_everywhere(bundle, env, ("gs", "s3") if size <= args.store_max_mb else ("gs",))
             times: dict[str, list[float]] = {s: [] for s in systems}
             peaks: dict[str, list[int]] = {s: [] for s in systems}
             fetches: dict[str, list[float]] = {}
@@ -348,7 +384,7 @@ def main() -> None:
                     times[name].append(seconds)
                     peaks[name].append(peak)
                 for how, scheme in rotated(fetch_systems, run) if fetch_systems else []:
-                    fetches[f"{how} {scheme}"].append(time_fetch(how, scheme, buckets[scheme], sha256, env))
+                    fetches[f"{how} {scheme}"].append(time_fetch(how, scheme, buckets[scheme], fetched, env))
                 print(f"{size} MB: run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
             results[str(size)] = {"times": times, "peaks": peaks, "fetches": fetches,
                                   "bytes": sum(p.stat().st_size for p in plain.glob("model.onnx*"))}  # fmt: skip
