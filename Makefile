@@ -13,9 +13,9 @@ PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The runtime alone: what a deployed ONNX function carries.
+# The runtime alone: what a deployed ONNX function carries, and Pillow for functions/digits' photos.
 $(VENV)/.runtime: pyproject.toml packaging/constraints.txt | $(VENV)/bin/python
-	$(PIP) -e .
+	$(PIP) -e . pillow
 	@touch $@
 
 # Tests, benchmarks and the digits training script (TensorFlow, scikit-learn).

@@ -5,13 +5,15 @@ The public surface is small on purpose:
 - :func:`modelfn.adapters.gcf.http_function` builds the functions-framework
   target for a function folder (``functions/<name>/main.py`` calls it);
 - :class:`InvalidInput` is what a pre-processing hook raises to reject a
-  request with a 400 and a message for the caller.
+  request with a 400 and a message for the caller;
+- :class:`Upload` is a file a pre-processing hook receives (a contract with ``uploads:``).
 
 Importing this package is cheap: no numpy, no ONNX Runtime, no cloud SDK.
 """
 
 from modelfn.errors import InvalidInput, ModelfnError
+from modelfn.upload import Upload
 
 __version__ = "0.1.0"
 
-__all__ = ["InvalidInput", "ModelfnError", "__version__"]
+__all__ = ["InvalidInput", "ModelfnError", "Upload", "__version__"]

@@ -182,6 +182,36 @@ class Docs(_Strict):
     limitations: list[str] = []
 
 
+#: A media type (``image/png``) or a whole family (``image/*``), lower case.
+MediaType = Annotated[str, msgspec.Meta(pattern=r"^[a-z]+/([a-z0-9][a-z0-9.+-]{0,63}|\*)$")]
+
+
+class Uploads(_Strict):
+    """Files ``POST /predict`` takes beside JSON: ``multipart/form-data`` parts or a raw body.
+
+    The pre hook receives each file as a :class:`modelfn.Upload` (its bytes, media type and file
+    name) under its form field's name; a raw body arrives under ``field``. A request of any other
+    type is a 415, a file over ``max_bytes`` a 413, both refused from the headers before any part
+    is read.
+    """
+
+    #: What is accepted, as the client declares it and as the bytes' signature says for images.
+    media_types: Annotated[list[MediaType], msgspec.Meta(min_length=1, max_length=32)]
+    #: Largest file, in bytes (the request's body limit, ``MODELFN_MAX_BODY_BYTES``, still applies).
+    max_bytes: Annotated[int, msgspec.Meta(ge=1, le=64 << 20)] = 4 << 20
+    #: Most files in one request.
+    max_files: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    #: Largest image, in pixels (width x height), read from its header before it is decoded:
+    #: the guard against decompression bombs (see :func:`modelfn.payload.image`).
+    max_pixels: Annotated[int, msgspec.Meta(ge=1, le=200_000_000)] = 4_000_000
+    #: The payload key a raw body (not multipart) arrives under.
+    field: FieldName = "file"
+
+    def accepts(self, media_type: str) -> bool:
+        family = media_type.split("/", 1)[0] + "/*"
+        return media_type in self.media_types or family in self.media_types
+
+
 class Batching(_Strict):
     """Micro-batching: concurrent requests for this model run as one inference call.
 
@@ -327,6 +357,8 @@ class Contract(_Strict, kw_only=True):
     conversation: Conversation = Conversation()
     #: The web page's widget for this model (see :class:`Page`).
     page: Page = Page()
+    #: Files ``POST /predict`` takes beside JSON (see :class:`Uploads`); absent means JSON only.
+    uploads: Uploads | None = None
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -334,6 +366,8 @@ class Contract(_Strict, kw_only=True):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
                 raise ValueError(f"{kind} has duplicate tensor names: {', '.join(duplicates)}")
+        if self.uploads is not None and self.hooks.pre is None:
+            raise ValueError("`uploads` needs `hooks.pre`: the pre hook turns each uploaded file into tensors")
         traffic = self.deploy.traffic if self.deploy is not None else None
         if traffic is not None and self.version not in traffic:
             raise ValueError(

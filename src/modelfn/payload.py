@@ -79,3 +79,47 @@ def _bound(value: float | None) -> str:
 def _kind_name(kind: type) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "an object", type(None): "null"}.get(kind, kind.__name__)  # fmt: skip
+
+
+#: Pillow's names for the image media types modelfn checks (see :mod:`modelfn.protocols.forms`).
+_PILLOW_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/bmp": "BMP",
+                   "image/tiff": "TIFF", "image/webp": "WEBP"}  # fmt: skip
+
+
+def image(upload: Any, where: str = "image", *, mode: str = "L") -> np.ndarray:
+    """An uploaded image (a :class:`modelfn.Upload`) as an array of ``mode`` (``L``: grey, ``RGB``).
+
+    Pillow reads the header first; an image over the contract's ``uploads.max_pixels``
+    (width x height) is refused before a pixel is decoded, as is a file whose format is not the
+    media type it was checked as, or one Pillow cannot decode. Needs Pillow (``pip install pillow``).
+    """
+    from modelfn.upload import Upload
+
+    if not isinstance(upload, Upload):
+        raise InvalidInput(f"{where!r} must be an uploaded image file (multipart/form-data or a raw image body)")
+    expected = _PILLOW_FORMATS.get(upload.media_type)
+    if expected is None:
+        raise InvalidInput(f"{where!r} is {upload.media_type}, not an image type this function decodes")
+    import importlib.util
+    import io
+    import warnings
+
+    if importlib.util.find_spec("PIL") is None:
+        from modelfn.errors import ContractError
+
+        raise ContractError("decoding uploaded images needs Pillow: add pillow to the contract's dependencies")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(upload.data), formats=[expected])  # the header only
+            width, height = opened.size
+            if width * height > upload.max_pixels:
+                raise InvalidInput(f"{where!r} is {width}x{height} pixels, over the limit of {upload.max_pixels:,}")
+            opened.load()
+            return np.asarray(opened.convert(mode))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own, larger bound
+        raise InvalidInput(f"{where!r} is over the limit of {upload.max_pixels:,} pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"{where!r} is not a decodable {upload.media_type} image: {exc}") from None

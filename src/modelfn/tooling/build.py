@@ -63,6 +63,8 @@ FRAMEWORK_PACKAGES = {
 #: Where an image build finds ``torch==<version>+cpu`` (resolve with ``PIP_EXTRA_INDEX_URL`` set to it).
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CORE_PACKAGES = ["msgspec", "pyyaml", "orjson", "prometheus-client"]
+#: A contract with ``uploads:`` parses multipart/form-data bodies (modelfn.protocols.forms).
+UPLOAD_PACKAGES = ["python-multipart"]
 HTTP_PACKAGES = ["functions-framework"]  # gcf and cloudrun; Lambda calls the handler itself
 STORE_PACKAGES = {"gcs": ["google-cloud-storage"], "s3": ["boto3"]}
 #: modelfn modules a deployed function never imports (they import click, skl2onnx, tf2onnx...).
@@ -71,6 +73,11 @@ TOOLING_ONLY = ("tooling", "cli.py", "__main__.py")
 #: (bytecode is then compiled afresh for the target, see :func:`precompile`).
 STRIPPED_DIRS = {"__pycache__", "tests"}
 STRIPPED_SUFFIXES = (".pyc", ".pyi", ".h", ".hpp", ".pxd")
+#: Whole sub-packages a serving process never imports: ONNX Runtime's model tooling (quantization,
+#: transformer optimizers, converters; ``modelfn convert`` runs them on the build machine) and
+#: numpy's Fortran and build helpers. Nothing in ``import onnxruntime`` or ``import numpy`` reaches them.
+STRIPPED_PACKAGES = ("onnxruntime/quantization", "onnxruntime/transformers", "onnxruntime/tools",
+                     "numpy/f2py", "numpy/distutils")  # fmt: skip
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # reproducible archives: same inputs, same bytes
 
 
@@ -181,6 +188,8 @@ def requirement_names(layout: FunctionLayout, target: str, stores: Iterable[str]
             continue  # the Lambda Python runtime ships boto3
         names += STORE_PACKAGES[store]
     for contract in layout.models.values():
+        if contract.uploads is not None:
+            names += UPLOAD_PACKAGES
         names += list(contract.dependencies)
     return list(dict.fromkeys(names))
 
@@ -499,7 +508,10 @@ def precompile(root: Path, python: str) -> str:
 
 
 def strip(root: Path) -> None:
-    """Remove what a serving process never reads (see :data:`STRIPPED_DIRS`, :data:`STRIPPED_SUFFIXES`)."""
+    """Remove what a serving process never reads (:data:`STRIPPED_DIRS`, :data:`STRIPPED_SUFFIXES`,
+    :data:`STRIPPED_PACKAGES`)."""
+    for package in STRIPPED_PACKAGES:
+        shutil.rmtree(root / package, ignore_errors=True)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [d for d in dirnames if d in STRIPPED_DIRS]:
             shutil.rmtree(Path(dirpath) / name)
