@@ -45,6 +45,7 @@ def test_model_cards_describe_each_model_and_its_widget(digits_client) -> None:
     assert card["page"] == {"widget": "sketch", "input": "image", "size": 8, "scale": 16.0, "label": "digit",
                             "scores": "probabilities", "reply": "answer"}  # fmt: skip
     assert card["metrics"]["heldout_accuracy"] == 0.975 and card["example"]["image"]
+    assert card["uploads"] == {"media_types": ["image/png", "image/jpeg"], "max_bytes": 2097152, "field": "image"}
 
 
 def test_the_page_can_be_turned_off(monkeypatch) -> None:
@@ -99,8 +100,25 @@ def test_drawing_a_digit_shows_the_models_prediction(browser, tmp_path: Path) ->
         page.get_by_text("Answered by digits v1.").wait_for()
         assert prediction.text_content() == "1"
         page.screenshot(path=str(ARTIFACTS / "page-digits.png"))
+
+        # A photo beside the pad: a zero written in dark ink on white paper, uploaded as a PNG file.
+        photo = tmp_path / "zero.png"
+        _ring_photo(photo)
+        page.get_by_label("Upload a photo of a digit").set_input_files(str(photo))
+        from playwright.sync_api import expect
+
+        expect(prediction).to_have_text("0", timeout=60_000)  # it said 1 before the photo
         assert errors == []
         page.close()
+
+
+def _ring_photo(path: Path) -> None:
+    """A hand-drawn-looking 0: a thick dark ellipse on a white 200x240 page."""
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("L", (200, 240), 255)
+    ImageDraw.Draw(photo).ellipse((50, 30, 150, 210), outline=20, width=18)
+    photo.save(path, "PNG")
 
 
 @pytest.mark.slow

@@ -12,6 +12,17 @@ function apiHeaders(extra) {
   return headers;
 }
 
+// A file as the form field `field` (multipart/form-data): the browser writes the boundary.
+async function upload(path, field, file) {
+  const form = new FormData();
+  form.append(field, file, file.name);
+  const response = await fetch(path, { method: "POST", headers: apiHeaders(), body: form });
+  let data = null;
+  try { data = await response.json(); } catch (ignored) { data = null; }
+  if (!response.ok) throw new Error((data && data.error) || `HTTP ${response.status}`);
+  return data;
+}
+
 async function api(path, body) {
   const options = body === undefined
     ? { headers: apiHeaders() }
@@ -93,6 +104,31 @@ function sketchWidget(model) {
   });
   send.addEventListener("click", predict);
 
+  // A photo or a scan, where the contract takes uploads: sent as the file itself, the hook reads it.
+  let picker = null;
+  if (model.uploads) {
+    picker = el("input", { type: "file", accept: model.uploads.media_types.join(","),
+      "aria-label": "Upload a photo of a digit", "data-role": "upload" });
+    picker.addEventListener("change", async () => {
+      const file = picker.files && picker.files[0];
+      if (!file) return;
+      if (file.size > model.uploads.max_bytes) {
+        status.textContent = `The file is over ${model.uploads.max_bytes.toLocaleString()} bytes.`;
+        status.classList.add("error");
+        return;
+      }
+      status.classList.remove("error");
+      status.textContent = "Asking the model…";
+      try {
+        show(await upload(predictPath(model.name), model.uploads.field, file));
+      } catch (error) {
+        status.textContent = error.message;
+        status.classList.add("error");
+      }
+      picker.value = "";
+    });
+  }
+
   function point(event) {
     const box = canvas.getBoundingClientRect();
     return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
@@ -102,18 +138,23 @@ function sketchWidget(model) {
     if (!inked) { status.textContent = "Draw something first."; return; }
     status.textContent = "Asking the model…";
     try {
-      const answer = await api(predictPath(model.name), { [page.input]: cells(canvas, page.size, page.scale) });
-      prediction.textContent = String(answer[page.label]);
-      showScores(bars, answer[page.scores]);
-      status.textContent = `Answered by ${model.name} v${model.version}.`;
+      show(await api(predictPath(model.name), { [page.input]: cells(canvas, page.size, page.scale) }));
     } catch (error) {
       status.textContent = error.message;
       status.classList.add("error");
     }
   }
 
+  function show(answer) {
+    status.classList.remove("error");
+    prediction.textContent = String(answer[page.label]);
+    showScores(bars, answer[page.scores]);
+    status.textContent = `Answered by ${model.name} v${model.version}.`;
+  }
+
+  const uploadRow = picker ? el("p", {}, el("label", { text: "or a photo: " }, picker)) : null;
   return el("div", { class: "pad" },
-    el("div", {}, canvas, el("div", {}, clear, " ", send)),
+    el("div", {}, canvas, el("div", {}, clear, " ", send), uploadRow),
     el("div", {}, el("h3", { text: "Prediction" }), prediction, bars, status));
 }
 

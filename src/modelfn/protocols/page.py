@@ -71,4 +71,12 @@ def card(contract: Any) -> dict[str, Any]:
         "limitations": docs.limitations,
         "example": contract.example,
         "page": {field: getattr(contract.page, field) for field in contract.page.__struct_fields__},
+        # What the page may upload (a photo beside the drawing pad): the types and the size limit.
+        "uploads": None
+        if contract.uploads is None
+        else {
+            "media_types": contract.uploads.media_types,
+            "max_bytes": contract.uploads.max_bytes,
+            "field": contract.uploads.field,
+        },
     }
