@@ -20,6 +20,7 @@ from infra_tools import tool
 from modelfn.tooling.render import render
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/modelfn-digits-keras@sha256:" + "a" * 64
+TORCH_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/modelfn-digits-torch@sha256:" + "b" * 64
 SKILL = "amzn1.ask.skill.0b8e6a2c-4d1f-4c3e-9a7b-5e2f1d0c9b8a"
 
 
@@ -48,7 +49,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
     result = subprocess.run(
-        [tool("sls"), "package", "--stage", "test", f"--param=digits-keras-image={IMAGE}"],
+        [
+            tool("sls"),
+            "package",
+            "--stage",
+            "test",
+            f"--param=digits-keras-image={IMAGE}",
+            f"--param=digits-torch-image={TORCH_IMAGE}",
+        ],
         cwd=project,
         env=env,
         capture_output=True,
@@ -93,7 +101,16 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     functions = {
         f["Properties"]["FunctionName"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function").values()
     }
-    names = ("cancer", "digits", "digits-batch", "digits-ensemble", "digits-keras", "digits-messages", "helpdesk")
+    names = (
+        "cancer",
+        "digits",
+        "digits-batch",
+        "digits-ensemble",
+        "digits-keras",
+        "digits-messages",
+        "digits-torch",
+        "helpdesk",
+    )
     assert set(functions) == {f"modelfn-test-{n}" for n in names}
     digits = functions["modelfn-test-digits"]
     assert (digits["Runtime"], digits["Handler"], digits.get("PackageType", "Zip")) == (
@@ -104,8 +121,10 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     assert digits["Environment"]["Variables"]["MODELFN_MODEL"] == "s3://modelfn-models-test/models/digits@prod"
     keras = functions["modelfn-test-digits-keras"]
     assert keras["PackageType"] == "Image" and keras["Code"] == {"ImageUri": IMAGE}
-    [url] = resources(template, "AWS::Lambda::Url").values()
-    assert url["Properties"]["AuthType"] == "AWS_IAM"
+    torch = functions["modelfn-test-digits-torch"]
+    assert torch["PackageType"] == "Image" and torch["Code"] == {"ImageUri": TORCH_IMAGE}
+    urls = resources(template, "AWS::Lambda::Url").values()  # the two functions off the gateway
+    assert len(urls) == 2 and all(url["Properties"]["AuthType"] == "AWS_IAM" for url in urls)
 
 
 def test_each_role_reads_only_its_model_and_writes_only_its_results(template: dict[str, Any]) -> None:
@@ -120,6 +139,7 @@ def test_each_role_reads_only_its_model_and_writes_only_its_results(template: di
         "CancerRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/cancer/*")],
         "DigitsRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "DigitsKerasRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
+        "DigitsTorchRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "HelpdeskRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/helpdesk/*")],
         "DigitsBatchRole": [
             ("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*"),

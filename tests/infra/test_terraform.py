@@ -322,7 +322,7 @@ def test_aws_module_applies_against_moto_and_destroys(tmp_path: Path) -> None:
         assert outputs["api_url"]["value"].endswith("/v1")
 
         # Off the API: an IAM-authenticated URL; the event sources are wired.
-        assert set(outputs["function_urls"]["value"]) == {"digits-keras"}
+        assert set(outputs["function_urls"]["value"]) == {"digits-keras", "digits-torch"}
         url = lam.get_function_url_config(FunctionName="modelfn-digits-keras")
         assert url["AuthType"] == "AWS_IAM"
         # The event functions: the uploads bucket notifies the batch one of incoming/ objects; the
