@@ -140,6 +140,14 @@ def test_a_copy_in_memory_counts_twice_unless_the_framework_computes_from_it(emu
             open_verified(store, files, LoadPolicy(str(cache), memory_limit_mb=limit_mb), what="m")
         with open_verified(store, files, LoadPolicy(str(cache), memory_limit_mb=limit_mb, in_place=True), what="m"):
             pass
+        # A framework that could compute in place is asked to, rather than the load refused.
+        limit_mb = (resident_bytes() + (72 << 20)) / (1 << 20)  # what this process holds now, plus 72 MiB
+        policy = LoadPolicy(str(cache), memory_limit_mb=limit_mb, can_map=True)
+        with open_verified(store, files, policy, what="m") as artifact:
+            assert artifact.in_place
+        limit_mb = (resident_bytes() + (24 << 20)) / (1 << 20)
+        with pytest.raises(ArtifactError, match="needs at least 48 MiB"):  # not even once: refused
+            open_verified(store, files, policy._replace(memory_limit_mb=limit_mb), what="m")
     finally:
         subprocess.run(["rm", "-rf", str(cache)], check=False)
 

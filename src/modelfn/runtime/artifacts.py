@@ -65,6 +65,9 @@ class LoadPolicy(NamedTuple):
     #: The framework computes from the fetched files' own pages (ONNX external data, no pre-packing),
     #: so a copy in a memory-backed folder is the model's only copy, not a second one.
     in_place: bool = False
+    #: The framework could compute in place if asked (ONNX external data): a fetch into memory that
+    #: fits once but not twice is then loaded that way (:attr:`VerifiedArtifact.in_place`) instead of refused.
+    can_map: bool = False
 
 
 def pinned_files(main_key: str, sha256: str, extra: Mapping[str, str]) -> list[PinnedFile]:
@@ -78,9 +81,14 @@ def pinned_files(main_key: str, sha256: str, extra: Mapping[str, str]) -> list[P
 class VerifiedArtifact:
     """The verified files of one version, held open until the model is built from them."""
 
-    def __init__(self, folder: Path, names: Sequence[str], fds: Sequence[int], size: int, tier: str, *, remove: bool):
+    def __init__(
+        self, folder: Path, names: Sequence[str], fds: Sequence[int], size: int, tier: str, *, remove: bool,
+        in_place: bool = False,
+    ) -> None:  # fmt: skip
         self.folder, self.names, self.size, self.tier = folder, list(names), size, tier
         self._fds, self._remove = list(fds), remove
+        #: The instance has room for these files once only: the framework must compute from their pages.
+        self.in_place = in_place
 
     @property
     def fd(self) -> int:
@@ -199,8 +207,17 @@ def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, w
             raise ObjectNotFound(f"no object at {store.uri}/{pinned.key}")
         sizes.append(info.size)
     total = sum(sizes)
-    # The framework holds the model in memory; a copy in a memory-backed folder costs as much again.
-    memory.check_fits(what, total * (2 if in_memory and not policy.in_place else 1), policy.memory_limit_mb)
+    # The framework holds the model in memory; a copy in a memory-backed folder costs as much again,
+    # unless the framework computes from that copy, which it is asked to when only one copy fits.
+    in_place = False
+    try:
+        memory.check_fits(what, total * (2 if in_memory and not policy.in_place else 1), policy.memory_limit_mb)
+    except ArtifactError:
+        if not (in_memory and policy.can_map and not policy.in_place):
+            raise
+        memory.check_fits(what, total, policy.memory_limit_mb)
+        in_place = True
+        log.warning("%s fits this instance's memory once, not twice: loading it in place, without pre-packing", what)
     free = shutil.disk_usage(cache).free
     if total > free:
         raise ArtifactError(
@@ -223,7 +240,7 @@ def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, w
         _close_all(fds)
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return VerifiedArtifact(folder, [f.name for f in files], fds, total, "store", remove=remove)
+    return VerifiedArtifact(folder, [f.name for f in files], fds, total, "store", remove=remove, in_place=in_place)
 
 
 def _download(store: Store, pinned: PinnedFile, size: int, path: Path, policy: LoadPolicy, *, durable: bool) -> int:

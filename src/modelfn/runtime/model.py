@@ -175,8 +175,8 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     files = pinned_files(key, artifact.sha256, artifact.files)
     trusted = build_record(folder, contract) if isinstance(store, LocalStore) else None
     # Without pre-packing, ONNX Runtime computes from the .data file's own pages: the model is in memory once.
-    in_place = contract.framework == "onnx" and bool(artifact.files) and not settings.ort_prepack
-    policy = load_policy(settings, in_place=in_place)
+    can_map = contract.framework == "onnx" and bool(artifact.files)
+    policy = load_policy(settings, in_place=can_map and not settings.ort_prepack, can_map=can_map)
     what = f"model {contract.name} v{contract.version}"
     with open_verified(store, files, policy, what=what, trusted=trusted) as verified:
         timer.lap(f"fetch({verified.tier})")
@@ -200,10 +200,11 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     return model
 
 
-def load_policy(settings: Settings, *, in_place: bool = False) -> LoadPolicy:
+def load_policy(settings: Settings, *, in_place: bool = False, can_map: bool = False) -> LoadPolicy:
     return LoadPolicy(
-        settings.cache_dir, settings.disk_tier, settings.store_attempts, settings.memory_limit_mb, in_place=in_place
-    )
+        settings.cache_dir, settings.disk_tier, settings.store_attempts, settings.memory_limit_mb,
+        in_place=in_place, can_map=can_map,
+    )  # fmt: skip
 
 
 def build_record(folder: str | Path, contract: Contract) -> dict[str, tuple[str, int]] | None:

@@ -53,7 +53,9 @@ class OnnxPredictor:
         spin = "1" if settings.ort_spin else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        if not settings.ort_prepack:  # weights in a .data file are then used in place, from its map
+        # Weights in a .data file are then used in place, from its map: by choice, or because the
+        # instance has room for the fetched files once only (see artifacts.LoadPolicy.can_map).
+        if not settings.ort_prepack or artifact.in_place:
             options.add_session_config_entry("session.disable_prepacking", "1")
         try:
             session = ort.InferenceSession(artifact.loadable_path, options, providers=["CPUExecutionProvider"])
