@@ -118,7 +118,7 @@ def test_a_hook_returning_bad_tensors_is_a_model_fault(function_copy) -> None:
 
 
 def test_without_hooks_the_body_maps_input_names(function_copy) -> None:
-    model = load(function_copy(hooks={}))
+    model = load(function_copy(hooks={}, uploads=None))  # files need a pre hook to read them
     outputs = model.predict_json({"pixels": [[0.0] * 64]})
     assert set(outputs) == {"probabilities", "label"}
     with pytest.raises(InvalidInput, match="unknown input 'image'"):
