@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, ObjectNotFound, UnsupportedMediaType
+from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, ObjectNotFound
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
@@ -167,9 +167,9 @@ def _dispatch(servable: Servable, request: Request) -> Response:
     try:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if request.body and encoding not in ("", "identity"):
-            raise UnsupportedMediaType(
-                f"Content-Encoding {encoding[:40]!r} is not accepted; send the body uncompressed"
-            )
+            from modelfn.inflate import inflate
+
+            request = request._replace(body=inflate(request.body, encoding, servable.settings.max_body_bytes))
         return router().dispatch(servable, request, _guard(servable))
     except ModelfnError as exc:
         return error_response(exc)

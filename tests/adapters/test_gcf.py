@@ -24,14 +24,19 @@ def test_trailing_slash_and_head(digits_client) -> None:
     assert digits_client.head("/v2/health/live").status_code == 200
 
 
-def test_compressed_bodies_are_refused_clearly(digits_client) -> None:
+def test_compressed_bodies_are_inflated_and_other_encodings_refused_clearly(digits_client) -> None:
     import gzip
+    import zlib
 
-    response = digits_client.post(
-        "/predict", data=gzip.compress(b'{"image": []}'), headers={"Content-Encoding": "gzip"}
-    )
+    body = b'{"image": [[0,0,5,13,9,1,0,0],[0,0,13,15,10,15,5,0],[0,3,15,2,0,11,8,0],[0,4,12,0,0,8,8,0],' \
+        b'[0,5,8,0,0,9,8,0],[0,4,11,0,1,12,7,0],[0,2,14,5,10,12,0,0],[0,0,6,13,10,0,0,0]]}'  # fmt: skip
+    for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = digits_client.post("/predict", data=data, headers={"Content-Encoding": encoding})
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["digit"] == 0
+    response = digits_client.post("/predict", data=b"...", headers={"Content-Encoding": "br"})
     assert response.status_code == 415
-    assert response.get_json() == {"error": "Content-Encoding 'gzip' is not accepted; send the body uncompressed"}
+    assert response.get_json() == {"error": "Content-Encoding 'br' is not accepted; send deflate, gzip, x-gzip or none"}
 
 
 def wait_for(condition, seconds: float) -> bool:
