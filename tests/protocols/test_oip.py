@@ -101,6 +101,15 @@ def test_outputs_filter_and_no_id(digits_client, heldout) -> None:
             400,
             "appears more than once",
         ),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}],
+                "outputs": [{"name": "label"}, {"name": "label", "parameters": {"binary_data": True}}],
+            },
+            400,
+            "output 'label' is requested more than once",
+        ),
         ("/v2/models/digits/infer", {"id": 7, "inputs": []}, 400, "`id` must be a string"),
         (
             "/v2/models/digits/infer",

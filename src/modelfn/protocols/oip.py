@@ -191,6 +191,8 @@ def _requested_outputs(raw: Any, *, default_binary: bool) -> dict[str, bool] | N
     requested = {}
     for output in raw:
         parameters = _check_parameters(output, f"output {output['name'][:100]!r}")
+        if output["name"] in requested:  # as KServe and Triton refuse it: which of the two options holds?
+            raise InvalidInput(f"output {output['name'][:100]!r} is requested more than once")
         requested[output["name"]] = bool(parameters.get("binary_data", default_binary))
     return requested
 
