@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modelfn.errors import InvalidInput
+
 
 def test_row_format_heldout(digits_client, heldout) -> None:
     x, y = heldout
@@ -58,3 +60,36 @@ def test_bad_requests(digits_client, body, status, message) -> None:
 def test_unknown_model(digits_client) -> None:
     response = digits_client.post("/v1/models/other:predict", json={"instances": [[0] * 64]})
     assert response.status_code == 404 and "not found" in response.get_json()["error"]
+
+
+def test_an_instance_may_name_its_one_input(digits_client, heldout) -> None:
+    """TF Serving's REST API: an instance is the value itself or an object keyed by input name."""
+    x, _ = heldout
+    named = digits_client.post("/v1/models/digits:predict", json={"instances": [{"pixels": r.tolist()} for r in x[:5]]})
+    plain = digits_client.post("/v1/models/digits:predict", json={"instances": [r.tolist() for r in x[:5]]})
+    assert named.status_code == 200, named.get_json()
+    assert named.get_json() == plain.get_json()
+
+
+def test_non_finite_tokens_are_read_as_numbers(digits_client) -> None:
+    """TF Serving's JSON takes NaN and Infinity (its REST API document); the model decides what they mean."""
+    row = "[" + ",".join(["NaN", "Infinity", "-Infinity"] + ["0"] * 61) + "]"
+    body = '{"instances": [' + row + "]}"
+    response = digits_client.post("/v1/models/digits:predict", data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    deep = '{"instances": ' + "[" * 100 + "NaN" + "]" * 100 + "}"  # the depth limit still holds
+    refused = digits_client.post("/v1/models/digits:predict", data=deep, content_type="application/json")
+    assert refused.status_code == 400 and "nests" in refused.get_json()["error"]
+
+
+def test_b64_values_feed_a_bytes_input() -> None:
+    """``{"b64": ...}`` objects, in rows and in columns, decoded for a BYTES input (the helpdesk takes text)."""
+    import base64
+
+    from modelfn.protocols.tfserving import _unwrap_b64
+
+    text = base64.b64encode(b"how do I deploy?").decode()
+    assert _unwrap_b64([{"b64": text}, [{"b64": text}]], "q") == ["how do I deploy?", ["how do I deploy?"]]
+    for bad in ({"b64": "***"}, {"b64": text, "x": 1}, {"b64": 5}):
+        with pytest.raises(InvalidInput):
+            _unwrap_b64([bad], "q")

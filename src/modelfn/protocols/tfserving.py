@@ -2,15 +2,19 @@
 
 ``{"instances": [...]}`` (row format) -> ``{"predictions": [...]}``;
 ``{"inputs": ...}`` (columnar format) -> ``{"outputs": ...}``. With one input,
-an instance is the input's value; with several, an object keyed by input name.
+an instance is the input's value or an object naming it; with several, an object keyed by input
+name. Binary values come as ``{"b64": "..."}`` (for BYTES inputs), and the ``NaN``, ``Infinity``
+and ``-Infinity`` tokens of TF Serving's JSON are read as numbers.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from modelfn.errors import InvalidInput, MalformedBody
-from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json_object
+from modelfn.http import VERSION_HEADER, Request, Response, check_json_extent, json_response, parse_json_object
 from modelfn.runtime.model import named_inputs
 from modelfn.tensors import to_array, to_json_value
 
@@ -37,7 +41,7 @@ def model_status(function: Servable, request: Request, name: str, version: str |
 def predict(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
     member = function.member(name, version)
     contract = member.contract()
-    body = parse_json_object(request.body, function.settings)
+    body = _parse_body(request.body, function.settings)
     signature = body.get("signature_name", "serving_default")
     if signature != "serving_default":
         raise InvalidInput(f"unknown signature_name {str(signature)[:100]!r}; this model has 'serving_default'")
@@ -59,30 +63,92 @@ def predict(function: Servable, request: Request, name: str, version: str | None
     return json_response({"outputs": {name: to_json_value(a) for name, a in outputs.items()}}, headers=headers)
 
 
+def _parse_body(body: bytes, settings: Any) -> dict[str, Any]:
+    """The JSON body, with TF Serving's ``NaN``, ``Infinity`` and ``-Infinity`` tokens where it has them.
+
+    orjson refuses those tokens (they are not JSON); a body it refuses that holds one is read again
+    by the standard library's parser, which takes them, within the same depth and string limits.
+    """
+    if b"NaN" not in body and b"Infinity" not in body:
+        return parse_json_object(body, settings)
+    import json
+
+    if not body.strip():
+        raise MalformedBody("the body is empty; expected a JSON document")
+    check_json_extent(body, settings.max_json_depth, settings.max_string_bytes)  # before either parser
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = None
+    try:
+        value = json.loads(body) if value is None else value
+    except ValueError as exc:
+        raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedBody(f"the body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _values(spec: Any, data: Any) -> np.ndarray:
+    """One input's values as an array; TF Serving's ``{"b64": ...}`` objects decoded for BYTES inputs."""
+    where = f"input {spec.name!r}"
+    if spec.datatype == "BYTES":
+        data = _unwrap_b64(data, where)
+    return to_array(data, spec.datatype, where=where)
+
+
+def _unwrap_b64(data: Any, where: str) -> Any:
+    """``{"b64": "..."}`` -> its decoded text, anywhere in nested lists (iteratively: no recursion limit)."""
+    import base64
+    import binascii
+
+    def decode(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        if set(item) != {"b64"} or not isinstance(item["b64"], str):
+            raise InvalidInput(f'{where}: a binary value must be {{"b64": "<base64>"}}')
+        try:
+            return base64.b64decode(item["b64"], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{where}: a b64 value is not base64 of UTF-8 text: {exc}") from None
+
+    if not isinstance(data, list):
+        return decode(data)
+    root: list[Any] = list(data)
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        for index, item in enumerate(current):
+            if isinstance(item, list):
+                current[index] = copy = list(item)
+                stack.append(copy)
+            else:
+                current[index] = decode(item)
+    return root
+
+
 def _rows_to_inputs(contract: Contract, instances: Any) -> dict[str, np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise MalformedBody("`instances` must be a non-empty list")
-    if len(contract.inputs) == 1:
+    objects = all(isinstance(instance, dict) and "b64" not in instance for instance in instances)
+    if len(contract.inputs) == 1 and not objects:  # a value or a list per instance
         spec = contract.inputs[0]
-        return {spec.name: to_array(instances, spec.datatype, where=f"input {spec.name!r}")}
+        return {spec.name: _values(spec, instances)}
     names = [spec.name for spec in contract.inputs]
     for index, instance in enumerate(instances):
         if not isinstance(instance, dict) or set(instance) != set(names):
             raise MalformedBody(f"instances[{index}] must be an object with exactly the keys {names}")
-    return {
-        spec.name: to_array([row[spec.name] for row in instances], spec.datatype, where=f"input {spec.name!r}")
-        for spec in contract.inputs
-    }
+    return {spec.name: _values(spec, [row[spec.name] for row in instances]) for spec in contract.inputs}
 
 
 def _columns_to_inputs(contract: Contract, columns: Any) -> dict[str, np.ndarray]:
-    if isinstance(columns, dict) or len(contract.inputs) != 1:
+    if (isinstance(columns, dict) and "b64" not in columns) or len(contract.inputs) != 1:
+        if isinstance(columns, dict):
+            specs = {spec.name: spec for spec in contract.inputs}
+            columns = {k: _unwrap_b64(v, f"input {k!r}") if k in specs and specs[k].datatype == "BYTES" else v
+                       for k, v in columns.items()}  # fmt: skip
         return named_inputs(contract, columns, "`inputs`")
-    return {
-        contract.inputs[0].name: to_array(
-            columns, contract.inputs[0].datatype, where=f"input {contract.inputs[0].name!r}"
-        )
-    }
+    return {contract.inputs[0].name: _values(contract.inputs[0], columns)}
 
 
 def _outputs_to_rows(outputs: dict[str, np.ndarray]) -> list[Any]:
