@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+import requests
 from conftest import make_client
 from models import ONNX_TYPES, write_echo_function
 from test_tensors import VALUES
@@ -204,3 +207,25 @@ def test_every_datatype_through_onnx_runtime(echo_client, datatype) -> None:
     assert response.status_code == 200, response.data
     (output,) = response.get_json()["outputs"]
     assert output == {"name": f"out_{datatype}", "datatype": datatype, "shape": [1, 2], "data": VALUES[datatype]}
+
+
+def test_the_repository_index_lists_each_model_with_its_state(tmp_path) -> None:
+    """Triton's ``POST /v2/repository/index``: tritonclient's ``get_model_repository_index`` reads it."""
+    import tritonclient.http as triton
+    from helpers import DIGITS, running
+
+    with running(DIGITS, tmp_path / "serve.log") as server:
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        assert client.get_model_repository_index() == [
+            {"name": "digits", "version": "1", "state": "UNAVAILABLE",
+             "reason": "not loaded yet; the first request or a readiness probe loads it"}
+        ]  # fmt: skip
+        ready = requests.post(f"{server.url}/v2/repository/index", json={"ready": True}, timeout=60)
+        assert ready.status_code == 200 and ready.json() == []
+        client.is_model_ready("digits")  # the readiness probe starts the load
+        deadline = time.monotonic() + 120
+        while not client.is_model_ready("digits") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get_model_repository_index() == [{"name": "digits", "version": "1", "state": "READY"}]
+        bad = requests.post(f"{server.url}/v2/repository/index", json={"ready": "yes"}, timeout=60)
+        assert bad.status_code == 400 and "`ready` must be true or false" in bad.json()["error"]

@@ -64,6 +64,8 @@ def build_router() -> Router:
                   summary="Readiness (OIP); starts the model's load", response="Ready"),
             route("GET", "/v2", oip.server_metadata, access="server",
                   summary="Server metadata (OIP)", response="ServerMetadata"),
+            route("POST", "/v2/repository/index", oip.repository_index, access="server",
+                  summary="Every model, its version and state (Triton's repository index)", response="RepositoryIndex"),
             route("GET", "/openapi.json", openapi.document, access="server",
                   summary="This document", response="OpenAPI"),
             route("GET", "/", page.asset, access="open",

@@ -45,6 +45,31 @@ def server_metadata(function: Servable, request: Request) -> Response:
     return json_response({"name": SERVER_NAME, "version": __version__, "extensions": [binary.EXTENSION]})
 
 
+def repository_index(function: Servable, request: Request) -> Response:
+    """``POST /v2/repository/index`` (Triton's model repository extension): every model, its version, its state.
+
+    The body is optional; ``{"ready": true}`` lists only the models loaded now. It starts no load,
+    as Triton's index does not; loading and unloading through the API are not offered (the
+    registry's aliases decide what a function serves).
+    """
+    body = parse_json_object(request.body, function.settings) if request.body.strip() else {}
+    only_ready = body.get("ready", False)
+    if not isinstance(only_ready, bool):
+        raise MalformedBody("`ready` must be true or false")
+    index = []
+    for name in function.catalog():
+        member = function.member(name)
+        contract = member.contract()
+        state = "READY" if member.ready() else "UNAVAILABLE"
+        if only_ready and state != "READY":
+            continue
+        entry = {"name": contract.name, "version": contract.version, "state": state}
+        if state != "READY":
+            entry["reason"] = "not loaded yet; the first request or a readiness probe loads it"
+        index.append(entry)
+    return json_response(index)
+
+
 def model_metadata(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
     contract = function.member(name, version).contract()
     return json_response(

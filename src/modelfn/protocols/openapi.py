@@ -133,6 +133,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "PredictResponse": {"type": "object", "properties": {"predictions": {"type": "array"}, "outputs": {}}},
     "Payload": {"description": "What the model's pre hook reads; without one, `{input name: nested values}`."},
     "Answer": {"description": "What the model's post hook returns; without one, `{output name: nested values}`."},
+    "RepositoryIndex": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "version", "state"],
+            "properties": {
+                "name": _STRING,
+                "version": _STRING,
+                "state": {"enum": ["READY", "UNAVAILABLE"]},
+                "reason": _STRING,
+            },
+        },
+    },
     "ModelCards": {
         "type": "object",
         "required": ["models"],
