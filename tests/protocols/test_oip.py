@@ -24,7 +24,7 @@ def test_health_and_server_metadata(digits_client) -> None:
     assert digits_client.get("/v2").get_json() == {
         "name": "modelfn",
         "version": "0.1.0",
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "classification"],
     }
 
 
@@ -147,7 +147,25 @@ def test_outputs_filter_and_no_id(digits_client, heldout) -> None:
                 "outputs": [{"name": "label", "parameters": {"classification": 3}}],
             },
             400,
-            "'classification' asks for an extension",
+            "output 'label': classification needs a float output of shape [classes] or [-1, classes]",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}],
+                "outputs": [{"name": "probabilities", "parameters": {"classification": 11}}],
+            },
+            400,
+            "classification must be a class count from 1 to 10",
+        ),
+        (
+            "/v2/models/digits/infer",
+            {
+                "inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}],
+                "parameters": {"classification": 3},
+            },
+            400,
+            "'classification' asks for an extension",  # on outputs only, as Triton defines it
         ),
         (
             "/v2/models/digits/infer",
@@ -229,3 +247,24 @@ def test_the_repository_index_lists_each_model_with_its_state(tmp_path) -> None:
         assert client.get_model_repository_index() == [{"name": "digits", "version": "1", "state": "READY"}]
         bad = requests.post(f"{server.url}/v2/repository/index", json={"ready": "yes"}, timeout=60)
         assert bad.status_code == 400 and "`ready` must be true or false" in bad.json()["error"]
+
+
+def test_classification_answers_the_top_classes_as_triton_does(digits_server, heldout) -> None:
+    """Triton's classification extension through tritonclient (``class_count``), binary and JSON."""
+    import tritonclient.http as triton
+
+    x, _ = heldout
+    client = triton.InferenceServerClient(digits_server.url.removeprefix("http://"))
+    tensor = triton.InferInput("pixels", [4, 64], "FP32")
+    tensor.set_data_from_numpy(x[:4])
+    scores = client.infer("digits", [tensor], outputs=[triton.InferRequestedOutput("probabilities")])
+    probabilities = scores.as_numpy("probabilities")
+    for binary_data in (True, False):
+        asked = triton.InferRequestedOutput("probabilities", binary_data=binary_data, class_count=3)
+        top = client.infer("digits", [tensor], outputs=[asked]).as_numpy("probabilities")
+        assert top.shape == (4, 3)
+        for row, classes in zip(probabilities, top, strict=True):
+            entries = [item.decode() if isinstance(item, bytes) else item for item in classes]
+            indices = [int(entry.split(":")[1]) for entry in entries]
+            assert indices == list(np.argsort(-row, kind="stable")[:3])
+            assert [float(entry.split(":")[0]) for entry in entries] == pytest.approx(row[indices], abs=1e-6)

@@ -42,7 +42,9 @@ def server_ready(function: Servable, request: Request) -> Response:
 
 
 def server_metadata(function: Servable, request: Request) -> Response:
-    return json_response({"name": SERVER_NAME, "version": __version__, "extensions": [binary.EXTENSION]})
+    return json_response(
+        {"name": SERVER_NAME, "version": __version__, "extensions": [binary.EXTENSION, "classification"]}
+    )
 
 
 def repository_index(function: Servable, request: Request) -> Response:
@@ -101,6 +103,7 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     parameters = _check_parameters(body, "the request")
     # Every part's form is checked before any size: a malformed request is a 400 whatever else it asks.
     requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
+    classify = _classifications(body.get("outputs"), contract)
     reader = None if blob is None else binary.BinaryReader(blob)
     inputs = decode_inputs(
         body.get("inputs"), function.settings.max_tensor_elements, reader, lambda form: check_signature(contract, form)
@@ -120,6 +123,8 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     if request_id is not None:
         response["id"] = request_id
     as_binary = requested if requested else dict.fromkeys(outputs, parameters.get("binary_data_output") is True)
+    for output_name, count in classify.items():
+        outputs[output_name] = top_classes(outputs[output_name], count)
     return _encode_response(response, outputs, as_binary, version)
 
 
@@ -215,26 +220,64 @@ def _requested_outputs(raw: Any, *, default_binary: bool) -> dict[str, bool] | N
         raise MalformedBody("`outputs` must be a list of objects with a string `name`")
     requested = {}
     for output in raw:
-        parameters = _check_parameters(output, f"output {output['name'][:100]!r}")
+        parameters = _check_parameters(output, f"output {output['name'][:100]!r}", allow=("classification",))
         if output["name"] in requested:  # as KServe and Triton refuse it: which of the two options holds?
             raise InvalidInput(f"output {output['name'][:100]!r} is requested more than once")
         requested[output["name"]] = bool(parameters.get("binary_data", default_binary))
     return requested
 
 
+def _classifications(raw: Any, contract: Any) -> dict[str, int]:
+    """``{output: class count}`` for the outputs asked for as classifications (Triton's extension).
+
+    Checked against the contract before the model runs: a float output of shape ``[classes]`` or
+    ``[-1, classes]``, and a count from 1 to ``classes``.
+    """
+    if raw is None:
+        return {}
+    specs = {spec.name: spec for spec in contract.outputs}
+    found = {}
+    for output in raw:
+        count = (output.get("parameters") or {}).get("classification")
+        if count is None or count is False:
+            continue
+        where = f"output {output['name'][:100]!r}"
+        spec = specs.get(output["name"])
+        if spec is None:
+            continue  # the model's own check names the unknown output
+        if not spec.datatype.startswith("FP") or len(spec.shape) not in (1, 2) or spec.shape[-1] < 1:
+            raise InvalidInput(f"{where}: classification needs a float output of shape [classes] or [-1, classes]")
+        if type(count) is not int or not 1 <= count <= spec.shape[-1]:
+            raise InvalidInput(f"{where}: classification must be a class count from 1 to {spec.shape[-1]}")
+        found[output["name"]] = count
+    return found
+
+
+def top_classes(scores: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` highest scores of each row as Triton writes them: ``"<score>:<class index>"`` (BYTES)."""
+    import numpy as np
+
+    rows = scores.reshape(1, -1) if scores.ndim == 1 else scores
+    order = np.argsort(-rows, axis=1, kind="stable")[:, :count]
+    labels = np.empty(order.shape, dtype=object)
+    for r, indices in enumerate(order):
+        labels[r] = [f"{float(rows[r, i]):f}:{int(i)}" for i in indices]
+    return labels.reshape(count) if scores.ndim == 1 else labels
+
+
 #: Parameters of extensions this server does not offer: refused, never silently ignored.
 _UNSUPPORTED = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset", "classification")
 
 
-def _check_parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
-    """The object's ``parameters`` (``{}`` when absent), refusing extensions not offered."""
+def _check_parameters(obj: dict[str, Any], where: str, allow: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The object's ``parameters`` (``{}`` when absent), refusing extensions not offered (but ``allow``)."""
     parameters = obj.get("parameters")
     if parameters is None:
         return {}
     if not isinstance(parameters, dict):
         raise MalformedBody(f"{where}: `parameters` must be an object")
     for key in _UNSUPPORTED:
-        if parameters.get(key):
+        if key not in allow and parameters.get(key):
             raise InvalidInput(
                 f"{where}: parameter {key!r} asks for an extension this server does not offer "
                 "(see GET /v2 `extensions`)"
