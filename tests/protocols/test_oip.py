@@ -268,3 +268,17 @@ def test_classification_answers_the_top_classes_as_triton_does(digits_server, he
             indices = [int(entry.split(":")[1]) for entry in entries]
             assert indices == list(np.argsort(-row, kind="stable")[:3])
             assert [float(entry.split(":")[0]) for entry in entries] == pytest.approx(row[indices], abs=1e-6)
+
+
+def test_a_body_of_binary_data_alone_is_the_one_input(digits_server, heldout) -> None:
+    """Triton's binary extension: ``Inference-Header-Content-Length: 0`` and the input's bytes as the whole body."""
+    x, _ = heldout
+    url = f"{digits_server.url}/v2/models/digits/infer"
+    headers = {"Inference-Header-Content-Length": "0", "Content-Type": "application/octet-stream"}
+    raw = requests.post(url, data=x[:3].astype("<f4").tobytes(), headers=headers, timeout=60)
+    tensor = {"name": "pixels", "shape": [3, 64], "datatype": "FP32", "data": x[:3].ravel().tolist()}
+    as_json = requests.post(url, json={"inputs": [tensor]}, timeout=60)
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["outputs"] == as_json.json()["outputs"]
+    odd = requests.post(url, data=b"\0" * 255, headers=headers, timeout=60)  # not a whole number of rows
+    assert odd.status_code == 400 and "not a whole number of FP32 [-1, 64] tensors" in odd.json()["error"]

@@ -95,8 +95,11 @@ def model_ready(function: Servable, request: Request, name: str, version: str | 
 def infer(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
     member = function.member(name, version)
     contract = member.contract()
-    header, blob = binary.split_body(request.body, request.headers)
-    body = parse_json_object(header, function.settings)
+    if request.headers.get(binary.HEADER, "").strip() == "0" and request.body:
+        body, blob = _raw_binary_request(contract, request.body), memoryview(request.body)
+    else:
+        header, blob = binary.split_body(request.body, request.headers)
+        body = parse_json_object(header, function.settings)
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise MalformedBody("`id` must be a string")
@@ -126,6 +129,40 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     for output_name, count in classify.items():
         outputs[output_name] = top_classes(outputs[output_name], count)
     return _encode_response(response, outputs, as_binary, version)
+
+
+def _raw_binary_request(contract: Any, body: bytes) -> dict[str, Any]:
+    """A body that is all binary data (``Inference-Header-Content-Length: 0``): the one input's bytes.
+
+    Triton's binary extension allows it for a model with a single input whose datatype and shape
+    its configuration gives; here the contract does, with at most one free dimension, found from
+    the body's length. The request is then the JSON one that says the same, and is checked as such.
+    """
+    import math
+
+    import numpy as np
+
+    from modelfn.datatypes import NUMPY_DTYPES
+
+    if len(contract.inputs) != 1:
+        raise MalformedBody(
+            f"a body of binary data alone fits a model with one input; this one takes {len(contract.inputs)}"
+        )
+    spec = contract.inputs[0]
+    if spec.datatype == "BYTES" or spec.shape.count(-1) > 1:
+        raise MalformedBody(f"input {spec.name!r} ({spec.datatype} {spec.shape}) needs its shape in a JSON header")
+    itemsize = 1 if spec.datatype == "BOOL" else np.dtype(NUMPY_DTYPES[spec.datatype]).itemsize
+    fixed = math.prod(dim for dim in spec.shape if dim != -1) * itemsize
+    if fixed == 0 or len(body) % fixed:
+        raise MalformedBody(f"{len(body)} bytes is not a whole number of {spec.datatype} {spec.shape} tensors")
+    shape = [len(body) // fixed if dim == -1 else dim for dim in spec.shape]
+    tensor = {
+        "name": spec.name,
+        "shape": shape,
+        "datatype": spec.datatype,
+        "parameters": {"binary_data_size": len(body)},
+    }
+    return {"inputs": [tensor]}
 
 
 def decode_inputs(
