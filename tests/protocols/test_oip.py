@@ -282,3 +282,27 @@ def test_a_body_of_binary_data_alone_is_the_one_input(digits_server, heldout) ->
     assert raw.json()["outputs"] == as_json.json()["outputs"]
     odd = requests.post(url, data=b"\0" * 255, headers=headers, timeout=60)  # not a whole number of rows
     assert odd.status_code == 400 and "not a whole number of FP32 [-1, 64] tensors" in odd.json()["error"]
+
+
+def test_tritonclients_aio_client_infers_and_reads_metadata(digits_server, heldout) -> None:
+    """tritonclient's asyncio HTTP client (aiohttp), as an async caller uses it."""
+    import asyncio
+
+    import tritonclient.http.aio as triton_aio
+    from tritonclient.http import InferInput, InferRequestedOutput
+
+    x, _ = heldout
+
+    async def call() -> tuple[dict, np.ndarray, bool]:
+        client = triton_aio.InferenceServerClient(digits_server.url.removeprefix("http://"))
+        try:
+            tensor = InferInput("pixels", [2, 64], "FP32")
+            tensor.set_data_from_numpy(x[:2])
+            result = await client.infer("digits", [tensor], outputs=[InferRequestedOutput("label")])
+            return await client.get_model_metadata("digits"), result.as_numpy("label"), await client.is_server_ready()
+        finally:
+            await client.close()
+
+    metadata, labels, ready = asyncio.run(call())
+    assert metadata["name"] == "digits" and metadata["inputs"][0]["name"] == "pixels"
+    assert labels.shape == (2,) and labels.dtype == np.int64 and ready
