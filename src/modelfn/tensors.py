@@ -134,21 +134,41 @@ def _uint64_or_float(data: Any, inferred: np.ndarray) -> np.ndarray:
 
 
 def _bytes_array(data: Any, where: str) -> np.ndarray:
+    """Strings (nested lists of them) as an object array whose shape is the nesting's.
+
+    Flat OIP data takes its shape from the request afterwards; nested data (TF Serving's rows) keeps
+    its own, which must be rectangular: every list at one depth the same length, strings at the leaves.
+    """
+    scalar = not isinstance(data, list)
+    if scalar:
+        data = [data]
+    shape: list[int] = []  # the first list at each depth sets that depth's length
+    probe: Any = data
+    while isinstance(probe, list):
+        shape.append(len(probe))
+        probe = probe[0] if probe else None
     items: list[str] = []
-    stack = [iter(data if isinstance(data, list) else [data])]
+    stack = [(iter(data), 0)]
     while stack:  # iterative flatten: no recursion limit to hit
-        for item in stack[-1]:
+        iterator, depth = stack[-1]
+        for item in iterator:
             if isinstance(item, list):
-                stack.append(iter(item))
+                if depth + 1 >= len(shape) or len(item) != shape[depth + 1]:
+                    raise InvalidInput(f"{where}: BYTES data must be rectangular nested lists of strings")
+                stack.append((iter(item), depth + 1))
                 break
             if not isinstance(item, str):
                 raise InvalidInput(f"{where}: BYTES data must be strings, got {type(item).__name__}")
+            if depth != len(shape) - 1:
+                raise InvalidInput(f"{where}: BYTES data must be rectangular nested lists of strings")
             items.append(item)
         else:
             stack.pop()
     array = np.empty(len(items), dtype=object)
     array[:] = items
-    return array
+    if scalar:
+        return array
+    return array.reshape(shape) if math.prod(shape) == len(items) else array
 
 
 def datatype_of(array: np.ndarray) -> str:
