@@ -279,10 +279,11 @@ def _operation(route: Route, path: str, parameters: dict[str, dict[str, Any]]) -
     else:
         operation["security"] = [{"apiKey": []}, {"bearer": []}, {}]  # {}: when the function has no keys
     if "request" in doc:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{doc['request']}"}}},
-        }
+        content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{doc['request']}"}}}
+        if doc["request"] == "Payload":  # files too, where the model's contract has `uploads:`
+            files = {"type": "object", "additionalProperties": {"type": "string", "format": "binary"}}
+            content["multipart/form-data"] = {"schema": files}
+        operation["requestBody"] = {"required": True, "content": content}
     return operation
 
 
