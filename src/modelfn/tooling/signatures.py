@@ -181,16 +181,12 @@ def _skops(path: Path) -> tuple[list[Tensor], list[Tensor]]:
 def _torch(path: Path) -> tuple[list[Tensor], list[Tensor]]:
     import torch
 
-    from modelfn.runtime.predictors.pytorch import _require_tensor_files
+    from modelfn.runtime.predictors.pytorch import load_program, user_inputs
 
     with path.open("rb") as file:
-        _require_tensor_files(file)
-        file.seek(0)
-        program = torch.export.load(file)
-    placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
+        program = load_program(file)
     inputs = []
-    for name in program.graph_signature.user_inputs:
-        value = placeholders[name].meta.get("val")
+    for name, value in user_inputs(program):
         if not isinstance(value, torch.Tensor):
             raise ContractError(f"{path}: input {name!r} is not a tensor")
         inputs.append(Tensor(name, _torch_type(value), _dims(value.shape)))
@@ -205,6 +201,6 @@ def _torch(path: Path) -> tuple[list[Tensor], list[Tensor]]:
 
 
 def _torch_type(value: Any) -> str:
-    import torch
+    from modelfn.runtime.predictors.pytorch import numpy_dtype
 
-    return _numpy_type(torch.empty((), dtype=value.dtype).numpy().dtype, str(value.dtype))
+    return _numpy_type(numpy_dtype(value.dtype), str(value.dtype))

@@ -64,9 +64,7 @@ class TorchPredictor:
     def from_artifact(cls, artifact: VerifiedArtifact, contract: Contract) -> TorchPredictor:
         """Load the verified file through its open descriptor: the bytes checked are the bytes loaded."""
         require("torch", "pytorch")
-        # Before torch reads it: every torch.load in this process then refuses anything but tensors.
-        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+        _weights_only()
         import torch
 
         _set_threads(torch, available_cpus())
@@ -75,17 +73,13 @@ class TorchPredictor:
             # A private descriptor of the verified file (torch closes what it is given; the artifact keeps its own).
             with os.fdopen(os.dup(artifact.fd), "rb") as file:
                 if fmt == "torch_export":
-                    _require_tensor_files(file)
-                    file.seek(0)
-                    program = torch.export.load(file)
+                    program = load_program(file)
                     _check_program(program, contract)
-                    module = program.module()
-                    return cls(module, contract, program)
-                else:
-                    _require_torchscript(file)
-                    file.seek(0)
-                    module = torch.jit.load(file, map_location="cpu")
-                    module.eval()
+                    return cls(program.module(), contract, program)
+                _require_torchscript(file)
+                file.seek(0)
+                module = torch.jit.load(file, map_location="cpu")
+                module.eval()
         except ContractError:
             raise
         except Exception as exc:  # torch raises RuntimeError, ValueError, pickle errors... for bad files
@@ -129,15 +123,31 @@ def _set_threads(torch: Any, threads: int) -> None:
     _threads_set = True
 
 
+def _weights_only() -> None:
+    """Before torch reads a file: every ``torch.load`` in this process then refuses anything but tensors."""
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+
+
+def load_program(file: BinaryIO) -> Any:
+    """``torch.export.load`` of a ``.pt2`` file object, once its weight tables hold no pickle."""
+    _weights_only()
+    import torch
+
+    _require_tensor_files(file)
+    file.seek(0)
+    return torch.export.load(file)
+
+
 def _require_tensor_files(file: BinaryIO) -> None:
     """Refuse a ``.pt2`` whose weights or constants are pickles: ``torch.export.load`` fully unpickles those."""
     try:
         with zipfile.ZipFile(file) as archive:
             for name in archive.namelist():
-                folder, _, file = name.rpartition("/")
-                if folder.endswith(("data/weights", "data/constants")) and file.endswith(".pt"):
+                folder, _, base = name.rpartition("/")
+                if folder.endswith(("data/weights", "data/constants")) and base.endswith(".pt"):
                     raise ContractError(f"the .pt2 archive keeps {name} in the legacy pickled format; save it again")
-                if not file.endswith(("_weights_config.json", "_constants_config.json")):
+                if not base.endswith(("_weights_config.json", "_constants_config.json")):
                     continue
                 if archive.getinfo(name).file_size > _MAX_CONFIG_BYTES:
                     raise ContractError(f"the .pt2 archive's {name} is over {_MAX_CONFIG_BYTES:,} bytes")
@@ -172,26 +182,37 @@ def _require_torchscript(file: BinaryIO) -> None:
         )
 
 
+def user_inputs(program: Any) -> list[tuple[str, Any]]:
+    """``(name, example value)`` of each input an exported program's caller passes, in order.
+
+    The other placeholders are the program's own parameters, buffers and constants.
+    """
+    placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
+    return [(name, placeholders[name].meta.get("val")) for name in program.graph_signature.user_inputs]
+
+
+def numpy_dtype(torch_dtype: Any) -> np.dtype:
+    """The numpy dtype of a torch dtype."""
+    import torch
+
+    return torch.empty((), dtype=torch_dtype).numpy().dtype
+
+
 def _check_program(program: Any, contract: Contract) -> None:
     """Inputs of an exported program against the contract: count, datatype, rank, fixed dimensions."""
     import torch
 
-    placeholders = [node for node in program.graph.nodes if node.op == "placeholder"]
-    user = set(program.graph_signature.user_inputs)
-    taken = [node for node in placeholders if node.name in user]
+    taken = user_inputs(program)
     if len(taken) != len(contract.inputs):
         raise ContractError(
             f"field `inputs`: the exported program takes {len(taken)} input(s), the contract declares "
             f"{len(contract.inputs)}"
         )
-    for index, (spec, node) in enumerate(zip(contract.inputs, taken, strict=True)):
-        value = node.meta.get("val")
+    for index, (spec, (_, value)) in enumerate(zip(contract.inputs, taken, strict=True)):
         if not isinstance(value, torch.Tensor):
             continue
         where = f"field `inputs[{index}]` ({spec.name})"
-        declared = np.dtype(NUMPY_DTYPES[spec.datatype])
-        actual = torch.empty((), dtype=value.dtype).numpy().dtype
-        if actual != declared:
+        if numpy_dtype(value.dtype) != np.dtype(NUMPY_DTYPES[spec.datatype]):
             raise ContractError(f"{where}: datatype {spec.datatype} declared, the program takes {value.dtype}")
         if value.dim() != len(spec.shape):
             raise ContractError(f"{where}: shape {spec.shape} declared, the program's rank is {value.dim()}")
