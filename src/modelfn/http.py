@@ -54,19 +54,30 @@ def error_response(error: ModelfnError) -> Response:
     return json_response({"error": message}, error.status, error.headers)
 
 
-def parse_json(body: bytes, settings: Settings) -> Any:
-    """Decode a JSON body within the settings' nesting and string limits, or raise a 4xx saying why."""
+def parse_json(body: bytes, settings: Settings, *, non_finite: bool = False) -> Any:
+    """Decode a JSON body within the settings' nesting and string limits, or raise a 4xx saying why.
+
+    ``non_finite`` also takes the ``NaN``, ``Infinity`` and ``-Infinity`` tokens (TF Serving's JSON):
+    orjson refuses them, so a body it refuses that holds one is read by the standard library's parser.
+    """
     if not body.strip():
         raise MalformedBody("the body is empty; expected a JSON document")
     check_json_extent(body, settings.max_json_depth, settings.max_string_bytes)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not (non_finite and (b"NaN" in body or b"Infinity" in body)):
+            raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    import json
+
+    try:
+        return json.loads(body)
+    except ValueError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
 
 
-def parse_json_object(body: bytes, settings: Settings) -> dict[str, Any]:
-    value = parse_json(body, settings)
+def parse_json_object(body: bytes, settings: Settings, *, non_finite: bool = False) -> dict[str, Any]:
+    value = parse_json(body, settings, non_finite=non_finite)
     if not isinstance(value, dict):
         raise MalformedBody(f"the body must be a JSON object, got {type(value).__name__}")
     return value

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from modelfn.errors import InvalidInput, MalformedBody
-from modelfn.http import VERSION_HEADER, Request, Response, check_json_extent, json_response, parse_json_object
+from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.runtime.model import named_inputs
 from modelfn.tensors import to_array, to_json_value
 
@@ -41,7 +39,7 @@ def model_status(function: Servable, request: Request, name: str, version: str |
 def predict(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
     member = function.member(name, version)
     contract = member.contract()
-    body = _parse_body(request.body, function.settings)
+    body = parse_json_object(request.body, function.settings, non_finite=True)  # NaN and Infinity too
     signature = body.get("signature_name", "serving_default")
     if signature != "serving_default":
         raise InvalidInput(f"unknown signature_name {str(signature)[:100]!r}; this model has 'serving_default'")
@@ -61,32 +59,6 @@ def predict(function: Servable, request: Request, name: str, version: str | None
     if len(outputs) == 1:
         return json_response({"outputs": to_json_value(next(iter(outputs.values())))}, headers=headers)
     return json_response({"outputs": {name: to_json_value(a) for name, a in outputs.items()}}, headers=headers)
-
-
-def _parse_body(body: bytes, settings: Any) -> dict[str, Any]:
-    """The JSON body, with TF Serving's ``NaN``, ``Infinity`` and ``-Infinity`` tokens where it has them.
-
-    orjson refuses those tokens (they are not JSON); a body it refuses that holds one is read again
-    by the standard library's parser, which takes them, within the same depth and string limits.
-    """
-    if b"NaN" not in body and b"Infinity" not in body:
-        return parse_json_object(body, settings)
-    import json
-
-    if not body.strip():
-        raise MalformedBody("the body is empty; expected a JSON document")
-    check_json_extent(body, settings.max_json_depth, settings.max_string_bytes)  # before either parser
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        value = None
-    try:
-        value = json.loads(body) if value is None else value
-    except ValueError as exc:
-        raise MalformedBody(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise MalformedBody(f"the body must be a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _values(spec: Any, data: Any) -> np.ndarray:
