@@ -102,6 +102,11 @@ class Artifact(_Strict):
         return self.uri.rsplit("/", 1)[-1]
 
     @property
+    def bundled(self) -> bool:
+        """Whether the file sits in the function folder (a relative path), so it travels with the bundle."""
+        return "://" not in self.uri
+
+    @property
     def format(self) -> str | None:
         name = self.uri.rsplit("/", 1)[-1].lower()
         return next((fmt for suffix, fmt in FORMATS.items() if name.endswith(suffix)), None)
@@ -191,8 +196,8 @@ class Uploads(_Strict):
 
     The pre hook receives each file as a :class:`modelfn.Upload` (its bytes, media type and file
     name) under its form field's name; a raw body arrives under ``field``. A request of any other
-    type is a 415, a file over ``max_bytes`` a 413, both refused from the headers before any part
-    is read.
+    type is a 415, a body over what its files may hold a 413, both refused before any part is
+    parsed; a part over ``max_bytes`` is a 413 as soon as it is.
     """
 
     #: What is accepted, as the client declares it and as the bytes' signature says for images.

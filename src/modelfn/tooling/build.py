@@ -373,7 +373,7 @@ def copy_sources(layout: FunctionLayout, stage: Path) -> None:
         source, dest = layout.folder / name, stage / name
         dest.mkdir(parents=True, exist_ok=True)
         paths = model_files(source, contract)
-        model = resolve_local_artifact(contract, source) if _local_artifact(contract) else None
+        model = resolve_local_artifact(contract, source) if _bundled(contract) else None
         for path in paths:
             if path == model:  # copied (or laid out) below, once the contract is in place
                 continue
@@ -393,8 +393,8 @@ def copy_sources(layout: FunctionLayout, stage: Path) -> None:
     )
 
 
-def _local_artifact(contract: Contract) -> bool:
-    return contract.artifact is not None and "://" not in contract.artifact.uri
+def _bundled(contract: Contract) -> bool:
+    return contract.artifact is not None and contract.artifact.bundled
 
 
 def _tooling(package: Path, folder: str, names: list[str]) -> list[str]:
@@ -410,7 +410,7 @@ def model_files(folder: Path, contract: Contract) -> list[Path]:
     refs = (contract.hooks.pre, contract.hooks.post, contract.hooks.turn)
     hooks = [ref.split(":")[0] for ref in refs if ref]
     files += [folder / name for name in sorted(local_modules(folder, hooks))]
-    if contract.artifact is not None and "://" not in contract.artifact.uri:
+    if _bundled(contract):
         from modelfn.contract import resolve_local_artifact
 
         model = resolve_local_artifact(contract, folder)
@@ -424,7 +424,7 @@ def record_verification(folder: Path, contract: Contract) -> None:
     A copy that does not match the contract fails the build; the record lets a cold start of this
     immutable bundle skip the re-hash when the contract asks it to.
     """
-    if contract.artifact is None or "://" in contract.artifact.uri:
+    if not _bundled(contract):
         return
     from modelfn.build_record import write_build_record
     from modelfn.contract import resolve_local_artifact

@@ -15,6 +15,7 @@ need, and an alignment every kernel accepts). ``modelfn build`` and ``modelfn pu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modelfn.errors import ContractError
-from modelfn.runtime.digests import hash_path, same_digest
+from modelfn.runtime.digests import hash_path, same_digest, sha256_hex
 
 #: Tensors of at least this many bytes move out (onnx's own threshold for external data).
 MIN_TENSOR_BYTES = 1024
@@ -59,19 +60,24 @@ def externalize(model: Path, dest: Path) -> tuple[str, dict[str, str]] | None:
     data_path, graph_path = dest.with_name(data_name), dest
     partial_data = data_path.with_name(data_path.name + ".partial")
     partial_graph = graph_path.with_name(graph_path.name + ".partial")
+    data_hash = hashlib.sha256()  # hashed as it is written: the file is not read back
     try:
         with open(partial_data, "wb") as out:
             for tensor in tensors:
-                offset = out.seek(-out.tell() % ALIGNMENT, os.SEEK_CUR)  # the next 64 KiB boundary
-                raw = tensor.raw_data
-                view = memoryview(raw)
+                padding = bytes(-out.tell() % ALIGNMENT)  # up to the next 64 KiB boundary
+                out.write(padding)
+                data_hash.update(padding)
+                offset = out.tell()
+                view = memoryview(tensor.raw_data)
                 for start in range(0, len(view), _COPY_BYTES):
                     out.write(view[start : start + _COPY_BYTES])
-                _point_at(tensor, data_name, offset, len(raw))
+                    data_hash.update(view[start : start + _COPY_BYTES])
+                _point_at(tensor, data_name, offset, len(view))
             out.flush()
             os.fsync(out.fileno())
+        graph = proto.SerializeToString()
         with open(partial_graph, "wb") as out:
-            out.write(proto.SerializeToString())
+            out.write(graph)
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial_data, data_path)
@@ -80,7 +86,7 @@ def externalize(model: Path, dest: Path) -> tuple[str, dict[str, str]] | None:
         for path in (partial_data, partial_graph, data_path, graph_path):
             path.unlink(missing_ok=True)
         raise
-    return hash_path(graph_path)[0], {data_name: hash_path(data_path)[0]}
+    return sha256_hex(graph), {data_name: data_hash.hexdigest()}
 
 
 def _movable(tensor: Any) -> bool:
@@ -126,7 +132,7 @@ def lay_out_bundle(source: Path, dest: Path, contract: Any) -> bool:
     from modelfn.contract import CONTRACT_FILE, compile_contract, resolve_local_artifact
 
     artifact = contract.artifact
-    if contract.framework != "onnx" or artifact is None or "://" in artifact.uri:
+    if contract.framework != "onnx" or artifact is None or not artifact.bundled:
         return False
     mode = contract.deploy.weights if contract.deploy is not None else "auto"
     model = resolve_local_artifact(contract, source)
