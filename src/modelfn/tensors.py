@@ -139,8 +139,7 @@ def _bytes_array(data: Any, where: str) -> np.ndarray:
     Flat OIP data takes its shape from the request afterwards; nested data (TF Serving's rows) keeps
     its own, which must be rectangular: every list at one depth the same length, strings at the leaves.
     """
-    scalar = not isinstance(data, list)
-    if scalar:
+    if not isinstance(data, list):
         data = [data]
     shape: list[int] = []  # the first list at each depth sets that depth's length
     probe: Any = data
@@ -166,9 +165,7 @@ def _bytes_array(data: Any, where: str) -> np.ndarray:
             stack.pop()
     array = np.empty(len(items), dtype=object)
     array[:] = items
-    if scalar:
-        return array
-    return array.reshape(shape) if math.prod(shape) == len(items) else array
+    return array.reshape(shape)  # rectangular, as checked: the shape holds exactly these items
 
 
 def datatype_of(array: np.ndarray) -> str:

@@ -99,7 +99,7 @@ def test_bytes_that_are_not_the_declared_image_are_415(digits_server, digits_pho
             "is not a decodable image/png image")  # fmt: skip
 
 
-def test_an_oversized_file_is_413_from_its_headers(digits_server) -> None:
+def test_an_oversized_file_is_413_before_parsing(digits_server) -> None:
     big = b"\x89PNG\r\n\x1a\n" + b"\0" * (2 << 20)
     refused(requests.post(f"{digits_server.url}/predict", data=big, headers={"Content-Type": "image/png"},
                           timeout=TIMEOUT), 413, "over this model's limit of 2,097,152 bytes")  # fmt: skip

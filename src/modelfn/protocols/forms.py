@@ -73,8 +73,7 @@ def _check_length(request: Request, limit: int, what: str) -> None:
 
 
 def _checked(data: bytes, media_type: str, filename: str | None, uploads: Uploads) -> Upload:
-    if len(data) > uploads.max_bytes:
-        raise PayloadTooLarge(f"a file of {len(data):,} bytes is over this model's limit of {uploads.max_bytes:,}")
+    """An :class:`Upload` of bytes already held to ``max_bytes``, an image's signature matched to its type."""
     if media_type.startswith("image/"):
         signatures = SIGNATURES.get(media_type)
         if signatures is None:

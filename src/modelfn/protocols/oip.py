@@ -151,8 +151,7 @@ def _raw_binary_request(contract: Any, body: bytes) -> dict[str, Any]:
     spec = contract.inputs[0]
     if spec.datatype == "BYTES" or spec.shape.count(-1) > 1:
         raise MalformedBody(f"input {spec.name!r} ({spec.datatype} {spec.shape}) needs its shape in a JSON header")
-    itemsize = 1 if spec.datatype == "BOOL" else np.dtype(NUMPY_DTYPES[spec.datatype]).itemsize
-    fixed = math.prod(dim for dim in spec.shape if dim != -1) * itemsize
+    fixed = math.prod(dim for dim in spec.shape if dim != -1) * np.dtype(NUMPY_DTYPES[spec.datatype]).itemsize
     if fixed == 0 or len(body) % fixed:
         raise MalformedBody(f"{len(body)} bytes is not a whole number of {spec.datatype} {spec.shape} tensors")
     shape = [len(body) // fixed if dim == -1 else dim for dim in spec.shape]

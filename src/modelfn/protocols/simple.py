@@ -20,7 +20,7 @@ def predict(function: Servable, request: Request, name: str | None = None) -> Re
     from modelfn.protocols.forms import read_payload
 
     member = function.member(name)
-    # JSON, or the files the contract's `uploads:` accepts (checked from the headers before parsing).
+    # JSON, or the files the contract's `uploads:` accepts (type and size checked before parsing).
     payload = read_payload(request, member.contract().uploads, function.settings)
     model = member.model()
     answer = member.run(lambda: model.predict_json(payload), inline=model.interruptible(hooks=True))
