@@ -15,6 +15,45 @@ import pytest
 from modelfn.errors import ArtifactError
 from modelfn.runtime import memory
 
+#: Writes ``folder/model.onnx`` (a chain of 2048x2048 FP32 MatMuls, 16 MiB a layer) and its contract, in a
+#: process of its own so the test's own memory does not grow; laid out, the weights go to a .data file.
+CHAIN = """
+import hashlib, sys
+import numpy as np, onnx, yaml
+from onnx import TensorProto, helper, numpy_helper
+from pathlib import Path
+from modelfn.tooling.layout import externalize
+folder, layers, laid_out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+rng = np.random.default_rng(0)
+weights = [numpy_helper.from_array(rng.standard_normal((2048, 2048), dtype=np.float32), f"w{i}") for i in range(layers)]
+nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i - 1}", f"w{i}"], [f"h{i}"]) for i in range(layers)]
+nodes.append(helper.make_node("Identity", [f"h{layers - 1}"], ["y"]))
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 2048])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 2048])
+model = helper.make_model(helper.make_graph(nodes, "chain", [x], [y], weights),
+                          opset_imports=[helper.make_opsetid("", 17)])
+model.ir_version = 8
+onnx.save_model(model, str(folder / "embedded.onnx"))
+del model, weights
+if laid_out:
+    main, files = externalize(folder / "embedded.onnx", folder / "model.onnx")
+    (folder / "embedded.onnx").unlink()
+else:
+    (folder / "embedded.onnx").rename(folder / "model.onnx")
+    main, files = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest(), {}
+(folder / "modelfn.yaml").write_text(yaml.safe_dump({
+    "name": "big", "version": "1", "framework": "onnx",
+    "artifact": {"uri": "model.onnx", "sha256": main, **({"files": files} if files else {})},
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2048]}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2048]}],
+    "docs": {"description": "big"}}))
+"""
+
+
+def write_chain_function(folder: Path, *, layers: int, laid_out: bool) -> None:
+    args = [sys.executable, "-c", CHAIN, str(folder), str(layers), "1" if laid_out else "0"]
+    subprocess.run(args, check=True, capture_output=True, timeout=300)
+
 
 def test_tmpfs_is_memory_and_the_work_tree_is_not(tmp_path) -> None:
     if memory.filesystem_of("/dev/shm") != "tmpfs":
@@ -37,33 +76,7 @@ def test_a_large_model_loaded_on_a_thread_peaks_near_its_size(tmp_path: Path) ->
 
     Without the allocator's fixed mmap threshold this peaked at 1.5x the model here; with it, about 1.1x.
     """
-    script = textwrap.dedent(f"""
-        import resource, sys
-        import numpy as np, onnx, yaml
-        from onnx import TensorProto, helper, numpy_helper
-        from pathlib import Path
-        folder = Path({str(tmp_path)!r})
-        rng = np.random.default_rng(0)
-        weights = [numpy_helper.from_array(rng.standard_normal((2048, 2048), dtype=np.float32), f"w{{i}}")
-                   for i in range(8)]
-        nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{{i - 1}}", f"w{{i}}"], [f"h{{i}}"])
-                 for i in range(8)]
-        nodes.append(helper.make_node("Identity", ["h7"], ["y"]))
-        graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 2048])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 2048])], weights)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        onnx.save_model(model, str(folder / "model.onnx"))
-        del model, graph, weights
-        import hashlib
-        digest = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
-        (folder / "modelfn.yaml").write_text(yaml.safe_dump({{
-            "name": "big", "version": "1", "framework": "onnx", "artifact": {{"uri": "model.onnx", "sha256": digest}},
-            "inputs": [{{"name": "x", "datatype": "FP32", "shape": [-1, 2048]}}],
-            "outputs": [{{"name": "y", "datatype": "FP32", "shape": [-1, 2048]}}], "docs": {{"description": "big"}}}}))
-        print("ready", flush=True)
-    """)  # fmt: skip
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+    write_chain_function(tmp_path, layers=8, laid_out=False)
     measure = textwrap.dedent(f"""
         import resource
         import numpy as np, onnxruntime
@@ -97,34 +110,7 @@ def test_weights_in_a_data_file_are_used_in_place_when_pre_packing_is_off(tmp_pa
         pytest.skip("no tmpfs at /dev/shm on this machine")
     folder = Path(tempfile.mkdtemp(prefix="modelfn-test-", dir="/dev/shm"))
     try:
-        script = textwrap.dedent(f"""
-            import hashlib, numpy as np, onnx, yaml
-            from onnx import TensorProto, helper, numpy_helper
-            from pathlib import Path
-            from modelfn.tooling.layout import externalize
-            folder = Path({str(folder)!r})
-            rng = np.random.default_rng(0)
-            weights = [numpy_helper.from_array(rng.standard_normal((2048, 2048), dtype=np.float32), f"w{{i}}")
-                       for i in range(4)]
-            nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{{i - 1}}", f"w{{i}}"], [f"h{{i}}"])
-                     for i in range(4)]
-            nodes.append(helper.make_node("Identity", ["h3"], ["y"]))
-            x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 2048])
-            y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 2048])
-            graph = helper.make_graph(nodes, "chain", [x], [y], weights)
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-            model.ir_version = 8
-            onnx.save_model(model, str(folder / "embedded.onnx"))
-            main, files = externalize(folder / "embedded.onnx", folder / "model.onnx")
-            (folder / "embedded.onnx").unlink()
-            (folder / "modelfn.yaml").write_text(yaml.safe_dump({{
-                "name": "big", "version": "1", "framework": "onnx",
-                "artifact": {{"uri": "model.onnx", "sha256": main, "files": files}},
-                "inputs": [{{"name": "x", "datatype": "FP32", "shape": [-1, 2048]}}],
-                "outputs": [{{"name": "y", "datatype": "FP32", "shape": [-1, 2048]}}],
-                "docs": {{"description": "big"}}}}))
-        """)  # fmt: skip
-        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
+        write_chain_function(folder, layers=4, laid_out=True)
         measure = textwrap.dedent(f"""
             import numpy as np, onnxruntime
             from modelfn.contract import load_contract

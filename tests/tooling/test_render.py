@@ -83,22 +83,16 @@ def test_plans_of_the_examples() -> None:
         "1",
         "prod",
     )
-    # TensorFlow is over both zip limits: an image, serving its own registry version, off the gateway.
-    keras = plans["digits-keras"]
-    assert (keras.package, keras.registry_model, keras.deploy.alias, keras.deploy.expose) == (
-        "image",
-        "digits",
-        "keras",
-        False,
-    )
-    # PyTorch is over both zip limits too: an image, its own registry version, off the gateway.
-    torch = plans["digits-torch"]
-    assert (torch.package, torch.registry_model, torch.deploy.alias, torch.deploy.expose) == (
-        "image",
-        "digits",
-        "torch",
-        False,
-    )
+    # TensorFlow and PyTorch are over both zip limits: an image each, serving its own registry
+    # version, off the gateway.
+    for folder, alias in (("digits-keras", "keras"), ("digits-torch", "torch")):
+        each = plans[folder]
+        assert (each.package, each.registry_model, each.deploy.alias, each.deploy.expose) == (
+            "image",
+            "digits",
+            alias,
+            False,
+        )
     # A several-model function serves its bundled artifacts under every member's name.
     ensemble = plans["digits-ensemble"]
     assert ensemble.registry_model is None
