@@ -39,7 +39,16 @@ $(TOOLS)/node_modules/.bin/sls: packaging/tools/package.json packaging/tools/pac
 	npm ci --silent --no-audit --no-fund --prefix $(TOOLS)
 	@touch $@
 
-tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls
+# The peers' own clients for tests/protocols/test_peer_clients.py: the kserve SDK and MLServer pin
+# versions of protobuf, pandas, fastapi and starlette that clash with each other and with the ML
+# stack, so each lives in an environment of its own, pinned whole (packaging/tools/<name>.txt).
+$(TOOLS)/%/.installed: packaging/tools/%.txt
+	rm -rf $(TOOLS)/$* && $(PYTHON) -m venv $(TOOLS)/$*
+	$(TOOLS)/$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls $(TOOLS)/kserve/.installed \
+	$(TOOLS)/mlserver/.installed
 
 # Headless Chromium for the web page's browser test: Debian's package, driven by Playwright
 # (Playwright's own browser download needs the internet; the system Chromium does not).

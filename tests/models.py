@@ -15,41 +15,60 @@ ONNX_TYPES = {
 }  # fmt: skip
 
 
-def write_echo_function(folder: Path) -> Path:
-    """A function whose model returns each input unchanged: ``in_<T>`` -> ``out_<T>`` for every datatype."""
+Spec = tuple[str, str, list[int]]  # a tensor: name, OIP datatype, contract shape (-1 free)
+
+
+def write_graph_function(
+    folder: Path, name: str, nodes: list, inputs: list[Spec], outputs: list[Spec], description: str
+) -> Path:
+    """A function serving one ONNX graph of ``nodes`` whose inputs and outputs are the contract's."""
     import onnx
     from onnx import TensorProto, helper
 
+    def value_info(spec: Spec):
+        tensor, datatype, shape = spec
+        dims = [f"d{i}" if size == -1 else size for i, size in enumerate(shape)]
+        return helper.make_tensor_value_info(tensor, getattr(TensorProto, ONNX_TYPES[datatype]), dims)
+
     folder.mkdir(parents=True, exist_ok=True)
-    inputs, outputs, nodes = [], [], []
-    for datatype, onnx_type in ONNX_TYPES.items():
-        element = getattr(TensorProto, onnx_type)
-        inputs.append(helper.make_tensor_value_info(f"in_{datatype}", element, ["batch", 2]))
-        outputs.append(helper.make_tensor_value_info(f"out_{datatype}", element, ["batch", 2]))
-        nodes.append(helper.make_node("Identity", [f"in_{datatype}"], [f"out_{datatype}"]))
-    graph = helper.make_graph(nodes, "echo", inputs, outputs)
+    graph = helper.make_graph(nodes, name, [value_info(s) for s in inputs], [value_info(s) for s in outputs])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     (folder / "model.onnx").write_bytes(model.SerializeToString())
 
-    def spec(prefix: str, datatype: str) -> dict:
-        return {"name": f"{prefix}_{datatype}", "datatype": datatype, "shape": [-1, 2]}
+    def spec(item: Spec) -> dict:
+        return {"name": item[0], "datatype": item[1], "shape": item[2]}
 
     contract = {
-        "name": "echo",
+        "name": name,
         "version": "1",
         "framework": "onnx",
         "artifact": {"uri": "model.onnx", "sha256": sha256_of(folder / "model.onnx")},
-        "inputs": [spec("in", t) for t in ONNX_TYPES],
-        "outputs": [spec("out", t) for t in ONNX_TYPES],
-        "docs": {"description": "Returns its inputs; exercises every datatype."},
+        "inputs": [spec(s) for s in inputs],
+        "outputs": [spec(s) for s in outputs],
+        "docs": {"description": description},
     }
     (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
     (folder / "main.py").write_text(
         "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
     )
     return folder
+
+
+def write_identity_function(folder: Path, name: str, pairs: dict[str, tuple[str, str, list[int]]]) -> Path:
+    """A function whose model returns each input unchanged: ``{input: (output, datatype, shape)}``."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Identity", [source], [target]) for source, (target, _, _) in pairs.items()]
+    inputs = [(source, datatype, shape) for source, (_, datatype, shape) in pairs.items()]
+    outputs = [(target, datatype, shape) for target, datatype, shape in pairs.values()]
+    return write_graph_function(folder, name, nodes, inputs, outputs, "Returns its inputs unchanged.")
+
+
+def write_echo_function(folder: Path) -> Path:
+    """A function whose model returns each input unchanged: ``in_<T>`` -> ``out_<T>`` for every datatype."""
+    return write_identity_function(folder, "echo", {f"in_{t}": (f"out_{t}", t, [-1, 2]) for t in ONNX_TYPES})
 
 
 def write_external_data_function(folder: Path, location: str) -> Path:

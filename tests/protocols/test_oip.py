@@ -245,6 +245,8 @@ def test_the_repository_index_lists_each_model_with_its_state(tmp_path) -> None:
         while not client.is_model_ready("digits") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert client.get_model_repository_index() == [{"name": "digits", "version": "1", "state": "READY"}]
+        unset = requests.post(f"{server.url}/v2/repository/index", json={"ready": None}, timeout=60)
+        assert unset.status_code == 200 and len(unset.json()) == 1  # null, as clients dump unset fields: all
         bad = requests.post(f"{server.url}/v2/repository/index", json={"ready": "yes"}, timeout=60)
         assert bad.status_code == 400 and "`ready` must be true or false" in bad.json()["error"]
 

@@ -30,6 +30,7 @@ def test_columnar_format_and_version_path(digits_client, heldout) -> None:
 
 
 def test_model_status(digits_client) -> None:
+    """TF Serving's version status, with KServe V1's ``name`` and ``ready`` beside it (same path in both)."""
     digits_client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]})
     status = digits_client.get("/v1/models/digits").get_json()
     assert status["model_version_status"][0] == {
@@ -37,6 +38,7 @@ def test_model_status(digits_client) -> None:
         "state": "AVAILABLE",
         "status": {"error_code": "OK", "error_message": ""},
     }
+    assert status["name"] == "digits" and status["ready"] is True
 
 
 @pytest.mark.parametrize(

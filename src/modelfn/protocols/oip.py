@@ -55,8 +55,10 @@ def repository_index(function: Servable, request: Request) -> Response:
     registry's aliases decide what a function serves).
     """
     body = parse_json_object(request.body, function.settings) if request.body.strip() else {}
-    only_ready = body.get("ready", False)
-    if not isinstance(only_ready, bool):
+    only_ready = body.get("ready")
+    if only_ready is None:  # absent, or null as clients that dump every optional field send it
+        only_ready = False
+    elif not isinstance(only_ready, bool):
         raise MalformedBody("`ready` must be true or false")
     index = []
     for name in function.catalog():

@@ -24,16 +24,17 @@ if TYPE_CHECKING:
 
 
 def model_status(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
+    """``GET /v1/models/{name}``: TF Serving's version status, and the ``name``/``ready`` of KServe's V1.
+
+    Both protocols answer at this path; neither's clients mind the other's keys, so one body serves
+    TF Serving's REST callers and the kserve SDK's ``is_model_ready`` (protocol ``v1``) alike.
+    """
     member = function.member(name, version)
     contract = member.contract()
-    state = "AVAILABLE" if member.ready(start=True) else "LOADING"
-    return json_response(
-        {
-            "model_version_status": [
-                {"version": contract.version, "state": state, "status": {"error_code": "OK", "error_message": ""}}
-            ]
-        }
-    )
+    ready = member.ready(start=True)
+    status = {"error_code": "OK", "error_message": ""}
+    versions = [{"version": contract.version, "state": "AVAILABLE" if ready else "LOADING", "status": status}]
+    return json_response({"model_version_status": versions, "name": contract.name, "ready": ready})
 
 
 def predict(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
