@@ -364,6 +364,10 @@ class Contract(_Strict, kw_only=True):
     page: Page = Page()
     #: Files ``POST /predict`` takes beside JSON (see :class:`Uploads`); absent means JSON only.
     uploads: Uploads | None = None
+    #: The load ends with one inference on zeros of the declared shapes (empty strings for BYTES),
+    #: so the first request does not pay for lazy initialisation. ``off`` skips it, for a model
+    #: that cannot take zeros (an image decoder, a tokenizer that refuses empty text).
+    warmup: Literal["zeros", "off"] = "zeros"
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):

@@ -146,7 +146,7 @@ def _bytes_array(data: Any, where: str) -> np.ndarray:
     while isinstance(probe, list):
         shape.append(len(probe))
         probe = probe[0] if probe else None
-    items: list[str] = []
+    items: list[str | bytes] = []
     stack = [(iter(data), 0)]
     while stack:  # iterative flatten: no recursion limit to hit
         iterator, depth = stack[-1]
@@ -156,7 +156,7 @@ def _bytes_array(data: Any, where: str) -> np.ndarray:
                     raise InvalidInput(f"{where}: BYTES data must be rectangular nested lists of strings")
                 stack.append((iter(item), depth + 1))
                 break
-            if not isinstance(item, str):
+            if not isinstance(item, str | bytes):  # bytes: TF Serving's b64 values that are not text
                 raise InvalidInput(f"{where}: BYTES data must be strings, got {type(item).__name__}")
             if depth != len(shape) - 1:
                 raise InvalidInput(f"{where}: BYTES data must be rectangular nested lists of strings")
@@ -193,6 +193,18 @@ def to_json_data(array: np.ndarray) -> Any:
     if flat.dtype.kind in "OUS":
         return [_text(item) for item in flat.tolist()]
     return _canonical(flat)
+
+
+def text_or_bytes(data: bytes) -> str | bytes:
+    """A BYTES element as ``str`` when it is UTF-8 text (what ONNX Runtime takes), else the bytes themselves.
+
+    Binary elements (an image's bytes for a TensorFlow ``tf.string`` input) go on to the model as
+    they came; ONNX Runtime, which would turn them into the text of their repr, refuses them.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 def to_json_value(array: np.ndarray) -> Any:

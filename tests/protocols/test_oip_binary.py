@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_client
-from models import ONNX_TYPES, write_echo_function
+from models import ONNX_TYPES, write_echo_function, write_identity_function
 from test_tensors import VALUES
 
 from modelfn.protocols import binary
@@ -107,13 +107,31 @@ def test_malformed_binary_framing(digits_client, size, tail, header, message) ->
     [
         (b"\x05\0\0\0ab", "claims 5 bytes past the end"),
         (b"\x01\0\0\0a", "ends after 1 of 2 elements"),
-        (b"\x01\0\0\0a\x01\0\0\0\xff", "not UTF-8"),
         (b"\x01\0\0\0a\x01\0\0\0bzz", "2 bytes left after 2 BYTES elements"),
     ],
 )
 def test_malformed_binary_bytes(blob, message) -> None:
     with pytest.raises(Exception, match=message):
         binary.decode(memoryview(blob), "BYTES", [2], "x")
+
+
+def test_binary_bytes_elements_are_text_when_they_are_utf8_and_bytes_otherwise() -> None:
+    decoded = binary.decode(memoryview(b"\x01\0\0\0a\x02\0\0\0\xff\xd8"), "BYTES", [2], "x")
+    assert decoded.tolist() == ["a", b"\xff\xd8"]
+
+
+def test_an_onnx_string_input_refuses_binary_elements_by_name(tmp_path) -> None:
+    """ONNX Runtime would read a ``bytes`` element as the text of its repr: a 400 instead, naming the input."""
+    client = make_client(write_identity_function(tmp_path / "texts", "texts", {"text": ("same", "BYTES", [-1])}))
+    tensor = {"name": "text", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 14}}
+    body, headers = framed({"inputs": [tensor]}, b"\x02\0\0\0ok\x04\0\0\0\xff\xd8\xff\xe0")
+    response = client.post("/v2/models/texts/infer", data=body, headers=headers)
+    assert response.status_code == 400, response.get_json()
+    assert "input 'text': a BYTES element is binary data, not UTF-8 text" in response.get_json()["error"]
+    texts = client.post("/v1/models/texts:predict", json={"instances": [{"b64": "b2s="}, {"b64": "/9j/4A=="}]})
+    assert texts.status_code == 400 and "binary data, not UTF-8 text" in texts.get_json()["error"]
+    fine = client.post("/v1/models/texts:predict", json={"instances": [{"b64": "b2s="}, "text"]})
+    assert fine.status_code == 200 and fine.get_json() == {"predictions": ["ok", "text"]}
 
 
 def test_binary_bool_must_be_zero_or_one() -> None:

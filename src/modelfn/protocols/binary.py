@@ -17,7 +17,7 @@ import numpy as np
 
 from modelfn.datatypes import NUMPY_DTYPES
 from modelfn.errors import InvalidInput, MalformedBody
-from modelfn.tensors import check_datatype
+from modelfn.tensors import check_datatype, text_or_bytes
 
 HEADER = "Inference-Header-Content-Length"
 EXTENSION = "binary_tensor_data"
@@ -89,10 +89,7 @@ def _decode_bytes(chunk: memoryview, count: int, where: str) -> np.ndarray:
         offset += 4
         if offset + length > len(chunk):
             raise InvalidInput(f"{where}: BYTES element {index} claims {length} bytes past the end of its data")
-        try:
-            items[index] = bytes(chunk[offset : offset + length]).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{where}: BYTES element {index} is not UTF-8 text") from None
+        items[index] = text_or_bytes(bytes(chunk[offset : offset + length]))
         offset += length
     if offset != len(chunk):
         raise InvalidInput(f"{where}: {len(chunk) - offset} bytes left after {count} BYTES elements")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from modelfn.errors import InvalidInput, MalformedBody
 from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.runtime.model import named_inputs
-from modelfn.tensors import to_array, to_json_value
+from modelfn.tensors import text_or_bytes, to_array, to_json_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +71,10 @@ def _values(spec: Any, data: Any) -> np.ndarray:
 
 
 def _unwrap_b64(data: Any, where: str) -> Any:
-    """``{"b64": "..."}`` -> its decoded text, anywhere in nested lists (iteratively: no recursion limit)."""
+    """``{"b64": "..."}`` -> its decoded value, anywhere in nested lists (iteratively: no recursion limit).
+
+    Text comes out as ``str``; anything else (an image's bytes) as ``bytes``, for models that take it.
+    """
     import base64
     import binascii
 
@@ -81,9 +84,9 @@ def _unwrap_b64(data: Any, where: str) -> Any:
         if set(item) != {"b64"} or not isinstance(item["b64"], str):
             raise InvalidInput(f'{where}: a binary value must be {{"b64": "<base64>"}}')
         try:
-            return base64.b64decode(item["b64"], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{where}: a b64 value is not base64 of UTF-8 text: {exc}") from None
+            return text_or_bytes(base64.b64decode(item["b64"], validate=True))
+        except binascii.Error as exc:
+            raise InvalidInput(f"{where}: a b64 value is not base64: {exc}") from None
 
     if not isinstance(data, list):
         return decode(data)

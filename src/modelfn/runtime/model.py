@@ -224,8 +224,9 @@ def assemble(
     hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace, turn=contract.hooks.turn)
     timer.lap("hooks")
     model = LoadedModel(contract, predictor, hooks, timer.phases, artifact_bytes)
-    _warm_up(model)
-    timer.lap("warmup")
+    if contract.warmup == "zeros":
+        _warm_up(model)
+        timer.lap("warmup")
     return model
 
 
@@ -246,4 +247,7 @@ def _warm_up(model: LoadedModel) -> None:
     try:
         model.infer(zero_inputs(model.contract))
     except ModelfnError as exc:
-        raise ContractError(f"warm-up inference on zeros of the declared shapes failed: {exc.message}") from exc
+        raise ContractError(
+            f"warm-up inference on zeros of the declared shapes failed: {exc.message} "
+            "(a model that cannot take zeros sets `warmup: off` in its contract)"
+        ) from exc

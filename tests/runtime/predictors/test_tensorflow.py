@@ -178,3 +178,83 @@ def test_an_archive_that_escapes_its_folder_is_never_loaded(tmp_path) -> None:
     with pytest.raises(ContractError, match="points outside the archive's folder"):
         load_model(folder, loaded, Settings(), *local_artifact(loaded, folder))
     assert not (tmp_path / "outside.txt").exists()
+
+
+# -- Binary BYTES: an image's bytes into a tf.string input, as TF Serving's image models take them ---------
+
+
+@pytest.fixture(scope="module")
+def image_size_function(tmp_path_factory):
+    """A SavedModel that decodes each encoded image of a ``tf.string`` batch and answers its height, width, channels."""
+    import shutil
+
+    import tensorflow as tf
+
+    class ImageSize(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def serve(self, image_bytes):
+            def size(encoded):
+                return tf.shape(tf.io.decode_image(encoded, expand_animations=False))
+
+            return {"size": tf.map_fn(size, image_bytes, fn_output_signature=tf.int32)}
+
+    root = tmp_path_factory.mktemp("image-size")
+    module = ImageSize()
+    tf.saved_model.save(module, str(root / "export" / "sizes"), signatures={"serving_default": module.serve})
+    folder = root / "function"
+    folder.mkdir()
+    archive_folder(root / "export" / "sizes", folder / "model.zip", "zip")
+    shutil.copy(KERAS / "main.py", folder)
+    contract = {
+        "name": "sizes",
+        "version": "1",
+        "framework": "tensorflow",
+        "artifact": {"uri": "model.zip", "sha256": sha_of(folder / "model.zip")},
+        "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [{"name": "size", "datatype": "INT32", "shape": [-1, 3]}],
+        "docs": {"description": "Height, width and channels of each encoded image."},
+        "warmup": "off",  # an empty string is no image
+    }
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    return folder
+
+
+def encoded_images() -> list[bytes]:
+    import io
+
+    from PIL import Image
+
+    images = []
+    for size, mode, fmt in (((12, 7), "L", "PNG"), ((5, 9), "RGB", "JPEG")):
+        buffer = io.BytesIO()
+        Image.new(mode, size, 128).save(buffer, format=fmt)
+        images.append(buffer.getvalue())
+    return images
+
+
+def test_image_bytes_reach_a_string_input_through_b64_and_binary_bytes(image_size_function, tmp_path) -> None:
+    """TF Serving's ``{"b64": ...}`` and the binary extension's BYTES carry bytes that are not text, unchanged."""
+    import base64
+
+    import tritonclient.http as triton
+
+    png, jpeg = encoded_images()
+    assert b"\xff" in jpeg or b"\x89" in png  # not UTF-8: these must not be turned into text
+    expected = [[7, 12, 1], [9, 5, 3]]
+    with running(image_size_function, tmp_path / "serve.log") as server:
+        rows = [{"b64": base64.b64encode(image).decode()} for image in (png, jpeg)]
+        by_rows = requests.post(f"{server.url}/v1/models/sizes:predict", json={"instances": rows}, timeout=120)
+        assert by_rows.status_code == 200, by_rows.text
+        assert by_rows.json() == {"predictions": expected}
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        tensor = triton.InferInput("image_bytes", [2], "BYTES")
+        tensor.set_data_from_numpy(np.array([png, jpeg], dtype=object), binary_data=True)
+        assert client.infer("sizes", [tensor]).as_numpy("size").tolist() == expected
+
+
+def test_a_model_that_cannot_take_zeros_fails_its_warm_up_with_the_way_out(image_size_function) -> None:
+    import msgspec
+
+    contract = msgspec.structs.replace(load_contract(image_size_function), warmup="zeros")
+    with pytest.raises(ContractError, match="warm-up inference on zeros .* sets `warmup: off`"):
+        load_model(image_size_function, contract, Settings(), *local_artifact(contract, image_size_function))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 
 from modelfn.datatypes import DATATYPE_OF_ONNX
-from modelfn.errors import ContractError, DeadlineExceeded
+from modelfn.errors import ContractError, DeadlineExceeded, InvalidInput
 from modelfn.runtime.cpus import available_cpus
 from modelfn.runtime.deadline import current as current_deadline
 
@@ -66,6 +66,7 @@ class OnnxPredictor:
         return cls(session)
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
+        _refuse_binary_strings(inputs)
         deadline = current_deadline()
         if deadline is None:
             results = self._session.run(list(output_names), dict(inputs))
@@ -132,3 +133,13 @@ def _check_signature(kind: str, declared: list[TensorSpec], actual: list[ort.Nod
                     f"{where}: dimension {dim} is {declared_dim}, the model fixes it at {model_dim}; "
                     f"declare {model_dim}"
                 )
+
+
+def _refuse_binary_strings(inputs: Mapping[str, np.ndarray]) -> None:
+    """ONNX Runtime's string tensors take text: a ``bytes`` element would reach the model as its repr."""
+    for name, array in inputs.items():
+        if array.dtype == object and any(isinstance(item, bytes) for item in array.flat):
+            raise InvalidInput(
+                f"input {name!r}: a BYTES element is binary data, not UTF-8 text; an ONNX model's string "
+                "inputs take text only (send binary data to a TensorFlow or Python model, or decode it in a pre hook)"
+            )
