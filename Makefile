@@ -47,8 +47,17 @@ $(TOOLS)/%/.installed: packaging/tools/%.txt
 	$(TOOLS)/$*/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
 
+# The google and google-beta providers' schemas, as the CDK prebuilt providers carry them (the
+# providers themselves cannot be downloaded here): tests/infra/test_google_schema.py reads them.
+GOOGLE_PROVIDER ?= 21.1.0
+$(TOOLS)/google-provider/.downloaded:
+	mkdir -p $(TOOLS)/google-provider
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps -d $(TOOLS)/google-provider \
+		cdktn-provider-google==$(GOOGLE_PROVIDER) cdktn-provider-google-beta==$(GOOGLE_PROVIDER)
+	@touch $@
+
 tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls $(TOOLS)/kserve/.installed \
-	$(TOOLS)/mlserver/.installed
+	$(TOOLS)/mlserver/.installed $(TOOLS)/google-provider/.downloaded
 
 # Headless Chromium for the web page's browser test: Debian's package, driven by Playwright
 # (Playwright's own browser download needs the internet; the system Chromium does not).
