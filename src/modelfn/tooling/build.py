@@ -75,9 +75,11 @@ STRIPPED_DIRS = {"__pycache__", "tests"}
 STRIPPED_SUFFIXES = (".pyc", ".pyi", ".h", ".hpp", ".pxd")
 #: Whole sub-packages a serving process never imports: ONNX Runtime's model tooling (quantization,
 #: transformer optimizers, converters; ``modelfn convert`` runs them on the build machine) and
-#: numpy's Fortran and build helpers. Nothing in ``import onnxruntime`` or ``import numpy`` reaches them.
+#: numpy's old build helpers. ``numpy/f2py`` stays: it is in ``numpy.__all__``, so any
+#: ``from numpy import *`` (scipy's array API layer, which scikit-learn imports) loads it; a zip
+#: without it failed at the model's first load under the Lambda emulator.
 STRIPPED_PACKAGES = ("onnxruntime/quantization", "onnxruntime/transformers", "onnxruntime/tools",
-                     "numpy/f2py", "numpy/distutils")  # fmt: skip
+                     "numpy/distutils")  # fmt: skip
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # reproducible archives: same inputs, same bytes
 
 
