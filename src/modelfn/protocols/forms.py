@@ -43,9 +43,10 @@ FORM_OVERHEAD = 64 << 10
 
 def read_payload(request: Request, uploads: Uploads | None, settings: Settings) -> Any:
     """The hook's payload from the body, by its ``Content-Type``; a 4xx says what was wrong."""
-    media_type, options = media_type_of(request.headers.get("Content-Type", ""))
+    header = request.headers.get("Content-Type", "")
+    media_type = media_type_of(header)
     if uploads is not None and media_type == "multipart/form-data":
-        return _multipart(request, options.get("boundary", ""), uploads, settings)
+        return _multipart(request, _options(header).get("boundary", ""), uploads, settings)
     if uploads is not None and uploads.accepts(media_type):
         _check_length(request, uploads.max_bytes, f"a {media_type} body")
         return {uploads.field: _checked(request.body, media_type, None, uploads)}
@@ -57,13 +58,21 @@ def read_payload(request: Request, uploads: Uploads | None, settings: Settings) 
     return parse_json(request.body, settings)
 
 
-def media_type_of(header: str) -> tuple[str, dict[str, str]]:
-    """``("type/subtype", {parameter: value})`` of a ``Content-Type`` header, the type lower-cased."""
+def media_type_of(header: str) -> str:
+    """The ``type/subtype`` of a ``Content-Type`` header, lower-cased.
+
+    Read without python-multipart, which a function carries only when its contract takes uploads:
+    every JSON request comes through here.
+    """
+    return header[:1024].split(";", 1)[0].strip().lower()
+
+
+def _options(header: str) -> dict[str, str]:
+    """A ``Content-Type`` header's parameters (quoted or not), for a contract that takes uploads."""
     from python_multipart.multipart import parse_options_header
 
-    value, options = parse_options_header(header[:1024])
-    decoded = {key.decode("latin-1").lower(): val.decode("latin-1") for key, val in options.items()}
-    return value.decode("latin-1").strip().lower(), decoded
+    _, options = parse_options_header(header[:1024])
+    return {key.decode("latin-1").lower(): val.decode("latin-1") for key, val in options.items()}
 
 
 def _check_length(request: Request, limit: int, what: str) -> None:
@@ -142,7 +151,7 @@ def _multipart(request: Request, boundary: str, uploads: Uploads, settings: Sett
             files += 1
             if files > uploads.max_files:
                 raise PayloadTooLarge(f"the form holds more than {uploads.max_files} file(s), this model's limit")
-            media_type, _ = media_type_of(part["headers"].get("content-type", "application/octet-stream"))
+            media_type = media_type_of(part["headers"].get("content-type", "application/octet-stream"))
             if not uploads.accepts(media_type):
                 raise UnsupportedMediaType(
                     f"form part {name[:64]!r} is {media_type[:100]}; this model takes {', '.join(uploads.media_types)}"
