@@ -56,8 +56,23 @@ $(TOOLS)/google-provider/.downloaded:
 		cdktn-provider-google==$(GOOGLE_PROVIDER) cdktn-provider-google-beta==$(GOOGLE_PROVIDER)
 	@touch $@
 
+# The official Lambda Runtime Interface Emulator (a static binary inside PyPI's aws-sam-cli wheel:
+# unzipped from it, no SAM install) and what Lambda's Python runtime brings (awslambdaric, boto3),
+# for tests/adapters/test_lambda_emulator.py.
+SAM_CLI ?= 1.170.0
+AWSLAMBDARIC ?= 4.2.2
+$(TOOLS)/lambda/.installed:
+	rm -rf $(TOOLS)/lambda && mkdir -p $(TOOLS)/lambda
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps -d $(TOOLS)/lambda aws-sam-cli==$(SAM_CLI)
+	$(PYTHON) -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('samcli/local/rapid/aws-lambda-rie-x86_64'))" \
+		$(TOOLS)/lambda/aws_sam_cli-$(SAM_CLI)-py3-none-any.whl $(TOOLS)/lambda/aws-lambda-rie
+	chmod +x $(TOOLS)/lambda/aws-lambda-rie && rm $(TOOLS)/lambda/aws_sam_cli-*.whl
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt \
+		--target $(TOOLS)/lambda/runtime awslambdaric==$(AWSLAMBDARIC) boto3
+	@touch $@
+
 tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls $(TOOLS)/kserve/.installed \
-	$(TOOLS)/mlserver/.installed $(TOOLS)/google-provider/.downloaded
+	$(TOOLS)/mlserver/.installed $(TOOLS)/google-provider/.downloaded $(TOOLS)/lambda/.installed
 
 # Headless Chromium for the web page's browser test: Debian's package, driven by Playwright
 # (Playwright's own browser download needs the internet; the system Chromium does not).
