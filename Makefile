@@ -24,8 +24,9 @@ $(VENV)/.dev: pyproject.toml packaging/constraints.txt | $(VENV)/bin/python
 	@touch $@ $(VENV)/.runtime
 
 # Offline checkers of the deployment files (tests/infra): checkov in its own environment (it pins
-# many packages of its own) and osls, the maintained fork of Serverless Framework v3, from npm
-# (locked in packaging/tools/).
+# many packages of its own) and osls, the maintained fork of Serverless Framework v3, with
+# serverless-offline (API Gateway emulated in front of the zips), from npm (locked in packaging/tools/;
+# serverless-offline 14 declares a peer range that osls 4 falls outside of, hence --legacy-peer-deps).
 # Terraform is the machine's own (see README, "Deploy").
 TOOLS ?= .tools
 CHECKOV_VERSION ?= 3.3.30
@@ -36,7 +37,7 @@ $(TOOLS)/checkov/bin/checkov:
 
 $(TOOLS)/node_modules/.bin/sls: packaging/tools/package.json packaging/tools/package-lock.json
 	mkdir -p $(TOOLS) && cp packaging/tools/package.json packaging/tools/package-lock.json $(TOOLS)/
-	npm ci --silent --no-audit --no-fund --prefix $(TOOLS)
+	npm ci --silent --no-audit --no-fund --legacy-peer-deps --prefix $(TOOLS)
 	@touch $@
 
 # The peers' own clients for tests/protocols/test_peer_clients.py: the kserve SDK and MLServer pin

@@ -71,3 +71,19 @@ def store_uri(request, emulators, tmp_path) -> str:
     if request.param == "file":
         return str(tmp_path / "store")
     return f"{request.param}://{new_bucket(request.param)}/models"
+
+
+@pytest.fixture(scope="session")
+def lambda_tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """serverless.yml's zips, built for this interpreter and unpacked (once for the session)."""
+    from lambda_deploy import build_tasks
+
+    return build_tasks(tmp_path_factory.mktemp("lambda-dist"))
+
+
+@pytest.fixture(scope="session")
+def aws_registry(emulators) -> dict[str, str]:
+    """The buckets serverless.yml names, on moto, with the models its zip functions load."""
+    from lambda_deploy import make_registry
+
+    return make_registry()

@@ -256,5 +256,5 @@ def test_a_model_that_cannot_take_zeros_fails_its_warm_up_with_the_way_out(image
     import msgspec
 
     contract = msgspec.structs.replace(load_contract(image_size_function), warmup="zeros")
-    with pytest.raises(ContractError, match="warm-up inference on zeros .* sets `warmup: off`"):
+    with pytest.raises(ContractError, match=r"warm-up inference on zeros .* sets `warmup: off`"):
         load_model(image_size_function, contract, Settings(), *local_artifact(contract, image_size_function))
