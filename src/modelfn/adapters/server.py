@@ -74,6 +74,10 @@ def options(host: str, port: int, graceful_timeout_s: float, limits: ReceiveLimi
         "limit_request_line": 8190,  # gunicorn's largest; the whole head is bounded before (16 KiB)
         "post_worker_init": _log_sigterm,
         "worker_exit": _flush_on_exit,
+        # gunicorn's runtime control socket (gunicorn 24+) is written into the working directory:
+        # in an image that runs as a non-root user with --read-only it failed at every start, and
+        # nothing here manages gunicorn at run time.
+        "control_socket_disable": True,
     }
 
 
