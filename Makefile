@@ -8,7 +8,7 @@ PYTHON ?= python3
 PORT ?= 8080
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt
 
-.PHONY: serve test tools browser bench check clean
+.PHONY: serve test tools browser podman bench check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,10 +84,20 @@ browser:
 		$$SUDO apt-get install -y -qq chromium > /dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium > /dev/null; }; }
 
+# podman, runc and debootstrap for the image tests (tests/tooling/test_images.py): Debian's
+# packages, as root; where apt cannot install them the test skips and says why.
+podman:
+	@command -v podman > /dev/null && command -v runc > /dev/null && command -v debootstrap > /dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "installing podman, runc and debootstrap (apt-get install podman runc debootstrap uidmap)"; \
+		$$SUDO apt-get install -y -qq podman runc debootstrap uidmap > /dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq podman runc debootstrap uidmap > /dev/null; } || \
+		echo "podman could not be installed: the image tests will skip"; }
+
 serve: $(VENV)/.runtime
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
-test: $(VENV)/.dev tools browser
+test: $(VENV)/.dev tools browser podman
 	$(VENV)/bin/ruff check src tests bench functions
 	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/python -m pytest
