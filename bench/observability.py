@@ -36,9 +36,10 @@ import orjson  # noqa: E402
 from charts import publish  # noqa: E402
 from helpers import DIGITS, copy_function  # noqa: E402
 
+from modelfn.adapters.dispatch import handle_request  # noqa: E402
 from modelfn.function import ModelFunction  # noqa: E402
 from modelfn.http import Request  # noqa: E402
-from modelfn.logs import JsonFormatter  # noqa: E402
+from modelfn.observability.logs import JsonFormatter  # noqa: E402
 from modelfn.registry import Registry, Traffic  # noqa: E402
 from modelfn.runtime.cache import ModelCache  # noqa: E402
 from modelfn.settings import Settings  # noqa: E402
@@ -66,7 +67,7 @@ def main() -> None:
         sticky = [Request("POST", "/predict", body, {"X-User": f"user-{n}"}) for n in range(args.requests)]
         for name, function in functions.items():  # load every version, and the policies
             for _ in range(3):
-                assert function.handle(plain).status == 200, name
+                assert handle_request(function, plain).status == 200, name
             time.sleep(0.5)
         per_set_up: dict[str, list[float]] = {name: [] for name in functions}
         for round_index in range(args.rounds):
@@ -77,7 +78,7 @@ def main() -> None:
                 requests = sticky if "sticky" in name else [plain] * args.requests
                 started = time.perf_counter()
                 for request in requests:
-                    function.handle(request)
+                    handle_request(function, request)
                 per_set_up[name].append((time.perf_counter() - started) / args.requests * 1e6)
                 time.sleep(0.2)  # let the shadow's copies finish before the next set-up
         scrapes = scrape_times(functions[BASELINE])
@@ -112,13 +113,13 @@ def scrape_times(function: ModelFunction) -> dict[str, float]:
     """Milliseconds of GET /metrics: the first of the process (imports prometheus-client), then the median of 20."""
     scrape = Request("GET", "/metrics", b"")
     started = time.perf_counter()
-    response = function.handle(scrape)
+    response = handle_request(function, scrape)
     first = (time.perf_counter() - started) * 1e3
     assert response.status == 200, response.body[:200]
     later = []
     for _ in range(20):
         started = time.perf_counter()
-        function.handle(scrape)
+        handle_request(function, scrape)
         later.append((time.perf_counter() - started) * 1e3)
     return {"first": first, "next": statistics.median(later), "bytes": len(response.body)}
 

@@ -28,6 +28,7 @@ import orjson  # noqa: E402
 from alexa_pki import PKI, SKILL_ID, body_of, chain_mirror, envelope  # noqa: E402
 from charts import publish  # noqa: E402
 
+from modelfn.adapters.dispatch import handle_request  # noqa: E402
 from modelfn.function import ModelFunction  # noqa: E402
 from modelfn.http import Request  # noqa: E402
 from modelfn.runtime.cache import ModelCache  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> None:
             "POST /alexa (chain cached)": Request("POST", "/alexa", alexa_body, pki.signer.headers(alexa_body, url)),
         }
         for request in requests.values():  # load the model, fetch the chain once
-            assert function.handle(request).status == 200
+            assert handle_request(function, request).status == 200
         per_route: dict[str, list[float]] = {name: [] for name in requests}
         for round_index in range(args.rounds):
             names = list(requests)
@@ -66,7 +67,7 @@ def main() -> None:
             for name in names:
                 started = time.perf_counter()
                 for _ in range(args.requests):
-                    function.handle(requests[name])
+                    handle_request(function, requests[name])
                 per_route[name].append((time.perf_counter() - started) / args.requests * 1e6)
         first = first_alexa_requests(pki, mirror.url, trust, url, alexa_body, args.rounds * 3)
     write_results(per_route, first, args)
@@ -74,7 +75,7 @@ def main() -> None:
 
 def first_alexa_requests(pki: PKI, mirror: str, trust: Path, url: str, body: bytes, count: int) -> list[float]:
     """The first /alexa request of a fresh verifier each time: fetch, parse and validate the chain, verify."""
-    from modelfn.alexa_verifier import AlexaVerifier, load_trust_store
+    from modelfn.security.alexa_verifier import AlexaVerifier, load_trust_store
 
     times = []
     for _ in range(count):

@@ -485,7 +485,7 @@ def keys() -> None:
 def keys_add(key_id: str, models: str, keys_file: Path) -> None:
     """Create KEY_ID and print the key once; only its salted hash is stored."""
     from modelfn._files import write_atomically
-    from modelfn.auth import new_key, parse_keys
+    from modelfn.security.api_keys import new_key, parse_keys
 
     with _click_errors():
         text = keys_file.read_text() if keys_file.exists() else ""
@@ -506,7 +506,7 @@ def keys_add(key_id: str, models: str, keys_file: Path) -> None:
 @KEYS_FILE
 def keys_list(keys_file: Path) -> None:
     """The key ids and the models each may use (never the keys)."""
-    from modelfn.auth import parse_keys
+    from modelfn.security.api_keys import parse_keys
 
     with _click_errors():
         entries = parse_keys(keys_file.read_text(), str(keys_file)) if keys_file.exists() else {}
@@ -520,7 +520,7 @@ def keys_list(keys_file: Path) -> None:
 def keys_revoke(key_id: str, keys_file: Path) -> None:
     """Remove KEY_ID; running functions stop accepting it within a second."""
     from modelfn._files import write_atomically
-    from modelfn.auth import parse_keys
+    from modelfn.security.api_keys import parse_keys
 
     with _click_errors():
         text = keys_file.read_text() if keys_file.exists() else ""

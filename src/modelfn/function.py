@@ -12,19 +12,17 @@ assignment (blue-green inside the instance).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
-from modelfn.errors import ContractError, ModelFault, ModelfnError, NotFound, ObjectNotFound
+from modelfn.errors import ContractError, ModelfnError, NotFound, ObjectNotFound
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
     from modelfn.contract import Contract
-    from modelfn.http import Request, Response
     from modelfn.registry import ModelRef, Registry, Traffic
     from modelfn.runtime.admission import Admission
     from modelfn.runtime.model import LoadedModel
@@ -48,166 +46,6 @@ class Servable(Protocol):
     def refresh_now(self) -> None: ...
     def wedged(self) -> bool: ...
     def catalog(self) -> dict[str, str]: ...
-
-
-def handle_request(servable: Servable, request: Request) -> Response:
-    """Route a request and render any error as ``{"error": ...}``; never raises.
-
-    Every request is counted (:mod:`modelfn.metrics`) and logged in one line (:mod:`modelfn.logs`)
-    with the route, model and version it reached.
-    """
-    from modelfn.metrics import RECORDER, RequestContext
-
-    context = RequestContext(random.random(), request)
-    response, seconds = _timed_dispatch(servable, request, context)
-    route = context.route or "unmatched"
-    RECORDER.request(context.model, context.version, route, response.status, seconds)
-    from modelfn.http import VERSION_HEADER
-
-    if context.version and VERSION_HEADER not in response.headers:  # every answer names its version
-        response = response._replace(headers={**response.headers, VERSION_HEADER: context.version})
-    if context.chosen and not context.cold:  # only what the split sent; a load's wait is not the version's
-        size = len(request.body)
-        RECORDER.split_request(context.model, context.version, response.status, seconds, size)
-        if context.watch is not None:
-            context.watch.observe(context.version, response.status, seconds, size)
-    if context.shadow and response.status == 200:
-        _mirror(servable, request, context, response)
-    settings = servable.settings
-    if settings.request_log:
-        from modelfn.logs import log_request, trace_id
-
-        trace = trace_id(request.headers)
-        log_request(request.method, request.path, response.status, seconds, route=route, model=context.model,
-                    version=context.version, trace=trace, project=settings.trace_project)  # fmt: skip
-    return response
-
-
-#: Shadow copies waiting or running at once per process; beyond them a copy is skipped (counted).
-MAX_SHADOW_COPIES = 16
-#: Threads that run the copies: a few long-lived ones, not a thread per copy (starting one costs
-#: more than a small model's inference), and few, so copies never take every core from requests.
-SHADOW_WORKERS = 2
-_SHADOW_SLOTS = threading.BoundedSemaphore(MAX_SHADOW_COPIES)
-_shadow_pool: Any = None
-_shadow_pool_lock = threading.Lock()
-
-
-def _shadow_executor() -> Any:
-    """The process's pool of shadow workers, made on the first copy (most functions never have a shadow)."""
-    global _shadow_pool
-    with _shadow_pool_lock:
-        if _shadow_pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _shadow_pool = ThreadPoolExecutor(max_workers=SHADOW_WORKERS, thread_name_prefix="modelfn-shadow")
-        return _shadow_pool
-
-
-def _mirror(servable: Servable, request: Request, served: Any, response: Response) -> None:
-    """Send a copy of ``request`` to the shadow version in the background; compare, count, never return it."""
-    from modelfn.metrics import RECORDER
-
-    model, shadow = served.model, served.shadow
-    if not _SHADOW_SLOTS.acquire(blocking=False):
-        RECORDER.count("shadow", (model, shadow, "skipped"))
-        return
-
-    def replay() -> None:
-        from modelfn.metrics import RequestContext
-
-        try:
-            context = RequestContext(served.draw, request)
-            context.pinned = shadow
-            copy, seconds = _timed_dispatch(servable, request, context)
-            RECORDER.request(model, shadow, context.route or "unmatched", copy.status, seconds)
-            agreed = copy.status == response.status and _comparable(copy.body) == _comparable(response.body)
-            RECORDER.count("shadow", (model, shadow, "true" if agreed else "false"))
-        except Exception:
-            log.exception("shadow copy to %s v%s failed", model, shadow)
-        finally:
-            _SHADOW_SLOTS.release()
-
-    try:
-        _shadow_executor().submit(replay)
-    except RuntimeError:  # the interpreter is shutting down: no new copies
-        _SHADOW_SLOTS.release()
-
-
-def _timed_dispatch(servable: Servable, request: Request, context: Any) -> tuple[Response, float]:
-    """Answer ``request`` with ``context`` as the current request's context; the answer and its seconds."""
-    from modelfn.metrics import CONTEXT
-
-    token = CONTEXT.set(context)
-    started = time.perf_counter()
-    try:
-        response = _dispatch(servable, request)
-    finally:
-        CONTEXT.reset(token)
-    return response, time.perf_counter() - started
-
-
-def _comparable(body: bytes) -> Any:
-    """An answer without the fields that name its version, for comparing two versions' answers."""
-    import orjson
-
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
-    if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k not in ("model_version", "version")}
-    return value
-
-
-def _dispatch(servable: Servable, request: Request) -> Response:
-    from modelfn.http import error_response
-    from modelfn.protocols import router
-
-    try:
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if request.body and encoding not in ("", "identity"):
-            from modelfn.inflate import inflate
-
-            request = request._replace(body=inflate(request.body, encoding, servable.settings.max_body_bytes))
-        return router().dispatch(servable, request, _guard(servable))
-    except ModelfnError as exc:
-        return error_response(exc)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path[:200])
-        return error_response(ModelFault("unhandled error"))
-
-
-def _guard(servable: Servable) -> Any:
-    """The credentials check: API keys (``MODELFN_API_KEYS_FILE``, see :mod:`modelfn.auth`) and/or Google
-    ID tokens (``MODELFN_ID_TOKEN_AUDIENCE``, see :mod:`modelfn.id_tokens`); None when neither is set."""
-    settings = servable.settings
-    if not settings.api_keys_file and not settings.id_token_audience:
-        return None
-    from modelfn.auth import keyring, presented_key
-
-    keys = keyring(settings.api_keys_file) if settings.api_keys_file else None
-    tokens = None
-    if settings.id_token_audience:
-        from modelfn.id_tokens import id_token_verifier, looks_like_jwt
-
-        tokens = id_token_verifier(settings.id_token_audience, settings.id_token_emails, settings.id_token_certs_url)
-
-    def guard(request: Request, name: str | None, for_model: bool) -> None:
-        if tokens is not None:
-            presented = presented_key(request.headers) or ""
-            if keys is None or looks_like_jwt(presented):
-                tokens.verify(presented)  # a service identity: every model of the function
-                return
-        if name is None and for_model:
-            # A model route that names none (POST /predict) runs the function's default model.
-            try:
-                name = servable.member(None).contract().name
-            except ModelfnError:
-                name = ""  # a several-model function has none: the route answers 404 after the key check
-        keys.check(request.headers, name)  # type: ignore[union-attr]  # set whenever tokens is None
-
-    return guard
 
 
 class ModelFunction:
@@ -239,10 +77,6 @@ class ModelFunction:
         self._traffic: TrafficState[_Target] | None = None
         self._policy: Traffic | None = None
 
-    def handle(self, request: Request) -> Response:
-        """Route a request and render any error as ``{"error": ...}``; never raises."""
-        return handle_request(self, request)
-
     def member(self, name: str | None, version: str | None = None) -> ModelFunction:
         """This function, once ``name[/version]`` from the URL is checked against what it serves."""
         if name is not None:
@@ -266,7 +100,7 @@ class ModelFunction:
         """
         traffic = self._traffic
         if version is not None and traffic is not None and version in traffic.targets:
-            from modelfn.metrics import CONTEXT
+            from modelfn.observability.metrics import CONTEXT
 
             context = CONTEXT.get()
             if context is not None:
@@ -283,12 +117,12 @@ class ModelFunction:
         """The loaded model now being served; the first call loads it (once, however many callers)."""
         target = self._target()
         self._maybe_refresh()
-        from modelfn.metrics import RECORDER
+        from modelfn.observability.metrics import RECORDER
 
         hit = self._cache.state(target.cache_key).is_ready
         RECORDER.count("cache", (target.contract.name, "hit" if hit else "miss"))
         if not hit:
-            from modelfn.metrics import CONTEXT
+            from modelfn.observability.metrics import CONTEXT
 
             context = CONTEXT.get()
             if context is not None:
@@ -356,7 +190,7 @@ class ModelFunction:
     def release(self) -> None:
         """Drop the loaded model from memory; requests holding it finish, the next one reloads."""
         if self._current is not None:
-            from modelfn.metrics import RECORDER
+            from modelfn.observability.metrics import RECORDER
 
             RECORDER.count("cache", (self._current.contract.name, "eviction"))
             self._cache.discard(self._current.cache_key)
@@ -369,7 +203,7 @@ class ModelFunction:
                     self._start_serving()
                 target = self._current
                 assert target is not None
-        from modelfn.metrics import CONTEXT
+        from modelfn.observability.metrics import CONTEXT
 
         context = CONTEXT.get()
         traffic = self._traffic
@@ -405,7 +239,7 @@ class ModelFunction:
                 self._cache.start(each.cache_key, each.loader, timeout_s=self.settings.load_timeout_s)
 
     def _traffic_state(self, policy: Traffic, stable: _Target) -> TrafficState[_Target]:
-        from modelfn.metrics import RECORDER
+        from modelfn.observability.metrics import RECORDER
         from modelfn.runtime.traffic import TrafficState
 
         name = stable.contract.name
@@ -549,7 +383,7 @@ def _sticky_value(policy: Traffic, context: Any, settings: Settings) -> str:
 
 def _logged(model: LoadedModel) -> LoadedModel:
     """Log and count how long a load took and where the time went, then pass the model on."""
-    from modelfn.metrics import RECORDER
+    from modelfn.observability.metrics import RECORDER
 
     contract = model.contract
     RECORDER.load(contract.name, contract.version, model.phases)

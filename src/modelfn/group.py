@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelfn.errors import NotFound
-from modelfn.function import ModelFunction, handle_request
+from modelfn.function import ModelFunction
 
 if TYPE_CHECKING:
-    from modelfn.http import Request, Response
     from modelfn.runtime.cache import ModelCache
     from modelfn.settings import Settings
 
@@ -50,9 +49,6 @@ class FunctionGroup:
         }
         self._recent: OrderedDict[str, None] = OrderedDict((name, None) for name in names)
         self._lock = threading.Lock()
-
-    def handle(self, request: Request) -> Response:
-        return handle_request(self, request)
 
     def member(self, name: str | None, version: str | None = None) -> ModelFunction:
         if name is None:

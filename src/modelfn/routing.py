@@ -54,7 +54,7 @@ class Router:
             if match is None:
                 continue
             if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
-                from modelfn.metrics import CONTEXT
+                from modelfn.observability.metrics import CONTEXT
 
                 context = CONTEXT.get()
                 if context is not None:

@@ -109,10 +109,10 @@ class Settings(NamedTuple):
     #: time is not a user's wait. Readiness (``/v2/health/ready``) turns true when the load is done.
     prefetch: bool = False
     #: Require an API key on every route but health (``MODELFN_API_KEYS_FILE``): the file of salted
-    #: key hashes and the models each may use (see :mod:`modelfn.auth`); re-read when it changes.
+    #: key hashes and the models each may use (see :mod:`modelfn.security.api_keys`); re-read when it changes.
     api_keys_file: str = ""
     #: Also admit Google-signed ID tokens with this audience (``MODELFN_ID_TOKEN_AUDIENCE``, e.g. the
-    #: service's URL): Pub/Sub push and service-to-service calls (see :mod:`modelfn.id_tokens`).
+    #: service's URL): Pub/Sub push and service-to-service calls (see :mod:`modelfn.security.id_tokens`).
     id_token_audience: str = ""
     #: The service-account emails whose ID tokens are admitted, comma-separated (``MODELFN_ID_TOKEN_EMAILS``);
     #: required with an audience.

@@ -368,7 +368,7 @@ def test_answers_are_published_to_a_result_topic(emulators, bucket, pubsub_emula
 
 def test_a_push_needs_an_id_token_of_an_allowed_service_account_when_configured(emulators, bucket, tmp_path) -> None:
     """Pub/Sub push straight to the function: the push's OIDC token is checked (test_id_tokens plays Google)."""
-    from test_id_tokens import AUDIENCE, PUSHER, CertsServer, Signer
+    from credentials import AUDIENCE, PUSHER, CertsServer, Signer
 
     signer = Signer("push-kid")
     certs = CertsServer([signer])

@@ -12,9 +12,9 @@ from ask_sdk_core.serialize import DefaultSerializer
 from helpers import ROOT
 
 from modelfn.adapters.aws_lambda import lambda_function
-from modelfn.alexa_verifier import VerificationFailed
 from modelfn.contract import load_contract
 from modelfn.protocols.alexa import MAX_RESPONSE_BYTES, MAX_SPEECH_CHARS, _speak, slot_values, ssml
+from modelfn.security.alexa_verifier import VerificationFailed
 from modelfn.settings import Settings
 
 HELPDESK = ROOT / "functions" / "helpdesk"

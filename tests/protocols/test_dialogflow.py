@@ -1,7 +1,7 @@
 """Dialogflow webhook credentials: off until configured, and CX service agent auth by Google ID token.
 
 Basic auth and the secret header against a real server are in tests/functions/test_helpdesk.py.
-Google's token service has no local equivalent: as in test_id_tokens.py, a key made here signs
+Google's token service has no local equivalent: as in security/test_id_tokens.py, a key made here signs
 the tokens and a local server publishes its certificate.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from test_id_tokens import AUDIENCE, PUSHER, CertsServer, Signer
+from credentials import AUDIENCE, PUSHER, CertsServer, Signer
 
 from modelfn.errors import NotFound, Unauthorized
 from modelfn.http import Request

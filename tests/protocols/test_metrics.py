@@ -9,7 +9,7 @@ import requests
 from helpers import DIGITS, running
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelfn.logs import trace_id
+from modelfn.observability.logs import trace_id
 
 IMAGE = {"image": [[0, 2, 13, 16, 10, 0, 0, 0]] * 8}
 

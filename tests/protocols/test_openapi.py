@@ -8,8 +8,8 @@ import sys
 import pytest
 import requests
 from conftest import make_client
+from credentials import add_key
 from helpers import DIGITS, running
-from test_auth import add_key
 
 from modelfn.protocols import build_router
 from modelfn.routing import expand_template

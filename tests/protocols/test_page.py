@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import make_client
+from credentials import add_key
 from helpers import DIGITS, ROOT, running
-from test_auth import add_key
 
 HELPDESK = ROOT / "functions" / "helpdesk"
 ARTIFACTS = Path(os.environ.get("MODELFN_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))

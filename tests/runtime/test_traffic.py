@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from modelfn.metrics import RequestContext, version_fault
+from modelfn.observability.metrics import RequestContext, version_fault
 from modelfn.registry import Rollback, Traffic
 from modelfn.runtime.traffic import Outcomes, TrafficState, sticky_draw, verdict
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from modelfn.metrics import Recorder
+from modelfn.observability.metrics import Recorder
 from modelfn.protocols.metrics import RecorderCollector
 from modelfn.registry import Rollback
 from modelfn.tooling.compare import judge, reports, window_reports

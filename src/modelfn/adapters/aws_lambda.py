@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from modelfn.adapters.dispatch import handle_request
 from modelfn.adapters.process import build_servable, load_and_wait
 from modelfn.errors import MalformedBody, ModelfnError, PayloadTooLarge
 from modelfn.settings import Settings
@@ -77,7 +78,7 @@ def lambda_function(
             request = request_from_event(event, settings.max_body_bytes)
         except ModelfnError as exc:
             return to_lambda_result(error_response(exc))
-        response: Response = function.handle(request)
+        response: Response = handle_request(function, request)
         return to_lambda_result(response)
 
     handler.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling

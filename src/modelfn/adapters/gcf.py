@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from modelfn.adapters.dispatch import handle_request
 from modelfn.adapters.process import build_servable
 from modelfn.errors import ModelfnError, PayloadTooLarge
 from modelfn.function import Servable
@@ -50,8 +51,8 @@ def http_function(
             # A streamed body tells functions-framework not to buffer the rest of
             # the oversized upload (its after-request hook reads whole bodies).
             return _once(response.body), response.status, {**response.headers, "Connection": "close"}
-        response = function.handle(
-            Request(method=request.method, path=request.path, body=body, headers=request.headers)
+        response = handle_request(
+            function, Request(method=request.method, path=request.path, body=body, headers=request.headers)
         )
         return response.body, response.status, response.headers
 
@@ -79,7 +80,7 @@ def event_function(
     made: list[Any] = []  # the EventTriggers, made by the first event: an HTTP cold start never imports them
     verifier = None
     if settings.id_token_audience:  # Pub/Sub push straight to the function: its token is checked here
-        from modelfn.id_tokens import id_token_verifier
+        from modelfn.security.id_tokens import id_token_verifier
 
         verifier = id_token_verifier(settings.id_token_audience, settings.id_token_emails, settings.id_token_certs_url)
 
@@ -113,8 +114,8 @@ def _check_push_token(verifier: Any) -> None:
     """Refuse an event whose HTTP request carries no valid ID token (401, not retried as a failure)."""
     import flask
 
-    from modelfn.auth import presented_key
     from modelfn.errors import Unauthorized
+    from modelfn.security.api_keys import presented_key
 
     try:
         verifier.verify(presented_key(flask.request.headers) or "")

@@ -60,7 +60,7 @@ def limit_blas_threads(threads: int) -> None:
 def configure_logging(level: str, log_format: str = "auto", *, request_log: bool = True) -> None:
     """The ``modelfn`` logger to stderr at ``level`` (platforms collect stderr); once per process.
 
-    ``log_format``: ``json`` (one object per line, see :mod:`modelfn.logs`), ``text``, or ``auto``:
+    ``log_format``: ``json`` (one object per line, see :mod:`modelfn.observability.logs`), ``text``, or ``auto``:
     JSON unless stderr is a terminal.
     """
     logger = logging.getLogger("modelfn")
@@ -70,7 +70,7 @@ def configure_logging(level: str, log_format: str = "auto", *, request_log: bool
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         if log_format == "json" or (log_format == "auto" and not sys.stderr.isatty()):
-            from modelfn.logs import JsonFormatter
+            from modelfn.observability.logs import JsonFormatter
 
             handler.setFormatter(JsonFormatter())
         else:

@@ -1,6 +1,6 @@
 """An Alexa custom skill: ``POST /alexa`` (``/models/{name}/alexa``), or the Lambda event itself.
 
-Requests are verified first (:mod:`modelfn.alexa_verifier`: certificate URL and chain, signature
+Requests are verified first (:mod:`modelfn.security.alexa_verifier`: certificate URL and chain, signature
 of the raw body, timestamp, skill id); a failed check is a 400 and nothing runs. Then:
 
 - ``LaunchRequest``: the contract's ``conversation.welcome``; the session stays open.
@@ -47,7 +47,7 @@ def webhook(function: Servable, request: Request, name: str | None = None) -> Re
     settings = function.settings
     if not settings.alexa_skill_ids:
         raise NotFound("the Alexa endpoint is off: set MODELFN_ALEXA_SKILL_IDS to your skill's id")
-    from modelfn.alexa_verifier import alexa_verifier
+    from modelfn.security.alexa_verifier import alexa_verifier
 
     verifier = alexa_verifier(settings.alexa_skill_ids, settings.alexa_trust_store, settings.alexa_cert_mirror)
     # The skill id and timestamp first: a request for another skill, or a stale one, costs no
@@ -63,11 +63,11 @@ def webhook(function: Servable, request: Request, name: str | None = None) -> Re
 def answer_envelope(function: Servable, envelope: dict[str, Any]) -> dict[str, Any]:
     """A direct Lambda invocation by the skill: its skill id and timestamp checked, then answered.
 
-    Raises :class:`~modelfn.alexa_verifier.VerificationFailed` (Alexa sees a failed invocation).
+    Raises :class:`~modelfn.security.alexa_verifier.VerificationFailed` (Alexa sees a failed invocation).
     """
     import time
 
-    from modelfn.alexa_verifier import check_envelope, skill_ids
+    from modelfn.security.alexa_verifier import check_envelope, skill_ids
 
     allowed = skill_ids(function.settings.alexa_skill_ids)
     if not allowed:

@@ -121,7 +121,7 @@ def check_credentials(request: Request, settings: Settings) -> None:
         configured = True
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token:
-            from modelfn.id_tokens import id_token_verifier
+            from modelfn.security.id_tokens import id_token_verifier
 
             verifier = id_token_verifier(
                 settings.id_token_audience, settings.id_token_emails, settings.id_token_certs_url

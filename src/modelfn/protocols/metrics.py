@@ -1,6 +1,6 @@
 """``GET /metrics``: the function's metrics in the Prometheus text format (prometheus-client).
 
-The recorder (:mod:`modelfn.metrics`) keeps plain counters on the request path; this module, and
+The recorder (:mod:`modelfn.observability.metrics`) keeps plain counters on the request path; this module, and
 prometheus-client with it, is imported on the first scrape only. A custom collector turns each
 recorded family into prometheus-client's metric families, and ``generate_latest`` writes them.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelfn.http import Request, Response
-from modelfn.metrics import RECORDER, Recorder
+from modelfn.observability.metrics import RECORDER, Recorder
 
 if TYPE_CHECKING:
     from modelfn.function import Servable

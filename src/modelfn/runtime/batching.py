@@ -70,7 +70,7 @@ class BatchingPredictor:
 
     def __init__(self, inner: Predictor, policy: Batching, *, model: str = "") -> None:
         self._inner = inner
-        self._model = model  # the name batch sizes are counted under (modelfn.metrics)
+        self._model = model  # the name batch sizes are counted under (modelfn.observability.metrics)
         self._max_rows = policy.max_batch_size
         self._max_wait_s = policy.max_wait_ms / 1000
         self._queue: deque[_Call] = deque()
@@ -172,7 +172,7 @@ class BatchingPredictor:
         return taken
 
     def _run(self, batch: list[_Call]) -> None:
-        from modelfn.metrics import BATCH_BUCKETS, RECORDER
+        from modelfn.observability.metrics import BATCH_BUCKETS, RECORDER
 
         self.calls += len(batch)
         self.batches += 1

@@ -34,10 +34,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from modelfn.metrics import SIZE_CLASSES, size_class, version_fault
+from modelfn.observability.metrics import SIZE_CLASSES, size_class, version_fault
 
 if TYPE_CHECKING:
-    from modelfn.metrics import RequestContext
+    from modelfn.observability.metrics import RequestContext
     from modelfn.registry import Rollback, Traffic
 
 log = logging.getLogger("modelfn")

@@ -19,7 +19,7 @@ import urllib.request
 from collections import defaultdict
 from typing import TYPE_CHECKING, NamedTuple
 
-from modelfn.metrics import LATENCY_BUCKETS, Histogram
+from modelfn.observability.metrics import LATENCY_BUCKETS, Histogram
 from modelfn.runtime.traffic import Outcomes, verdict
 
 if TYPE_CHECKING:

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
+from credentials import add_key
 from helpers import DIGITS, running
 
-from modelfn import auth
-from modelfn.auth import KeyRing, parse_keys
 from modelfn.cli import cli
 from modelfn.errors import Forbidden, Unauthorized
+from modelfn.security import api_keys as auth
+from modelfn.security.api_keys import KeyRing, parse_keys
 
 IMAGE = [[0] * 8] * 8
-
-
-def add_key(keys_file: Path, key_id: str, models: str) -> str:
-    result = CliRunner().invoke(cli, ["keys", "add", key_id, "--models", models, "--file", str(keys_file)])
-    assert result.exit_code == 0, result.output
-    return result.stdout.strip().splitlines()[0]
 
 
 def test_the_file_holds_salted_hashes_never_the_key(tmp_path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from alexa_pki import PKI, SKILL_ID, ChainMirror, body_of, chain_mirror, envelope
 from cryptography.x509.verification import Store
 
-from modelfn.alexa_verifier import AlexaVerifier, VerificationFailed, check_cert_url, check_envelope
+from modelfn.security.alexa_verifier import AlexaVerifier, VerificationFailed, check_cert_url, check_envelope
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_only_allowed_skill_ids_pass() -> None:
 
 # -- outbound fetches a caller can trigger ------------------------------------------------------------
 def test_forged_requests_with_new_urls_start_a_bounded_number_of_fetches(pki: PKI, mirror: ChainMirror) -> None:
-    from modelfn import alexa_verifier
+    from modelfn.security import alexa_verifier
 
     verifier = AlexaVerifier([SKILL_ID], Store([pki.root.cert]), mirror=mirror.url)
     body = body_of(envelope())

@@ -8,7 +8,7 @@ import logging
 import orjson
 import pytest
 
-from modelfn.logs import REQUEST_LOGGER, JsonFormatter, log_request
+from modelfn.observability.logs import REQUEST_LOGGER, JsonFormatter, log_request
 
 
 def record_at(created: float) -> logging.LogRecord:

@@ -1,0 +1,1 @@
+"""What a function tells its operators: structured logs and Prometheus metrics."""
