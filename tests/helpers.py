@@ -61,31 +61,13 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class Server:
-    """A real ``modelfn serve`` process on a free port, its log captured to a file."""
+class LoggedProcess:
+    """A child process whose output goes to a log file; :meth:`stop` ends it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, folder: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelfn", "serve", str(folder), "--port", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-
-    def wait_live(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # a busy machine: wait on
-                if requests.get(self.url + "/v2/health/live", timeout=5).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -98,6 +80,27 @@ class Server:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+class Server(LoggedProcess):
+    """A real ``modelfn serve`` process on a free port, its log captured to a file."""
+
+    def __init__(self, folder: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "modelfn", "serve", str(folder), "--port", str(self.port)]
+        super().__init__(command, log_path, {**os.environ, **(env or {})})
+
+    def wait_live(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # a busy machine: wait on
+                if requests.get(self.url + "/v2/health/live", timeout=5).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ import orjson
 import pytest
 import requests
 from alexa_pki import SKILL_ID, envelope
-from helpers import ROOT, free_port
+from helpers import ROOT, LoggedProcess, free_port
 from lambda_deploy import FUNCTIONS, HTTP, ZIPS, environment_of, route_requests
 from test_aws_lambda import http_event, rest_event
 from test_aws_lambda_events import IMAGE, csv_of, get, put, sqs_batch
@@ -35,7 +34,7 @@ pytestmark = pytest.mark.slow
 LAMBDA = ROOT / ".tools" / "lambda"
 
 
-class Emulator:
+class Emulator(LoggedProcess):
     """``aws-lambda-rie`` running one function's handler; :meth:`invoke` posts an event as Lambda's Invoke API."""
 
     def __init__(self, task: Path, name: str, environment: dict[str, str], log: Path) -> None:
@@ -58,9 +57,7 @@ class Emulator:
         command = [str(rie), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
                    "--runtime-api-address", f"127.0.0.1:{free_port()}",
                    sys.executable, "-S", "-m", "awslambdaric", spec["handler"]]  # fmt: skip
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, cwd=task, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(command, log, env, cwd=task)
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -73,18 +70,6 @@ class Emulator:
         answer = requests.post(url, data=json.dumps(event), timeout=300)
         assert answer.status_code == 200, (answer.text, self.log())
         return answer.json()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 @contextlib.contextmanager
