@@ -45,6 +45,8 @@ _LINGER_S = 2.0
 #: At most this many refused connections linger at once; past it one is closed at once (its answer sent).
 _MAX_LINGERING = 256
 _CHUNK = 256 * 1024
+#: Bytes a chunked body's framing (chunk sizes, CRLFs) may add to the body limit on the wire.
+_FRAMING = 64 * 1024
 
 
 class ReceiveLimits(NamedTuple):
@@ -224,11 +226,14 @@ class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
         return f"request head (request line and headers) over the {self.limits.head_bytes}-byte limit"
 
     def _reserve(self, receipt: _Receipt, size: int) -> None:
-        if len(receipt.raw) > self.limits.head_bytes + self.limits.body_bytes + 64 * 1024:  # chunk framing
+        largest = self.limits.head_bytes + self.limits.body_bytes + _FRAMING  # one whole request on the wire
+        if len(receipt.raw) > largest:
             raise _Refusal(413, f"request body over the {self.limits.body_bytes}-byte limit")
         if size <= receipt.reserved:
             return
-        if self.buffered + size - receipt.reserved > self.limits.buffer_bytes:
+        # The buffer always holds one request of the largest size: a body over the limit, alone, is a
+        # 413 however its bytes arrive (by 256 KiB reads it could pass the buffer before the limit).
+        if self.buffered + size - receipt.reserved > max(self.limits.buffer_bytes, largest):
             raise _Refusal(503, "the server is receiving too many request bodies at once; retry shortly",
                            (("Retry-After", "1"),))  # fmt: skip
         self.buffered += size - receipt.reserved
