@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +92,23 @@ class Server(LoggedProcess):
         super().__init__(command, log_path, {**os.environ, **(env or {})})
 
     def wait_live(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def exited() -> None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # a busy machine: wait on
-                if requests.get(self.url + "/v2/health/live", timeout=5).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")
+
+        if not poll_live(self.url, time.monotonic() + timeout, exited):
+            raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")
+
+
+def poll_live(url: str, deadline: float, check: Callable[[], None] = lambda: None) -> bool:
+    """Whether ``GET url/v2/health/live`` answers 200 before the monotonic ``deadline``; ``check`` may raise."""
+    while time.monotonic() < deadline:
+        check()
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):  # a busy machine: wait on
+            if requests.get(url + "/v2/health/live", timeout=5).status_code == 200:
+                return True
+        time.sleep(0.05)
+    return False
 
 
 @contextlib.contextmanager

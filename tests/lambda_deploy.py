@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import yaml
@@ -29,6 +31,7 @@ ZIPS = {name: Path(spec["package"]["artifact"]).name.removesuffix("-lambda.zip")
 #: The zip functions behind API Gateway.
 HTTP = [name for name in ZIPS if any("http" in event for event in FUNCTIONS[name].get("events", []))]
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+T = TypeVar("T")
 
 
 def build_tasks(out: Path) -> dict[str, Path]:
@@ -96,3 +99,14 @@ def route_requests(name: str) -> list[tuple[str, str, str | None]]:
             body = json.dumps(v2_request(contract))
         requests.append((method, path, body))
     return requests
+
+
+def until_loaded(path: str, send: Callable[[], T], status: Callable[[T], int]) -> T:
+    """``send()``'s answer; a readiness probe is sent again while it answers 503 (it started the load,
+    and answers 503 until the model is in), for up to two minutes."""
+    answer = send()
+    deadline = time.monotonic() + 120
+    while path.endswith("/ready") and status(answer) == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        answer = send()
+    return answer

@@ -11,6 +11,7 @@ emulator (from the aws-sam-cli wheel) and the runtime's packages.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -26,7 +27,7 @@ import pytest
 import requests
 from alexa_pki import SKILL_ID, envelope
 from helpers import ROOT, LoggedProcess, free_port
-from lambda_deploy import FUNCTIONS, HTTP, ZIPS, environment_of, route_requests
+from lambda_deploy import FUNCTIONS, HTTP, ZIPS, environment_of, route_requests, until_loaded
 from test_aws_lambda import http_event, rest_event
 from test_aws_lambda_events import IMAGE, csv_of, get, put, sqs_batch
 
@@ -87,12 +88,8 @@ def test_every_route_of_every_http_zip_function_answers(name, lambda_tasks, aws_
     """Each API Gateway route serverless.yml gives the function, as a REST API (payload 1.0) event."""
     with emulated(name, lambda_tasks[ZIPS[name]], aws_registry, tmp_path / "rie.log") as emulator:
         for method, path, body in route_requests(name):
-            headers = {"Content-Type": "application/json"} if body else None
-            answer = emulator.invoke(rest_event(method, path, body, headers))
-            deadline = time.monotonic() + 120
-            while path.endswith("/ready") and answer["statusCode"] == 503 and time.monotonic() < deadline:
-                time.sleep(0.1)  # the probe started the load; it answers 503 until the model is in
-                answer = emulator.invoke(rest_event(method, path, body, headers))
+            event = rest_event(method, path, body, {"Content-Type": "application/json"} if body else None)
+            answer = until_loaded(path, functools.partial(emulator.invoke, event), lambda a: a["statusCode"])
             assert answer["statusCode"] == 200, (method, path, answer, emulator.log())
 
 

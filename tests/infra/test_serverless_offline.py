@@ -10,6 +10,7 @@ moto's S3, as ``MODELFN_MODEL`` says.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import requests
 import yaml
 from helpers import ROOT, free_port
 from infra_tools import tool
-from lambda_deploy import HTTP, ZIPS, environment_of, route_requests
+from lambda_deploy import HTTP, ZIPS, environment_of, route_requests, until_loaded
 
 pytestmark = pytest.mark.slow
 
@@ -73,11 +74,8 @@ def test_every_route_answers_with_the_usage_plan_key_and_is_refused_without(offl
         refused = requests.request(method, url, data=body, headers=headers, timeout=120)
         assert refused.status_code == 403, (method, path, refused.status_code, refused.text)
         headers["x-api-key"] = offline["key"]
-        answer = requests.request(method, url, data=body, headers=headers, timeout=300)
-        deadline = time.monotonic() + 120
-        while path.endswith("/ready") and answer.status_code == 503 and time.monotonic() < deadline:
-            time.sleep(0.1)  # the probe started the load; it answers 503 until the model is in
-            answer = requests.request(method, url, headers=headers, timeout=300)
+        send = functools.partial(requests.request, method, url, data=body, headers=dict(headers), timeout=300)
+        answer = until_loaded(path, send, lambda a: a.status_code)
         log = offline["log"].read_text(errors="replace")[-3000:]
         assert answer.status_code == 200, (method, path, answer.text, log)
         wrong = requests.request(method, url, data=body, headers={**headers, "x-api-key": "not-the-key"}, timeout=120)

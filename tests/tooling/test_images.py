@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from helpers import DIGITS, ROOT, free_port
+from helpers import DIGITS, ROOT, free_port, poll_live
 
 from modelfn.tooling.build import build
 
@@ -144,21 +144,12 @@ def container(podman: Podman, image: str, name: str, *options: str) -> Iterator[
         podman("rm", "-f", name, check=False)
 
 
-def wait_answer(url: str, started: float, podman: Podman, name: str) -> float:
-    deadline = started + 120
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-            if requests.get(url + "/v2/health/live", timeout=5).status_code == 200:
-                return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(podman.logs(name))
-
-
 def test_the_cloud_run_image_serves_read_only_as_non_root_and_drains_on_sigterm(podman, bases, tmp_path) -> None:
     image = built(podman, "cloudrun", bases["python"], tmp_path / "dist")
     name = "modelfn-test-cloudrun"
     with container(podman, image, name, "--read-only") as (url, started):
-        first = wait_answer(url, started, podman, name)
+        assert poll_live(url, started + 120), podman.logs(name)
+        first = time.monotonic() - started
         assert podman("exec", name, "id", "-u").strip() == "65532"  # the Dockerfile's user, not root
         row = np.ravel(IMAGE).tolist()
         tensor = {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": row}

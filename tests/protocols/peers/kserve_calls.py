@@ -39,9 +39,10 @@ def int_input() -> InferInput:
     return InferInput(name="input-0", datatype="INT32", shape=[2, 2], data=[[1, 2], [3, 4]], parameters=dict(PARAMS))
 
 
-def fp16_input(binary: bool) -> InferInput:
+def fp16_input() -> InferInput:
+    """kserve's FP16 input, sent as binary data."""
     tensor = InferInput(name="fp16_data", datatype="FP16", shape=[2, 2], parameters=dict(PARAMS))
-    tensor.set_data_from_numpy(np.array([[1.1, 2.22], [3.345, 4.34343]], dtype=np.float16), binary_data=binary)
+    tensor.set_data_from_numpy(np.array([[1.1, 2.22], [3.345, 4.34343]], dtype=np.float16), binary_data=True)
     return tensor
 
 
@@ -70,8 +71,8 @@ async def calls(url: str, pixels: list) -> dict[str, Any]:
     digits_binary.set_data_from_numpy(x, binary_data=True)
     tensor = {"name": "input-0", "datatype": "INT32", "shape": [2, 2], "data": [[1, 2], [3, 4]], "parameters": PARAMS}
     binary_out = {"binary_data_output": True}
-    all_binary = request("kserve-pair", [int_input(), fp16_input(True)], parameters={**PARAMS, **binary_out})
-    output_binary = request("kserve-pair", [int_input(), fp16_input(True)], parameters=dict(PARAMS),
+    all_binary = request("kserve-pair", [int_input(), fp16_input()], parameters={**PARAMS, **binary_out})
+    output_binary = request("kserve-pair", [int_input(), fp16_input()], parameters=dict(PARAMS),
                             request_outputs=[RequestedOutput(name="output-0", parameters=binary_out)])  # fmt: skip
     cases = {
         "v2_is_server_live": lambda: v2.is_server_live(url),
