@@ -87,3 +87,20 @@ def aws_registry(emulators) -> dict[str, str]:
     from lambda_deploy import make_registry
 
     return make_registry()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (``make test`` installs it)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from modelfn.tooling.browser_timing import CHROMIUM_ARGS
+
+    executable = shutil.which("chromium")
+    assert executable, "Chromium is not installed: `make test` installs it (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -21,6 +21,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "functions" / "digits"
+HELPDESK = ROOT / "functions" / "helpdesk"
+#: Screenshots and other files a run leaves for people to look at.
+ARTIFACTS = Path(os.environ.get("MODELFN_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 
 
 def free_port() -> int:

@@ -3,7 +3,8 @@
 Every ``import`` of a modelfn module, at the top of a file or inside a function (the lazy imports
 that keep the start-up path light), TYPE_CHECKING ones included, must name a module of the same
 layer or one below. The request path every adapter calls (``adapters/dispatch.py``) sits above the
-protocols it routes to.
+protocols it routes to. The edge runner (``edge/``) is an adapter of its own, with the fewest
+modules below it (see ``tests/edge``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ LAYERS = {
     "runtime": 1, "batch": 1, "registry": 1,
     "function": 2, "group": 2,
     "protocols": 3, "routing": 3,
-    "adapters": 4,
+    "adapters": 4, "edge": 4,
     "tooling": 5, "cli": 5, "__main__": 5,
 }  # fmt: skip
 

@@ -107,6 +107,14 @@ def export_onnx(model):
     return proto
 
 
+def write_heldout_requests(x_test, path: Path = HERE / "heldout.jsonl") -> None:
+    """The held-out images as request bodies, one per line (the contract's ``validation_requests``)."""
+    import json
+
+    lines = [json.dumps({"image": image.reshape(8, 8).astype(int).tolist()}, separators=(",", ":")) for image in x_test]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def heldout_accuracy(onnx_bytes: bytes, x_test, y_test) -> float:
     import onnxruntime as ort
 
@@ -138,6 +146,8 @@ def main() -> None:
         print(f"wrote {args.keras_out} and its validation.npz")
     args.out.write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes)")
+    if args.out == HERE / "model.onnx":
+        write_heldout_requests(x_test)
     print(f"sha256: {hashlib.sha256(data).hexdigest()}")
     print(f"held-out accuracy: {heldout_accuracy(data, x_test, y_test):.4f} on {len(y_test)} images")
 

@@ -17,16 +17,12 @@ import numpy as np
 
 from modelfn import InvalidInput
 
-from .answers import ANSWERS, MIN_CONFIDENCE
+from .answers import ANSWERS, FALLBACK, MIN_CONFIDENCE
 from .text_features import features
 
 MAX_TEXTS = 32
 MAX_CHARACTERS = 500
 INTENTS = list(ANSWERS)
-FALLBACK = (
-    "Sorry, I'm not sure what you mean. Ask me about deploying, the contract, protocols, the registry, "
-    "security, limits or batch prediction."
-)
 
 
 def preprocess(payload: Any) -> dict[str, np.ndarray]:

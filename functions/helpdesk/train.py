@@ -77,11 +77,19 @@ def export(model) -> bytes:
     return onnx_model.SerializeToString()
 
 
+def write_heldout_requests(x_test: list[str], path: Path = HERE / "heldout.jsonl") -> None:
+    """The held-out phrasings as request bodies, one per line (the contract's ``validation_requests``)."""
+    import json
+
+    path.write_text("".join(json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in x_test))
+
+
 def main() -> None:
     x_train, x_test, y_train, y_test, names = split()
     model = train(x_train, y_train)
     data = export(model)
     (HERE / "model.onnx").write_bytes(data)
+    write_heldout_requests(x_test)
     right = model.predict(features(x_test)) == y_test
     answered = model.predict_proba(features(x_test)).max(axis=1) >= MIN_CONFIDENCE
     print(f"sha256: {hashlib.sha256(data).hexdigest()}")

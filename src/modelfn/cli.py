@@ -63,6 +63,14 @@ def check(folder: Path) -> None:
             result = model.predict_json(contract.example)
             option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
             click.echo("example   POST /predict ->\n" + orjson.dumps(result, option=option).decode())
+        if contract.hooks.javascript is not None:
+            from modelfn.tooling.js_hooks import compare_hooks
+
+            agreement = compare_hooks(folder, contract, model)
+            click.echo(agreement.line(str(contract.hooks.javascript)))
+            if agreement.disagreements:
+                found = "\n  ".join(agreement.disagreements[:10])
+                raise click.ClickException(f"the JavaScript hooks disagree:\n  {found}")
     click.echo("ok")
 
 
@@ -101,7 +109,11 @@ def digests(folder: Path, model_file: str) -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--port", envvar="PORT", type=int, default=8080, show_default=True, help="Port to listen on.")
 @click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True, help="Address to bind.")
-def serve(folder: Path, port: int, host: str) -> None:
+@click.option(
+    "--browser", is_flag=True,
+    help="Also offer the models in the visitor's browser: build the web bundle (--target web) and serve it.",
+)  # fmt: skip
+def serve(folder: Path, port: int, host: str, browser: bool) -> None:
     """Serve FOLDER locally under functions-framework (gunicorn), as in the cloud."""
     entrypoint = folder / ENTRYPOINT_FILE
     if not entrypoint.is_file():
@@ -118,6 +130,13 @@ def serve(folder: Path, port: int, host: str) -> None:
     with _click_errors():
         contracts = [_compile(each) for each in folders]  # fail here, not on the first request
     served = ", ".join(f"{c.name} v{c.version}" for c in contracts)
+    if browser:
+        from modelfn.tooling.web_bundle import build_web
+
+        with _click_errors():
+            web = build_web(folder, folder / ".modelfn" / "web")
+        os.environ["MODELFN_BROWSER_BUNDLE"] = web.output
+        click.echo(f"browser   {web.output}: the page can also run {served} in the browser", err=True)
     click.echo(f"serving {served} on http://{host}:{port}", err=True)
     # functions-framework's app under modelfn's gunicorn settings (graceful SIGTERM, see modelfn.adapters.server).
     argv = [sys.executable, "-m", "modelfn.adapters.server", "--target", ENTRYPOINT_TARGET,
@@ -354,8 +373,9 @@ def compare(
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--target", type=click.Choice(["gcf", "cloudrun", "lambda", "lambda-image"]), required=True,
-    help="gcf and lambda: a zip; cloudrun and lambda-image: a container build context.",
+    "--target", type=click.Choice(["gcf", "cloudrun", "lambda", "lambda-image", "web", "edge"]), required=True,
+    help="gcf and lambda: a zip; cloudrun and lambda-image: a container build context; web: a static site "
+    "that runs the model in the browser; edge: a folder for a device with Python, onnxruntime and numpy.",
 )  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"), show_default=True)
 @click.option("--python", "python", default=None, help="Python of the target runtime (default 3.12).")
@@ -363,14 +383,75 @@ def compare(
     "--store", "stores", multiple=True, type=click.Choice(["gcs", "s3"]),
     help="Also bundle this object store's SDK (for MODELFN_MODEL=gs://... or s3://... set at deployment).",
 )  # fmt: skip
-def build(folder: Path, target: str, out: Path, python: str | None, stores: tuple[str, ...]) -> None:
+@click.option(
+    "--quantize", type=click.Choice(["int8"]), default=None,
+    help="web and edge: quantize the weights to int8, verified on the contract's validation data.",
+)  # fmt: skip
+@click.option("--max-abs-diff", type=float, default=None, help="With --quantize: largest accepted difference (0.05).")
+@click.option("--min-agreement", type=float, default=None, help="With --quantize: smallest label agreement (0.99).")
+@click.option(
+    "--ort-web", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="web: onnxruntime-web's folder (default: node_modules/onnxruntime-web above FOLDER or here).",
+)  # fmt: skip
+@click.option("--measure", is_flag=True, help="web: time the first prediction in headless Chromium.")
+def build(
+    folder: Path, target: str, out: Path, python: str | None, stores: tuple[str, ...], quantize: str | None,
+    max_abs_diff: float | None, min_agreement: float | None, ort_web: Path | None, measure: bool,
+) -> None:  # fmt: skip
     """Build FOLDER's smallest deployable for TARGET and check it against the platform's limits."""
-    from modelfn.tooling.build import build as build_bundle
+    if target not in ("web", "edge"):
+        if quantize or ort_web or measure:
+            raise click.UsageError("--quantize, --ort-web and --measure are for --target web and edge")
+        from modelfn.tooling.build import build as build_bundle
 
+        with _click_errors():
+            report = build_bundle(folder, target, out, python=python, stores=stores)
+        for line in report.lines():
+            click.echo(line)
+        return
+    thresholds = None
+    if max_abs_diff is not None or min_agreement is not None:
+        from modelfn.tooling.convert import DEFAULTS, Thresholds
+
+        base = DEFAULTS["int8"]
+        thresholds = Thresholds(base.max_abs_diff if max_abs_diff is None else max_abs_diff,
+                                base.min_agreement if min_agreement is None else min_agreement)  # fmt: skip
     with _click_errors():
-        report = build_bundle(folder, target, out, python=python, stores=stores)
-    for line in report.lines():
+        if target == "web":
+            from modelfn.tooling.web_bundle import build_web
+
+            web = build_web(folder, out, quantize=quantize, thresholds=thresholds, ort_web=ort_web)
+            if measure:
+                from modelfn.tooling.browser_timing import first_prediction
+
+                web.first_prediction = first_prediction(Path(web.output))
+            lines = web.lines()
+        else:
+            from modelfn.tooling.edge_bundle import build_edge
+
+            lines = build_edge(folder, out, quantize=quantize, thresholds=thresholds).lines()
+    for line in lines:
         click.echo(line)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", envvar="PORT", type=int, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--isolated/--not-isolated", default=True, show_default=True,
+    help="Send COOP/COEP (WebAssembly threads), as a host with custom headers does.",
+)  # fmt: skip
+def site(bundle: Path, port: int, host: str, isolated: bool) -> None:
+    """Serve BUNDLE (what `modelfn build --target web` wrote) locally, with its hosts' media types and headers."""
+    from modelfn.tooling.static_site import make_server
+
+    if not (bundle / "site.json").is_file():
+        raise click.ClickException(f"{bundle} has no site.json: build it with modelfn build FOLDER --target web")
+    server = make_server(bundle, host, port, isolated=isolated)
+    click.echo(f"serving   {bundle / 'site'} on http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
 
 
 @cli.command()

@@ -42,6 +42,8 @@ RelativeFile = Annotated[
     str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*){0,7}$", max_length=255)
 ]
 HookRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$")]
+#: An ES module in the function folder: the browser's twin of the Python hooks.
+JavaScriptFile = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*\.m?js$", max_length=128)]
 
 Framework = Literal["onnx", "tensorflow", "sklearn", "pytorch", "pipeline"]
 
@@ -134,6 +136,17 @@ class Hooks(_Strict):
     #: ``platform``, ``intent``, ``slots``, ``text``, ``locale``) as the payload ``pre`` takes.
     #: Without it the payload is ``{conversation.input: the words heard}``.
     turn: HookRef | None = None
+    #: The same ``pre`` and ``post`` in JavaScript (an ES module exporting functions of the same
+    #: names), for the browser (``modelfn build --target web``); ``modelfn check`` runs both on the
+    #: example and on ``validation_requests`` under Node and fails when they disagree.
+    javascript: JavaScriptFile | None = None
+    #: Files the hooks read besides their modules (a vocabulary, the answers' texts), copied with
+    #: them into every bundle; the JavaScript hooks may import JSON ones.
+    data: Annotated[list[RelativeFile], msgspec.Meta(max_length=64)] = []
+
+    def __post_init__(self) -> None:
+        if self.javascript is not None and self.pre is None and self.post is None:
+            raise ValueError("hooks.javascript is the twin of `pre` and `post`; name at least one of them")
 
 
 Speech = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -350,6 +363,10 @@ class Contract(_Strict, kw_only=True):
     #: A ``.npz`` file in the folder with validation inputs (by input name) and optional ``labels``;
     #: ``modelfn convert`` checks conversions on it.
     validation: str | None = None
+    #: A JSON Lines file in the folder: request bodies held out from training, one per line, as
+    #: ``POST /predict`` takes them. ``modelfn check`` runs the Python and JavaScript hooks on each;
+    #: without ``validation``, ``--quantize`` verifies on the tensors the pre hook makes of them.
+    validation_requests: RelativeFile | None = None
     #: Extra pip requirements the hooks need (the runtime's own are implied).
     dependencies: list[str] = []
     #: ``framework: pipeline`` only: the models to run, in order.

@@ -48,3 +48,7 @@ DATATYPE_OF_ONNX: dict[str, str] = {
     "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
 }
+
+#: OIP datatype -> ONNX Runtime Web's tensor type (``ort.Tensor``'s ``type``), what the browser's
+#: JavaScript hooks produce and receive.
+WEB_TYPES: dict[str, str] = {k: ("string" if k == "BYTES" else v) for k, v in NUMPY_DTYPES.items()}

@@ -21,7 +21,12 @@ if TYPE_CHECKING:
 Handler = Callable[..., "Response"]
 
 #: What a model name or version from a URL may be; the contract's own patterns are narrower.
-PARAMETERS = {"name": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", "version": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"}
+PARAMETERS = {
+    "name": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}",
+    "version": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+    # A file of the browser bundle: looked up in its list, never opened by this name.
+    "asset": r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}){0,7}",
+}
 
 
 class Route(NamedTuple):

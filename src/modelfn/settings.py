@@ -138,6 +138,9 @@ class Settings(NamedTuple):
     #: Serve the web page at ``/`` (``MODELFN_PAGE``): people draw, chat or send JSON to the models.
     #: The page itself is static; it calls the API with whatever key the visitor enters.
     page: bool = True
+    #: A web bundle (``modelfn build FOLDER --target web``: the folder with ``site.json``) whose
+    #: models the page may also run in the visitor's browser (``MODELFN_BROWSER_BUNDLE``); empty: none.
+    browser_bundle: str = ""
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
     #: ``json`` (one object per line, for Cloud Logging and CloudWatch), ``text``, or ``auto``: JSON

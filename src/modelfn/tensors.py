@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -227,3 +227,26 @@ def _text(item: Any) -> Any:
 def _brief(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_signature(contract: Any, declared: Mapping[str, tuple[str, Sequence[int]]]) -> None:
+    """Names, datatypes and shapes (``{name: (datatype, shape)}``) against the contract's inputs.
+
+    Protocols call it on what a request declares, before its data is decoded: a request the
+    model cannot take costs no decoding.
+    """
+    specs = {spec.name: spec for spec in contract.inputs}
+    unknown = sorted(set(declared) - set(specs))
+    if unknown:
+        raise InvalidInput(f"unknown input(s) {[name[:100] for name in unknown[:10]]}; the model takes {sorted(specs)}")
+    missing = sorted(set(specs) - set(declared))
+    if missing:
+        raise InvalidInput(f"missing input(s) {missing}")
+    for name, (datatype, shape) in declared.items():
+        spec = specs[name]
+        if datatype != spec.datatype:
+            raise InvalidInput(f"input {name!r}: datatype {datatype}, the model expects {spec.datatype}")
+        if len(shape) != len(spec.shape) or any(
+            want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+        ):
+            raise InvalidInput(f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape} (-1 = any)")

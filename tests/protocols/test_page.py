@@ -8,22 +8,13 @@ behind an API key, and saves screenshots under ``build/test-artifacts/``.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import make_client
 from credentials import add_key
-from helpers import DIGITS, ROOT, running
-
-HELPDESK = ROOT / "functions" / "helpdesk"
-ARTIFACTS = Path(os.environ.get("MODELFN_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
-#: Flags for a headless Chromium on a machine with no network beyond loopback.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+from helpers import ARTIFACTS, DIGITS, HELPDESK, running
 
 
 def test_the_page_is_static_and_served_with_a_strict_policy(digits_client) -> None:
@@ -52,18 +43,6 @@ def test_the_page_can_be_turned_off(monkeypatch) -> None:
     monkeypatch.setenv("MODELFN_PAGE", "0")
     client = make_client(DIGITS)
     assert client.get("/").status_code == 404 and client.get("/page.js").status_code == 404
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Chromium is not installed: `make test` installs it (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def _stroke(page, points: list[tuple[float, float]]) -> None:

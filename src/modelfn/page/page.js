@@ -1,9 +1,57 @@
 // The modelfn page: lists this function's models (GET /models) and gives each the widget its
 // contract asks for. No framework, no build step, no external assets. Everything from the
 // server is written with textContent, never as HTML.
+//
+// A model whose card has a `browser` entry can also run in this browser (ONNX Runtime Web and
+// the model's JavaScript hooks, browser.js): the switch in the header sends each request to the
+// function, to this browser, or to both, side by side. The static site of `modelfn build
+// --target web` is this same page with <body data-site="browser">: its models run only here,
+// loaded when the page loads, and nothing entered leaves the page.
 "use strict";
 
 const KEY_STORAGE = "modelfn-api-key";
+const SITE = document.body.dataset.site === "browser";
+// Where the browser bundle is: the static site itself, or the function's /browser/ folder.
+const BUNDLE = SITE ? new URL(".", location.href) : new URL("/browser/", location.href);
+const SOURCES = { function: "the function", browser: "this browser" };
+const timings = {};
+let mode = SITE ? "browser" : "function";
+const opened = new Map();
+
+function inBrowser(model) {
+  if (!opened.has(model.name)) {
+    const started = performance.now();
+    const loading = import(new URL("browser.js", BUNDLE).href)
+      .then((runtime) => runtime.openModel(model, BUNDLE))
+      .then((ready) => { ready.loadMs = performance.now() - started; return ready; });
+    loading.catch(() => opened.delete(model.name));  // a failed load is tried again next time
+    opened.set(model.name, loading);
+  }
+  return opened.get(model.name);
+}
+
+// Every answer a request gets under the current switch: [{source, answer | error, ms}].
+async function answers(model, body) {
+  const where = model.browser ? mode : "function";
+  const sources = where === "both" ? ["function", "browser"] : [where];
+  return Promise.all(sources.map(async (source) => {
+    const started = performance.now();
+    try {
+      const answer = source === "browser"
+        ? await (await inBrowser(model)).predict(body)
+        : await api(predictPath(model.name), body);
+      if (timings.firstAnswer === undefined) timings.firstAnswer = performance.now();
+      return { source, answer, ms: performance.now() - started };
+    } catch (error) {
+      return { source, error, ms: performance.now() - started };
+    }
+  }));
+}
+
+function answeredBy(model, result) {
+  const where = SITE ? "" : ` on ${SOURCES[result.source]}`;
+  return `Answered by ${model.name} v${model.version}${where} in ${result.ms.toFixed(1)} ms.`;
+}
 
 function apiHeaders(extra) {
   const headers = Object.assign({}, extra || {});
@@ -64,9 +112,8 @@ function sketchWidget(model) {
   context.lineWidth = 22;
   context.strokeStyle = "#000";
 
-  const prediction = el("p", { class: "prediction", "aria-live": "polite", "data-role": "prediction", text: "–" });
-  const bars = el("ol", { class: "bars", "aria-label": "Probability of each class" });
-  const status = el("p", { class: "meta", role: "status" });
+  const panels = {};
+  const results = el("div", { class: "results" });
   const clear = el("button", { type: "button", class: "secondary", text: "Clear" });
   const send = el("button", { type: "button", text: "Predict" });
 
@@ -98,32 +145,32 @@ function sketchWidget(model) {
   clear.addEventListener("click", () => {
     context.clearRect(0, 0, canvas.width, canvas.height);
     inked = false;
-    prediction.textContent = "–";
-    bars.replaceChildren();
-    status.textContent = "";
+    for (const panel of Object.values(panels)) panel.clear();
   });
   send.addEventListener("click", predict);
 
   // A photo or a scan, where the contract takes uploads: sent as the file itself, the hook reads it.
   let picker = null;
-  if (model.uploads) {
+  if (model.uploads && !SITE) {
     picker = el("input", { type: "file", accept: model.uploads.media_types.join(","),
       "aria-label": "Upload a photo of a digit", "data-role": "upload" });
     picker.addEventListener("change", async () => {
       const file = picker.files && picker.files[0];
       if (!file) return;
+      // A photo needs the Python hook (Pillow): the function answers it, whatever the switch says.
+      const panel = panelOf("function");
+      for (const [source, other] of Object.entries(panels)) if (source !== "function") other.root.hidden = true;
       if (file.size > model.uploads.max_bytes) {
-        status.textContent = `The file is over ${model.uploads.max_bytes.toLocaleString()} bytes.`;
-        status.classList.add("error");
+        panel.fail(`The file is over ${model.uploads.max_bytes.toLocaleString()} bytes.`);
         return;
       }
-      status.classList.remove("error");
-      status.textContent = "Asking the model…";
+      panel.wait();
+      const started = performance.now();
       try {
-        show(await upload(predictPath(model.name), model.uploads.field, file));
+        panel.show({ source: "function", answer: await upload(predictPath(model.name), model.uploads.field, file),
+          ms: performance.now() - started });
       } catch (error) {
-        status.textContent = error.message;
-        status.classList.add("error");
+        panel.fail(error.message);
       }
       picker.value = "";
     });
@@ -134,28 +181,52 @@ function sketchWidget(model) {
     return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
   }
 
-  async function predict() {
-    if (!inked) { status.textContent = "Draw something first."; return; }
-    status.textContent = "Asking the model…";
-    try {
-      show(await api(predictPath(model.name), { [page.input]: cells(canvas, page.size, page.scale) }));
-    } catch (error) {
-      status.textContent = error.message;
-      status.classList.add("error");
+  function panelOf(source) {
+    if (!panels[source]) {
+      panels[source] = resultPanel(model, source);
+      results.append(panels[source].root);
     }
+    panels[source].root.hidden = false;
+    return panels[source];
   }
 
-  function show(answer) {
-    status.classList.remove("error");
-    prediction.textContent = String(answer[page.label]);
-    showScores(bars, answer[page.scores]);
-    status.textContent = `Answered by ${model.name} v${model.version}.`;
+  async function predict() {
+    const first = panelOf(model.browser ? (mode === "both" ? "function" : mode) : "function");
+    if (!inked) { first.fail("Draw something first."); return; }
+    const sources = model.browser && mode === "both" ? ["function", "browser"] : [model.browser ? mode : "function"];
+    for (const [source, panel] of Object.entries(panels)) panel.root.hidden = !sources.includes(source);
+    for (const source of sources) panelOf(source).wait();
+    const body = { [page.input]: cells(canvas, page.size, page.scale) };
+    for (const result of await answers(model, body)) panelOf(result.source).show(result);
   }
 
   const uploadRow = picker ? el("p", {}, el("label", { text: "or a photo: " }, picker)) : null;
+  panelOf(model.browser && mode !== "both" ? mode : "function");
   return el("div", { class: "pad" },
-    el("div", {}, canvas, el("div", {}, clear, " ", send), uploadRow),
-    el("div", {}, el("h3", { text: "Prediction" }), prediction, bars, status));
+    el("div", {}, canvas, el("div", {}, clear, " ", send), uploadRow), results);
+}
+
+// One source's answer to a drawing: the class, a bar per class, and who answered in how long.
+function resultPanel(model, source) {
+  const page = model.page;
+  const heading = el("h3", { text: SITE ? "Prediction" : `Prediction · ${SOURCES[source]}` });
+  const prediction = el("p", { class: "prediction", "aria-live": "polite", "data-role": "prediction", text: "–" });
+  const bars = el("ol", { class: "bars", "aria-label": `Probability of each class (${SOURCES[source]})` });
+  const status = el("p", { class: "meta", role: "status" });
+  const root = el("div", { class: "result", "data-source": source }, heading, prediction, bars, status);
+  return {
+    root,
+    clear() { prediction.textContent = "–"; bars.replaceChildren(); status.textContent = ""; status.classList.remove("error"); },
+    wait() { status.classList.remove("error"); status.textContent = "Asking the model…"; },
+    fail(message) { status.textContent = message; status.classList.add("error"); },
+    show(result) {
+      if (result.error) { this.fail(result.error.message); return; }
+      status.classList.remove("error");
+      prediction.textContent = String(result.answer[page.label]);
+      showScores(bars, result.answer[page.scores]);
+      status.textContent = answeredBy(model, result);
+    },
+  };
 }
 
 // The ink's bounding box, scaled to fit (keeping its shape) and centred in a (4 size)^2 bitmap;
@@ -226,12 +297,19 @@ function chatWidget(model) {
     if (!text) return;
     log.append(el("li", { class: "user", text }));
     input.value = "";
-    try {
-      const answer = await api(predictPath(model.name), { [page.input]: text });
-      const reply = typeof answer === "string" ? answer : answer[page.reply];
-      log.append(el("li", { class: "bot", text: typeof reply === "string" ? reply : JSON.stringify(answer) }));
-    } catch (error) {
-      log.append(el("li", { class: "bot error", text: error.message }));
+    const results = await answers(model, { [page.input]: text });
+    for (const result of results) {
+      const label = results.length > 1 ? el("span", { class: "source", text: `${SOURCES[result.source]}: ` }) : null;
+      const item = el("li", { class: result.error ? "bot error" : "bot", "data-source": result.source,
+        title: result.error ? "" : answeredBy(model, result) }, label);
+      if (result.error) {
+        item.append(result.error.message);
+      } else {
+        const answer = result.answer;
+        const reply = typeof answer === "string" ? answer : answer[page.reply];
+        item.append(typeof reply === "string" ? reply : JSON.stringify(answer));
+      }
+      log.append(item);
     }
     log.scrollTop = log.scrollHeight;
   });
@@ -243,16 +321,16 @@ function formWidget(model) {
   const id = `body-${model.name}`;
   const body = el("textarea", { id, spellcheck: "false" });
   body.value = JSON.stringify(model.example || {}, null, 2);
-  const output = el("pre", { "aria-live": "polite" });
+  const output = el("div", { "aria-live": "polite" });
   const send = el("button", { type: "button", text: "Send" });
   send.addEventListener("click", async () => {
     let parsed;
-    try { parsed = JSON.parse(body.value); } catch (error) { output.textContent = `Not JSON: ${error.message}`; return; }
-    try {
-      output.textContent = JSON.stringify(await api(predictPath(model.name), parsed), null, 2);
-    } catch (error) {
-      output.textContent = error.message;
-    }
+    try { parsed = JSON.parse(body.value); } catch (error) { output.replaceChildren(el("pre", { text: `Not JSON: ${error.message}` })); return; }
+    const results = await answers(model, parsed);
+    output.replaceChildren(...results.map((result) => el("div", { class: "result", "data-source": result.source },
+      results.length > 1 ? el("h3", { text: SOURCES[result.source] }) : null,
+      el("pre", { text: result.error ? result.error.message : JSON.stringify(result.answer, null, 2) }),
+      result.error ? null : el("p", { class: "meta", text: answeredBy(model, result) }))));
   });
   return el("div", {}, el("label", { for: id, text: "Request body (JSON)" }), body, send, output);
 }
@@ -273,15 +351,42 @@ function modelSection(model) {
   return section;
 }
 
+// The header's switch, shown when a model can also run in this browser.
+function modeSwitch(models) {
+  const names = models.filter((model) => model.browser).map((model) => model.name);
+  const fieldset = el("fieldset", { class: "mode", id: "mode" },
+    el("legend", { text: `Answer ${names.join(", ")} with` }));
+  for (const [value, label] of [["function", "the function"], ["browser", "this browser"], ["both", "both, side by side"]]) {
+    const input = el("input", { type: "radio", name: "mode", value, id: `mode-${value}` });
+    input.checked = value === mode;
+    input.addEventListener("change", () => { mode = value; });
+    fieldset.append(el("label", { for: `mode-${value}` }, input, ` ${label}`));
+  }
+  fieldset.append(el("p", { class: "note", text: "In this browser, the model and its hooks run on your device with ONNX Runtime Web; nothing is sent." }));
+  return fieldset;
+}
+
+async function listModels() {
+  if (!SITE) return (await api("/models")).models;
+  const response = await fetch(new URL("models.json", BUNDLE));
+  if (!response.ok) throw new Error(`models.json: HTTP ${response.status}`);
+  return (await response.json()).models;
+}
+
 async function load() {
   const summary = document.getElementById("summary");
   const keyForm = document.getElementById("key-form");
   const main = document.getElementById("models");
   try {
-    const { models } = await api("/models");
+    const models = await listModels();
+    timings.modelsListed = performance.now();
     keyForm.hidden = true;
-    summary.textContent = `This function serves ${models.length === 1 ? "one model" : `${models.length} models`}.`;
-    main.replaceChildren(...models.map(modelSection));
+    const count = models.length === 1 ? "one model" : `${models.length} models`;
+    summary.textContent = SITE ? `This page runs ${count} in your browser.` : `This function serves ${count}.`;
+    const sections = models.map(modelSection);
+    if (!SITE && models.some((model) => model.browser)) sections.unshift(modeSwitch(models));
+    main.replaceChildren(...sections);
+    if (SITE) await openAll(models, summary, count);
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
       summary.textContent = "This function needs an API key.";
@@ -292,9 +397,37 @@ async function load() {
   }
 }
 
-document.getElementById("key-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  sessionStorage.setItem(KEY_STORAGE, document.getElementById("api-key").value);
-  load();
-});
+// The static site loads every model as the page loads, so that no request follows.
+async function openAll(models, summary, count) {
+  const ready = await Promise.all(models.map(inBrowser));
+  timings.ready = performance.now();
+  const threads = ready[0] ? ready[0].threads : 1;
+  summary.textContent = `This page runs ${count} in your browser (ONNX Runtime Web, ${threads === 1 ? "one thread" : `${threads} threads`}); nothing you enter leaves it.`;
+  document.body.dataset.ready = "true";
+}
+
+// For scripts (tests, timing): the same predictions the widgets make.
+window.modelfn = {
+  timings,
+  async predict(name, body) {
+    const models = await Promise.all([...opened.values()]);
+    const model = models.find((each) => each.name === name);
+    if (!model) throw new Error(`${name} is not open in this browser`);
+    return model.predict(body);
+  },
+  async outputs(name, body) {
+    const models = await Promise.all([...opened.values()]);
+    const model = models.find((each) => each.name === name);
+    if (!model) throw new Error(`${name} is not open in this browser`);
+    return model.outputs(body);
+  },
+};
+
+if (!SITE) {
+  document.getElementById("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_STORAGE, document.getElementById("api-key").value);
+    load();
+  });
+}
 load();

@@ -52,9 +52,9 @@ def build_router() -> Router:
     Health routes are open (the platform's probes send no credentials); the server's own routes
     need any valid key; the others need a key for the model they name.
     """
-    alexa, dialogflow, metrics, oip, openapi, page, simple, tfserving = (
+    alexa, browser, dialogflow, metrics, oip, openapi, page, simple, tfserving = (
         _Deferred(f"modelfn.protocols.{name}")
-        for name in ("alexa", "dialogflow", "metrics", "oip", "openapi", "page", "simple", "tfserving")
+        for name in ("alexa", "browser", "dialogflow", "metrics", "oip", "openapi", "page", "simple", "tfserving")
     )
     return Router(
         [
@@ -74,6 +74,9 @@ def build_router() -> Router:
                   summary="The web page's script", response="Asset", media="text/javascript"),
             route("GET", "/page.css", page.asset, access="open",
                   summary="The web page's style", response="Asset", media="text/css"),
+            route("GET", "/browser/{asset}", browser.asset, access="open",
+                  summary="The browser bundle: ONNX Runtime Web, models and hooks the page can run here",
+                  response="Asset", media="application/octet-stream"),
             route("GET", "/metrics", metrics.scrape, access="server",
                   summary="Metrics in the Prometheus text format", response="Asset", media="text/plain"),
             route("GET", "/models", page.model_cards, access="server",

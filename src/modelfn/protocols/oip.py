@@ -18,8 +18,15 @@ from modelfn import __version__
 from modelfn.errors import InvalidInput, MalformedBody
 from modelfn.http import JSON_OPTIONS, VERSION_HEADER, Request, Response, json_response, parse_json_object
 from modelfn.protocols import binary
-from modelfn.runtime.model import check_signature
-from modelfn.tensors import check_datatype, check_shape, check_shape_form, datatype_of, to_array, to_json_data
+from modelfn.tensors import (
+    check_datatype,
+    check_shape,
+    check_shape_form,
+    check_signature,
+    datatype_of,
+    to_array,
+    to_json_data,
+)
 
 if TYPE_CHECKING:
     import numpy as np

@@ -228,6 +228,7 @@ def build(function: Servable, routes: list[Route]) -> dict[str, Any]:
     parameters = {
         "name": {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": names}},
         "version": {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": versions}},
+        "asset": {"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}},
     }
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:

@@ -28,6 +28,8 @@ _ASSETS = {
     "/page.js": ("page.js", "text/javascript; charset=utf-8"),
     "/page.css": ("page.css", "text/css; charset=utf-8"),
 }
+#: With a browser bundle, the page may also compile ONNX Runtime Web's WebAssembly (nothing else changes).
+WASM_POLICY = ("script-src 'self';", "script-src 'self' 'wasm-unsafe-eval';")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -49,7 +51,13 @@ def asset(function: Servable, request: Request) -> Response:
     body = _CACHE.get(file_name)
     if body is None:
         body = _CACHE[file_name] = (_FOLDER / file_name).read_bytes()
-    return Response(200, body, {"Content-Type": media_type, **SECURITY_HEADERS})
+    headers = {"Content-Type": media_type, **SECURITY_HEADERS}
+    if function.settings.browser_bundle:
+        from modelfn.protocols.browser import bundle
+
+        if bundle(function.settings) is not None:
+            headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(*WASM_POLICY)
+    return Response(200, body, headers)
 
 
 def model_cards(function: Servable, request: Request) -> Response:
@@ -58,6 +66,12 @@ def model_cards(function: Servable, request: Request) -> Response:
     for name in function.catalog():
         contract = function.member(name).contract()
         cards.append(card(contract))
+        if function.settings.browser_bundle:
+            from modelfn.protocols.browser import entry
+
+            found = entry(function.settings, contract.name, contract.version)
+            if found is not None:
+                cards[-1]["browser"] = found
     return json_response({"models": cards})
 
 

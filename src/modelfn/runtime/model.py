@@ -1,4 +1,4 @@
-"""A loaded model: contract + predictor + hooks, and the one place inputs are checked.
+"""A loaded model: contract + predictor + hooks; its inputs are checked before every run.
 
 :func:`load_model` is the whole cold-start work, phase by phase: fetch and
 verify the artifact, build the predictor, import the hooks, run one warm-up
@@ -22,7 +22,7 @@ from modelfn.runtime.artifacts import LoadPolicy, open_verified, pinned_files
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
 from modelfn.runtime.predictors import Predictor, load_predictor
 from modelfn.runtime.stores.local import LocalStore
-from modelfn.tensors import datatype_of, to_array
+from modelfn.tensors import check_signature, datatype_of, to_array
 
 if TYPE_CHECKING:
     from modelfn.runtime.stores import Store
@@ -31,29 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelfn")
 #: From this size on, the allocator is told to give a load's large buffers back (see ``runtime/memory``).
 LARGE_MODEL_BYTES = 64 << 20
-
-
-def check_signature(contract: Contract, declared: Mapping[str, tuple[str, Sequence[int]]]) -> None:
-    """Names, datatypes and shapes (``{name: (datatype, shape)}``) against the contract's inputs.
-
-    Protocols call it on what a request declares, before its data is decoded: a request the
-    model cannot take costs no decoding.
-    """
-    specs = {spec.name: spec for spec in contract.inputs}
-    unknown = sorted(set(declared) - set(specs))
-    if unknown:
-        raise InvalidInput(f"unknown input(s) {[name[:100] for name in unknown[:10]]}; the model takes {sorted(specs)}")
-    missing = sorted(set(specs) - set(declared))
-    if missing:
-        raise InvalidInput(f"missing input(s) {missing}")
-    for name, (datatype, shape) in declared.items():
-        spec = specs[name]
-        if datatype != spec.datatype:
-            raise InvalidInput(f"input {name!r}: datatype {datatype}, the model expects {spec.datatype}")
-        if len(shape) != len(spec.shape) or any(
-            want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
-        ):
-            raise InvalidInput(f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape} (-1 = any)")
 
 
 class LoadedModel(NamedTuple):

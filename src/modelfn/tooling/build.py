@@ -412,6 +412,7 @@ def model_files(folder: Path, contract: Contract) -> list[Path]:
     refs = (contract.hooks.pre, contract.hooks.post, contract.hooks.turn)
     hooks = [ref.split(":")[0] for ref in refs if ref]
     files += [folder / name for name in sorted(local_modules(folder, hooks))]
+    files += [folder / name for name in contract.hooks.data]
     if _bundled(contract):
         from modelfn.contract import resolve_local_artifact
 

@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -28,6 +28,7 @@ from modelfn.runtime.digests import sha256_hex
 from modelfn.runtime.model import LoadedModel, load_model, local_artifact
 from modelfn.runtime.predictors import load_predictor
 from modelfn.settings import Settings
+from modelfn.tooling.heldout import validation_tensors, verification_inputs
 
 
 class ConversionRejected(ContractError):
@@ -65,7 +66,7 @@ def convert(
     if source.validation is None:
         raise ContractError(f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion")
     limits = thresholds or DEFAULTS[quantize]
-    inputs, labels = _validation(folder, source)
+    inputs, labels = validation_tensors(folder, source)
     original = _load(folder, source)
     store, key = local_artifact(source, folder)
     source_bytes = store.read(key)
@@ -117,14 +118,38 @@ def _load(folder: Path, contract: Contract) -> LoadedModel:
     return load_model(folder, contract, Settings(), *local_artifact(contract, folder))
 
 
-def _validation(folder: Path, contract: Contract) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    with np.load(folder / str(contract.validation)) as data:
-        missing = [spec.name for spec in contract.inputs if spec.name not in data]
-        if missing:
-            raise ContractError(f"{folder / str(contract.validation)}: no arrays for inputs {missing}")
-        inputs = {spec.name: data[spec.name] for spec in contract.inputs}
-        labels = data["labels"] if "labels" in data.files else None
-    return inputs, labels
+class Infers(Protocol):
+    """What a comparison needs of a model: named tensors in, named tensors out."""
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class _Session:
+    """An ONNX model in memory, answering ``infer`` as a loaded model does (for comparisons)."""
+
+    def __init__(self, data: bytes) -> None:
+        import onnxruntime as ort
+
+        self._session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        self._names = [output.name for output in self._session.get_outputs()]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._names, self._session.run(self._names, inputs), strict=True))
+
+
+def quantize_verified(
+    folder: Path, contract: Contract, onnx_bytes: bytes, thresholds: Thresholds | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """``onnx_bytes`` quantized to int8 and checked against them as ``convert --quantize int8`` checks.
+
+    The comparison runs on the contract's ``validation`` tensors, or on what the pre hook makes of
+    ``validation_requests``; :class:`ConversionRejected` when the two disagree beyond the int8
+    thresholds. Returns the quantized bytes and the comparison (with both sizes).
+    """
+    inputs, labels = verification_inputs(folder, contract, _load(folder, contract))
+    quantized = _quantize_int8(onnx_bytes)
+    report = _compare(_Session(onnx_bytes), _Session(quantized), inputs, labels, thresholds or DEFAULTS["int8"])
+    return quantized, report | {"bytes": {"original": len(onnx_bytes), "quantized": len(quantized)}}
 
 
 def _to_onnx(contract: Contract, model: LoadedModel) -> bytes:
@@ -219,7 +244,7 @@ def _write_function(source: Path, out: Path, contract: Contract, onnx_bytes: byt
 
 
 def _compare(
-    original: LoadedModel, converted: LoadedModel, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
+    original: Infers, converted: Infers, inputs: dict[str, np.ndarray], labels: np.ndarray | None,
     limits: Thresholds,
 ) -> dict[str, Any]:  # fmt: skip
     expected, actual = original.infer(inputs), converted.infer(inputs)

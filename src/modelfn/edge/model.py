@@ -1,0 +1,83 @@
+"""One model as the edge bundle holds it: ``contract.json``, the ORT model and the Python hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from modelfn.errors import ContractError, InvalidInput, ModelFault, ModelfnError
+from modelfn.runtime.hooks import LoadedHooks, load_hooks
+from modelfn.tensors import check_signature, datatype_of, to_array
+
+CONTRACT_FILE = "contract.json"
+MODEL_FILE = "model.ort"
+
+
+class Spec(NamedTuple):
+    """A tensor of the contract: what :func:`modelfn.tensors.check_signature` reads."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class EdgeModel:
+    """The model, loaded once; ``predict`` and ``infer`` are safe to call from several threads."""
+
+    def __init__(self, folder: Path, *, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        try:
+            contract = json.loads((folder / CONTRACT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ContractError(f"{folder / CONTRACT_FILE}: cannot read the contract ({exc})") from exc
+        self.name: str = contract["name"]
+        self.version: str = contract["version"]
+        self.inputs = [Spec(s["name"], s["datatype"], list(s["shape"])) for s in contract["inputs"]]
+        self.outputs = [Spec(s["name"], s["datatype"], list(s["shape"])) for s in contract["outputs"]]
+        self.example: Any = contract.get("example")
+        hooks = contract.get("hooks") or {}
+        self.hooks: LoadedHooks = load_hooks(folder, hooks.get("pre"), hooks.get("post"), namespace=self.name)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self._output_names = [spec.name for spec in self.outputs]
+
+    def input(self, name: str) -> Spec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on tensors checked against the contract."""
+        check_signature(self, {name: (datatype_of(array), array.shape) for name, array in inputs.items()})
+        try:
+            return dict(zip(self._output_names, self._session.run(self._output_names, inputs), strict=True))
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelFault("the model failed while running inference") from exc
+
+    def predict(self, payload: Any) -> Any:
+        """The plain JSON route: the pre hook (or ``{input name: values}``), the model, the post hook."""
+        inputs = self._call(self.hooks.pre, payload) if self.hooks.pre else payload
+        if not isinstance(inputs, dict):
+            raise InvalidInput(f"the body must be an object keyed by input names {[s.name for s in self.inputs]}")
+        arrays = {}
+        for name, value in inputs.items():
+            spec = self.input(name)
+            if spec is None:
+                raise InvalidInput(
+                    f"unknown input {str(name)[:100]!r}; the model takes {[s.name for s in self.inputs]}"
+                )
+            arrays[name] = to_array(value, spec.datatype, where=f"input {name!r}")
+        outputs = self.infer(arrays)
+        return self._call(self.hooks.post, outputs, payload) if self.hooks.post else outputs
+
+    @staticmethod
+    def _call(hook: Any, *args: Any) -> Any:
+        try:
+            return hook(*args)
+        except ModelfnError:
+            raise
+        except Exception as exc:
+            raise ModelFault("a hook failed") from exc
