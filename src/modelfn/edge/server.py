@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +34,12 @@ def make_server(model: EdgeModel, host: str, port: int, *, max_body_bytes: int =
         sys_version = ""
         protocol_version = "HTTP/1.1"
         timeout = TIMEOUT_S
+
+        def setup(self) -> None:
+            super().setup()
+            # The head and the body go out as two writes: without this, Nagle's algorithm holds the
+            # body back for the client's delayed ACK (~40 ms a request on keep-alive connections).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

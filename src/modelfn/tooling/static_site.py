@@ -10,6 +10,7 @@ COOP/COEP pair, which is how a host without custom headers serves the site (one 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,10 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 0, *, isolated:
         server_version = "modelfn-site"
         sys_version = ""
         timeout = 30  # a client that stops sending is dropped, not waited for
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # head and body: no Nagle wait
 
         def do_GET(self) -> None:
             self._send(head=False)

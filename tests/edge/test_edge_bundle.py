@@ -1,0 +1,215 @@
+"""``modelfn build --target edge``: the runner answers as the function does, with onnxruntime and numpy only.
+
+Each bundle runs in a virtual environment made here with nothing but ``onnxruntime`` and ``numpy``
+(and what they pull in themselves), outside the repository, so neither modelfn's dependencies nor
+its source can leak in. The held-out requests go to the runner's HTTP server and are compared with
+the function's own answers (``POST /predict`` in-process).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from conftest import make_client
+from helpers import DIGITS, HELPDESK, ROOT, LoggedProcess, free_port, poll_live
+
+from modelfn.tooling.convert import ConversionRejected, Thresholds
+from modelfn.tooling.edge_bundle import EDGE_MODULES, build_edge
+
+pytestmark = pytest.mark.slow
+SRC = ROOT / "src" / "modelfn"
+
+
+def test_the_runner_imports_only_the_modules_the_bundle_ships() -> None:
+    shipped = {"modelfn." + m.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for m in EDGE_MODULES}
+    shipped = {name.removesuffix(".") for name in shipped} | {"modelfn"}
+    needed = set()
+    for module in EDGE_MODULES:
+        package = "modelfn." + ".".join(Path(module).parent.parts) if Path(module).parent.parts else "modelfn"
+        for node in ast.walk(ast.parse((SRC / module).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                needed.add(f"{base}.{node.module}" if node.module else base)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelfn"):
+                needed.add(node.module)
+            elif isinstance(node, ast.Import):
+                needed |= {alias.name for alias in node.names if alias.name.startswith("modelfn")}
+    assert needed <= shipped, sorted(needed - shipped)
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory) -> Path:
+    """A virtual environment with onnxruntime and numpy (at the project's pinned versions), nothing else."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*install, "-c", str(ROOT / "packaging" / "constraints.txt"), "onnxruntime", "numpy"],
+                   check=True, timeout=600, capture_output=True)  # fmt: skip
+    return python
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("edge")
+    return {folder.name: Path(build_edge(folder, out).output) for folder in (DIGITS, HELPDESK)}
+
+
+def bare_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "TMPDIR")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
+class EdgeServer(LoggedProcess):
+    def __init__(self, python: Path, bundle: Path, log_path: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [str(python), "-m", "modelfn.edge", "serve", "--port", str(self.port), *extra]
+        super().__init__(command, log_path, bare_env(), cwd=bundle)
+
+    def __enter__(self) -> EdgeServer:
+        def exited() -> None:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the edge runner exited with {self.process.returncode}:\n{self.log()}")
+
+        if not poll_live(self.url, time.monotonic() + 60, exited):
+            raise TimeoutError(f"the edge runner is not live after 60 s:\n{self.log()}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def test_the_bare_environment_has_no_modelfn_dependency(bare_python, bundles) -> None:
+    probe = "import importlib.util as u; print([m for m in ('functions_framework', 'msgspec', 'yaml', 'orjson', " \
+            "'click', 'gunicorn', 'PIL', 'modelfn') if u.find_spec(m)])"  # fmt: skip
+    found = subprocess.run([str(bare_python), "-c", probe], capture_output=True, text=True, env=bare_env(), cwd="/")
+    assert found.stdout.strip() == "[]", found.stderr
+    info = subprocess.run([str(bare_python), "-m", "modelfn.edge", "info"], capture_output=True, text=True,
+                          env=bare_env(), cwd=bundles["digits"], timeout=120)  # fmt: skip
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 64]}]
+    config = (bundles["digits"] / "required_operators.config").read_text()
+    assert "ai.onnx;13;ArgMax" in config and "Gemm" in config
+
+
+@pytest.mark.parametrize("folder", [DIGITS, HELPDESK], ids=["digits", "helpdesk"])
+def test_the_edge_runner_answers_the_held_out_set_as_the_function_does(
+    bare_python, bundles, folder: Path, tmp_path
+) -> None:
+    bodies = [json.loads(line) for line in (folder / "heldout.jsonl").read_text().splitlines()]
+    client = make_client(folder)
+    expected = [client.post("/predict", json=body).get_json() for body in bodies]
+    with EdgeServer(bare_python, bundles[folder.name], tmp_path / "edge.log") as server, requests.Session() as http:
+        answers = [http.post(server.url + "/predict", json=body, timeout=30) for body in bodies]
+    assert [a.status_code for a in answers] == [200] * len(bodies)
+    answers = [a.json() for a in answers]
+    if folder == DIGITS:
+        assert [a["digit"] for a in answers] == [e["digit"] for e in expected]
+        difference = np.abs(np.array([a["probabilities"] for a in answers]) - [e["probabilities"] for e in expected])
+        assert difference.max() <= 1e-5
+    else:
+        for got, want in zip(answers, expected, strict=True):
+            assert (got["intent"], got["answer"]) == (want["intent"], want["answer"])
+            assert abs(got["confidence"] - want["confidence"]) <= 1e-4 + 1e-9
+
+
+def test_predict_on_stdin_and_the_open_inference_protocol(bare_python, bundles, tmp_path) -> None:
+    bundle = bundles["digits"]
+    example = json.loads((DIGITS / "heldout.jsonl").read_text().splitlines()[0])
+
+    def predict(body: bytes) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(bare_python), "-m", "modelfn.edge", "predict"], input=body.decode(),
+                              capture_output=True, text=True, env=bare_env(), cwd=bundle, timeout=120)  # fmt: skip
+
+    done = predict(json.dumps(example).encode())
+    assert done.returncode == 0 and json.loads(done.stdout)["digit"] == 2
+    refused = predict(b'{"image": [[1, 2]]}')
+    assert refused.returncode == 1 and json.loads(refused.stderr.strip().splitlines()[-1])["status"] == 400
+    assert predict(b"{not json").returncode == 1
+
+    pixels = np.array(example["image"], dtype=np.float32).reshape(1, 64)
+    tensor = {"name": "pixels", "datatype": "FP32", "shape": [1, 64], "data": pixels.ravel().tolist()}
+    request = {"id": "r1", "inputs": [tensor]}
+    ours = make_client(DIGITS).post("/v2/models/digits/infer", json=request).get_json()
+    with EdgeServer(bare_python, bundle, tmp_path / "edge.log") as server:
+        theirs = requests.post(server.url + "/v2/models/digits/infer", json=request, timeout=30).json()
+        metadata = requests.get(server.url + "/v2/models/digits", timeout=30).json()
+        assert requests.get(server.url + "/v2/health/ready", timeout=30).status_code == 200
+    assert theirs["id"] == "r1" and theirs["model_name"] == "digits" and theirs["model_version"] == "1"
+    by_name = {o["name"]: o for o in theirs["outputs"]}
+    for output in ours["outputs"]:
+        mine = by_name[output["name"]]
+        assert (mine["datatype"], mine["shape"]) == (output["datatype"], output["shape"])
+        assert np.allclose(mine["data"], output["data"], atol=1e-6)
+    assert metadata["platform"] == "onnx_onnxv1" and metadata["versions"] == ["1"]
+
+
+def _raw(port: int, data: bytes) -> tuple[int, dict[str, Any]]:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        reply = b""
+        while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < int(
+            reply.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0] if b"Content-Length: " in reply else 0
+        ):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_bad_requests_get_a_clear_json_error_and_a_slow_client_holds_up_no_one(bare_python, bundles, tmp_path) -> None:
+    with EdgeServer(bare_python, bundles["digits"], tmp_path / "edge.log", "--max-body-bytes", "4096") as server:
+        url = server.url
+        cases = {
+            "not json": requests.post(url + "/predict", data=b"{", timeout=30),
+            "wrong shape": requests.post(url + "/predict", json={"image": [[1] * 8] * 7}, timeout=30),
+            "over the limit": requests.post(url + "/predict", data=b" " * 5000, timeout=30),
+            "unknown route": requests.post(url + "/nowhere", data=b"{}", timeout=30),
+            "unknown model": requests.post(url + "/v2/models/other/infer", json={"inputs": []}, timeout=30),
+            "no inputs": requests.post(url + "/v2/models/digits/infer", json={"inputs": []}, timeout=30),
+        }
+        statuses = {name: response.status_code for name, response in cases.items()}
+        assert statuses == {"not json": 400, "wrong shape": 400, "over the limit": 413, "unknown route": 404,
+                            "unknown model": 404, "no inputs": 400}  # fmt: skip
+        assert all("error" in response.json() for response in cases.values())
+        chunked = b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        assert _raw(server.port, chunked)[0] == 411
+
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # and then nothing
+            started = time.monotonic()
+            body = json.loads((DIGITS / "heldout.jsonl").read_text().splitlines()[0])
+            answer = requests.post(url + "/predict", json=body, timeout=30)
+            assert answer.status_code == 200 and time.monotonic() - started < 25  # not behind the slow one
+        assert server.process.poll() is None
+
+
+def test_int8_for_the_edge_is_verified_as_convert_verifies_it(bare_python, tmp_path) -> None:
+    with pytest.raises(ConversionRejected, match=r"probabilities: max abs difference 0\.1\d+ > 0\.05"):
+        build_edge(DIGITS, tmp_path / "strict", quantize="int8")
+    assert not (tmp_path / "strict" / "digits-edge").exists()  # nothing written
+    report = build_edge(DIGITS, tmp_path / "loose", quantize="int8", thresholds=Thresholds(0.2, 0.99))
+    quantization = report.quantization
+    assert quantization["outputs"]["label"]["agreement"] == 1.0  # the same digit for every held-out image
+    assert quantization["bytes"]["quantized"] < quantization["bytes"]["original"] / 2
+    assert report.model_bytes < 25_040  # smaller than the float ORT model
+    bodies = [json.loads(line) for line in (DIGITS / "heldout.jsonl").read_text().splitlines()]
+    client = make_client(DIGITS)
+    with EdgeServer(bare_python, Path(report.output), tmp_path / "edge.log") as server, requests.Session() as http:
+        digits = [http.post(server.url + "/predict", json=body, timeout=30).json()["digit"] for body in bodies]
+    expected = [client.post("/predict", json=body).get_json()["digit"] for body in bodies]
+    assert np.mean(np.array(digits) == np.array(expected)) >= 0.99
