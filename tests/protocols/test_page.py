@@ -8,13 +8,14 @@ behind an API key, and saves screenshots under ``build/test-artifacts/``.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import make_client
 from credentials import add_key
-from helpers import ARTIFACTS, DIGITS, HELPDESK, running
+from helpers import ARTIFACTS, DIGITS, HELPDESK, copy_function, running
 
 
 def test_the_page_is_static_and_served_with_a_strict_policy(digits_client) -> None:
@@ -69,14 +70,14 @@ def test_drawing_a_digit_shows_the_models_prediction(browser, tmp_path: Path) ->
 
         ring = [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
         _stroke(page, ring)
-        page.get_by_text("Answered by digits v1.").wait_for()
+        page.get_by_text("Answered by digits v1 on the function").wait_for()
         assert prediction.text_content() == "0"
         assert page.get_by_role("list", name="Probability of each class").locator("meter").count() == 10
 
         page.get_by_role("button", name="Clear").click()
         assert prediction.text_content() == "–"
         _stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
-        page.get_by_text("Answered by digits v1.").wait_for()
+        page.get_by_text("Answered by digits v1 on the function").wait_for()
         assert prediction.text_content() == "1"
         page.screenshot(path=str(ARTIFACTS / "page-digits.png"))
 
@@ -130,4 +131,81 @@ def test_chatting_with_the_helpdesk_behind_an_api_key(browser, tmp_path: Path) -
             "and how do I roll back a bad version?",
         ]
         page.screenshot(path=str(ARTIFACTS / "page-helpdesk.png"))
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def digits_bundle(tmp_path_factory) -> Path:
+    from modelfn.tooling.web_bundle import build_web
+
+    return Path(build_web(DIGITS, tmp_path_factory.mktemp("web")).output)
+
+
+def test_with_a_browser_bundle_the_cards_offer_the_browser_and_the_bundle_is_served(monkeypatch, digits_bundle) -> None:
+    monkeypatch.setenv("MODELFN_BROWSER_BUNDLE", str(digits_bundle))
+    client = make_client(DIGITS)
+    [card] = client.get("/models").get_json()["models"]
+    assert card["browser"]["model"] == "models/digits/1/model.onnx"  # under /browser/
+    assert card["browser"]["hooks"] == "models/digits/1/hooks.js" and card["browser"]["pre"] == "preprocess"
+    assert "'wasm-unsafe-eval'" in client.get("/").headers["Content-Security-Policy"]
+    wasm = client.get("/browser/ort-1.30.0/ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
+    assert wasm.status_code == 200 and wasm.headers["Content-Type"] == "application/wasm"
+    assert wasm.headers["Content-Encoding"] == "gzip" and wasm.headers["Cache-Control"].endswith("immutable")
+    assert client.get("/browser/browser.js").headers["Content-Type"].startswith("text/javascript")
+    for path in ("/browser/site.json", "/browser/../site.json", "/browser/gzip/page.js", "/browser/models.json/x"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and "error" in answer.get_json()
+
+
+def test_a_bundle_of_another_version_or_a_broken_one_is_not_offered(monkeypatch, digits_bundle, tmp_path) -> None:
+    monkeypatch.setenv("MODELFN_BROWSER_BUNDLE", str(digits_bundle))
+    newer = copy_function(tmp_path, version="2")
+    [card] = make_client(newer).get("/models").get_json()["models"]
+    assert "browser" not in card  # the bundle runs v1, the function serves v2
+
+    broken = tmp_path / "broken"
+    shutil.copytree(digits_bundle, broken)
+    (broken / "site" / "models.json").write_text("{")
+    monkeypatch.setenv("MODELFN_BROWSER_BUNDLE", str(broken))
+    client = make_client(DIGITS)
+    [card] = client.get("/models").get_json()["models"]
+    assert "browser" not in card and client.get("/browser/browser.js").status_code == 404
+    assert "'wasm-unsafe-eval'" not in client.get("/").headers["Content-Security-Policy"]
+
+
+@pytest.mark.slow
+def test_the_switch_answers_in_the_browser_on_the_function_or_both_side_by_side(
+    browser, digits_bundle, tmp_path
+) -> None:
+    env = {"MODELFN_BROWSER_BUNDLE": str(digits_bundle)}
+    with running(DIGITS, tmp_path / "serve.log", env) as server:
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        errors: list[str] = []
+        predictions: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: predictions.append(request.url) if request.method == "POST" else None)
+        page.goto(server.url + "/")
+        canvas = page.get_by_label("Drawing pad: draw a digit with the mouse or a finger")
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+        page.get_by_role("radio", name="both, side by side").check()
+        _stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
+        page.get_by_text("Answered by digits v1 on this browser").wait_for(timeout=60_000)
+        page.get_by_text("Answered by digits v1 on the function").wait_for()
+        function_side = page.locator(".result[data-source=function] [data-role=prediction]").text_content()
+        browser_side = page.locator(".result[data-source=browser] [data-role=prediction]").text_content()
+        assert function_side == browser_side == "1"
+        page.screenshot(path=str(ARTIFACTS / "page-digits-both.png"), full_page=True)
+        assert len(predictions) == 1  # the function was asked once; the browser asked no one
+
+        page.get_by_role("radio", name="this browser").check()
+        page.get_by_role("button", name="Clear").click()
+        ring = [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
+        _stroke(page, ring)
+        from playwright.sync_api import expect
+
+        expect(page.locator(".result[data-source=browser] [data-role=prediction]")).to_have_text("0")
+        assert page.locator(".result[data-source=function]").is_hidden()
+        assert len(predictions) == 1 and errors == []
         page.close()

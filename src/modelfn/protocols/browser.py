@@ -26,13 +26,12 @@ if TYPE_CHECKING:
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
-PREFIX = "browser/"
 
 
 class Bundle(NamedTuple):
     root: Path
     files: dict[str, dict[str, Any]]
-    #: (name, version) -> the card's ``browser`` entry, its paths under ``/browser/``.
+    #: (name, version) -> the card's ``browser`` entry (its paths relative to ``/browser/``).
     models: dict[tuple[str, str], dict[str, Any]]
 
 
@@ -59,13 +58,8 @@ def _read(root: Path) -> Bundle | None:
         if missing:
             raise ValueError(f"site.json lists files that are not there: {missing[:5]}")
         cards = json.loads((root / "site" / "models.json").read_text())["models"]
-        models = {}
-        for card in cards:
-            entry = dict(card["browser"])
-            for key in ("runtime", "model", "hooks"):
-                if entry.get(key) is not None:
-                    entry[key] = PREFIX + entry[key]
-            models[(card["name"], card["version"])] = entry
+        # The entries' paths are relative to the bundle, which the page finds at /browser/.
+        models = {(card["name"], card["version"]): card["browser"] for card in cards}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.error("MODELFN_BROWSER_BUNDLE=%s cannot be served, so the page answers on the function only: %s", root, exc)
         return None
