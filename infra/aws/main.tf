@@ -47,6 +47,12 @@ variable "http_entry" {
   default     = "api_gateway"
 }
 
+variable "sites" {
+  description = "Written by `modelfn render`: the functions whose models also run in the browser (deploy.site)."
+  type        = any
+  default     = {}
+}
+
 module "modelfn" {
   source = "../modules/aws"
 
@@ -55,6 +61,19 @@ module "modelfn" {
   artifacts  = { for name, f in var.functions : f.folder => "${path.root}/../../dist/${f.folder}-lambda.zip" if f.package == "zip" && f.trigger == null }
   images     = var.images
   http_entry = var.http_entry
+}
+
+# Each site uploads dist/<folder>-web (modelfn build functions/<folder> --target web).
+module "site" {
+  source   = "../modules/aws-site"
+  for_each = var.sites
+
+  name   = each.key
+  bundle = "${path.root}/../../dist/${each.value.folder}-web"
+}
+
+output "site_urls" {
+  value = { for name, site in module.site : name => site.url }
 }
 
 output "api_url" {

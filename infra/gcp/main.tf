@@ -70,6 +70,18 @@ variable "invokers" {
   default     = []
 }
 
+variable "sites" {
+  description = "Written by `modelfn render`: the functions whose models also run in the browser (deploy.site)."
+  type        = any
+  default     = {}
+}
+
+variable "site_domains" {
+  description = "Function name -> a domain of yours for its site (an HTTPS load balancer with COOP/COEP: threads)."
+  type        = map(string)
+  default     = {}
+}
+
 module "modelfn" {
   source = "../modules/gcp"
 
@@ -82,6 +94,22 @@ module "modelfn" {
   canaries         = var.canaries
   invokers         = var.invokers
   openapi_template = "${path.root}/openapi.yaml.tftpl"
+}
+
+# Each site uploads dist/<folder>-web (modelfn build functions/<folder> --target web).
+module "site" {
+  source   = "../modules/gcp-site"
+  for_each = var.sites
+
+  project_id = var.project_id
+  region     = var.region
+  name       = each.key
+  bundle     = "${path.root}/../../dist/${each.value.folder}-web"
+  domain     = lookup(var.site_domains, each.key, "")
+}
+
+output "site_urls" {
+  value = { for name, site in module.site : name => site.url }
 }
 
 output "gateway_url" {

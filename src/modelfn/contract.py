@@ -297,6 +297,10 @@ class Deploy(_Strict):
     #: ``modelfn render`` publishes each deploy and points the alias at it; the function's hooks
     #: renew randomness, store clients and the alias after each restore. AWS only; zip only.
     snap_start: bool = False
+    #: Also publish the models as a static site that runs them in the visitor's browser
+    #: (``modelfn build --target web``): ``modelfn render`` adds a Cloud Storage website bucket on
+    #: Google Cloud and an S3 bucket behind CloudFront on AWS (``infra/modules/*-site``).
+    site: bool = False
     #: Event triggers, each deployed as a function of its own beside the HTTP one (entry point
     #: ``handle_event``): ``storage`` runs a batch prediction of each file that lands under
     #: ``incoming/`` in the uploads bucket; ``messages`` answers each request on a Pub/Sub topic

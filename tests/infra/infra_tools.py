@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import ROOT
@@ -72,3 +73,14 @@ def terraform(
         f"terraform {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )
     return result
+
+
+def plain(value: Any) -> Any:
+    """python-hcl2 8 keeps HCL's quotes on keys and strings; take them off."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from emulators import S3_ENV, s3_server
 from helpers import ROOT
-from infra_tools import INFRA, terraform, terraform_env, tool
+from infra_tools import INFRA, plain, terraform, terraform_env, tool
 
 
 def test_every_file_is_formatted(tmp_path: Path) -> None:
@@ -87,22 +87,11 @@ REQUIRED = {
 BETA_ONLY = {"google_api_gateway_api", "google_api_gateway_api_config", "google_api_gateway_gateway"}
 
 
-def _plain(value: Any) -> Any:
-    """python-hcl2 8 keeps HCL's quotes on keys and strings; take them off."""
-    if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
 def google_resources() -> dict[tuple[str, str], dict[str, Any]]:
     found = {}
     for path in sorted((INFRA / "modules" / "gcp").glob("*.tf")):
         with path.open() as handle:
-            parsed = _plain(hcl2.load(handle))
+            parsed = plain(hcl2.load(handle))
         for entry in parsed.get("resource", []):
             for kind, named in entry.items():
                 for name, body in named.items():
@@ -148,7 +137,7 @@ def test_cloud_run_splits_by_tagged_revisions() -> None:
     assert all("each.value.edge == null" in block["for_each"] for block in (canary, latest))  # one or the other
     messages = [check["error_message"] for check in service["lifecycle"][0]["precondition"]]
     assert any("deploy that version alone first" in message for message in messages)
-    parsed = _plain(hcl2.loads((INFRA / "modules" / "gcp" / "main.tf").read_text()))
+    parsed = plain(hcl2.loads((INFRA / "modules" / "gcp" / "main.tf").read_text()))
     [live] = [e["google_cloud_run_v2_service"]["live"] for e in parsed["data"] if "google_cloud_run_v2_service" in e]
     assert live["name"] == "${var.name_prefix}${each.key}" and "length(f.edge.weights) > 1" in live["for_each"]
     main = (INFRA / "modules" / "gcp" / "main.tf").read_text()
@@ -186,7 +175,8 @@ def test_google_grants_are_the_least_ones() -> None:
     # Project-wide grants only where the platform has no narrower one (Eventarc, the GCS agent).
     project_wide = {body["role"] for (kind, _), body in grants.items() if kind == "google_project_iam_member"}
     assert project_wide == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver"}
-    text = "\n".join(path.read_text() for path in INFRA.rglob("*.tf"))
+    # Nothing public, but the browser sites' files (tests/infra/test_sites.py).
+    text = "\n".join(path.read_text() for path in INFRA.rglob("*.tf") if "gcp-site" not in path.parts)
     assert "allUsers" not in text and "allAuthenticatedUsers" not in text
 
 
@@ -461,7 +451,7 @@ def _list(value: str | list[str]) -> list[str]:
 def test_an_alexa_permission_names_its_skill() -> None:
     """What moto does not keep: the permission's event source token is the skill id."""
     with (INFRA / "modules" / "aws" / "main.tf").open() as handle:
-        parsed = _plain(hcl2.load(handle))
+        parsed = plain(hcl2.load(handle))
     [permission] = [e["aws_lambda_permission"]["alexa"] for e in parsed["resource"]
                     if "alexa" in e.get("aws_lambda_permission", {})]  # fmt: skip
     assert permission["principal"] == "alexa-appkit.amazon.com"
@@ -471,7 +461,7 @@ def test_an_alexa_permission_names_its_skill() -> None:
 def test_snap_start_publishes_and_callers_invoke_the_alias() -> None:
     """Parsed from the source (moto does not model SnapStart): the block, the publish and the alias callers use."""
     with (INFRA / "modules" / "aws" / "main.tf").open() as handle:
-        parsed = _plain(hcl2.load(handle))
+        parsed = plain(hcl2.load(handle))
     [function] = [e["aws_lambda_function"]["function"] for e in parsed["resource"] if "aws_lambda_function" in e]
     assert "each.value.snap_start" in function["publish"]
     [block] = function["dynamic"]
@@ -485,7 +475,7 @@ def test_snap_start_publishes_and_callers_invoke_the_alias() -> None:
 def test_aws_rest_api_takes_binary_tensors() -> None:
     """Checked in the source: moto does not keep a REST API's binary media types."""
     with (INFRA / "modules" / "aws" / "main.tf").open() as handle:
-        parsed = _plain(hcl2.load(handle))
+        parsed = plain(hcl2.load(handle))
     [api] = [e["aws_api_gateway_rest_api"]["api"] for e in parsed["resource"] if "aws_api_gateway_rest_api" in e]
     assert api["binary_media_types"] == ["application/octet-stream"]
 

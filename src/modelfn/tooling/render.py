@@ -3,7 +3,8 @@
 One plan per function folder (:func:`plan`) feeds every file, so the clouds agree with each other:
 
 - ``infra/gcp/functions.auto.tfvars.json`` and ``infra/aws/functions.auto.tfvars.json``: the
-  Terraform variables of the two root modules (sizing, packaging, the registry reference);
+  Terraform variables of the two root modules (sizing, packaging, the registry reference, and the
+  static sites of the contracts with ``deploy.site``);
 - ``infra/gcp/openapi.yaml.tftpl``: the Google API Gateway's OpenAPI 2.0 document, one literal
   path per exposed model and route, each sent to the function that serves the model;
 - ``serverless.yml``: the AWS deployment with the Serverless Framework (v3 syntax);
@@ -135,6 +136,11 @@ class FunctionPlan:
         }
 
     @property
+    def site(self) -> bool:
+        """A static site of the folder's models (``deploy.site``), once per folder: the HTTP function's plan."""
+        return self.deploy.site and self.trigger is None
+
+    @property
     def snap_start(self) -> bool:
         """Lambda SnapStart: an HTTP zip function whose contract asks for it."""
         return self.deploy.snap_start and self.trigger is None and self.package == "zip"
@@ -244,7 +250,11 @@ def drifted(root: Path, files: dict[str, str]) -> list[str]:
 
 
 def tfvars(plans: list[FunctionPlan]) -> str:
-    body = {"functions": {p.name: p.variables() for p in plans}}
+    body = {
+        "functions": {p.name: p.variables() for p in plans},
+        # The browser sites: the root modules upload dist/<folder>-web, which cloudbuild.yaml builds.
+        "sites": {p.name: {"folder": p.folder} for p in plans if p.site},
+    }
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
 
 
@@ -581,6 +591,8 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
             image_vars[each.name] = tag
         else:
             build_lines.append(f"modelfn build functions/{each.name} --target gcf --store gcs")
+        if each.site:  # onnxruntime-web is in .tools/ from the test step's `make tools`
+            build_lines.append(f"modelfn build functions/{each.name} --target web")
     push_lines = []
     for each in folders:
         if each.registry_model:
