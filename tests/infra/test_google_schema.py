@@ -95,8 +95,9 @@ def check_module(folder: Path, schemas: dict[str, ProviderSchema]) -> list[str]:
     return found
 
 
-def test_the_google_module_fits_the_providers_schemas(schemas) -> None:
-    assert check_module(INFRA / "modules" / "gcp", schemas) == []
+@pytest.mark.parametrize("module", ["gcp", "gcp-site"])
+def test_the_google_modules_fit_the_providers_schemas(schemas, module: str) -> None:
+    assert check_module(INFRA / "modules" / module, schemas) == []
     assert schemas["google"].version == schemas["google-beta"].version == "8.7.0"
 
 
@@ -127,7 +128,7 @@ def _parse(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
-@pytest.mark.parametrize("path", ["modules/gcp/versions.tf", "gcp/main.tf"])
+@pytest.mark.parametrize("path", ["modules/gcp/versions.tf", "modules/gcp-site/versions.tf", "gcp/main.tf"])
 def test_required_providers_include_the_checked_version(path: str) -> None:
     """The ``>= X, < Y`` range of both providers must hold the version the schema check read."""
     text = (INFRA / path).read_text()
