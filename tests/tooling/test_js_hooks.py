@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import DIGITS, HELPDESK, copy_function, edit_contract
@@ -66,3 +68,14 @@ def test_a_broken_twin_or_request_file_is_a_clear_error(tmp_path) -> None:
     edit_contract(folder, hooks={"javascript": "hooks.js"})
     with pytest.raises(ContractError, match="twin of `pre` and `post`"):
         compile_contract(folder)
+
+
+def test_the_committed_held_out_requests_are_the_training_splits_held_out_part(heldout) -> None:
+    x_test, _ = heldout
+    digits = [json.loads(line)["image"] for line in (DIGITS / "heldout.jsonl").read_text().splitlines()]
+    assert np.array_equal(np.array(digits, dtype=np.float32).reshape(-1, 64), x_test)
+    spec = importlib.util.spec_from_file_location("helpdesk_train", HELPDESK / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    _, texts, _, _, _ = train.split()
+    assert [json.loads(line)["text"] for line in (HELPDESK / "heldout.jsonl").read_text().splitlines()] == texts
