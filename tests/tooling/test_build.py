@@ -114,7 +114,7 @@ def test_the_lambda_zip_answers_from_a_bare_interpreter(out, tmp_path) -> None:
         bundle.extractall(tmp_path / "task")
     assert {"lambda_function.py", "modelfn.yaml", "model.onnx", "hooks.py", ".modelfn/contract.json"} <= set(listed)
     assert "train.py" not in listed  # not imported by the hooks: stays out
-    assert not any(name.startswith(("modelfn/tooling/", "modelfn/cli.py")) for name in listed)
+    assert not any(name.startswith(("modelfn/tooling/", "modelfn/cli/")) for name in listed)
     assert not {name.split("/")[0].split("-")[0] for name in listed} & set(FRAMEWORK_PACKAGES)
     assert not any("/tests/" in name for name in listed)
     # Bytecode for the target Python, valid whatever dates the zip gives its sources.

@@ -68,7 +68,7 @@ UPLOAD_PACKAGES = ["python-multipart"]
 HTTP_PACKAGES = ["functions-framework"]  # gcf and cloudrun; Lambda calls the handler itself
 STORE_PACKAGES = {"gcs": ["google-cloud-storage"], "s3": ["boto3"]}
 #: modelfn modules a deployed function never imports (they import click, skl2onnx, tf2onnx...).
-TOOLING_ONLY = ("tooling", "cli.py", "__main__.py")
+TOOLING_ONLY = ("tooling", "cli", "__main__.py")
 #: Left out of Lambda zips: caches, test suites, type stubs and C headers, none of them used at run time
 #: (bytecode is then compiled afresh for the target, see :func:`precompile`).
 STRIPPED_DIRS = {"__pycache__", "tests"}
