@@ -89,9 +89,13 @@ def aws_registry(emulators) -> dict[str, str]:
     return make_registry()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (``make test`` installs it)."""
+    """Debian's Chromium, headless, driven by Playwright (``make test`` installs it).
+
+    Per module, not per session: Playwright's sync API runs an event loop in this thread while it
+    is open, and a test that calls ``asyncio.run`` (tritonclient's aio client) cannot run beside it.
+    """
     import shutil
 
     from playwright.sync_api import sync_playwright
