@@ -250,3 +250,22 @@ def check_signature(contract: Any, declared: Mapping[str, tuple[str, Sequence[in
             want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
         ):
             raise InvalidInput(f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape} (-1 = any)")
+
+
+def named_inputs(contract: Any, values: Any, where: str) -> dict[str, np.ndarray]:
+    """``{input name: JSON value}`` -> arrays of the contract's datatypes.
+
+    Missing inputs are reported by :func:`check_signature`, with every other check. ``contract`` is
+    anything with ``inputs`` and ``input(name)``: the contract, or the edge runner's copy of it.
+    """
+    if not isinstance(values, dict):
+        raise InvalidInput(f"{where} must be an object keyed by input names {[s.name for s in contract.inputs]}")
+    inputs = {}
+    for name, value in values.items():
+        spec = contract.input(name)
+        if spec is None:
+            raise InvalidInput(
+                f"{where}: unknown input {str(name)[:100]!r}; the model takes {[s.name for s in contract.inputs]}"
+            )
+        inputs[name] = to_array(value, spec.datatype, where=f"input {name!r}")
+    return inputs

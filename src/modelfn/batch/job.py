@@ -31,9 +31,9 @@ import orjson
 from modelfn.batch.database import ResultsDatabase
 from modelfn.batch.formats import BadRow, Row, UnreadableInput, format_of, open_object, read_rows
 from modelfn.errors import ModelfnError, ObjectNotFound
-from modelfn.runtime.model import LoadedModel, named_inputs
+from modelfn.runtime.model import LoadedModel
 from modelfn.runtime.stores import Store, join
-from modelfn.tensors import to_json_value
+from modelfn.tensors import named_inputs, to_json_value
 
 log = logging.getLogger("modelfn")
 JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from modelfn.errors import ContractError, InvalidInput, ModelFault, ModelfnError
+from modelfn.errors import ContractError, ModelFault, ModelfnError
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
-from modelfn.tensors import check_signature, datatype_of, to_array
+from modelfn.tensors import check_signature, datatype_of, named_inputs
 
 CONTRACT_FILE = "contract.json"
 MODEL_FILE = "model.ort"
@@ -59,17 +59,10 @@ class EdgeModel:
 
     def predict(self, payload: Any) -> Any:
         """The plain JSON route: the pre hook (or ``{input name: values}``), the model, the post hook."""
-        inputs = self._call(self.hooks.pre, payload) if self.hooks.pre else payload
-        if not isinstance(inputs, dict):
-            raise InvalidInput(f"the body must be an object keyed by input names {[s.name for s in self.inputs]}")
-        arrays = {}
-        for name, value in inputs.items():
-            spec = self.input(name)
-            if spec is None:
-                raise InvalidInput(
-                    f"unknown input {str(name)[:100]!r}; the model takes {[s.name for s in self.inputs]}"
-                )
-            arrays[name] = to_array(value, spec.datatype, where=f"input {name!r}")
+        if self.hooks.pre is None:
+            arrays = named_inputs(self, payload, "body")
+        else:
+            arrays = named_inputs(self, self._call(self.hooks.pre, payload), "pre-processing hook result")
         outputs = self.infer(arrays)
         return self._call(self.hooks.post, outputs, payload) if self.hooks.post else outputs
 

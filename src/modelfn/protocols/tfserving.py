@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelfn.errors import InvalidInput, MalformedBody
 from modelfn.http import VERSION_HEADER, Request, Response, json_response, parse_json_object
-from modelfn.runtime.model import named_inputs
-from modelfn.tensors import text_or_bytes, to_array, to_json_value
+from modelfn.tensors import named_inputs, text_or_bytes, to_array, to_json_value
 
 if TYPE_CHECKING:
     import numpy as np

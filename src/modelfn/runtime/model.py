@@ -22,7 +22,7 @@ from modelfn.runtime.artifacts import LoadPolicy, open_verified, pinned_files
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
 from modelfn.runtime.predictors import Predictor, load_predictor
 from modelfn.runtime.stores.local import LocalStore
-from modelfn.tensors import check_signature, datatype_of, to_array
+from modelfn.tensors import check_signature, datatype_of, named_inputs
 
 if TYPE_CHECKING:
     from modelfn.runtime.stores import Store
@@ -102,24 +102,6 @@ class LoadedModel(NamedTuple):
         except Exception as exc:
             log.exception("%s-processing hook of %s raised", stage, self.contract.name)
             raise ModelFault(f"the {stage}-processing hook failed") from exc
-
-
-def named_inputs(contract: Contract, values: Any, where: str) -> dict[str, np.ndarray]:
-    """``{input name: JSON value}`` -> arrays of the contract's datatypes.
-
-    Missing inputs are reported by :meth:`LoadedModel.check_inputs`, with every other check.
-    """
-    if not isinstance(values, dict):
-        raise InvalidInput(f"{where} must be an object keyed by input names {[s.name for s in contract.inputs]}")
-    inputs = {}
-    for name, value in values.items():
-        spec = contract.input(name)
-        if spec is None:
-            raise InvalidInput(
-                f"{where}: unknown input {str(name)[:100]!r}; the model takes {[s.name for s in contract.inputs]}"
-            )
-        inputs[name] = to_array(value, spec.datatype, where=f"input {name!r}")
-    return inputs
 
 
 def local_artifact(contract: Contract, folder: str | Path) -> tuple[Store, str]:
