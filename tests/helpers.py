@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import math
 import os
 import shutil
 import socket
@@ -147,3 +148,33 @@ def faulty_function(dest: Path) -> Path:
     with open(folder / "hooks.py", "a") as hooks:
         hooks.write(FAULTY_HOOKS)
     return folder
+
+
+# -- the page's drawing pad, driven with the mouse (tests/protocols/test_page.py, tests/tooling/test_web_bundle.py)
+
+
+def pad_centre(page: Any) -> tuple[float, float]:
+    """The centre of the page's drawing pad, in the page's coordinates."""
+    box = page.get_by_label("Drawing pad: draw a digit with the mouse or a finger").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def stroke(page: Any, points: list[tuple[float, float]]) -> None:
+    """One pen stroke through ``points``: press, move, release."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=2)
+    page.mouse.up()
+
+
+def draw_zero(page: Any) -> None:
+    x, y = pad_centre(page)
+    stroke(
+        page, [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
+    )
+
+
+def draw_one(page: Any) -> None:
+    x, y = pad_centre(page)
+    stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])

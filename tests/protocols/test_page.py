@@ -7,7 +7,6 @@ behind an API key, and saves screenshots under ``build/test-artifacts/``.
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import requests
 from conftest import make_client
 from credentials import add_key
-from helpers import ARTIFACTS, DIGITS, HELPDESK, copy_function, running
+from helpers import ARTIFACTS, DIGITS, HELPDESK, copy_function, draw_one, draw_zero, running
 
 
 def test_the_page_is_static_and_served_with_a_strict_policy(digits_client) -> None:
@@ -46,14 +45,6 @@ def test_the_page_can_be_turned_off(monkeypatch) -> None:
     assert client.get("/").status_code == 404 and client.get("/page.js").status_code == 404
 
 
-def _stroke(page, points: list[tuple[float, float]]) -> None:
-    page.mouse.move(*points[0])
-    page.mouse.down()
-    for point in points[1:]:
-        page.mouse.move(*point, steps=2)
-    page.mouse.up()
-
-
 @pytest.mark.slow
 def test_drawing_a_digit_shows_the_models_prediction(browser, tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -63,20 +54,16 @@ def test_drawing_a_digit_shows_the_models_prediction(browser, tmp_path: Path) ->
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.goto(server.url + "/")
-        canvas = page.get_by_label("Drawing pad: draw a digit with the mouse or a finger")
-        box = canvas.bounding_box()
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         prediction = page.locator("[data-role=prediction]")
 
-        ring = [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
-        _stroke(page, ring)
+        draw_zero(page)
         page.get_by_text("Answered by digits v1 on the function").wait_for()
         assert prediction.text_content() == "0"
         assert page.get_by_role("list", name="Probability of each class").locator("meter").count() == 10
 
         page.get_by_role("button", name="Clear").click()
         assert prediction.text_content() == "–"
-        _stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
+        draw_one(page)
         page.get_by_text("Answered by digits v1 on the function").wait_for()
         assert prediction.text_content() == "1"
         page.screenshot(path=str(ARTIFACTS / "page-digits.png"))
@@ -185,12 +172,9 @@ def test_the_switch_answers_in_the_browser_on_the_function_or_both_side_by_side(
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("request", lambda request: predictions.append(request.url) if request.method == "POST" else None)
         page.goto(server.url + "/")
-        canvas = page.get_by_label("Drawing pad: draw a digit with the mouse or a finger")
-        box = canvas.bounding_box()
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
         page.get_by_role("radio", name="both, side by side").check()
-        _stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
+        draw_one(page)
         page.get_by_text("Answered by digits v1 on this browser").wait_for(timeout=60_000)
         page.get_by_text("Answered by digits v1 on the function").wait_for()
         function_side = page.locator(".result[data-source=function] [data-role=prediction]").text_content()
@@ -201,8 +185,7 @@ def test_the_switch_answers_in_the_browser_on_the_function_or_both_side_by_side(
 
         page.get_by_role("radio", name="this browser").check()
         page.get_by_role("button", name="Clear").click()
-        ring = [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
-        _stroke(page, ring)
+        draw_zero(page)
         from playwright.sync_api import expect
 
         expect(page.locator(".result[data-source=browser] [data-role=prediction]")).to_have_text("0")

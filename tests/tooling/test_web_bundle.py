@@ -9,7 +9,6 @@ every request the page makes is recorded: all go to the site, and none follows t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import requests
 import yaml
 from conftest import make_client
-from helpers import ARTIFACTS, DIGITS, HELPDESK, ROOT, copy_function
+from helpers import ARTIFACTS, DIGITS, HELPDESK, ROOT, copy_function, draw_one, draw_zero
 
 from modelfn.errors import ContractError
 from modelfn.tooling.static_site import BackgroundSite
@@ -58,14 +57,6 @@ def open_site(browser: Any, site: BackgroundSite) -> tuple[Any, list[str], list[
     return page, asked, errors
 
 
-def _stroke(page: Any, points: list[tuple[float, float]]) -> None:
-    page.mouse.move(*points[0])
-    page.mouse.down()
-    for point in points[1:]:
-        page.mouse.move(*point, steps=2)
-    page.mouse.up()
-
-
 def test_the_digits_site_answers_drawings_in_the_browser_and_asks_nothing_after_loading(browser, sites) -> None:
     with BackgroundSite(sites["digits"]) as site:
         page, asked, errors = open_site(browser, site)
@@ -75,16 +66,12 @@ def test_the_digits_site_answers_drawings_in_the_browser_and_asks_nothing_after_
         summary = page.locator("#summary").text_content()
         assert "in your browser" in summary and "threads" in summary  # COOP/COEP: WebAssembly threads
 
-        canvas = page.get_by_label("Drawing pad: draw a digit with the mouse or a finger")
-        box = canvas.bounding_box()
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         prediction = page.locator("[data-role=prediction]")
-        ring = [(x + 60 * math.sin(t / 30 * 2 * math.pi), y - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(31)]
-        _stroke(page, ring)
+        draw_zero(page)
         page.get_by_text("Answered by digits v1 in").wait_for()
         assert prediction.text_content() == "0"
         page.get_by_role("button", name="Clear").click()
-        _stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
+        draw_one(page)
         page.get_by_text("Answered by digits v1 in").wait_for()
         assert prediction.text_content() == "1"
         assert page.locator("meter").count() == 10
