@@ -10,6 +10,8 @@ locals {
   files    = { for file in local.manifest.files : file.path => file }
   name     = "modelfn-site-${replace(lower(var.name), "_", "-")}"
   headers  = [for header, value in local.manifest.headers : "${header}: ${value}"]
+  # The load balancer's resources exist only with a domain: one of each, or none.
+  balanced = var.domain == "" ? 0 : 1
 }
 
 resource "google_storage_bucket" "site" {
@@ -48,7 +50,7 @@ resource "google_storage_bucket_object" "file" {
 # -- with a domain: an HTTPS load balancer that adds the headers for threads ------------------------
 
 resource "google_compute_backend_bucket" "site" {
-  count                   = var.domain == "" ? 0 : 1
+  count                   = local.balanced
   project                 = var.project_id
   name                    = local.name
   bucket_name             = google_storage_bucket.site.name
@@ -57,14 +59,14 @@ resource "google_compute_backend_bucket" "site" {
 }
 
 resource "google_compute_url_map" "site" {
-  count           = var.domain == "" ? 0 : 1
+  count           = local.balanced
   project         = var.project_id
   name            = local.name
   default_service = google_compute_backend_bucket.site[0].id
 }
 
 resource "google_compute_managed_ssl_certificate" "site" {
-  count   = var.domain == "" ? 0 : 1
+  count   = local.balanced
   project = var.project_id
   name    = local.name
   managed {
@@ -73,7 +75,7 @@ resource "google_compute_managed_ssl_certificate" "site" {
 }
 
 resource "google_compute_ssl_policy" "site" {
-  count           = var.domain == "" ? 0 : 1
+  count           = local.balanced
   project         = var.project_id
   name            = local.name
   profile         = "MODERN"
@@ -81,7 +83,7 @@ resource "google_compute_ssl_policy" "site" {
 }
 
 resource "google_compute_target_https_proxy" "site" {
-  count            = var.domain == "" ? 0 : 1
+  count            = local.balanced
   project          = var.project_id
   name             = local.name
   url_map          = google_compute_url_map.site[0].id
@@ -90,13 +92,13 @@ resource "google_compute_target_https_proxy" "site" {
 }
 
 resource "google_compute_global_address" "site" {
-  count   = var.domain == "" ? 0 : 1
+  count   = local.balanced
   project = var.project_id
   name    = local.name
 }
 
 resource "google_compute_global_forwarding_rule" "site" {
-  count                 = var.domain == "" ? 0 : 1
+  count                 = local.balanced
   project               = var.project_id
   name                  = local.name
   target                = google_compute_target_https_proxy.site[0].id

@@ -407,20 +407,15 @@ async function openAll(models, summary, count) {
 }
 
 // For scripts (tests, timing): the same predictions the widgets make.
+async function openedModel(name) {
+  if (!opened.has(name)) throw new Error(`${name} is not open in this browser`);
+  return opened.get(name);
+}
+
 window.modelfn = {
   timings,
-  async predict(name, body) {
-    const models = await Promise.all([...opened.values()]);
-    const model = models.find((each) => each.name === name);
-    if (!model) throw new Error(`${name} is not open in this browser`);
-    return model.predict(body);
-  },
-  async outputs(name, body) {
-    const models = await Promise.all([...opened.values()]);
-    const model = models.find((each) => each.name === name);
-    if (!model) throw new Error(`${name} is not open in this browser`);
-    return model.outputs(body);
-  },
+  async predict(name, body) { return (await openedModel(name)).predict(body); },
+  async outputs(name, body) { return (await openedModel(name)).outputs(body); },
 };
 
 if (!SITE) {
