@@ -25,18 +25,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-import numpy as np
 import orjson
 
 from modelfn.batch.database import ResultsDatabase
 from modelfn.batch.formats import BadRow, Row, UnreadableInput, format_of, open_object, read_rows
-from modelfn.errors import ModelfnError, ObjectNotFound
+from modelfn.batch.predict import ChunkPredictor, error_line, prediction_json, prediction_line
+from modelfn.errors import ObjectNotFound
 from modelfn.runtime.model import LoadedModel
 from modelfn.runtime.stores import Store, join
-from modelfn.tensors import named_inputs, to_json_value
 
 log = logging.getLogger("modelfn")
-JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,7 @@ class BatchJob:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.model = model
+        self.predictor = ChunkPredictor(model)
         self.chunk_rows = chunk_rows
         self.max_line_bytes = max_line_bytes
         self.database = database
@@ -124,7 +123,7 @@ class BatchJob:
             except UnreadableInput as exc:
                 # The file as a whole cannot be read: one clear error, and the event is done.
                 summary["error"] = exc.message
-                errors.write(orjson.dumps({"row": None, "error": exc.message}, option=JSON))
+                errors.write(error_line(None, exc.message))
         summary["seconds"] = round(time.monotonic() - started, 3)
         outputs.summary.store.write(outputs.summary.key, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         log.info(
@@ -146,18 +145,17 @@ class BatchJob:
     ) -> None:
         contract = self.model.contract
         for chunk in _chunks(rows, self.chunk_rows):
-            results = self.predict_chunk(chunk, fmt)
+            results = self.predictor.predict_chunk(chunk, fmt)
             stored: list[tuple[int, str]] = []
             for number, outcome in results:
                 summary["rows"] += 1
                 if isinstance(outcome, BadRow):
                     summary["failed"] += 1
-                    errors.write(orjson.dumps({"row": number, "error": outcome.error}, option=JSON))
+                    errors.write(error_line(number, outcome.error))
                     continue
                 summary["predicted"] += 1
-                # Serialized once: the same JSON goes into the predictions line and the database row.
-                prediction = orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY)
-                predictions.write(b'{"row":%d,"prediction":%b}\n' % (number, prediction))
+                prediction = prediction_json(outcome)
+                predictions.write(prediction_line(number, prediction))
                 if self.database is not None:
                     stored.append((number, prediction.decode()))
             if stored and self.database is not None:
@@ -166,73 +164,6 @@ class BatchJob:
                 )
             if self.progress is not None:
                 self.progress(summary["rows"], raw.position)
-
-    def predict_chunk(self, chunk: list[Row | BadRow], fmt: str) -> list[tuple[int, Any]]:
-        """``(row number, prediction or BadRow)`` for each row of the chunk, in order."""
-        results: dict[int, Any] = {}
-        ready: list[tuple[Row, dict[str, np.ndarray]]] = []
-        for row in chunk:
-            if isinstance(row, BadRow):
-                results[row.number] = row
-                continue
-            try:
-                inputs = self._inputs(row, fmt)
-                self.model.check_inputs(inputs)
-            except ModelfnError as exc:
-                results[row.number] = BadRow(row.number, _public(exc))
-                continue
-            ready.append((row, inputs))
-        results.update(self._infer(ready, fmt))
-        return [(row.number, results[row.number]) for row in chunk]
-
-    def _inputs(self, row: Row, fmt: str) -> dict[str, np.ndarray]:
-        if fmt != "jsonl":  # CSV and NumPy rows fill the one input
-            return {self.model.contract.inputs[0].name: row.value[np.newaxis, ...]}
-        if self.model.hooks.pre is not None:
-            return self.model.preprocess(row.value)
-        values = named_inputs(self.model.contract, row.value, f"line {row.number}")
-        return {name: array[np.newaxis, ...] for name, array in values.items()}
-
-    def _infer(self, ready: list[tuple[Row, dict[str, np.ndarray]]], fmt: str) -> dict[int, Any]:
-        """One inference call for the chunk; if it fails, each row alone, to find the bad one."""
-        if not ready:
-            return {}
-        names = list(ready[0][1])
-        counts = [len(inputs[names[0]]) for _, inputs in ready]
-        try:
-            if len(ready) == 1:
-                batch = ready[0][1]
-            else:
-                batch = {name: np.concatenate([inputs[name] for _, inputs in ready]) for name in names}
-            outputs = self.model.infer(batch)
-        except ModelfnError as exc:
-            if len(ready) == 1:
-                return {ready[0][0].number: BadRow(ready[0][0].number, _public(exc))}
-            merged: dict[int, Any] = {}
-            for item in ready:
-                merged.update(self._infer([item], fmt))
-            return merged
-        results: dict[int, Any] = {}
-        offset = 0
-        for (row, _), count in zip(ready, counts, strict=True):
-            mine = {name: array[offset : offset + count] for name, array in outputs.items()}
-            offset += count
-            results[row.number] = self._answer(row, mine, fmt)
-        return results
-
-    def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str) -> Any:
-        if fmt == "jsonl" and self.model.hooks.post is not None:
-            try:
-                return self.model.postprocess(outputs, row.value)
-            except ModelfnError as exc:
-                return BadRow(row.number, _public(exc))
-        # One input row -> its own output rows, without the batch dimension.
-        answer = {}
-        for name, array in outputs.items():
-            value = to_json_value(array)  # dtypes orjson writes natively (ONNX's longlong is not one)
-            answer[name] = value[0] if len(array) == 1 else value
-        return answer
-
 
 def _chunks(rows: Iterable[Row | BadRow], size: int) -> Iterator[list[Row | BadRow]]:
     chunk: list[Row | BadRow] = []
@@ -253,7 +184,3 @@ def _read_summary(location: Location) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None  # not ours, or damaged: the job runs again and replaces it
     return value if isinstance(value, dict) else None
-
-
-def _public(error: ModelfnError) -> str:
-    return error.message if error.public else error.public_message

@@ -1,0 +1,122 @@
+"""Rows through a model, a chunk at a time: what every batch engine runs, so all answer alike.
+
+The single-machine job (:mod:`modelfn.batch.job`), Beam's ``RunInference`` (:mod:`modelfn.beam`)
+and Spark's ``predict_batch_udf`` (:mod:`modelfn.spark`) all call :class:`ChunkPredictor`: the
+contract's input checks, its hooks and its predictor, in the same order, with the same error for
+the same bad row. The results are encoded here too, so a prediction line is byte for byte the
+same whichever engine wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelfn.batch.formats import BadRow, Row
+from modelfn.errors import ModelfnError
+from modelfn.runtime.model import LoadedModel
+from modelfn.tensors import named_inputs, to_json_value
+
+#: How a row reaches the model: ``jsonl`` rows are payloads (``POST /predict`` bodies with a
+#: pre-processing hook, ``{input name: one row}`` without); ``csv`` and ``npy`` rows are arrays
+#: that fill the model's one input.
+PAYLOAD_FORMATS = ("jsonl",)
+
+
+class ChunkPredictor:
+    """Predicts chunks of rows with one loaded model; safe to share between threads."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def predict_chunk(self, chunk: Sequence[Row | BadRow], fmt: str) -> list[tuple[int, Any]]:
+        """``(row number, prediction or BadRow)`` for each row of the chunk, in order.
+
+        One inference call for the rows that pass the checks; when it fails, each row runs alone,
+        so one bad row becomes one error row and the rest are still predicted.
+        """
+        results: dict[int, Any] = {}
+        ready: list[tuple[Row, dict[str, np.ndarray]]] = []
+        for row in chunk:
+            if isinstance(row, BadRow):
+                results[row.number] = row
+                continue
+            try:
+                inputs = self._inputs(row, fmt)
+                self.model.check_inputs(inputs)
+            except ModelfnError as exc:
+                results[row.number] = BadRow(row.number, public_message(exc))
+                continue
+            ready.append((row, inputs))
+        results.update(self._infer(ready, fmt))
+        return [(row.number, results[row.number]) for row in chunk]
+
+    def _inputs(self, row: Row, fmt: str) -> dict[str, np.ndarray]:
+        if fmt not in PAYLOAD_FORMATS:  # CSV and NumPy rows fill the one input
+            return {self.model.contract.inputs[0].name: np.asarray(row.value)[np.newaxis, ...]}
+        if self.model.hooks.pre is not None:
+            return self.model.preprocess(row.value)
+        values = named_inputs(self.model.contract, row.value, f"line {row.number}")
+        return {name: array[np.newaxis, ...] for name, array in values.items()}
+
+    def _infer(self, ready: list[tuple[Row, dict[str, np.ndarray]]], fmt: str) -> dict[int, Any]:
+        if not ready:
+            return {}
+        names = list(ready[0][1])
+        counts = [len(inputs[names[0]]) for _, inputs in ready]
+        try:
+            if len(ready) == 1:
+                batch = ready[0][1]
+            else:
+                batch = {name: np.concatenate([inputs[name] for _, inputs in ready]) for name in names}
+            outputs = self.model.infer(batch)
+        except ModelfnError as exc:
+            if len(ready) == 1:
+                return {ready[0][0].number: BadRow(ready[0][0].number, public_message(exc))}
+            merged: dict[int, Any] = {}
+            for item in ready:
+                merged.update(self._infer([item], fmt))
+            return merged
+        results: dict[int, Any] = {}
+        offset = 0
+        for (row, _), count in zip(ready, counts, strict=True):
+            mine = {name: array[offset : offset + count] for name, array in outputs.items()}
+            offset += count
+            results[row.number] = self._answer(row, mine, fmt)
+        return results
+
+    def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str) -> Any:
+        if fmt in PAYLOAD_FORMATS and self.model.hooks.post is not None:
+            try:
+                return self.model.postprocess(outputs, row.value)
+            except ModelfnError as exc:
+                return BadRow(row.number, public_message(exc))
+        # One input row -> its own output rows, without the batch dimension.
+        answer = {}
+        for name, array in outputs.items():
+            value = to_json_value(array)  # dtypes orjson writes natively (ONNX's longlong is not one)
+            answer[name] = value[0] if len(array) == 1 else value
+        return answer
+
+
+def prediction_json(outcome: Any) -> bytes:
+    """A prediction as JSON, serialized once: the same bytes go to the file and the database."""
+    return orjson.dumps(outcome, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def prediction_line(number: int, prediction: bytes) -> bytes:
+    """One line of ``<input>.predictions.jsonl``."""
+    return b'{"row":%d,"prediction":%b}\n' % (number, prediction)
+
+
+def error_line(number: int | None, error: str) -> bytes:
+    """One line of ``<input>.errors.jsonl``; ``number`` is None for an error of the whole file."""
+    return orjson.dumps({"row": number, "error": error}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def public_message(error: ModelfnError) -> str:
+    """What a row's error says: the message itself, or its public form when it could leak internals."""
+    return error.message if error.public else error.public_message
