@@ -72,7 +72,16 @@ $(TOOLS)/lambda/.installed:
 		--target $(TOOLS)/lambda/runtime awslambdaric==$(AWSLAMBDARIC) boto3
 	@touch $@
 
-tools: $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls $(TOOLS)/kserve/.installed \
+# The batch engines (tests/beam, tests/spark, bench/batch.py): Apache Beam and Spark pin protobuf
+# and Pillow below what the training set needs, so they have an environment of their own, pinned
+# whole, with this checkout installed into it (editable, so it runs the code under test).
+$(TOOLS)/engines/.installed: packaging/tools/engines.txt pyproject.toml
+	rm -rf $(TOOLS)/engines && $(PYTHON) -m venv $(TOOLS)/engines
+	$(TOOLS)/engines/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	$(TOOLS)/engines/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+tools: $(TOOLS)/engines/.installed $(TOOLS)/checkov/bin/checkov $(TOOLS)/node_modules/.bin/sls $(TOOLS)/kserve/.installed \
 	$(TOOLS)/mlserver/.installed $(TOOLS)/google-provider/.downloaded $(TOOLS)/lambda/.installed
 
 # Headless Chromium for the web page's browser test: Debian's package, driven by Playwright

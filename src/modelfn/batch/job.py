@@ -94,7 +94,7 @@ class BatchJob:
         if info is None:
             raise ObjectNotFound(f"no object at {source.uri}")
         generation = generation or info.token
-        done = _read_summary(outputs.summary)
+        done = read_summary(outputs.summary)
         if done and done.get("generation") == generation and done.get("version") == contract.version:
             log.info("batch %s (generation %s) already done; duplicate delivery ignored", source.uri, generation)
             return {**done, "duplicate": True}
@@ -165,6 +165,7 @@ class BatchJob:
             if self.progress is not None:
                 self.progress(summary["rows"], raw.position)
 
+
 def _chunks(rows: Iterable[Row | BadRow], size: int) -> Iterator[list[Row | BadRow]]:
     chunk: list[Row | BadRow] = []
     for row in rows:
@@ -176,7 +177,7 @@ def _chunks(rows: Iterable[Row | BadRow], size: int) -> Iterator[list[Row | BadR
         yield chunk
 
 
-def _read_summary(location: Location) -> dict[str, Any] | None:
+def read_summary(location: Location) -> dict[str, Any] | None:
     try:
         value = orjson.loads(location.store.read(location.key))
     except ObjectNotFound:

@@ -36,25 +36,37 @@ class ChunkPredictor:
         """``(row number, prediction or BadRow)`` for each row of the chunk, in order.
 
         One inference call for the rows that pass the checks; when it fails, each row runs alone,
-        so one bad row becomes one error row and the rest are still predicted.
+        so one bad row becomes one error row and the rest are still predicted. Row numbers need
+        not be unique (a Beam batch mixes rows of several files).
         """
-        results: dict[int, Any] = {}
-        ready: list[tuple[Row, dict[str, np.ndarray]]] = []
-        for row in chunk:
+        return [(row.number, outcome) for row, outcome in zip(chunk, self.outcomes(chunk, fmt), strict=True)]
+
+    def outcomes(self, chunk: Sequence[Row | BadRow], fmt: str) -> list[Any]:
+        """The prediction (or :class:`BadRow`) of each row of ``chunk``, in order.
+
+        ``fmt`` ``tensors``: each row's value is already ``{input name: array with its batch
+        dimension}`` (an Open Inference Protocol request, decoded), and its outcome the output arrays.
+        """
+        results: list[Any] = [None] * len(chunk)
+        ready: list[tuple[int, Row, dict[str, np.ndarray]]] = []
+        for position, row in enumerate(chunk):
             if isinstance(row, BadRow):
-                results[row.number] = row
+                results[position] = row
                 continue
             try:
                 inputs = self._inputs(row, fmt)
                 self.model.check_inputs(inputs)
             except ModelfnError as exc:
-                results[row.number] = BadRow(row.number, public_message(exc))
+                results[position] = BadRow(row.number, public_message(exc))
                 continue
-            ready.append((row, inputs))
-        results.update(self._infer(ready, fmt))
-        return [(row.number, results[row.number]) for row in chunk]
+            ready.append((position, row, inputs))
+        for position, outcome in self._infer(ready, fmt):
+            results[position] = outcome
+        return results
 
     def _inputs(self, row: Row, fmt: str) -> dict[str, np.ndarray]:
+        if fmt == "tensors":
+            return row.value
         if fmt not in PAYLOAD_FORMATS:  # CSV and NumPy rows fill the one input
             return {self.model.contract.inputs[0].name: np.asarray(row.value)[np.newaxis, ...]}
         if self.model.hooks.pre is not None:
@@ -62,33 +74,36 @@ class ChunkPredictor:
         values = named_inputs(self.model.contract, row.value, f"line {row.number}")
         return {name: array[np.newaxis, ...] for name, array in values.items()}
 
-    def _infer(self, ready: list[tuple[Row, dict[str, np.ndarray]]], fmt: str) -> dict[int, Any]:
+    def _infer(self, ready: list[tuple[int, Row, dict[str, np.ndarray]]], fmt: str) -> list[tuple[int, Any]]:
         if not ready:
-            return {}
-        names = list(ready[0][1])
-        counts = [len(inputs[names[0]]) for _, inputs in ready]
+            return []
+        names = list(ready[0][2])
+        counts = [len(inputs[names[0]]) if names else 0 for _, _, inputs in ready]
         try:
             if len(ready) == 1:
-                batch = ready[0][1]
+                batch = ready[0][2]
+            elif any(list(inputs) != names for _, _, inputs in ready):
+                raise _RunAlone()
             else:
-                batch = {name: np.concatenate([inputs[name] for _, inputs in ready]) for name in names}
+                batch = {name: np.concatenate([inputs[name] for _, _, inputs in ready]) for name in names}
             outputs = self.model.infer(batch)
-        except ModelfnError as exc:
+        except (ModelfnError, _RunAlone) as exc:
             if len(ready) == 1:
-                return {ready[0][0].number: BadRow(ready[0][0].number, public_message(exc))}
-            merged: dict[int, Any] = {}
-            for item in ready:
-                merged.update(self._infer([item], fmt))
-            return merged
-        results: dict[int, Any] = {}
+                position, row, _ = ready[0]
+                assert isinstance(exc, ModelfnError)
+                return [(position, BadRow(row.number, public_message(exc)))]
+            return [outcome for item in ready for outcome in self._infer([item], fmt)]
+        results: list[tuple[int, Any]] = []
         offset = 0
-        for (row, _), count in zip(ready, counts, strict=True):
+        for (position, row, _), count in zip(ready, counts, strict=True):
             mine = {name: array[offset : offset + count] for name, array in outputs.items()}
             offset += count
-            results[row.number] = self._answer(row, mine, fmt)
+            results.append((position, self._answer(row, mine, fmt)))
         return results
 
     def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str) -> Any:
+        if fmt == "tensors":
+            return outputs
         if fmt in PAYLOAD_FORMATS and self.model.hooks.post is not None:
             try:
                 return self.model.postprocess(outputs, row.value)
@@ -100,6 +115,10 @@ class ChunkPredictor:
             value = to_json_value(array)  # dtypes orjson writes natively (ONNX's longlong is not one)
             answer[name] = value[0] if len(array) == 1 else value
         return answer
+
+
+class _RunAlone(Exception):
+    """The rows of a chunk name different inputs (tensors rows): they cannot share one call."""
 
 
 def prediction_json(outcome: Any) -> bytes:

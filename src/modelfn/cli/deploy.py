@@ -1,10 +1,10 @@
-"""Commands that build and ship: build (every target), site, batch, render."""
+"""Commands that build and ship: build (every target), site, render."""
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -98,69 +98,6 @@ def site(bundle: Path, port: int, host: str, isolated: bool) -> None:
     click.echo(f"serving   {bundle / 'site'} on http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-
-
-@cli.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("source")
-@click.option("--output", required=True, help="Where results go: a folder, gs://bucket/prefix or s3://bucket/prefix.")
-@click.option("--database", default="", help="Also upsert one row per prediction: sqlite:///path/results.db.")
-@click.option("--chunk-rows", type=click.IntRange(1, 65536), default=1024, show_default=True)
-@click.option("--model", "model_name", default=None, help="The model to run in a several-model function.")
-def batch(folder: Path, source: str, output: str, database: str, chunk_rows: int, model_name: str | None) -> None:
-    """Predict every row of SOURCE (a .csv, .jsonl or .npy file or object) with FOLDER's model."""
-    from modelfn.adapters.process import build_servable
-    from modelfn.batch.database import ResultsDatabase
-    from modelfn.batch.job import BatchJob, Location
-    from modelfn.runtime.stores import open_store
-    from modelfn.tooling.build import FunctionLayout
-
-    with click_errors():
-        source_location, name = _batch_source(source)
-        members = FunctionLayout.members(folder)
-        servable, settings = build_servable(folder, None if members == [""] else members, None)
-        model = servable.member(model_name).model()
-        info = source_location.store.stat(source_location.key)
-        if info is None:
-            raise click.ClickException(f"no such input: {source}")
-        destination_store, destination_prefix = open_store(output)
-        results = ResultsDatabase(database) if database else None
-        with click.progressbar(length=info.size, label=f"{name}", show_pos=False, show_percent=True) as bar:
-            seen = [0]
-
-            def advance(rows: int, read: int) -> None:
-                bar.label = f"{name}: {rows:,} rows"
-                bar.update(read - seen[0])
-                seen[0] = read
-
-            job = BatchJob(
-                model, chunk_rows=chunk_rows, max_line_bytes=settings.max_body_bytes, database=results, progress=advance
-            )
-            summary = job.run(source_location, Location(destination_store, destination_prefix), name)
-    state = "already done (same input and version)" if summary.get("duplicate") else f"{summary.get('seconds', 0)} s"
-    click.echo(
-        f"rows      {summary['rows']:,}: {summary['predicted']:,} predicted, {summary['failed']:,} failed; {state}"
-    )
-    click.echo(f"written   {summary['predictions']}")
-    if summary["failed"] or summary.get("error"):
-        click.echo(f"errors    {summary['errors']}" + (f" ({summary['error']})" if summary.get("error") else ""))
-
-
-def _batch_source(source: str) -> tuple[Any, str]:
-    """The input object and the name its results take: a local file, or gs:// and s3:// objects."""
-    from modelfn.batch.job import Location
-    from modelfn.runtime.stores import open_store
-
-    if "://" in source and not source.startswith("file://"):
-        store, key = open_store(source)
-        if not key:
-            raise click.ClickException(f"{source} names a bucket, not an object")
-        return Location(store, key), key.rsplit("/", 1)[-1]
-    path = Path(source.removeprefix("file://")).resolve()
-    if not path.is_file():
-        raise click.ClickException(f"no such input file: {source}")
-    store, _ = open_store(str(path.parent))
-    return Location(store, path.name), path.name
 
 
 @cli.command()
