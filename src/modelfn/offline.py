@@ -53,10 +53,14 @@ class ModelSource:
             if not _has_contract(path, member):
                 raise ContractError(f"{path}: no {CONTRACT_FILE} in it" + (f" or in {member}/" if member else ""))
             return cls(str(path.resolve()), "", member)
+        if "://" not in text and "@" not in path.name and not path.parent.is_dir():
+            raise ContractError(f"{text}: no such function folder (nor a registry reference)")
         from modelfn.registry import ModelRef, Registry
 
         ref = ModelRef.parse(text)
-        version = ref.version or Registry.open(ref.registry).resolve(ref)
+        registry = Registry.open(ref.registry)
+        version = ref.version or registry.resolve(ref)
+        registry.contract(ref.name, version)  # it exists: a wrong reference fails here, not on the workers
         hooks = str(Path(folder).resolve()) if folder is not None else ""
         return cls(hooks, f"{ref.registry}/{ref.name}/{version}", member)
 

@@ -33,9 +33,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelfn.batch.formats import BadRow, Row, row_spec
+from modelfn.batch.formats import BadRow, Row, array_row, row_spec
 from modelfn.batch.predict import ChunkPredictor, prediction_json
-from modelfn.datatypes import NUMPY_DTYPES
 from modelfn.errors import ContractError
 from modelfn.offline import ModelSource
 
@@ -125,18 +124,8 @@ def _json_rows(values: np.ndarray, numbers: np.ndarray | None) -> list[Row | Bad
 
 def _tensor_rows(predictor: ChunkPredictor) -> Callable[[np.ndarray, np.ndarray | None], list[Row | BadRow]]:
     spec = row_spec(predictor.model.contract, "npy")
-    dtype = np.dtype(NUMPY_DTYPES[spec.datatype])
 
     def read(values: np.ndarray, numbers: np.ndarray | None) -> list[Row | BadRow]:
-        rows: list[Row | BadRow] = []
-        for number, row in zip(_numbers(len(values), numbers), values, strict=True):
-            if row.dtype.kind == "f" and not np.isfinite(row).all():
-                rows.append(BadRow(number, "NaN and infinite values are not accepted"))
-            elif dtype.kind in "iu" and row.dtype.kind == "f" and not (row == np.round(row)).all():
-                rows.append(BadRow(number, f"input {spec.name!r} is {spec.datatype}: integers only"))
-            else:
-                rows.append(Row(number, row.astype(dtype, copy=False).reshape(spec.shape[1:])))
-        return rows
+        return [array_row(n, row, spec) for n, row in zip(_numbers(len(values), numbers), values, strict=True)]
 
     return read
-

@@ -224,6 +224,20 @@ def _npy_rows(stream: io.BufferedReader, spec: TensorSpec) -> Iterator[Row | Bad
             return
 
 
+def array_row(number: int, values: np.ndarray, spec: TensorSpec) -> Row | BadRow:
+    """One row given as an array (a Beam element, a Spark column's value), checked as a file's row is."""
+    want = np.dtype(NUMPY_DTYPES[spec.datatype])
+    if values.size != math.prod(spec.shape[1:]):
+        return BadRow(number, f"input {spec.name!r}: expected {math.prod(spec.shape[1:])} numbers, got {values.size}")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        return BadRow(number, "NaN and infinite values are not accepted")
+    if want.kind in "iu" and values.dtype.kind == "f" and not (values == np.round(values)).all():
+        return BadRow(number, f"input {spec.name!r} is {spec.datatype}: integers only")
+    if values.dtype.kind not in "biuf":
+        return BadRow(number, f"input {spec.name!r} is {spec.datatype}; the row holds {values.dtype}")
+    return Row(number, values.astype(want, copy=False).reshape(spec.shape[1:]))
+
+
 def _brief(cells: list[str]) -> str:
     text = ",".join(cells)
     return repr(text if len(text) <= 80 else text[:77] + "...")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from modelfn.beam.handler import BatchRow, ModelfnHandler, RowError, model_handler
 
@@ -24,12 +24,13 @@ __all__ = ["BatchRow", "ModelfnHandler", "Predict", "RowError", "model_handler"]
 class Predict(beam.PTransform):
     """``RunInference(handler)`` split in two: ``result.predictions`` and ``result.errors``.
 
-    Both hold ``PredictionResult``\\ s; an error's ``inference`` is a :class:`RowError`.
+    Both hold what ``RunInference`` gives: ``PredictionResult`` values, or ``(key, PredictionResult)``
+    from a ``KeyedModelHandler(model_handler(...))``; an error's ``inference`` is a :class:`RowError`.
     """
 
     PREDICTIONS, ERRORS = "predictions", "errors"
 
-    def __init__(self, handler: ModelfnHandler) -> None:
+    def __init__(self, handler: ModelHandler) -> None:
         super().__init__()
         self.handler = handler
 
@@ -42,8 +43,9 @@ class Predict(beam.PTransform):
 
 
 class _Split(beam.DoFn):
-    def process(self, result: PredictionResult) -> Any:
-        if isinstance(result.inference, RowError):
+    def process(self, result: PredictionResult | tuple[Any, PredictionResult]) -> Any:
+        prediction = result if isinstance(result, PredictionResult) else result[1]
+        if isinstance(prediction.inference, RowError):
             yield beam.pvalue.TaggedOutput(Predict.ERRORS, result)
         else:
             yield result

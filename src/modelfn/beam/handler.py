@@ -24,8 +24,9 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from modelfn.batch.formats import BadRow, Row
+from modelfn.batch.formats import BadRow, Row, array_row
 from modelfn.batch.predict import ChunkPredictor, public_message
+from modelfn.contract import TensorSpec
 from modelfn.errors import ModelfnError
 from modelfn.offline import ModelSource
 
@@ -61,6 +62,7 @@ class ModelfnHandler(ModelHandler[Any, PredictionResult, ChunkPredictor]):
         self.source = source
         self.model_id = f"{contract.name}/{contract.version}"
         self._max_tensor_elements = 0
+        self._spec: TensorSpec | None = None  # the one input array rows fill, found on first use
 
     def load_model(self) -> ChunkPredictor:
         from modelfn.settings import Settings
@@ -89,7 +91,14 @@ class ModelfnHandler(ModelHandler[Any, PredictionResult, ChunkPredictor]):
         if isinstance(element, BatchRow):
             return element.fmt, element.row
         if isinstance(element, np.ndarray):
-            return "npy", Row(position + 1, element)
+            if self._spec is None:
+                from modelfn.batch.formats import row_spec
+
+                try:
+                    self._spec = row_spec(model.model.contract, "npy")
+                except ModelfnError as exc:
+                    return "npy", BadRow(position + 1, exc.message)
+            return "npy", array_row(position + 1, element, self._spec)
         if isinstance(element, dict) and isinstance(element.get("inputs"), list):
             from modelfn.protocols.oip import decode_inputs
 
