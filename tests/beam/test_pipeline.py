@@ -1,0 +1,137 @@
+"""``modelfn batch --runner beam`` against ``modelfn batch`` on one machine: the same files, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engines_env import modelfn_batch
+from helpers import DIGITS, copy_function
+from models import write_graph_function
+from onnx import helper
+
+pytestmark = pytest.mark.slow  # Beam pipelines in the engines' interpreter
+
+TWO_WORKERS = ["--runner-option=--direct_num_workers=2", "--runner-option=--direct_running_mode=multi_processing"]
+#: What may differ between two runs' summaries: where they wrote, and how long they took.
+PLACES = ("predictions", "errors", "seconds")
+
+
+def batch_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """The single-machine job, in the test environment's own interpreter."""
+    done = subprocess.run([sys.executable, "-m", "modelfn", "batch", *args], capture_output=True, text=True,
+                          timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if not path.name.startswith(".")}
+
+
+def assert_same_results(here: Path, beam: Path) -> None:
+    """Every prediction and error file identical; every summary the same but for its paths and time."""
+    mine, theirs = outputs(here), outputs(beam)
+    assert sorted(mine) == sorted(theirs)
+    for name, data in mine.items():
+        if name.endswith(".summary.json"):
+            strip = lambda raw: {k: v for k, v in json.loads(raw).items() if k not in PLACES}  # noqa: E731
+            assert strip(theirs[name]) == strip(data), name
+        else:
+            assert theirs[name] == data, name
+
+
+def rows_of(database: Path) -> list[tuple]:
+    with sqlite3.connect(database) as connection:
+        return connection.execute(
+            "SELECT source, row_number, model, version, generation, prediction, updated_at FROM modelfn_predictions "
+            "ORDER BY source, row_number"
+        ).fetchall()
+
+
+@pytest.fixture(scope="module")
+def digits_inputs(tmp_path_factory, heldout) -> Path:
+    """The held-out digits as JSON Lines, CSV and .npy, each with bad rows, and a file of no known format."""
+    folder = tmp_path_factory.mktemp("inputs")
+    x, _ = heldout
+    lines = (DIGITS / "heldout.jsonl").read_text().splitlines()
+    lines[200:200] = ['{"image": "nope"}', "not json"]
+    (folder / "digits.jsonl").write_text("\n".join(lines) + "\n")
+    csv = [",".join(f"p{i}" for i in range(64)), *(",".join(str(int(v)) for v in row) for row in x)]
+    csv[50:50] = ["1,2,3", ",".join(["nan"] * 64)]
+    (folder / "digits.csv").write_text("\n".join(csv) + "\n")
+    rows = x.astype(np.float32)
+    rows[7, 3] = np.inf
+    np.save(folder / "digits.npy", rows)
+    (folder / "digits.tsv").write_text("1\t2\n")
+    return folder
+
+
+def test_the_held_out_digits_give_the_same_files_and_rows_and_a_rerun_writes_nothing(digits_inputs, tmp_path):
+    here, beam = tmp_path / "here", tmp_path / "beam"
+    pattern = str(digits_inputs / "digits.*")
+    batch_here(str(DIGITS), pattern, "--output", str(here), "--database", f"sqlite:///{tmp_path / 'here.db'}")
+    done = modelfn_batch(str(DIGITS), pattern, "--output", str(beam), "--database", f"sqlite:///{tmp_path / 'beam.db'}",
+                         *TWO_WORKERS, beam=True)  # fmt: skip
+    assert "digits.csv: 362 rows, 360 predicted, 2 failed" in done.stdout, done.stdout
+    assert_same_results(here, beam)
+    errors = [json.loads(line) for line in (beam / "digits.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [e["row"] for e in errors] == [201, 202]
+    summary = json.loads((beam / "digits.tsv.summary.json").read_text())
+    assert summary["rows"] == 0 and "unknown input format .tsv" in summary["error"]
+    here_rows, beam_rows = rows_of(tmp_path / "here.db"), rows_of(tmp_path / "beam.db")
+    assert len(beam_rows) == 360 * 3 - 1
+    assert [r[:6] for r in beam_rows] == [r[:6] for r in here_rows]
+
+    written = {path.name: path.stat().st_mtime_ns for path in beam.iterdir()}
+    again = modelfn_batch(str(DIGITS), pattern, "--output", str(beam), "--database",
+                          f"sqlite:///{tmp_path / 'beam.db'}", beam=True)  # fmt: skip
+    assert again.stdout.count("already done (same input and version)") == 4, again.stdout
+    assert {path.name: path.stat().st_mtime_ns for path in beam.iterdir()} == written
+    assert rows_of(tmp_path / "beam.db") == beam_rows  # not even an upsert's timestamp moved
+
+
+def write_wide_function(folder: Path, width: int) -> Path:
+    """A real ONNX model over rows of ``width`` floats: each row's largest value and where it is."""
+    nodes = [
+        helper.make_node("ReduceMax", ["x"], ["top"], axes=[1], keepdims=0),
+        helper.make_node("ArgMax", ["x"], ["where"], axis=1, keepdims=0),
+    ]
+    return write_graph_function(folder, "wide", nodes, [("x", "FP32", [-1, width])],
+                                [("top", "FP32", [-1]), ("where", "INT64", [-1])], "Peak of each row.")  # fmt: skip
+
+
+def test_a_few_hundred_megabytes_in_several_files_give_the_same_rows(tmp_path) -> None:
+    """Four .npy files of 64 KiB rows, 200 MiB in all, one bad row: the same files from both runners."""
+    width, per_file = 16384, 800
+    folder = write_wide_function(tmp_path / "wide", width)
+    rng = np.random.default_rng(7)
+    for part in range(4):
+        rows = rng.standard_normal((per_file, width), dtype=np.float32)
+        if part == 2:
+            rows[123, 5] = np.nan
+        np.save(tmp_path / f"part-{part}.npy", rows)
+    assert sum(p.stat().st_size for p in tmp_path.glob("part-*.npy")) > 200 << 20
+    here, beam = tmp_path / "here", tmp_path / "beam"
+    batch_here(str(folder), str(tmp_path / "part-*.npy"), "--output", str(here))
+    modelfn_batch(str(folder), str(tmp_path / "part-*.npy"), "--output", str(beam), *TWO_WORKERS, beam=True)
+    assert_same_results(here, beam)
+    summaries = [json.loads((beam / f"part-{p}.npy.summary.json").read_text()) for p in range(4)]
+    assert [(s["rows"], s["failed"]) for s in summaries] == [(800, 0), (800, 0), (800, 1), (800, 0)]
+
+
+def test_a_corrupt_model_is_refused_before_any_row_is_predicted(digits_inputs, tmp_path) -> None:
+    folder = copy_function(tmp_path)
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[-100] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    done = modelfn_batch(str(folder), str(digits_inputs / "digits.*"), "--output", str(out), beam=True, check=False)
+    assert done.returncode == 1
+    assert "digest mismatch" in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert not out.exists() or not list(out.iterdir())
