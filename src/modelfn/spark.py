@@ -17,8 +17,11 @@ predicted (the function's 4xx words); a bad row never fails the task.
 Two kinds of input column:
 
 - ``kind="json"``: strings, each a ``POST /predict`` body (with hooks), or ``{input name: one row}``;
-- ``kind="tensor"``: arrays of numbers, each one row of the model's one input, flattened (as a row
-  of a ``.csv`` file; ``F.split(col, ",").cast("array<float>")`` makes one).
+- ``kind="csv"``: strings, each a line of numbers filling the model's one input, checked as
+  ``modelfn batch`` checks a ``.csv`` line (``spark.read.text``; drop a header line first);
+- ``kind="tensor"``: arrays of numbers, each one row of the model's one input, flattened (a column
+  of a Parquet table). Spark stacks each batch before the model sees it, so every array must have
+  the row's length: filter on ``F.size(col)`` first, or read the rows as ``csv``.
 
 With ``numbered=True`` a second column gives each row's number, which error messages name as
 ``modelfn batch`` names line numbers. Needs ``pip install 'modelfn[spark]'`` and Spark 3.4 or later.
@@ -33,12 +36,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelfn.batch.formats import BadRow, Row, array_row, row_spec
+from modelfn.batch.formats import BadRow, Row, array_row, csv_line, row_spec
 from modelfn.batch.predict import ChunkPredictor, prediction_json
 from modelfn.errors import ContractError
 from modelfn.offline import ModelSource
 
-KINDS = ("json", "tensor")
+KINDS = ("json", "csv", "tensor")
 DEFAULT_BATCH_ROWS = 1024
 
 
@@ -82,7 +85,7 @@ def _make_predict_fn(
 ) -> Callable[[], Callable[..., dict[str, np.ndarray]]]:
     def make_predict_fn() -> Callable[..., dict[str, np.ndarray]]:
         predictor = ChunkPredictor(source.load())
-        reader = _json_rows if kind == "json" else _tensor_rows(predictor)
+        reader = {"json": _json_rows, "csv": _csv_rows(predictor), "tensor": _tensor_rows(predictor)}[kind]
         fmt = "jsonl" if kind == "json" else "npy"
 
         def predict_numbered(values: np.ndarray, numbers: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -120,6 +123,21 @@ def _json_rows(values: np.ndarray, numbers: np.ndarray | None) -> list[Row | Bad
         except orjson.JSONDecodeError as exc:
             rows.append(BadRow(number, f"not JSON: {exc}"))
     return rows
+
+
+def _csv_rows(predictor: ChunkPredictor) -> Callable[[np.ndarray, np.ndarray | None], list[Row | BadRow]]:
+    spec = row_spec(predictor.model.contract, "csv")
+
+    def read(values: np.ndarray, numbers: np.ndarray | None) -> list[Row | BadRow]:
+        rows: list[Row | BadRow] = []
+        for number, text in zip(_numbers(len(values), numbers), values, strict=True):
+            kind, value = ("bad", "no value (the column is null)") if text is None else csv_line(text.encode(), spec)
+            if kind == "blank":
+                value = "an empty line"
+            rows.append(Row(number, value) if kind == "row" else BadRow(number, value))
+        return rows
+
+    return read
 
 
 def _tensor_rows(predictor: ChunkPredictor) -> Callable[[np.ndarray, np.ndarray | None], list[Row | BadRow]]:

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from batch_cases import batch_here, write_digits_inputs, write_wide_function, write_wide_inputs
 from engines_env import modelfn_batch
 from helpers import DIGITS, copy_function
-from models import write_graph_function
-from onnx import helper
 
 pytestmark = pytest.mark.slow  # Beam pipelines in the engines' interpreter
 
 TWO_WORKERS = ["--runner-option=--direct_num_workers=2", "--runner-option=--direct_running_mode=multi_processing"]
 #: What may differ between two runs' summaries: where they wrote, and how long they took.
 PLACES = ("predictions", "errors", "seconds")
-
-
-def batch_here(*args: str) -> subprocess.CompletedProcess[str]:
-    """The single-machine job, in the test environment's own interpreter."""
-    done = subprocess.run([sys.executable, "-m", "modelfn", "batch", *args], capture_output=True, text=True,
-                          timeout=900, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
@@ -56,20 +44,7 @@ def rows_of(database: Path) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def digits_inputs(tmp_path_factory, heldout) -> Path:
-    """The held-out digits as JSON Lines, CSV and .npy, each with bad rows, and a file of no known format."""
-    folder = tmp_path_factory.mktemp("inputs")
-    x, _ = heldout
-    lines = (DIGITS / "heldout.jsonl").read_text().splitlines()
-    lines[200:200] = ['{"image": "nope"}', "not json"]
-    (folder / "digits.jsonl").write_text("\n".join(lines) + "\n")
-    csv = [",".join(f"p{i}" for i in range(64)), *(",".join(str(int(v)) for v in row) for row in x)]
-    csv[50:50] = ["1,2,3", ",".join(["nan"] * 64)]
-    (folder / "digits.csv").write_text("\n".join(csv) + "\n")
-    rows = x.astype(np.float32)
-    rows[7, 3] = np.inf
-    np.save(folder / "digits.npy", rows)
-    (folder / "digits.tsv").write_text("1\t2\n")
-    return folder
+    return write_digits_inputs(tmp_path_factory.mktemp("inputs"), heldout[0])
 
 
 def test_the_held_out_digits_give_the_same_files_and_rows_and_a_rerun_writes_nothing(digits_inputs, tmp_path):
@@ -96,26 +71,10 @@ def test_the_held_out_digits_give_the_same_files_and_rows_and_a_rerun_writes_not
     assert rows_of(tmp_path / "beam.db") == beam_rows  # not even an upsert's timestamp moved
 
 
-def write_wide_function(folder: Path, width: int) -> Path:
-    """A real ONNX model over rows of ``width`` floats: each row's largest value and where it is."""
-    nodes = [
-        helper.make_node("ReduceMax", ["x"], ["top"], axes=[1], keepdims=0),
-        helper.make_node("ArgMax", ["x"], ["where"], axis=1, keepdims=0),
-    ]
-    return write_graph_function(folder, "wide", nodes, [("x", "FP32", [-1, width])],
-                                [("top", "FP32", [-1]), ("where", "INT64", [-1])], "Peak of each row.")  # fmt: skip
-
-
 def test_a_few_hundred_megabytes_in_several_files_give_the_same_rows(tmp_path) -> None:
     """Four .npy files of 64 KiB rows, 200 MiB in all, one bad row: the same files from both runners."""
-    width, per_file = 16384, 800
-    folder = write_wide_function(tmp_path / "wide", width)
-    rng = np.random.default_rng(7)
-    for part in range(4):
-        rows = rng.standard_normal((per_file, width), dtype=np.float32)
-        if part == 2:
-            rows[123, 5] = np.nan
-        np.save(tmp_path / f"part-{part}.npy", rows)
+    folder = write_wide_function(tmp_path / "wide")
+    write_wide_inputs(tmp_path)
     assert sum(p.stat().st_size for p in tmp_path.glob("part-*.npy")) > 200 << 20
     here, beam = tmp_path / "here", tmp_path / "beam"
     batch_here(str(folder), str(tmp_path / "part-*.npy"), "--output", str(here))

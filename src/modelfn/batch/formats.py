@@ -106,47 +106,53 @@ def row_spec(contract: Contract, fmt: str) -> TensorSpec:
 
 
 def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) -> Iterator[Row | BadRow]:
-    """One row per line. Each line is read in a bounded read and its cells counted before they are
-    split: a line over ``max_line_bytes``, or with more cells than the input takes, is one bad row,
-    whatever its length (the csv module alone would build a list of every cell of a 1 GB line)."""
-    width = math.prod(spec.shape[1:])
-    dtype = np.dtype(NUMPY_DTYPES[spec.datatype])
+    """One row per line, each read in a bounded read; a first line of words is the header."""
     first = True
     for number, line in _lines(stream, max_line_bytes):
         if line is None:
             yield BadRow(number, f"the line is over {max_line_bytes} bytes")
             continue
-        if not line.strip():
+        kind, value = csv_line(line, spec)
+        if kind == "blank":
             continue
-        cell_count = line.count(b",") + 1
-        if cell_count > width:  # more cells than the row takes: refused before splitting them
-            yield BadRow(number, f"expected {width} numbers, got {cell_count}")
+        if kind == "words" and first:  # a header line
             first = False
             continue
-        try:
-            cells = next(csv.reader([line.decode("utf-8", "replace")]))
-        except (csv.Error, StopIteration) as exc:
-            yield BadRow(number, f"not CSV: {exc}")
-            continue
-        if all(not c.strip() for c in cells):
-            continue
-        try:
-            values = np.array([float(c) for c in cells], dtype=np.float64)
-        except ValueError:
-            if first:  # a header line
-                first = False
-                continue
-            yield BadRow(number, f"expected {width} numbers, got {_brief(cells)}")
-            continue
         first = False
-        if values.size != width:
-            yield BadRow(number, f"expected {width} numbers, got {values.size}")
-        elif not np.isfinite(values).all():
-            yield BadRow(number, "NaN and infinite values are not accepted")
-        elif dtype.kind in "iu" and not (values == np.round(values)).all():
-            yield BadRow(number, f"input {spec.name!r} is {spec.datatype}: integers only")
-        else:
-            yield Row(number, values.astype(dtype).reshape(spec.shape[1:]))
+        yield Row(number, value) if kind == "row" else BadRow(number, value)
+
+
+def csv_line(line: bytes, spec: TensorSpec) -> tuple[str, Any]:
+    """One CSV line as a row of ``spec``: ``("row", values)``, ``("blank", None)``, ``("bad", why)``,
+    or ``("words", why)`` for cells that are not numbers (a header, on a file's first line).
+
+    The cells are counted before they are split: a line with more cells than the input takes is
+    refused whatever its length (the csv module alone would build a list of every cell of a 1 GB line).
+    """
+    width = math.prod(spec.shape[1:])
+    if not line.strip():
+        return "blank", None
+    cell_count = line.count(b",") + 1
+    if cell_count > width:  # more cells than the row takes: refused before splitting them
+        return "bad", f"expected {width} numbers, got {cell_count}"
+    try:
+        cells = next(csv.reader([line.decode("utf-8", "replace")]))
+    except (csv.Error, StopIteration) as exc:
+        return "bad", f"not CSV: {exc}"
+    if all(not c.strip() for c in cells):
+        return "blank", None
+    try:
+        values = np.array([float(c) for c in cells], dtype=np.float64)
+    except ValueError:
+        return "words", f"expected {width} numbers, got {_brief(cells)}"
+    dtype = np.dtype(NUMPY_DTYPES[spec.datatype])
+    if values.size != width:
+        return "bad", f"expected {width} numbers, got {values.size}"
+    if not np.isfinite(values).all():
+        return "bad", "NaN and infinite values are not accepted"
+    if dtype.kind in "iu" and not (values == np.round(values)).all():
+        return "bad", f"input {spec.name!r} is {spec.datatype}: integers only"
+    return "row", values.astype(dtype).reshape(spec.shape[1:])
 
 
 def _lines(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
