@@ -4,7 +4,8 @@ Every ``import`` of a modelfn module, at the top of a file or inside a function 
 that keep the start-up path light), TYPE_CHECKING ones included, must name a module of the same
 layer or one below. The request path every adapter calls (``adapters/dispatch.py``) sits above the
 protocols it routes to. The edge runner (``edge/``) is an adapter of its own, with the fewest
-modules below it (see ``tests/edge``).
+modules below it (see ``tests/edge``); so are the batch engines (``beam/``, ``spark.py``) and the
+model source they share (``offline.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ LAYERS = {
     "runtime": 1, "batch": 1, "registry": 1,
     "function": 2, "group": 2,
     "protocols": 3, "routing": 3,
-    "adapters": 4, "edge": 4,
+    "adapters": 4, "edge": 4, "offline": 4, "beam": 4, "spark": 4,
     "tooling": 5, "cli": 5, "__main__": 5,
 }  # fmt: skip
 

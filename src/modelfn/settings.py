@@ -173,6 +173,24 @@ class Settings(NamedTuple):
     #: The model batch predictions run in a several-model function (``MODELFN_BATCH_MODEL``,
     #: e.g. its pipeline); a one-model function runs its own.
     batch_model: str = ""
+    #: Where a storage event's large file is predicted instead of in the function
+    #: (``MODELFN_BATCH_HANDOFF``): empty (never), ``dataflow`` (a Dataflow job from the flex
+    #: template, see ``dataflow_*``) or ``local`` (a Beam pipeline in a child process of this host:
+    #: for development and single hosts, since Cloud Functions and Lambda throttle an instance's
+    #: CPU once it has answered). See :mod:`modelfn.protocols.handoff`.
+    batch_handoff: str = ""
+    #: Files of this many bytes or more are handed off (``MODELFN_BATCH_HANDOFF_BYTES``).
+    batch_handoff_bytes: int = 1 << 30
+    #: The flex template spec the job starts from (``MODELFN_DATAFLOW_TEMPLATE``, ``gs://.../x.json``).
+    dataflow_template: str = ""
+    #: The project and region the job runs in (``MODELFN_DATAFLOW_PROJECT``, ``MODELFN_DATAFLOW_REGION``).
+    dataflow_project: str = ""
+    dataflow_region: str = ""
+    #: The job's runtime environment as JSON (``MODELFN_DATAFLOW_ENVIRONMENT``): Dataflow's
+    #: ``FlexTemplateRuntimeEnvironment``, e.g. ``{"serviceAccountEmail": ..., "maxWorkers": 10}``.
+    dataflow_environment: str = "{}"
+    #: Dataflow's API (``MODELFN_DATAFLOW_ENDPOINT``); another address is called without credentials.
+    dataflow_endpoint: str = "https://dataflow.googleapis.com"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -235,6 +253,17 @@ class Settings(NamedTuple):
             raise ValueError("MODELFN_MALLOC_MMAP_THRESHOLD_KB must not be negative")
         if self.memory_limit_mb < 0:
             raise ValueError("MODELFN_MEMORY_LIMIT_MB must not be negative")
+        if self.batch_handoff not in ("", "local", "dataflow"):
+            raise ValueError(f"MODELFN_BATCH_HANDOFF must be empty, local or dataflow; got {self.batch_handoff!r}")
+        if self.batch_handoff_bytes <= 0:
+            raise ValueError("MODELFN_BATCH_HANDOFF_BYTES must be positive")
+        if self.batch_handoff == "dataflow" and not (
+            self.dataflow_template and self.dataflow_project and self.dataflow_region
+        ):
+            raise ValueError(
+                "MODELFN_BATCH_HANDOFF=dataflow needs MODELFN_DATAFLOW_TEMPLATE, MODELFN_DATAFLOW_PROJECT "
+                "and MODELFN_DATAFLOW_REGION"
+            )
         if self.log_format not in ("auto", "json", "text"):
             raise ValueError(f"MODELFN_LOG_FORMAT must be auto, json or text; got {self.log_format!r}")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):

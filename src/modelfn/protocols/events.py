@@ -102,6 +102,11 @@ class BatchTrigger:
             )
         self._database: Any = None
         self._database_lock = threading.Lock()
+        self._handoff: Any = None
+        if settings.batch_handoff:
+            from modelfn.protocols.handoff import Handoff
+
+            self._handoff = Handoff(settings)
 
     def handle(self, event: ObjectEvent) -> dict[str, Any]:
         """Run or skip one object event; the outcome as a small dict (also logged)."""
@@ -117,6 +122,11 @@ class BatchTrigger:
                 log.info("event %s for %s ignored: %s", event.id, event.uri, reason)
                 return {"ignored": reason, "input": event.uri}
             member = self.servable.member(self.settings.batch_model or None)
+            name = event.key[len(self.input_prefix) :]
+            if self._handoff is not None:
+                handed = self._hand_off(event, member, source_store, name, (destination_store, destination_prefix))
+                if handed is not None:
+                    return handed
             job = BatchJob(
                 member.model(),
                 chunk_rows=self.settings.batch_chunk_rows,
@@ -124,7 +134,6 @@ class BatchTrigger:
                 database=self._results_database(),
             )
             source = Location(source_store, event.key)
-            name = event.key[len(self.input_prefix) :]
             return job.run(source, Location(destination_store, destination_prefix), name, event.generation)
         except ObjectNotFound:
             log.info("event %s: %s is gone; nothing to predict", event.id, event.uri)
@@ -136,6 +145,33 @@ class BatchTrigger:
             # acknowledge, and leave the reason in the log.
             log.error("event %s for %s not processed: %s", event.id, event.uri, exc.message)
             return {"ignored": exc.message, "input": event.uri}
+
+    def _hand_off(self, event: ObjectEvent, member: Any, source_store: Any, name: str, output: Any) -> Any:
+        """The distributed job's launch for a large file; None to predict it here."""
+        from modelfn.batch.job import Location, Outputs, read_summary
+
+        info = source_store.stat(event.key)
+        if info is None:
+            raise ObjectNotFound(event.uri)
+        if not self._handoff.wanted(info.size):
+            return None
+        contract = member.contract()
+        if contract.framework == "pipeline":
+            log.warning("%s is %d bytes, but a pipeline is predicted in its function", event.uri, info.size)
+            return None
+        generation = event.generation or info.token
+        done = read_summary(Outputs.under(Location(*output), name).summary)
+        if done and done.get("generation") == generation and done.get("version") == contract.version:
+            return {**done, "duplicate": True}
+        reference = ""
+        if self.settings.model:
+            from modelfn.registry import ModelRef
+
+            registry = ModelRef.parse(self.settings.model).registry
+            reference = f"{registry}/{contract.name}/{contract.version}"  # the version served now, pinned
+        return self._handoff.launch(source=event.uri, name=name, generation=generation, model=contract.name,
+                                    version=contract.version, output=output, reference=reference,
+                                    folder=member.folder)  # fmt: skip
 
     def _skip_reason(self, event: ObjectEvent, source: str, destination: str, destination_prefix: str) -> str:
         if not event.key.startswith(self.input_prefix):
