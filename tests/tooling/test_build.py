@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from batch_cases import batch_here
+from engines_env import run_engine
 from helpers import DIGITS, ROOT, free_port
 
 from modelfn.tooling.build import MB, BuildError, BuildReport, FunctionLayout, build, requirement_names
@@ -249,3 +251,28 @@ def test_a_cold_start_budget_is_measured_on_the_built_bundle_and_fails_the_build
     with pytest.raises(BuildError, match=r"cold start [\d,]+ ms is over deploy\.cold_start_budget_ms \(1 ms\).*"
                                          r"deserialize [\d.]+ ms"):  # fmt: skip
         build(tight, "gcf", out, python=PYTHON, constraints=constraints)
+
+
+@pytest.mark.slow
+def test_the_dataflow_target_is_a_flex_template_whose_launcher_runs_the_batch_pipeline(out, tmp_path) -> None:
+    """Pinned to the set Beam's tests ran with; its launch.py, run with the bundle first on the path, predicts."""
+    report = build(DIGITS, "dataflow", out)
+    context = Path(report.output)
+    pins = dict(line.split("==") for line in (context / "requirements.txt").read_text().splitlines() if "==" in line)
+    engines = dict(line.split("==") for line in (ROOT / "packaging/tools/engines.txt").read_text().splitlines()
+                   if "==" in line)  # fmt: skip
+    assert pins["apache-beam"] == engines["apache-beam"] and int(pins["protobuf"].split(".")[0]) < 7
+    assert "functions-framework" not in pins and "onnxruntime" in pins
+    dockerfile = (context / "Dockerfile").read_text()
+    assert f"apache/beam_python3.11_sdk:{pins['apache-beam']}" in dockerfile and "{{" not in dockerfile
+    assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
+    metadata = json.loads((context / "metadata.json").read_text())
+    assert [p["name"] for p in metadata["parameters"] if not p["isOptional"]] == ["input", "output"]
+
+    (tmp_path / "in.jsonl").write_text((DIGITS / "heldout.jsonl").read_text())
+    run_engine(str(context / "launch.py"), f"--input={tmp_path / 'in.jsonl'}", f"--output={tmp_path / 'beam'}",
+               f"--function={context}", PYTHONPATH=str(context))  # fmt: skip
+    batch_here(str(DIGITS), str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "here"))
+    for kind in ("predictions", "errors"):
+        name = f"in.jsonl.{kind}.jsonl"
+        assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()

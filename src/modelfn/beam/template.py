@@ -35,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default="")
     parser.add_argument("--database", default="")
     known, beam_flags = parser.parse_known_args(argv)
+    image = os.environ.get("MODELFN_SDK_IMAGE", "")
+    if image and not any(flag.startswith("--sdk_container_image") for flag in beam_flags):
+        beam_flags.append(f"--sdk_container_image={image}")  # the workers start from the template's own image
 
     from modelfn.adapters.process import configure_logging
     from modelfn.batch.inputs import expand_inputs

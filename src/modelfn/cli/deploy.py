@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--target", type=click.Choice(["gcf", "cloudrun", "lambda", "lambda-image", "web", "edge"]), required=True,
-    help="gcf and lambda: a zip; cloudrun and lambda-image: a container build context; web: a static site "
-    "that runs the model in the browser; edge: a folder for a device with Python, onnxruntime and numpy.",
+    "--target", type=click.Choice(["gcf", "cloudrun", "lambda", "lambda-image", "dataflow", "web", "edge"]),
+    required=True,
+    help="gcf and lambda: a zip; cloudrun and lambda-image: a container build context; dataflow: a flex "
+    "template's image context for batch jobs on Beam; web: a static site that runs the model in the browser; "
+    "edge: a folder for a device with Python, onnxruntime and numpy.",
 )  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"), show_default=True)
 @click.option("--python", "python", default=None, help="Python of the target runtime (default 3.12).")

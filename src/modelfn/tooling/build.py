@@ -9,6 +9,10 @@ Targets:
   ``lambda_function.handler``.
 - ``cloudrun`` and ``lambda-image``: a container build context (the ``gcf`` sources plus a
   Dockerfile from ``packaging/docker/``).
+- ``dataflow``: the build context of a Dataflow flex template image for batch predictions beyond one
+  function (:mod:`modelfn.beam`): Beam's SDK image with the launcher, the function and its
+  pinned requirements (from ``packaging/tools/engines.txt``, the set Beam's tests ran with), the
+  template's ``launch.py`` and ``metadata.json``. One image serves the launcher and the workers.
 
 The requirements carry only what the contracts need: an ONNX function gets ONNX Runtime and
 numpy, never TensorFlow or scikit-learn. Versions come from the project's constraints file
@@ -32,7 +36,7 @@ from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
 from modelfn.errors import ContractError
 
 MB = 1024 * 1024
-TARGETS = ("gcf", "cloudrun", "lambda", "lambda-image")
+TARGETS = ("gcf", "cloudrun", "lambda", "lambda-image", "dataflow")
 
 #: Documented deployment limits. Lambda: zip upload 50 MB, unzipped function and layers 250 MB.
 #: Cloud Functions: sources 100 MB compressed, sources plus installed modules 500 MB.
@@ -41,6 +45,7 @@ LIMITS: dict[str, dict[str, int]] = {
     "gcf": {"zipped": 100 * MB, "unzipped": 500 * MB},
     "cloudrun": {},
     "lambda-image": {},
+    "dataflow": {},
 }
 #: Limits of one way to deploy, not of the platform: a Lambda zip over 50 MB deploys from S3.
 #: Reported, not refused.
@@ -48,8 +53,8 @@ UPLOAD_ONLY = {"lambda": {"zipped": "upload it to S3 and point the function at i
 #: The platform runtime each target builds for. Lambda's python3.12 runs on Amazon Linux 2023
 #: (glibc 2.34); python3.11 runs on Amazon Linux 2 (glibc 2.26), too old for ONNX Runtime's
 #: manylinux_2_28 wheels.
-PYTHON = {"gcf": "3.12", "cloudrun": "3.12", "lambda": "3.12", "lambda-image": "3.12"}
-GLIBC = {"gcf": 35, "cloudrun": 35, "lambda": 34, "lambda-image": 34}
+PYTHON = {"gcf": "3.12", "cloudrun": "3.12", "lambda": "3.12", "lambda-image": "3.12", "dataflow": "3.11"}
+GLIBC = {"gcf": 35, "cloudrun": 35, "lambda": 34, "lambda-image": 34, "dataflow": 35}
 
 #: What each framework needs at serving time, beyond modelfn's own core.
 FRAMEWORK_PACKAGES = {
@@ -66,6 +71,7 @@ CORE_PACKAGES = ["msgspec", "pyyaml", "orjson", "prometheus-client"]
 #: A contract with ``uploads:`` parses multipart/form-data bodies (modelfn.protocols.forms).
 UPLOAD_PACKAGES = ["python-multipart"]
 HTTP_PACKAGES = ["functions-framework"]  # gcf and cloudrun; Lambda calls the handler itself
+DATAFLOW_PACKAGES = ["apache-beam"]
 STORE_PACKAGES = {"gcs": ["google-cloud-storage"], "s3": ["boto3"]}
 #: modelfn modules a deployed function never imports (they import click, skl2onnx, tf2onnx...).
 TOOLING_ONLY = ("tooling", "cli", "__main__.py")
@@ -183,6 +189,8 @@ def requirement_names(layout: FunctionLayout, target: str, stores: Iterable[str]
     names = list(CORE_PACKAGES)
     if target in ("gcf", "cloudrun"):
         names += HTTP_PACKAGES
+    if target == "dataflow":  # Beam (already in its SDK image: pinned to the same release) and GCS
+        names += [*DATAFLOW_PACKAGES, *STORE_PACKAGES["gcs"]]
     for framework in sorted(layout.frameworks()):
         names += FRAMEWORK_PACKAGES[framework]
     for store in sorted(set(stores) | layout.stores()):
@@ -218,7 +226,8 @@ def build(
         raise BuildError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     layout = FunctionLayout.read(folder)
     python = python or PYTHON[target]
-    constraints = constraints or find_project_file(layout.folder, "packaging/constraints.txt")
+    pins = "packaging/tools/engines.txt" if target == "dataflow" else "packaging/constraints.txt"
+    constraints = constraints or find_project_file(layout.folder, pins)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     wheels = out / ".wheels" / f"{target}-py{python}"
@@ -235,6 +244,10 @@ def build(
     report = BuildReport(layout.name, target, python, str(stage), pinned, limits=LIMITS[target])
     files = wheel_files(wheels, pinned)
     dependencies = unzipped_size(files)
+    if target == "dataflow":
+        write_dataflow_template(layout, stage, python, pinned)
+        report.sizes = {"sources": tree_size(stage), "installed": tree_size(stage) + dependencies}
+        return report
     if target in ("cloudrun", "lambda-image"):
         write_dockerfile(layout, stage, target, python)
         sources = tree_size(stage)
@@ -485,6 +498,36 @@ def write_dockerfile(layout: FunctionLayout, stage: Path, target: str, python: s
     (stage / "Dockerfile").write_text(text)
     if target == "lambda-image":
         (stage / "lambda_function.py").write_text(lambda_entrypoint(layout))
+
+
+def write_dataflow_template(layout: FunctionLayout, stage: Path, python: str, pinned: list[str]) -> None:
+    """The flex template's Dockerfile (Beam's SDK image of the pinned release), launch.py and metadata.json."""
+    beam = next(pin.split("==", 1)[1] for pin in pinned if pin.startswith("apache-beam=="))
+    write_dockerfile(layout, stage, "dataflow", python)
+    dockerfile = stage / "Dockerfile"
+    text = dockerfile.read_text().replace("{{beam}}", beam).replace("{{pyshort}}", python.replace(".", ""))
+    dockerfile.write_text(text)
+    (stage / "launch.py").write_text(
+        f'"""The Dataflow flex template of {layout.name}, generated by `modelfn build --target dataflow`."""\n\n'
+        "import sys\n\nfrom modelfn.beam.template import main\n\nsys.exit(main())\n"
+    )
+    members = "" if not layout.is_group else f" Its models: {', '.join(sorted(layout.models))} (pass member)."
+    parameter = lambda name, label, help_text, optional: {  # noqa: E731
+        "name": name, "label": label, "helpText": help_text, "isOptional": optional,
+    }  # fmt: skip
+    metadata = {
+        "name": f"modelfn batch: {layout.name}",
+        "description": f"Predicts every row of the input with {layout.name}, as `modelfn batch` does.{members}",
+        "parameters": [
+            parameter("input", "Input", "A CSV, JSON Lines or .npy file or object, or a glob of many.", False),
+            parameter("output", "Output", "Where the predictions, errors and summaries go (gs://...).", False),
+            parameter("name", "Results' name", "For one input: the name its results take.", True),
+            parameter("model", "Registry version", "<registry>/<name>/<version> run with the image's hooks.", True),
+            parameter("member", "Model", "The model of a several-model function.", True),
+            parameter("database", "Database", "Also upsert one row per prediction (postgresql://...).", True),
+        ],
+    }
+    (stage / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
 
 def precompile(root: Path, python: str) -> str:
