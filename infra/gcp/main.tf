@@ -55,6 +55,12 @@ variable "images" {
   default     = {}
 }
 
+variable "dataflow_images" {
+  description = "Storage function name -> its Dataflow flex template image (cloudbuild.yaml passes them)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "canaries" {
   description = "Cloud Run canaries: function name -> { stable_revision, percent }."
   type = map(object({
@@ -91,6 +97,7 @@ module "modelfn" {
   functions        = var.functions
   sources          = { for name, f in var.functions : f.folder => "${path.root}/../../dist/${f.folder}-gcf.zip" if f.package == "zip" && f.trigger == null }
   images           = var.images
+  dataflow_images  = var.dataflow_images
   canaries         = var.canaries
   invokers         = var.invokers
   openapi_template = "${path.root}/openapi.yaml.tftpl"

@@ -246,6 +246,23 @@ class Batching(_Strict):
     max_concurrent_batches: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
+class Dataflow(_Strict):
+    """Batch jobs beyond one function (``deploy.dataflow``): large files go to Dataflow.
+
+    The storage-triggered function hands a file of ``above_mb`` or more to a Dataflow job started
+    from the function's flex template (``modelfn build --target dataflow``): the same contract,
+    hooks and checks on Beam's ``RunInference``, writing the same results. Smaller files are
+    predicted in the function. Google Cloud only.
+    """
+
+    #: Files this large or larger go to Dataflow (MiB).
+    above_mb: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 1024
+    #: Most workers one job may scale to (Dataflow's autoscaling ceiling: the cost bound).
+    max_workers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    #: Each worker's machine type.
+    machine_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")] = "n2-standard-4"
+
+
 class Deploy(_Strict):
     """How the function serving this model is sized and packaged in the cloud (``modelfn render``).
 
@@ -306,6 +323,9 @@ class Deploy(_Strict):
     #: ``incoming/`` in the uploads bucket; ``messages`` answers each request on a Pub/Sub topic
     #: (Google Cloud) or an SQS queue (AWS). Results go to the results bucket.
     triggers: Annotated[list[Literal["storage", "messages"]], msgspec.Meta(max_length=2)] = []
+    #: Hand files of ``dataflow.above_mb`` or more that land for the ``storage`` trigger to a
+    #: Dataflow job instead (see :class:`Dataflow`).
+    dataflow: Dataflow | None = None
     #: Alexa skills allowed to call the HTTP function (``amzn1.ask.skill.<uuid>``): set as
     #: ``MODELFN_ALEXA_SKILL_IDS``, and wired in: Lambda lets each skill invoke the function directly
     #: (a permission with the skill id as event source token, ``alexaSkill`` in serverless.yml);
@@ -324,6 +344,10 @@ class Deploy(_Strict):
     )
 
     def __post_init__(self) -> None:
+        if self.dataflow is not None and "storage" not in self.triggers:
+            raise ValueError(
+                "deploy.dataflow hands large files of the storage trigger to Dataflow: add `storage` to triggers"
+            )
         if self.snap_start and self.package == "image":
             raise ValueError("deploy.snap_start works with zip packages only (Lambda has no SnapStart for images)")
         if self.traffic is None:

@@ -62,7 +62,7 @@ def test_checkov_finds_no_failed_check_and_every_skip_says_why(tmp_path: Path) -
 REQUIRED = {
     "google_project_service": ["service"],
     "google_storage_bucket": ["name", "location"],
-    "google_storage_bucket_object": ["name", "bucket", "source"],
+    "google_storage_bucket_object": ["name", "bucket", "source|content"],  # one of the two
     "google_service_account": ["account_id"],
     "google_storage_bucket_iam_member": ["bucket", "role", "member"],
     "google_cloudfunctions2_function": [
@@ -78,6 +78,7 @@ REQUIRED = {
     "google_cloud_run_service_iam_member": ["location", "service", "role", "member"],
     "google_cloud_run_v2_service_iam_member": ["name", "location", "role", "member"],
     "google_project_iam_member": ["project", "role", "member"],
+    "google_service_account_iam_member": ["service_account_id", "role", "member"],
     "google_api_gateway_api": ["api_id"],
     "google_api_gateway_api_config": ["api", "openapi_documents.document.path", "openapi_documents.document.contents"],
     "google_api_gateway_gateway": ["gateway_id", "api_config"],
@@ -114,7 +115,8 @@ def test_google_resources_have_their_required_arguments() -> None:
     resources = google_resources()
     assert {kind for kind, _ in resources} <= set(REQUIRED), "a resource type the test does not know"
     for (kind, name), body in resources.items():
-        missing = [arg for arg in REQUIRED[kind] if _lookup(body, arg) in (None, "")]
+        missing = [arg for arg in REQUIRED[kind]
+                   if all(_lookup(body, each) in (None, "") for each in arg.split("|"))]  # fmt: skip
         assert not missing, f"{kind}.{name} lacks {missing}"
         if kind in BETA_ONLY:
             assert body.get("provider") == "google-beta", f"{kind}.{name} exists only in google-beta"
@@ -156,25 +158,45 @@ def test_google_grants_are_the_least_ones() -> None:
         "roles/run.invoker",
         "roles/pubsub.publisher",
         "roles/eventarc.eventReceiver",
+        # Dataflow hand-offs (dataflow.tf): the workers run work items and pull the template's image;
+        # the function starts jobs, as the workers' account only.
+        "roles/dataflow.worker",
+        "roles/artifactregistry.reader",
+        "roles/dataflow.developer",
+        "roles/iam.serviceAccountUser",
     }
 
-    # Every bucket grant is to a function's own identity, under an IAM condition on the object name:
-    # its model's prefix, the incoming/ files it predicts, its own prefix of the results bucket.
+    # Every bucket grant is to a function's own identity (or its Dataflow workers'), under an IAM
+    # condition on the object name: its model's prefix, the incoming/ files it predicts, its own prefix
+    # of the results bucket, its template's spec.
+    function = "serviceAccount:${google_service_account.function[each.key].email}"
+    workers = "serviceAccount:${google_service_account.dataflow[each.key].email}"
     prefixes = {}
     for (kind, name), body in grants.items():
         if kind == "google_storage_bucket_iam_member":
-            assert body["member"] == "serviceAccount:${google_service_account.function[each.key].email}", name
+            assert body["member"] == (workers if name.startswith("dataflow_") and name != "dataflow_template_read"
+                                      else function), name  # fmt: skip
             expression = body["condition"][0]["expression"]
-            assert expression.startswith('resource.name.startsWith(\\"projects/_/buckets/'), name
+            assert expression.startswith(('resource.name.startsWith(\\"projects/_/buckets/',
+                                          'resource.name == \\"projects/_/buckets/')), name  # fmt: skip
             prefixes[name] = (body["role"], expression.split("/objects/")[1].split("\\")[0])
     assert prefixes == {
         "model_read": ("roles/storage.objectViewer", "models/${each.value.registry_model}/"),
         "input_read": ("roles/storage.objectViewer", "incoming/"),
         "results_write": ("roles/storage.objectAdmin", "${each.key}/"),
+        "dataflow_model_read": ("roles/storage.objectViewer", "models/${each.value.registry_model}/"),
+        "dataflow_input_read": ("roles/storage.objectViewer", "incoming/"),
+        "dataflow_results_write": ("roles/storage.objectAdmin", "${each.key}/"),
+        "dataflow_template_read": ("roles/storage.objectViewer", "templates/${each.key}.json"),
     }
-    # Project-wide grants only where the platform has no narrower one (Eventarc, the GCS agent).
+    # The function may act as its workers' account, and no other.
+    act_as = resources[("google_service_account_iam_member", "dataflow_act_as")]
+    assert act_as["service_account_id"] == "${google_service_account.dataflow[each.key].name}"
+    assert act_as["member"] == function
+    # Project-wide grants only where the platform has no narrower one (Eventarc, the GCS agent, Dataflow).
     project_wide = {body["role"] for (kind, _), body in grants.items() if kind == "google_project_iam_member"}
-    assert project_wide == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver"}
+    assert project_wide == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver", "roles/dataflow.worker",
+                            "roles/artifactregistry.reader", "roles/dataflow.developer"}  # fmt: skip
     # Nothing public, but the browser sites' files (tests/infra/test_sites.py).
     text = "\n".join(path.read_text() for path in INFRA.rglob("*.tf") if "gcp-site" not in path.parts)
     assert "allUsers" not in text and "allAuthenticatedUsers" not in text

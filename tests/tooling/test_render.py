@@ -290,4 +290,28 @@ def test_cloudbuild_tests_builds_pushes_and_deploys_in_order() -> None:
     assert "modelfn promote digits 1 --alias prod" in registry
     assert "modelfn promote digits 1-keras --alias keras" in registry
     assert "digits-ensemble" not in registry  # its models are in its bundle
-    assert set(document["substitutions"]) == {"_REGION", "_BUCKET", "_TF_STATE_BUCKET", "_REPOSITORY"}
+    # _BATCH_DIGITS_BATCH: an input for a Dataflow job on demand (empty: none), see the next test.
+    assert set(document["substitutions"]) == {"_REGION", "_BUCKET", "_TF_STATE_BUCKET", "_REPOSITORY",
+                                              "_BATCH_DIGITS_BATCH"}  # fmt: skip
+
+
+def test_a_storage_function_with_dataflow_gets_its_template_image_identity_and_a_job_on_demand() -> None:
+    document = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    steps = {step["id"]: step for step in document["steps"]}
+    assert "modelfn build functions/digits --target dataflow" in steps["build"]["args"][1]
+    tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/digits-dataflow:$SHORT_SHA"
+    assert steps["image-digits-batch"]["args"] == ["build", "--build-arg", f"IMAGE={tag}", "--tag", tag,
+                                                   "dist/digits-dataflow"]  # fmt: skip
+    assert tag in document["images"] and "image-digits-batch" in steps["push-images"]["waitFor"]
+    assert f'-var=dataflow_images={{"digits-batch":"{tag}"}}' in steps["deploy"]["args"]
+    launch = steps["launch-digits-batch"]
+    assert launch["waitFor"] == ["registry"]
+    script = launch["args"][1]
+    assert script.splitlines()[1].startswith('if [ -z "${_BATCH_DIGITS_BATCH}" ]; then')  # nothing unless asked
+    assert "--service-account-email=mfn-digits-batch-df@$PROJECT_ID.iam.gserviceaccount.com" in script
+    assert ",model=gs://${_BUCKET}/models/digits/1" in script
+    variables = json.loads((ROOT / "infra/gcp/functions.auto.tfvars.json").read_text())["functions"]
+    assert variables["digits-batch"]["dataflow"] == {"above_mb": 512, "max_workers": 10,
+                                                     "machine_type": "n2-standard-4",
+                                                     "service_account_id": "mfn-digits-batch-df"}  # fmt: skip
+    assert "dataflow" not in variables["digits"] and "dataflow" not in variables["digits-messages"]

@@ -42,6 +42,13 @@ variable "functions" {
     # Lambda SnapStart (contract `deploy.snap_start`): each deploy publishes a version, snapshotted
     # after its init, and the function's alias follows it; callers invoke the alias.
     snap_start = optional(bool, false)
+    # Google Cloud's Dataflow hand-off (contract `deploy.dataflow`): not deployed on AWS.
+    dataflow = optional(object({
+      above_mb           = number
+      max_workers        = number
+      machine_type       = string
+      service_account_id = string
+    }))
   }))
 
   validation {

@@ -38,6 +38,8 @@ locals {
       try(f.trigger.type, "") == "messages" ? {
         MODELFN_MESSAGE_OUTPUT = "gs://${google_storage_bucket.results[0].name}/${name}/messages"
       } : {},
+      # Large files go to Dataflow (dataflow.tf).
+      lookup(local.dataflow_environment, name, {}),
     )
   }
 

@@ -47,6 +47,13 @@ variable "functions" {
     # Alexa skills allowed to call the function (contract `deploy.alexa_skills`).
     alexa_skills = optional(list(string), [])
     snap_start   = optional(bool, false) # AWS only
+    # Google Cloud only: the storage function hands files of above_mb or more to a Dataflow job.
+    dataflow = optional(object({
+      above_mb           = number
+      max_workers        = number
+      machine_type       = string
+      service_account_id = string
+    }))
   }))
 
   validation {
@@ -121,4 +128,10 @@ variable "api_id" {
 variable "openapi_template" {
   description = "The OpenAPI template `modelfn render` writes (infra/gcp/openapi.yaml.tftpl)."
   type        = string
+}
+
+variable "dataflow_images" {
+  description = "Storage function name -> its Dataflow flex template image (modelfn build --target dataflow; cloudbuild.yaml passes them)."
+  type        = map(string)
+  default     = {}
 }

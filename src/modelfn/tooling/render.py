@@ -107,6 +107,24 @@ class FunctionPlan:
         return {"deployed": self.version, "weights": dict(sorted(self.deploy.traffic.items()))}
 
     @property
+    def dataflow(self) -> dict[str, object] | None:
+        """The storage function's Dataflow hand-off (``deploy.dataflow``): its sizes and worker identity."""
+        d = self.deploy.dataflow
+        if d is None or self.trigger != "storage":
+            return None
+        return {
+            "above_mb": d.above_mb,
+            "max_workers": d.max_workers,
+            "machine_type": d.machine_type,
+            "service_account_id": self.dataflow_account_id,
+        }
+
+    @property
+    def dataflow_account_id(self) -> str:
+        """The Dataflow workers' own service account (6..30 characters), beside the function's."""
+        return f"mfn-{self.name}"[:27].rstrip("-_") + "-df"
+
+    @property
     def alexa_skills(self) -> list[str]:
         """The skills that may call the HTTP function (event functions answer no skill)."""
         return list(self.deploy.alexa_skills) if self.trigger is None else []
@@ -133,6 +151,7 @@ class FunctionPlan:
             "alexa_skills": self.alexa_skills,
             # Written only when asked for, so the rendered files of other functions stay as they were.
             **({"snap_start": True} if self.snap_start else {}),
+            **({"dataflow": self.dataflow} if self.dataflow else {}),
         }
 
     @property
@@ -168,12 +187,13 @@ def plan(functions_dir: Path) -> list[FunctionPlan]:
                     f"gateway routes a model name to one function: set `deploy: {{expose: false}}` in one of them"
                 )
             routed[model] = each.name
-        if each.service_account_id in accounts:
-            raise BuildError(
-                f"functions/{accounts[each.service_account_id]} and functions/{each.name} get the same service "
-                f"account id {each.service_account_id!r} (30 characters at most); shorten one folder name"
-            )
-        accounts[each.service_account_id] = each.name
+        for account in [each.service_account_id, *([each.dataflow_account_id] if each.dataflow else [])]:
+            if account in accounts:
+                raise BuildError(
+                    f"functions/{accounts[account]} and functions/{each.name} get the same service "
+                    f"account id {account!r} (30 characters at most); shorten one folder name"
+                )
+            accounts[account] = each.name
     return plans
 
 
@@ -593,6 +613,25 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
             build_lines.append(f"modelfn build functions/{each.name} --target gcf --store gcs")
         if each.site:  # onnxruntime-web is in .tools/ from the test step's `make tools`
             build_lines.append(f"modelfn build functions/{each.name} --target web")
+    dataflow_images = {}
+    launch_steps = []
+    launch_inputs = {}
+    for each in [plan for plan in plans if plan.dataflow]:  # the storage function's flex template image
+        tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/" + each.folder + "-dataflow:$SHORT_SHA"
+        build_lines.append(f"modelfn build functions/{each.folder} --target dataflow")
+        image_steps.append(
+            {
+                "id": f"image-{each.name}",
+                "name": "gcr.io/cloud-builders/docker",
+                "waitFor": ["build"],
+                "args": ["build", "--build-arg", f"IMAGE={tag}", "--tag", tag, f"dist/{each.folder}-dataflow"],
+            }
+        )
+        images.append(tag)
+        dataflow_images[each.name] = tag
+        substitution = "_BATCH_" + re.sub(r"[^A-Z0-9]", "_", each.name.upper())
+        launch_inputs[substitution] = ""
+        launch_steps.append(_launch_step(each, substitution))
     push_lines = []
     for each in folders:
         if each.registry_model:
@@ -604,7 +643,9 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
         "-var=region=${_REGION}",
         "-var=bucket=${_BUCKET}",
         "-var=images=" + json.dumps(image_vars, sort_keys=True, separators=(",", ":")),
-    ]
+        *(["-var=dataflow_images=" + json.dumps(dataflow_images, sort_keys=True, separators=(",", ":"))]
+          if dataflow_images else []),
+    ]  # fmt: skip
     steps: list[dict[str, object]] = [
         {
             # The README's test command, with the checkers the infra tests run: Terraform and Node.js.
@@ -656,6 +697,7 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
             "env": ["MODELFN_REGISTRY=gs://${_BUCKET}/models"],
             "args": ["-c", "\n".join(["set -euo pipefail", venv, *push_lines])],
         },
+        *launch_steps,
     ]
     document = {
         "substitutions": {
@@ -663,6 +705,7 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
             "_BUCKET": "${PROJECT_ID}-modelfn-models",
             "_TF_STATE_BUCKET": "${PROJECT_ID}-modelfn-tfstate",
             "_REPOSITORY": "modelfn",
+            **launch_inputs,
         },
         "options": {"logging": "CLOUD_LOGGING_ONLY", "dynamicSubstitutions": True, "machineType": "E2_HIGHCPU_8"},
         "timeout": "3600s",
@@ -670,3 +713,33 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
         "images": images,
     }
     return _dump(document)
+
+
+def _launch_step(each: FunctionPlan, substitution: str) -> dict[str, object]:
+    """A Dataflow job on demand: ``gcloud builds submit --substitutions=<substitution>=gs://b/in/*.csv``."""
+    assert each.dataflow is not None
+    results = "gs://${_BUCKET}-results/" + each.name
+    # The version this build pushed and deployed, pinned, with the image's hooks.
+    model = f",model=gs://${{_BUCKET}}/models/{each.registry_model}/{each.version}" if each.registry_model else ""
+    script = [
+        "set -euo pipefail",
+        f'if [ -z "${{{substitution}}}" ]; then echo "{substitution} is empty: no batch job"; exit 0; fi',
+        " \\\n  ".join([
+            f"gcloud dataflow flex-template run modelfn-{each.name}-$BUILD_ID",
+            "--project=$PROJECT_ID",
+            "--region=${_REGION}",
+            "--template-file-gcs-location=gs://${_BUCKET}-sources/templates/" + f"{each.name}.json",
+            f"--service-account-email={each.dataflow_account_id}@$PROJECT_ID.iam.gserviceaccount.com",
+            f"--max-workers={each.dataflow['max_workers']}",
+            f"--worker-machine-type={each.dataflow['machine_type']}",
+            f"--temp-location={results}/dataflow/tmp",
+            f"--parameters=input=${{{substitution}}},output={results}/predictions{model}",
+        ]),
+    ]  # fmt: skip
+    return {
+        "id": f"launch-{each.name}",
+        "name": "gcr.io/google.com/cloudsdktool/cloud-sdk:slim",
+        "entrypoint": "bash",
+        "waitFor": ["registry"],  # the model is pushed and the template deployed
+        "args": ["-c", "\n".join(script)],
+    }
