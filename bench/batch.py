@@ -9,7 +9,11 @@
 
 The two alternate round by round. Then peak memory: ``modelfn batch`` (1,000-row chunks) over
 files of 10x, 100x and 500x the chunk, each in a fresh process, its peak RSS from getrusage().
-Writes bench/results/batch.md and batch.png.
+
+Then the batch engines (``bench/engines.py``) on the same 100,000 rows in four CSV files: the single
+process, Beam with 1 and 2 local workers, Spark on 1 and 2 cores, interleaved round by round; and
+what those figures say of Dataflow (arithmetic, stated as such). ``--engines-only`` runs just that
+part. Writes bench/results/batch.md, batch.png and batch_engines.png.
 """
 
 from __future__ import annotations
@@ -30,12 +34,20 @@ sys.path.insert(0, str(HERE))
 
 import batching  # noqa: E402
 import coldstart  # noqa: E402
+import engines  # noqa: E402
 
 DIGITS = ROOT / "functions" / "digits"
 ROWS = 100_000
 CHUNK = 1000
 MEMORY_ROWS = (10 * CHUNK, 100 * CHUNK, 500 * CHUNK)
 CONCURRENCY = (1, 8)
+PARTS = 4
+#: Assumed for the Dataflow arithmetic (not measured here): a flex template job's launch and its
+#: workers' start before the first row, and the vCPUs of the contract's default n2-standard-4.
+DATAFLOW_START_S = 240
+DATAFLOW_VCPUS = 4
+#: Cloud Functions' longest event function (the single-machine job's ceiling there).
+FUNCTION_LIMIT_S = 540
 
 
 def write_csv(path: Path, rows: int) -> Path:
@@ -99,7 +111,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--engines-only", action="store_true", help="only the batch engines' part")
     args = parser.parse_args()
+    if args.engines_only:
+        write_engines(measure_engines(args.rounds), args)
+        return
     batching.require_wrk()
     batching.CONCURRENCY = CONCURRENCY
     with tempfile.TemporaryDirectory(prefix="modelfn-bench-batch-") as name:
@@ -122,6 +138,103 @@ def main() -> None:
             path.unlink()
             print(f"memory: {memory[-1]}", flush=True)
     write(batch_runs, http_runs, memory, args)
+    write_engines(measure_engines(args.rounds), args)
+
+
+def measure_engines(rounds: int) -> dict[str, list[dict[str, float]]]:
+    """Every engine over the same four CSV files, the order rotated each round (``bytes``: their size)."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in engines.ENGINES}
+    with tempfile.TemporaryDirectory(prefix="modelfn-bench-engines-") as name:
+        scratch = Path(name)
+        (scratch / "parts").mkdir()
+        for part in range(PARTS):
+            write_csv(scratch / "parts" / f"part-{part}.csv", ROWS // PARTS)
+        pattern = str(scratch / "parts" / "part-*.csv")
+        runs["bytes"] = [{"size": sum(path.stat().st_size for path in (scratch / "parts").glob("*.csv"))}]
+        for round_number in range(rounds):
+            for engine in coldstart.rotated(list(engines.ENGINES), round_number):
+                result = engines.ENGINES[engine](DIGITS, pattern, scratch / "out")
+                assert result["rows"] == ROWS, (engine, result)
+                runs[engine].append(result)
+                print(f"round {round_number + 1}: {engine}: {result}", flush=True)
+    return runs
+
+
+def write_engines(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    """Append the engines' table and the Dataflow arithmetic to batch.md; draw batch_engines.png."""
+    row_bytes = runs.pop("bytes")[0]["size"] / ROWS
+    job = {name: statistics.median(ROWS / r["job"] for r in each) for name, each in runs.items()}
+    wall = {name: statistics.median(ROWS / r["wall"] for r in each) for name, each in runs.items()}
+    single = job["single process"]
+    lines = [
+        "",
+        f"## The batch engines: {ROWS:,} digits rows in {PARTS} CSV files, every prediction written",
+        "",
+        f"Medians of {args.rounds} interleaved rounds, a fresh process each, {os.cpu_count()} CPUs "
+        "(`bench/engines.py`). *Job*: from the model's load to the last summary (Spark: around its write); "
+        "*command*: the whole process, with the JVM or the pipeline's set-up.",
+        "",
+        "| engine | rows/s (job) | rows/s (command) | job vs single process |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {job[name]:,.0f} | {wall[name]:,.0f} | {job[name] / single:.2f}x |" for name in runs]
+    beam1, beam2 = job["Beam, 1 worker"], job["Beam, 2 workers"]
+    efficiency = min(1.0, beam2 / (2 * beam1))
+    per_vcpu = beam1 * efficiency
+    lines += [
+        "",
+        "### What this says of Dataflow (arithmetic, not a measurement)",
+        "",
+        f"Beam's Python workers run one SDK process per vCPU. Here one worker process predicts {beam1:,.0f} rows/s "
+        f"and two reach {beam2:,.0f} ({efficiency:.0%} of twice one). Assuming that per-process rate and that "
+        f"efficiency hold on Dataflow, and {DATAFLOW_START_S} s from launch to the first row (a flex template's "
+        f"launcher and the workers' start; assumed, not measured), a job on W n2-standard-4 workers "
+        f"({DATAFLOW_VCPUS} vCPUs) predicts about W x {DATAFLOW_VCPUS} x {per_vcpu:,.0f} rows/s after its start. "
+        f"The storage function runs the single-process job ({single:,.0f} rows/s here) for at most "
+        f"{FUNCTION_LIMIT_S} s on Cloud Functions.",
+        "",
+        "| rows in the file | function (single process) | Dataflow, 10 workers | Dataflow, 100 workers |",
+        "|---:|---:|---:|---:|",
+    ]
+    for rows in (1_000_000, 10_000_000, 100_000_000, 1_000_000_000):
+        function = rows / single
+        shown = f"{function:,.0f} s" + (" (over the limit)" if function > FUNCTION_LIMIT_S else "")
+        flows = [DATAFLOW_START_S + rows / (workers * DATAFLOW_VCPUS * per_vcpu) for workers in (10, 100)]
+        lines.append(f"| {rows:,} | {shown} | {flows[0]:,.0f} s | {flows[1]:,.0f} s |")
+    ten = 10 * DATAFLOW_VCPUS * per_vcpu
+    crossover = DATAFLOW_START_S * single * ten / (ten - single) if ten > single else float("inf")
+    lines += [
+        "",
+        f"Break-even with 10 workers: about {crossover:,.0f} rows ({crossover * row_bytes / 1e6:,.0f} MB of this CSV), "
+        "below which the function finishes first; the function's time limit caps it at about "
+        f"{single * FUNCTION_LIMIT_S:,.0f} rows.",
+    ]
+    text = "\n".join(lines) + "\n"
+    path = coldstart.RESULTS / "batch.md"
+    existing = path.read_text().split("\n## The batch engines")[0].rstrip("\n") + "\n" if path.exists() else ""
+    path.write_text(existing + text)
+    print(text)
+    plot_engines(job, wall)
+
+
+def plot_engines(job: dict[str, float], wall: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 3.4))
+    names = list(job)
+    positions = range(len(names))
+    axis.barh([p - 0.2 for p in positions], [job[n] for n in names], height=0.4, color="#2b6cb0", label="job")
+    axis.barh([p + 0.2 for p in positions], [wall[n] for n in names], height=0.4, color="#a0aec0",
+              label="whole command")  # fmt: skip
+    axis.set_yticks(list(positions), names)
+    axis.invert_yaxis()
+    axis.set_xlabel(f"rows per second ({ROWS:,} digits rows, {PARTS} CSV files, {os.cpu_count()} CPUs)")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(coldstart.RESULTS / "batch_engines.png", dpi=110)
 
 
 def write(batch_runs: list[dict], http_runs: list[dict], memory: list[dict], args: argparse.Namespace) -> None:

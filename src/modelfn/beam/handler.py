@@ -7,7 +7,9 @@ Each element is one of:
 - an Open Inference Protocol request body (``{"inputs": [{"name", "shape", "datatype", "data"}]}``):
   its tensors straight to the model; the inference is the protocol's response body;
 - a NumPy array: one row of the model's one input, like a row of a ``.csv`` or ``.npy`` input;
-- a :class:`BatchRow` (what :mod:`modelfn.beam.pipeline` reads from files).
+- a :class:`BatchRow`, a row read from a file; or a :class:`RowChunk`, many of them, whose
+  inference is their result lines (what :mod:`modelfn.beam.pipeline` moves: one element per
+  chunk, so Beam's cost per element is paid once per chunk of rows, not once per row).
 
 Every element gets a ``PredictionResult`` whose ``inference`` is the answer, or a :class:`RowError`
 naming what is wrong with that element: a bad element never fails the bundle. :class:`Predict`
@@ -25,7 +27,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from modelfn.batch.formats import BadRow, Row, array_row
-from modelfn.batch.predict import ChunkPredictor, public_message
+from modelfn.batch.predict import ChunkPredictor, error_line, prediction_json, public_message
 from modelfn.contract import TensorSpec
 from modelfn.errors import ModelfnError
 from modelfn.offline import ModelSource
@@ -48,6 +50,41 @@ class BatchRow(NamedTuple):
     key: Any
     row: Row | BadRow
     fmt: str
+
+
+class RowChunk:
+    """Rows of one input file, predicted together; the inference is ``[(row, line, is_error), ...]``:
+    each row's prediction JSON, or its ``errors.jsonl`` line.
+
+    Pickled compactly: the array rows of a ``.csv`` or ``.npy`` chunk travel as one stacked array,
+    not as a thousand small ones (Beam pickles every element that crosses a shuffle).
+    """
+
+    __slots__ = ("fmt", "key", "rows")
+
+    def __init__(self, key: Any, fmt: str, rows: list[Row | BadRow]) -> None:
+        self.key, self.fmt, self.rows = key, fmt, rows
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        good = [row.value for row in self.rows if isinstance(row, Row)]
+        if good and all(isinstance(v, np.ndarray) for v in good) and len({(v.shape, v.dtype) for v in good}) == 1:
+            numbers = np.array([row.number for row in self.rows], dtype=np.int64)
+            bad = [(i, row.error) for i, row in enumerate(self.rows) if isinstance(row, BadRow)]
+            return _unpack_chunk, (self.key, self.fmt, numbers, np.stack(good), bad)
+        return RowChunk, (self.key, self.fmt, self.rows)
+
+
+def _unpack_chunk(key: Any, fmt: str, numbers: np.ndarray, stacked: np.ndarray, bad: list) -> RowChunk:
+    errors = dict(bad)
+    rows: list[Row | BadRow] = []
+    taken = 0
+    for position, number in enumerate(numbers.tolist()):
+        if position in errors:
+            rows.append(BadRow(number, errors[position]))
+        else:
+            rows.append(Row(number, stacked[taken]))
+            taken += 1
+    return RowChunk(key, fmt, rows)
 
 
 class ModelfnHandler(ModelHandler[Any, PredictionResult, ChunkPredictor]):
@@ -74,18 +111,33 @@ class ModelfnHandler(ModelHandler[Any, PredictionResult, ChunkPredictor]):
         self, batch: Sequence[Any], model: ChunkPredictor, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
         groups: dict[str, list[tuple[int, Row | BadRow]]] = {}
+        inferences: list[Any] = [None] * len(batch)
         for position, element in enumerate(batch):
+            if isinstance(element, RowChunk):
+                inferences[position] = self._chunk(element, model)
+                continue
             fmt, row = self._row(element, position, model)
             groups.setdefault(fmt, []).append((position, row))
-        inferences: list[Any] = [None] * len(batch)
         for fmt, members in groups.items():
             outcomes = model.outcomes([row for _, row in members], fmt)
             for (position, _), outcome in zip(members, outcomes, strict=True):
                 inferences[position] = self._inference(outcome, fmt, model)
+        rows = sum(len(e.rows) if isinstance(e, RowChunk) else 1 for e in batch)
         failed = sum(isinstance(each, RowError) for each in inferences)
+        failed += sum(is_error for each in inferences if isinstance(each, list) for *_, is_error in each)
         Metrics.counter(NAMESPACE, "rows_failed").inc(failed)
-        Metrics.counter(NAMESPACE, "rows_predicted").inc(len(batch) - failed)
+        Metrics.counter(NAMESPACE, "rows_predicted").inc(rows - failed)
         return [PredictionResult(e, i, self.model_id) for e, i in zip(batch, inferences, strict=True)]
+
+    def _chunk(self, chunk: RowChunk, model: ChunkPredictor) -> list[tuple[int, bytes, bool]]:
+        """A chunk's result lines, serialized here so that what travels on is bytes."""
+        lines = []
+        for row, outcome in zip(chunk.rows, model.outcomes(chunk.rows, chunk.fmt), strict=True):
+            if isinstance(outcome, BadRow):
+                lines.append((row.number, error_line(row.number, outcome.error), True))
+            else:
+                lines.append((row.number, prediction_json(outcome), False))
+        return lines
 
     def _row(self, element: Any, position: int, model: ChunkPredictor) -> tuple[str, Row | BadRow]:
         if isinstance(element, BatchRow):

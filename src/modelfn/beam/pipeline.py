@@ -4,11 +4,14 @@ The pipeline writes what :class:`modelfn.batch.job.BatchJob` writes, byte for by
 file, ``<name>.predictions.jsonl``, ``<name>.errors.jsonl`` and ``<name>.summary.json``, the
 summary last, as the commit mark. Its stages::
 
-    inputs ─ read rows ─ Reshuffle ─ RunInference(model_handler) ─┐
+    inputs ─ read chunks of rows ─ Reshuffle ─ RunInference(model_handler) ─┐
                      └─ one marker per input (its format, or why it cannot be read) ─┴─ GroupByKey(input) ─ write
 
 - **Reading** is the single-machine reader (:mod:`modelfn.batch.formats`), one input per element,
-  so row numbers are the same; the Reshuffle then spreads one file's rows over every worker.
+  so row numbers are the same. Rows travel in chunks of the batch size (the contract's batching
+  block, else 1,024 rows): one element per chunk through the Reshuffle, which spreads one file's
+  chunks over every worker, and through RunInference, so Beam's cost per element is paid once a
+  chunk. The chunk is the inference call, as in the single-machine job.
 - **Predicting** is :class:`~modelfn.beam.handler.ModelfnHandler`: the contract's checks, hooks and
   predictor; a bad row becomes an error row, never a failed bundle.
 - **Writing** gathers one input's results on one worker, sorts them by row and writes each object
@@ -38,7 +41,7 @@ from modelfn.batch.database import ResultsDatabase
 from modelfn.batch.formats import UnreadableInput, format_of, open_object, read_rows
 from modelfn.batch.job import Location, Outputs, read_summary
 from modelfn.batch.predict import error_line, prediction_line
-from modelfn.beam.handler import BatchRow, ModelfnHandler, RowError
+from modelfn.beam.handler import DEFAULT_BATCH_ROWS, ModelfnHandler, RowChunk
 from modelfn.errors import ObjectNotFound
 from modelfn.offline import ModelSource
 from modelfn.runtime.stores import open_store
@@ -104,8 +107,8 @@ class _ReadRows(beam.DoFn):
 
     MARKERS = "markers"
 
-    def __init__(self, source: ModelSource, max_line_bytes: int) -> None:
-        self.source, self.max_line_bytes = source, max_line_bytes
+    def __init__(self, source: ModelSource, max_line_bytes: int, chunk_rows: int) -> None:
+        self.source, self.max_line_bytes, self.chunk_rows = source, max_line_bytes, chunk_rows
 
     def setup(self) -> None:
         self.contract = self.source.contract()
@@ -115,22 +118,23 @@ class _ReadRows(beam.DoFn):
             fmt = format_of(shard.key)
             location = shard.location()
             stream = open_object(location.store, location.key, shard.size)
-            rows = read_rows(stream, fmt, self.contract, max_line_bytes=self.max_line_bytes)
-            for row in rows:
-                yield BatchRow(shard.index, row, fmt)
+            chunk: list[Any] = []
+            for row in read_rows(stream, fmt, self.contract, max_line_bytes=self.max_line_bytes):
+                chunk.append(row)
+                if len(chunk) >= self.chunk_rows:
+                    yield RowChunk(shard.index, fmt, chunk)
+                    chunk = []
+            if chunk:
+                yield RowChunk(shard.index, fmt, chunk)
         except UnreadableInput as exc:
             yield beam.pvalue.TaggedOutput(self.MARKERS, (shard.index, _Marker(None, exc.message)))
             return
         yield beam.pvalue.TaggedOutput(self.MARKERS, (shard.index, _Marker(fmt)))
 
 
-def _keyed(result: PredictionResult) -> tuple[int, tuple[int, bytes, bool]]:
-    element: BatchRow = result.example
-    number = element.row.number
-    if isinstance(result.inference, RowError):
-        return element.key, (number, error_line(number, result.inference.error), True)
-    prediction = orjson.dumps(result.inference, option=orjson.OPT_SERIALIZE_NUMPY)
-    return element.key, (number, prediction, False)
+def _keyed(result: PredictionResult) -> tuple[int, list[tuple[int, bytes, bool]]]:
+    """A chunk's result lines, keyed by its input."""
+    return result.example.key, result.inference
 
 
 class _WriteShard(beam.DoFn):
@@ -151,7 +155,7 @@ class _WriteShard(beam.DoFn):
             if isinstance(value, _Marker):
                 marker = value
             else:
-                results.append(value)
+                results.extend(value)
         results.sort(key=lambda item: item[0])
         yield self._write(shard, marker or _Marker(None, "the input was not read"), results)
 
@@ -197,12 +201,16 @@ class _WriteShard(beam.DoFn):
 
 
 def build(
-    pipeline: beam.Pipeline, handler: ModelfnHandler, shards: list[Shard], *, database: str, max_line_bytes: int
-) -> beam.PCollection:
+    pipeline: beam.Pipeline, source: ModelSource, shards: list[Shard], *, database: str, max_line_bytes: int,
+    chunk_rows: int,
+) -> beam.PCollection:  # fmt: skip
     """Add the batch job's stages to ``pipeline``; the result is each written input's summary."""
-    contract = handler.source.contract()
-    reader = beam.ParDo(_ReadRows(handler.source, max_line_bytes)).with_outputs(_ReadRows.MARKERS, main="rows")
-    read = pipeline | "Inputs" >> beam.Create(shards) | "ReadRows" >> reader
+    contract = source.contract()
+    handler = ModelfnHandler(source, max_batch_size=1)  # each element is already a chunk: one call each
+    reader = beam.ParDo(_ReadRows(source, max_line_bytes, chunk_rows)).with_outputs(_ReadRows.MARKERS, main="rows")
+    # The inputs spread over the workers before they are read (parsing is half the work), their
+    # chunks again after: one large file is predicted by every worker, not by the one that read it.
+    read = pipeline | "Inputs" >> beam.Create(shards) | "SpreadInputs" >> beam.Reshuffle() | "ReadRows" >> reader
     results = read.rows | "Spread" >> beam.Reshuffle() | "Predict" >> RunInference(handler) | "Key" >> beam.Map(_keyed)
     return (
         (results, read[_ReadRows.MARKERS])
@@ -234,9 +242,10 @@ def run(
     flags = list(options)
     if not any(flag.startswith("--runner") for flag in flags):
         flags.append(f"--runner={LOCAL_RUNNER}")
-    handler = ModelfnHandler(source, max_batch_size=max_batch_size)
+    if max_batch_size is None:
+        max_batch_size = contract.batching.max_batch_size if contract.batching is not None else DEFAULT_BATCH_ROWS
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
-        build(pipeline, handler, shards, database=database, max_line_bytes=max_line_bytes)
+        build(pipeline, source, shards, database=database, max_line_bytes=max_line_bytes, chunk_rows=max_batch_size)
     # Read back from the store: the workers may be other processes or machines.
     written = [s for s in (read_summary(shard.outputs().summary) for shard in shards) if s is not None]
     log.info("beam batch: %d inputs written, %d already done", len(shards), len(done))
