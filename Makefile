@@ -8,7 +8,7 @@ PYTHON ?= python3
 PORT ?= 8080
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt
 
-.PHONY: serve test tools browser podman bench check clean
+.PHONY: serve test tools browser podman java bench check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,10 +103,18 @@ podman:
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq podman runc debootstrap uidmap > /dev/null; } || \
 		echo "podman could not be installed: the image tests will skip"; }
 
+# A Java runtime for local Spark (tests/test_spark.py): Debian's headless JRE where none is installed.
+java:
+	@command -v java > /dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "installing Java for Spark (apt-get install openjdk-17-jre-headless)"; \
+		$$SUDO apt-get install -y -qq openjdk-17-jre-headless > /dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jre-headless > /dev/null; }; }
+
 serve: $(VENV)/.runtime
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
-test: $(VENV)/.dev tools browser podman
+test: $(VENV)/.dev tools browser podman java
 	$(VENV)/bin/ruff check src tests bench functions
 	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/python -m pytest

@@ -51,7 +51,6 @@ def ff_server(folder: Path, log: Path, env: dict[str, str], python: Path | None 
             process.wait(10)
 
 
-
 def upload(bucket: str, name: str, data: bytes) -> dict[str, str]:
     """Put an object in the emulator; its data as a storage event carries it (int64s as strings)."""
     from google.cloud import storage
@@ -91,5 +90,3 @@ def binary_event(
         "Content-Type": "application/json",
     }
     return requests.post(url, data=json.dumps(data), headers=headers, timeout=60)
-
-
