@@ -211,7 +211,8 @@ def build(
     # The inputs spread over the workers before they are read (parsing is half the work), their
     # chunks again after: one large file is predicted by every worker, not by the one that read it.
     read = pipeline | "Inputs" >> beam.Create(shards) | "SpreadInputs" >> beam.Reshuffle() | "ReadRows" >> reader
-    results = read.rows | "Spread" >> beam.Reshuffle() | "Predict" >> RunInference(handler) | "Key" >> beam.Map(_keyed)
+    spread = read.rows | "SpreadChunks" >> beam.Reshuffle()
+    results = spread | "Predict" >> RunInference(handler) | "Key" >> beam.Map(_keyed)
     return (
         (results, read[_ReadRows.MARKERS])
         | "Together" >> beam.Flatten()
