@@ -138,6 +138,9 @@ def test_with_a_browser_bundle_the_cards_offer_the_browser_and_the_bundle_is_ser
     wasm = client.get("/browser/ort-1.30.0/ort-wasm-simd-threaded.wasm", headers={"Accept-Encoding": "gzip"})
     assert wasm.status_code == 200 and wasm.headers["Content-Type"] == "application/wasm"
     assert wasm.headers["Content-Encoding"] == "gzip" and wasm.headers["Cache-Control"].endswith("immutable")
+    wasm_path = "/browser/ort-1.30.0/ort-wasm-simd-threaded.wasm"
+    again = client.get(wasm_path, headers={"If-None-Match": wasm.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
     assert client.get("/browser/browser.js").headers["Content-Type"].startswith("text/javascript")
     for path in ("/browser/site.json", "/browser/../site.json", "/browser/gzip/page.js", "/browser/models.json/x"):
         answer = client.get(path)

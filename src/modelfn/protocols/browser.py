@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelfn.errors import NotFound
 from modelfn.http import Request, Response
+from modelfn.webfiles import manifest_files, reply
 
 if TYPE_CHECKING:
     from modelfn.function import Servable
@@ -52,8 +53,7 @@ def bundle(settings: Settings) -> Bundle | None:
 
 def _read(root: Path) -> Bundle | None:
     try:
-        manifest = json.loads((root / "site.json").read_text())
-        files = {entry["path"]: entry for entry in manifest["files"]}
+        files = manifest_files(root)
         missing = [path for path in files if not (root / "site" / path).is_file()]
         if missing:
             raise ValueError(f"site.json lists files that are not there: {missing[:5]}")
@@ -78,23 +78,14 @@ def asset(function: Servable, request: Request, asset: str) -> Response:
     file = None if found is None else found.files.get(asset)
     if found is None or file is None:
         raise NotFound("no such file in the browser bundle (MODELFN_BROWSER_BUNDLE)")
-    headers = {
-        "Content-Type": file["media_type"],
-        "Cache-Control": file["cache_control"],
-        "ETag": f'"{file["sha256"][:32]}"',
-        "X-Content-Type-Options": "nosniff",
-        "Cross-Origin-Resource-Policy": "same-origin",
-        "Vary": "Accept-Encoding",
-    }
-    if request.headers.get("if-none-match") == headers["ETag"]:
-        return Response(304, b"", headers)
-    zipped = file.get("gzip_bytes") and "gzip" in request.headers.get("accept-encoding", "")
-    path = found.root / ("gzip" if zipped else "site") / asset
-    if zipped:
-        headers["Content-Encoding"] = "gzip"
+    answer = reply(found.root, asset, file, if_none_match=request.headers.get("if-none-match", ""),
+                   accept_encoding=request.headers.get("accept-encoding", ""))  # fmt: skip
+    headers = {**answer.headers, "X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "same-origin"}
+    if answer.body is None:
+        return Response(answer.status, b"", headers)
     try:
-        body = path.read_bytes()
+        body = answer.body.read_bytes()
     except OSError as exc:
-        log.error("browser bundle file %s cannot be read: %s", path, exc)
+        log.error("browser bundle file %s cannot be read: %s", answer.body, exc)
         raise NotFound("no such file in the browser bundle (MODELFN_BROWSER_BUNDLE)") from exc
-    return Response(200, body, headers)
+    return Response(answer.status, body, headers)

@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from modelfn.webfiles import manifest_files, reply
+
 ISOLATION = ("Cross-Origin-Opener-Policy", "Cross-Origin-Embedder-Policy")
 
 
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 0, *, isolated: bool = True) -> ThreadingHTTPServer:
     """A server for the bundle folder ``root`` (the one holding ``site.json``), not yet started."""
-    manifest = json.loads((root / "site.json").read_text())
-    files = {entry["path"]: entry for entry in manifest["files"]}
-    headers = {k: v for k, v in manifest["headers"].items() if isolated or k not in ISOLATION}
+    files = manifest_files(root)
+    site_headers = json.loads((root / "site.json").read_text())["headers"]
+    headers = {k: v for k, v in site_headers.items() if isolated or k not in ISOLATION}
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "modelfn-site"
@@ -50,17 +52,12 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 0, *, isolated:
             if entry is None:
                 self._reply(HTTPStatus.NOT_FOUND, b"not found\n", {"Content-Type": "text/plain; charset=utf-8"})
                 return
-            extra = {"Content-Type": entry["media_type"], "Cache-Control": entry["cache_control"]}
-            extra["ETag"] = f'"{entry["sha256"][:32]}"'
-            if self.headers.get("If-None-Match") == extra["ETag"]:
-                self._reply(HTTPStatus.NOT_MODIFIED, b"", extra, head=True)
+            answer = reply(root, path, entry, if_none_match=self.headers.get("If-None-Match", ""),
+                           accept_encoding=self.headers.get("Accept-Encoding", ""))  # fmt: skip
+            if answer.body is None:
+                self._reply(HTTPStatus(answer.status), b"", answer.headers, head=True)
                 return
-            zipped = entry.get("gzip_bytes") and "gzip" in self.headers.get("Accept-Encoding", "")
-            body = ((root / "gzip" / path) if zipped else (root / "site" / path)).read_bytes()
-            if zipped:
-                extra["Content-Encoding"] = "gzip"
-            extra["Vary"] = "Accept-Encoding"
-            self._reply(HTTPStatus.OK, body, extra, head=head)
+            self._reply(HTTPStatus(answer.status), answer.body.read_bytes(), answer.headers, head=head)
 
         def _reply(self, status: HTTPStatus, body: bytes, extra: dict[str, str], *, head: bool = False) -> None:
             self.send_response(status)
