@@ -508,6 +508,16 @@ class _Compiled(msgspec.Struct, frozen=True):
     contract: Contract
 
 
+def function_members(folder: str | Path) -> list[str]:
+    """``[""]`` for a one-model folder, a group's sub-folders with a contract, or ``[]``: no function."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    if (folder / CONTRACT_FILE).is_file():
+        return [""]
+    return sorted(p.name for p in folder.iterdir() if (p / CONTRACT_FILE).is_file())
+
+
 def load_contract(folder: str | Path) -> Contract:
     """Read and validate ``<folder>/modelfn.yaml``; raise :class:`ContractError` naming the problem.
 

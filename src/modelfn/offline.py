@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelfn.contract import CONTRACT_FILE
+from modelfn.contract import CONTRACT_FILE, function_members
 from modelfn.errors import ContractError
 
 if TYPE_CHECKING:
@@ -100,8 +100,8 @@ class ModelSource:
         wait = settings.load_timeout_s or 3600.0
         settings = settings._replace(model=self.model, load_wait_s=max(settings.load_wait_s, wait))
         folder = Path(self.folder) if self.folder else Path("/nonexistent-modelfn-hooks")
-        members = _members(folder) if self.folder and not self.model else []
-        servable, _ = build_servable(folder, members or None, settings)
+        members = function_members(folder) if self.folder and not self.model else []
+        servable, _ = build_servable(folder, None if members in ([], [""]) else members, settings)
         function = servable.member(self.member)
         contract = function.contract()
         _check_hooks(contract, self)
@@ -110,13 +110,6 @@ class ModelSource:
 
 def _has_contract(folder: Path, member: str | None) -> bool:
     return (folder / (member or "") / CONTRACT_FILE).is_file()
-
-
-def _members(folder: Path) -> list[str]:
-    """A several-model folder's members (sub-folders with a contract); none for a one-model folder."""
-    if (folder / CONTRACT_FILE).is_file():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / CONTRACT_FILE).is_file())
 
 
 def _check_hooks(contract: Contract, source: ModelSource) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
+from modelfn.contract import CONTRACT_FILE, Contract, compile_contract, function_members
 from modelfn.errors import ContractError
 
 MB = 1024 * 1024
@@ -103,12 +103,7 @@ class FunctionLayout:
     @staticmethod
     def members(folder: Path) -> list[str]:
         """``[""]`` for a one-model folder, a group's sub-folders with a contract, or ``[]``: no function."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            return []
-        if (folder / CONTRACT_FILE).is_file():
-            return [""]
-        return sorted(p.name for p in folder.iterdir() if (p / CONTRACT_FILE).is_file())
+        return function_members(folder)
 
     @classmethod
     def read(cls, folder: Path) -> FunctionLayout:
