@@ -34,9 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import orjson
 
-from modelfn.batch.formats import BadRow, Row, array_row, csv_line, row_spec
+from modelfn.batch.formats import BadRow, Row, array_row, csv_line, json_row, row_spec
 from modelfn.batch.predict import ChunkPredictor, prediction_json
 from modelfn.errors import ContractError
 from modelfn.offline import ModelSource
@@ -115,13 +114,7 @@ def _numbers(count: int, numbers: np.ndarray | None) -> list[int]:
 def _json_rows(values: np.ndarray, numbers: np.ndarray | None) -> list[Row | BadRow]:
     rows: list[Row | BadRow] = []
     for number, text in zip(_numbers(len(values), numbers), values, strict=True):
-        if text is None:
-            rows.append(BadRow(number, "no value (the column is null)"))
-            continue
-        try:
-            rows.append(Row(number, orjson.loads(text)))
-        except orjson.JSONDecodeError as exc:
-            rows.append(BadRow(number, f"not JSON: {exc}"))
+        rows.append(BadRow(number, "no value (the column is null)") if text is None else json_row(number, text))
     return rows
 
 

@@ -176,10 +176,15 @@ def _jsonl_rows(stream: io.BufferedReader, max_line_bytes: int) -> Iterator[Row 
         if line is None:
             yield BadRow(number, f"the line is over {max_line_bytes} bytes")
         elif line.strip():
-            try:
-                yield Row(number, orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
-                yield BadRow(number, f"not JSON: {exc}")
+            yield json_row(number, line)
+
+
+def json_row(number: int, text: bytes | str) -> Row | BadRow:
+    """One JSON Lines row (a file's line, a Spark column's value), parsed or refused."""
+    try:
+        return Row(number, orjson.loads(text))
+    except orjson.JSONDecodeError as exc:
+        return BadRow(number, f"not JSON: {exc}")
 
 
 def _npy_rows(stream: io.BufferedReader, spec: TensorSpec) -> Iterator[Row | BadRow]:
