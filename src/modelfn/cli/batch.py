@@ -45,41 +45,43 @@ def batch(
         if runner == "beam":
             summaries = _on_beam(folder, model_name, inputs, output, database, chunk_rows, runner_options)
         else:
-            summaries = [_here(folder, model_name, location, name, output, database, chunk_rows or 1024)
-                         for location, name in inputs]  # fmt: skip
+            summaries = _here(folder, model_name, inputs, output, database, chunk_rows or 1024)
     for summary in summaries:
         _report(summary)
 
 
 def _here(
-    folder: Path, model_name: str | None, location: Any, name: str, output: str, database: str, chunk_rows: int
-) -> dict[str, Any]:
+    folder: Path, model_name: str | None, inputs: list[Any], output: str, database: str, chunk_rows: int
+) -> list[dict[str, Any]]:
+    """Each input in turn, in this process: one model, one database connection for them all."""
     from modelfn.adapters.process import build_servable
     from modelfn.batch.database import ResultsDatabase
     from modelfn.batch.job import BatchJob, Location
+    from modelfn.contract import function_members
     from modelfn.runtime.stores import open_store
-    from modelfn.tooling.build import FunctionLayout
 
-    members = FunctionLayout.members(folder)
+    members = function_members(folder)
     servable, settings = build_servable(folder, None if members == [""] else members, None)
     model = servable.member(model_name).model()
-    info = location.store.stat(location.key)
-    if info is None:
-        raise click.ClickException(f"no such input: {location.uri}")
-    destination_store, destination_prefix = open_store(output)
+    destination = Location(*open_store(output))
     results = ResultsDatabase(database) if database else None
-    with click.progressbar(length=info.size, label=f"{name}", show_pos=False, show_percent=True) as bar:
-        seen = [0]
+    summaries = []
+    for location, name in inputs:
+        info = location.store.stat(location.key)
+        if info is None:
+            raise click.ClickException(f"no such input: {location.uri}")
+        with click.progressbar(length=info.size, label=f"{name}", show_pos=False, show_percent=True) as bar:
+            seen = [0]
 
-        def advance(rows: int, read: int) -> None:
-            bar.label = f"{name}: {rows:,} rows"
-            bar.update(read - seen[0])
-            seen[0] = read
+            def advance(rows: int, read: int) -> None:
+                bar.label = f"{name}: {rows:,} rows"  # noqa: B023 (called only inside this iteration)
+                bar.update(read - seen[0])  # noqa: B023
+                seen[0] = read  # noqa: B023
 
-        job = BatchJob(
-            model, chunk_rows=chunk_rows, max_line_bytes=settings.max_body_bytes, database=results, progress=advance
-        )
-        return job.run(location, Location(destination_store, destination_prefix), name)
+            job = BatchJob(model, chunk_rows=chunk_rows, max_line_bytes=settings.max_body_bytes, database=results,
+                           progress=advance)  # fmt: skip
+            summaries.append(job.run(location, destination, name))
+    return summaries
 
 
 def _on_beam(
