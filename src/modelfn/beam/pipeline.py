@@ -42,6 +42,7 @@ from modelfn.batch.formats import UnreadableInput, format_of, open_object, read_
 from modelfn.batch.job import Location, Outputs, read_summary
 from modelfn.batch.predict import error_line, prediction_line
 from modelfn.beam.handler import DEFAULT_BATCH_ROWS, ModelfnHandler, RowChunk
+from modelfn.contract import Contract
 from modelfn.errors import ObjectNotFound
 from modelfn.offline import ModelSource
 from modelfn.runtime.stores import open_store
@@ -201,11 +202,11 @@ class _WriteShard(beam.DoFn):
 
 
 def build(
-    pipeline: beam.Pipeline, source: ModelSource, shards: list[Shard], *, database: str, max_line_bytes: int,
-    chunk_rows: int,
+    pipeline: beam.Pipeline, source: ModelSource, contract: Contract, shards: list[Shard], *, database: str,
+    max_line_bytes: int, chunk_rows: int,
 ) -> beam.PCollection:  # fmt: skip
-    """Add the batch job's stages to ``pipeline``; the result is each written input's summary."""
-    contract = source.contract()
+    """Add the batch job's stages to ``pipeline`` (``contract``: the source's); the result is each written input's
+    summary."""
     handler = ModelfnHandler(source, max_batch_size=1)  # each element is already a chunk: one call each
     reader = beam.ParDo(_ReadRows(source, max_line_bytes, chunk_rows)).with_outputs(_ReadRows.MARKERS, main="rows")
     # The inputs spread over the workers before they are read (parsing is half the work), their
@@ -246,7 +247,8 @@ def run(
     if max_batch_size is None:
         max_batch_size = contract.batching.max_batch_size if contract.batching is not None else DEFAULT_BATCH_ROWS
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
-        build(pipeline, source, shards, database=database, max_line_bytes=max_line_bytes, chunk_rows=max_batch_size)
+        build(pipeline, source, contract, shards, database=database, max_line_bytes=max_line_bytes,
+              chunk_rows=max_batch_size)  # fmt: skip
     # Read back from the store: the workers may be other processes or machines.
     written = [s for s in (read_summary(shard.outputs().summary) for shard in shards) if s is not None]
     log.info("beam batch: %d inputs written, %d already done", len(shards), len(done))
