@@ -8,7 +8,7 @@ PYTHON ?= python3
 PORT ?= 8080
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt
 
-.PHONY: serve test tools browser podman java bench check clean
+.PHONY: serve test tools browser podman java bench check clean grpc-descriptors
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +110,11 @@ java:
 		echo "installing Java for Spark (apt-get install openjdk-17-jre-headless)"; \
 		$$SUDO apt-get install -y -qq openjdk-17-jre-headless > /dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jre-headless > /dev/null; }; }
+
+# The gRPC server's message descriptors from src/modelfn/adapters/grpc_oip/*.proto (grpcio-tools is in
+# the kserve environment; tests/adapters/test_grpc_oip.py checks the file is what the .proto files give).
+grpc-descriptors: $(TOOLS)/kserve/.installed
+	$(TOOLS)/kserve/bin/python packaging/tools/grpc_descriptors.py
 
 serve: $(VENV)/.runtime
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)

@@ -326,6 +326,12 @@ class Deploy(_Strict):
     #: Hand files of ``dataflow.above_mb`` or more that land for the ``storage`` trigger to a
     #: Dataflow job instead (see :class:`Dataflow`).
     dataflow: Dataflow | None = None
+    #: Also serve the Open Inference Protocol over gRPC (Google Cloud and Kubernetes): ``modelfn
+    #: render`` deploys a Cloud Run service ``<function>-grpc`` beside the REST one, from the
+    #: function's Cloud Run image with ``MODELFN_SERVE=grpc`` and an ``h2c`` port, invoked with IAM
+    #: (``var.invokers``; the API gateway routes REST only), and a gRPC Knative Service. Lambda has
+    #: no gRPC: the AWS files leave it out.
+    grpc: bool = False
     #: Alexa skills allowed to call the HTTP function (``amzn1.ask.skill.<uuid>``): set as
     #: ``MODELFN_ALEXA_SKILL_IDS``, and wired in: Lambda lets each skill invoke the function directly
     #: (a permission with the skill id as event source token, ``alexaSkill`` in serverless.yml);

@@ -136,12 +136,23 @@ class ModelFunction:
         Beyond the slots and the queue the request is refused at once (503, ``Retry-After``); past
         ``request_timeout_s`` it gets 504 (see :mod:`modelfn.runtime.admission`). ``inline``: the
         call is a plain ONNX Runtime run that the deadline can stop (:meth:`LoadedModel.interruptible`).
-        ``timeout`` shortens the deadline (a platform that gives up sooner, like a voice assistant).
+        ``timeout`` shortens the deadline (a platform that gives up sooner, like a voice assistant), and
+        so does the client's own deadline where its protocol sends one (gRPC).
         """
         admission = self._admission
         if admission is None:
             admission = self._make_admission()
         deadline = self.settings.request_timeout_s if timeout is None else min(timeout, self.settings.request_timeout_s)
+        from modelfn.observability.metrics import CONTEXT
+
+        context = CONTEXT.get()
+        if context is not None and context.deadline is not None:  # the client's own deadline counts too
+            from modelfn.errors import DeadlineExceeded
+
+            left = context.deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded("the request's deadline passed before the model ran")
+            deadline = min(deadline, left)
         return admission.run(call, deadline, inline=inline)
 
     def wedged(self) -> bool:

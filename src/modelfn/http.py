@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -31,6 +31,23 @@ class Request(NamedTuple):
     path: str
     body: bytes = b""
     headers: Mapping[str, str] = {}
+
+
+class Headers(Mapping[str, str]):
+    """Header names looked up case-insensitively (API Gateway keeps the client's case in 1.0;
+    gRPC metadata is lower case)."""
+
+    def __init__(self, raw: Mapping[str, str] | None) -> None:
+        self._values = {str(name).lower(): str(value) for name, value in (raw or {}).items()}
+
+    def __getitem__(self, name: str) -> str:  # Mapping's get() and `in` go through here
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class Response(NamedTuple):

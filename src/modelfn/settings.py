@@ -77,6 +77,10 @@ class Settings(NamedTuple):
     #: After SIGTERM, how long the server finishes requests in flight before it exits, in seconds
     #: (``MODELFN_GRACEFUL_TIMEOUT_S``); Cloud Run sends SIGKILL 10 s after SIGTERM.
     graceful_timeout_s: float = 8.0
+    #: What an image's server speaks on its port (``MODELFN_SERVE``): ``http`` (every REST route,
+    #: HTTP/1.1) or ``grpc`` (the Open Inference Protocol over gRPC, HTTP/2 cleartext: Cloud Run's
+    #: ``h2c`` port). One image serves either; ``modelfn render`` deploys a second service for gRPC.
+    serve: str = "http"
     #: How long a request waits for a model load in progress, in seconds
     #: (``MODELFN_LOAD_WAIT_S``). Past it the request gets 503 with Retry-After.
     load_wait_s: float = 60.0
@@ -230,6 +234,8 @@ class Settings(NamedTuple):
             raise ValueError(
                 "MODELFN_HEAD_TIMEOUT_S, MAX_HEAD_BYTES, RECEIVE_TIMEOUT_S and RECEIVE_BUFFER_MB must be positive"
             )
+        if self.serve not in ("http", "grpc"):
+            raise ValueError(f"MODELFN_SERVE must be http or grpc, got {self.serve[:20]!r}")
         if self.load_timeout_s < 0:
             raise ValueError("MODELFN_LOAD_TIMEOUT_S must not be negative")
         if self.max_concurrency < 0 or self.max_queue < 0:

@@ -40,6 +40,8 @@ locals {
       } : {},
       # Large files go to Dataflow (dataflow.tf).
       lookup(local.dataflow_environment, name, {}),
+      # The image's server speaks gRPC on the port instead of HTTP/1.1.
+      f.serve == "grpc" ? { MODELFN_SERVE = "grpc" } : {},
     )
   }
 
@@ -313,6 +315,26 @@ resource "google_cloud_run_v2_service" "service" {
 
     containers {
       image = var.images[each.key]
+      # gRPC end to end: Cloud Run sends HTTP/2 cleartext to a port named h2c (gcloud --use-http2).
+      dynamic "ports" {
+        for_each = each.value.serve == "grpc" ? [8080] : []
+        content {
+          name           = "h2c"
+          container_port = ports.value
+        }
+      }
+      # Ready once the model is loaded: the standard gRPC health service, which modelfn answers.
+      dynamic "startup_probe" {
+        for_each = each.value.serve == "grpc" ? [8080] : []
+        content {
+          period_seconds    = 2
+          timeout_seconds   = 2
+          failure_threshold = 60
+          grpc {
+            port = startup_probe.value
+          }
+        }
+      }
       resources {
         limits = {
           cpu    = tostring(each.value.cpu)

@@ -47,6 +47,9 @@ variable "functions" {
     # Alexa skills allowed to call the function (contract `deploy.alexa_skills`).
     alexa_skills = optional(list(string), [])
     snap_start   = optional(bool, false) # AWS only
+    # http: every REST route; grpc: the Open Inference Protocol over gRPC from the same image, on an
+    # h2c port (contract `deploy.grpc`; a Cloud Run service, invoked with IAM, never on the gateway).
+    serve = optional(string, "http")
     # Google Cloud only: the storage function hands files of above_mb or more to a Dataflow job.
     dataflow = optional(object({
       above_mb           = number

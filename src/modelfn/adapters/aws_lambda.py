@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,25 +136,9 @@ def _records(event: LambdaEvent, function: Any, settings: Settings, triggers: li
     return {"batchItemFailures": failures}
 
 
-class Headers(Mapping[str, str]):
-    """Header names looked up case-insensitively (API Gateway keeps the client's case in 1.0)."""
-
-    def __init__(self, raw: Mapping[str, str] | None) -> None:
-        self._values = {str(name).lower(): str(value) for name, value in (raw or {}).items()}
-
-    def __getitem__(self, name: str) -> str:  # Mapping's get() and `in` go through here
-        return self._values[name.lower()]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def request_from_event(event: Any, max_body_bytes: int) -> Any:
     """An API Gateway or function URL event -> :class:`modelfn.http.Request`; 4xx when it is not one."""
-    from modelfn.http import Request
+    from modelfn.http import Headers, Request
 
     if not isinstance(event, dict) or not isinstance(event.get("requestContext"), dict):
         raise MalformedBody("not an HTTP event: expected an API Gateway or Lambda function URL event")
@@ -203,7 +187,7 @@ def _body(event: dict[str, Any], limit: int) -> bytes:
 
 def to_lambda_result(response: Any) -> LambdaResult:
     """A :class:`modelfn.http.Response` as the proxy integration result (the same shape for 1.0 and 2.0)."""
-    from modelfn.http import error_response
+    from modelfn.http import Headers, error_response
 
     headers = dict(response.headers)
     as_text = Headers(headers).get("Content-Type", "").startswith(TEXT_TYPES)

@@ -23,17 +23,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelfn")
 
 
-def handle_request(servable: Servable, request: Request) -> Response:
+def handle_request(
+    servable: Servable, request: Request, *, deadline_s: float | None = None, route: str | None = None
+) -> Response:
     """Route a request and render any error as ``{"error": ...}``; never raises.
 
     Every request is counted (:mod:`modelfn.observability.metrics`) and logged in one line
-    (:mod:`modelfn.observability.logs`) with the route, model and version it reached.
+    (:mod:`modelfn.observability.logs`) with the route, model and version it reached. ``deadline_s``:
+    the seconds the client still waits, where its protocol says (gRPC); ``route``: the name to count
+    and log it under instead of the HTTP route it was translated to (a gRPC method).
     """
     from modelfn.observability.metrics import RECORDER, RequestContext
 
     context = RequestContext(random.random(), request)
+    if deadline_s is not None:
+        context.deadline = time.monotonic() + deadline_s
     response, seconds = _timed_dispatch(servable, request, context)
-    route = context.route or "unmatched"
+    route = route or context.route or "unmatched"
     RECORDER.request(context.model, context.version, route, response.status, seconds)
     from modelfn.http import VERSION_HEADER
 
@@ -46,14 +52,30 @@ def handle_request(servable: Servable, request: Request) -> Response:
             context.watch.observe(context.version, response.status, seconds, size)
     if context.shadow and response.status == 200:
         _mirror(servable, request, context, response)
+    _log(servable, request, response.status, seconds, route, context)
+    return response
+
+
+def refused(servable: Servable, request: Request, error: ModelfnError, seconds: float, route: str) -> Response:
+    """The answer to a request its adapter refused before it could be routed (a gRPC message that
+    translates to no valid request), counted and logged as :func:`handle_request` does."""
+    from modelfn.http import error_response
+    from modelfn.observability.metrics import RECORDER, RequestContext
+
+    response = error_response(error)
+    RECORDER.request("", "", route, response.status, seconds)
+    _log(servable, request, response.status, seconds, route, RequestContext(0.0, request))
+    return response
+
+
+def _log(servable: Servable, request: Request, status: int, seconds: float, route: str, context: Any) -> None:
     settings = servable.settings
     if settings.request_log:
         from modelfn.observability.logs import log_request, trace_id
 
         trace = trace_id(request.headers)
-        log_request(request.method, request.path, response.status, seconds, route=route, model=context.model,
+        log_request(request.method, request.path, status, seconds, route=route, model=context.model,
                     version=context.version, trace=trace, project=settings.trace_project)  # fmt: skip
-    return response
 
 
 #: Shadow copies waiting or running at once per process; beyond them a copy is skipped (counted).

@@ -17,6 +17,8 @@ serverless platforms:
   and body are read by the main loop within ``MODELFN_HEAD_TIMEOUT_S`` and
   ``MODELFN_RECEIVE_TIMEOUT_S`` before a thread takes it, so clients that send half
   a request cost a socket, not a thread; refusals are JSON.
+- **gRPC** with ``MODELFN_SERVE=grpc``: the Open Inference Protocol over gRPC on the same port
+  instead (:mod:`modelfn.adapters.grpc_oip.server`), for a Cloud Run service with an ``h2c`` port.
 - **Threads** (``THREADS``, as functions-framework reads it): one per request the
   platform may send at once. Requests over a model's call slots then wait in
   modelfn's bounded queue, where overload is refused at once with 503, not in
@@ -113,11 +115,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     args = parser.parse_args(argv)
 
-    import functions_framework
-
     from modelfn.settings import Settings
 
     settings = Settings.from_env()
+    if settings.serve == "grpc":  # the same image, the Open Inference Protocol over gRPC on the port
+        from modelfn.adapters.grpc_oip.server import load_servable, serve
+
+        serve(load_servable(args.source, args.target), settings, args.host, args.port)
+        return
+    import functions_framework
+
     app = functions_framework.create_app(args.target, args.source)
     _Server(app, options(args.host, args.port, settings.graceful_timeout_s, receive_limits(settings))).run()
 

@@ -99,8 +99,12 @@ def digests(folder: Path, model_file: str) -> None:
     "--browser", is_flag=True,
     help="Also offer the models in the visitor's browser: build the web bundle (--target web) and serve it.",
 )  # fmt: skip
-def serve(folder: Path, port: int, host: str, browser: bool) -> None:
-    """Serve FOLDER locally under functions-framework (gunicorn), as in the cloud."""
+@click.option(
+    "--grpc", "grpc", is_flag=True,
+    help="Serve the Open Inference Protocol over gRPC (HTTP/2 cleartext) on the port instead of HTTP.",
+)  # fmt: skip
+def serve(folder: Path, port: int, host: str, browser: bool, grpc: bool) -> None:
+    """Serve FOLDER locally under functions-framework (gunicorn), as in the cloud; or over gRPC."""
     entrypoint = folder / ENTRYPOINT_FILE
     if not entrypoint.is_file():
         raise click.ClickException(
@@ -123,9 +127,13 @@ def serve(folder: Path, port: int, host: str, browser: bool) -> None:
             web = build_web(folder, folder / ".modelfn" / "web")
         os.environ["MODELFN_BROWSER_BUNDLE"] = web.output
         click.echo(f"browser   {web.output}: the page can also run {served} in the browser", err=True)
-    click.echo(f"serving {served} on http://{host}:{port}", err=True)
-    # functions-framework's app under modelfn's gunicorn settings (graceful SIGTERM, see modelfn.adapters.server).
-    argv = [sys.executable, "-m", "modelfn.adapters.server", "--target", ENTRYPOINT_TARGET,
+    if grpc and browser:
+        raise click.ClickException("--browser serves a web page: it needs HTTP, not --grpc")
+    # functions-framework's app under modelfn's gunicorn settings (graceful SIGTERM, see modelfn.adapters.server),
+    # or the gRPC server of the same function (modelfn.adapters.grpc_oip.server).
+    server = "modelfn.adapters.grpc_oip.server" if grpc else "modelfn.adapters.server"
+    click.echo(f"serving {served} on {'grpc' if grpc else 'http'}://{host}:{port}", err=True)
+    argv = [sys.executable, "-m", server, "--target", ENTRYPOINT_TARGET,
             "--source", str(entrypoint), "--host", host, "--port", str(port)]  # fmt: skip
     # Replace this process: signals reach gunicorn directly, as on the platforms.
     os.execv(sys.executable, argv)

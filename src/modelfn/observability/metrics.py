@@ -56,7 +56,9 @@ def version_fault(status: int) -> bool | None:
 class RequestContext:
     """What is learned about one request while it is handled (mutable, one per request)."""
 
-    __slots__ = ("chosen", "cold", "draw", "model", "pinned", "request", "route", "shadow", "version", "watch")
+    __slots__ = (
+        "chosen", "cold", "deadline", "draw", "model", "pinned", "request", "route", "shadow", "version", "watch",
+    )  # fmt: skip
 
     def __init__(self, draw: float = 0.0, request: Any = None) -> None:
         #: The request being handled (a traffic policy's sticky key is read from it).
@@ -77,6 +79,9 @@ class RequestContext:
         self.pinned: str = ""
         #: The shadow version to mirror this request to after it is answered, if any.
         self.shadow: str = ""
+        #: When the client stops waiting (monotonic seconds; a gRPC deadline), if it said: a model
+        #: call gets no more time than this, or than ``request_timeout_s``, whichever ends first.
+        self.deadline: float | None = None
 
 
 CONTEXT: ContextVar[RequestContext | None] = ContextVar("modelfn_request", default=None)

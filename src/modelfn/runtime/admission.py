@@ -81,7 +81,7 @@ class Admission:
                     self._running[number] = time.monotonic()
         if not acquired:
             self._count_timeout()
-            raise DeadlineExceeded(f"model {self.name} had no free slot within the {deadline_s:g} s deadline")
+            raise DeadlineExceeded(f"model {self.name} had no free slot within the {deadline_s:.3g} s deadline")
         if inline:
             try:
                 return WATCHDOG.run(call, expires)  # type: ignore[return-value]
@@ -100,7 +100,7 @@ class Admission:
         self._count_timeout()
         log.warning("model %s did not answer within %g s; the call keeps its slot until it ends",
                     self.name, deadline_s)  # fmt: skip
-        raise DeadlineExceeded(f"model {self.name} did not answer within the {deadline_s:g} s deadline")
+        raise DeadlineExceeded(f"model {self.name} did not answer within the {deadline_s:.3g} s deadline")
 
     def _held(self, call: Callable[[], T], number: int) -> T:
         try:

@@ -72,6 +72,8 @@ CORE_PACKAGES = ["msgspec", "pyyaml", "orjson", "prometheus-client"]
 UPLOAD_PACKAGES = ["python-multipart"]
 HTTP_PACKAGES = ["functions-framework"]  # gcf and cloudrun; Lambda calls the handler itself
 DATAFLOW_PACKAGES = ["apache-beam"]
+#: A Cloud Run image of a function with ``deploy.grpc`` also serves gRPC (MODELFN_SERVE=grpc).
+GRPC_PACKAGES = ["grpcio", "protobuf"]
 STORE_PACKAGES = {"gcs": ["google-cloud-storage"], "s3": ["boto3"]}
 #: modelfn modules a deployed function never imports (they import click, skl2onnx, tf2onnx...).
 TOOLING_ONLY = ("tooling", "cli", "__main__.py")
@@ -184,6 +186,8 @@ def requirement_names(layout: FunctionLayout, target: str, stores: Iterable[str]
     names = list(CORE_PACKAGES)
     if target in ("gcf", "cloudrun"):
         names += HTTP_PACKAGES
+    if target == "cloudrun" and any(c.deploy is not None and c.deploy.grpc for c in layout.models.values()):
+        names += GRPC_PACKAGES
     if target == "dataflow":  # Beam (already in its SDK image: pinned to the same release) and GCS
         names += [*DATAFLOW_PACKAGES, *STORE_PACKAGES["gcs"]]
     for framework in sorted(layout.frameworks()):

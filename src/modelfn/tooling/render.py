@@ -70,6 +70,9 @@ class FunctionPlan:
     folder: str = ""
     #: None for the HTTP function; ``storage`` or ``messages`` for an event-triggered one.
     trigger: str | None = None
+    #: ``grpc`` for the folder's gRPC service (``deploy.grpc``): its Cloud Run image with
+    #: ``MODELFN_SERVE=grpc`` behind an ``h2c`` port; ``http`` for every other function.
+    serve: str = "http"
 
     @property
     def timeout_s(self) -> int:
@@ -84,7 +87,7 @@ class FunctionPlan:
     @property
     def exposed(self) -> bool:
         """Routed by the shared API gateway: an HTTP function whose contract does not opt out."""
-        return self.deploy.expose and self.trigger is None
+        return self.deploy.expose and self.trigger is None and self.serve == "http"
 
     @property
     def service_account_id(self) -> str:
@@ -102,7 +105,7 @@ class FunctionPlan:
 
         Event functions take no part: a platform split shares an HTTP endpoint's requests.
         """
-        if self.deploy.traffic is None or self.trigger is not None:
+        if self.deploy.traffic is None or self.trigger is not None or self.serve != "http":
             return None
         return {"deployed": self.version, "weights": dict(sorted(self.deploy.traffic.items()))}
 
@@ -127,7 +130,7 @@ class FunctionPlan:
     @property
     def alexa_skills(self) -> list[str]:
         """The skills that may call the HTTP function (event functions answer no skill)."""
-        return list(self.deploy.alexa_skills) if self.trigger is None else []
+        return list(self.deploy.alexa_skills) if self.trigger is None and self.serve == "http" else []
 
     def variables(self) -> dict[str, object]:
         """This function's entry in the Terraform ``functions`` variable (the same for both clouds)."""
@@ -152,17 +155,18 @@ class FunctionPlan:
             # Written only when asked for, so the rendered files of other functions stay as they were.
             **({"snap_start": True} if self.snap_start else {}),
             **({"dataflow": self.dataflow} if self.dataflow else {}),
+            **({"serve": self.serve} if self.serve != "http" else {}),
         }
 
     @property
     def site(self) -> bool:
         """A static site of the folder's models (``deploy.site``), once per folder: the HTTP function's plan."""
-        return self.deploy.site and self.trigger is None
+        return self.deploy.site and self.trigger is None and self.serve == "http"
 
     @property
     def snap_start(self) -> bool:
         """Lambda SnapStart: an HTTP zip function whose contract asks for it."""
-        return self.deploy.snap_start and self.trigger is None and self.package == "zip"
+        return self.deploy.snap_start and self.trigger is None and self.package == "zip" and self.serve == "http"
 
 
 def plan(functions_dir: Path) -> list[FunctionPlan]:
@@ -198,7 +202,7 @@ def plan(functions_dir: Path) -> list[FunctionPlan]:
 
 
 def _plan(layout: FunctionLayout) -> list[FunctionPlan]:
-    """The folder's HTTP function, then one function per event trigger its contract declares."""
+    """The folder's HTTP function, one function per event trigger its contract declares, then its gRPC service."""
     contracts = list(layout.models.values())
     declared = [c for c in contracts if c.deploy is not None]
     if len(declared) > 1:
@@ -233,7 +237,9 @@ def _plan(layout: FunctionLayout) -> list[FunctionPlan]:
         deploy=deploy,
         folder=layout.name,
     )
-    return [http, *(replace(http, name=f"{layout.name}-{TRIGGER_SUFFIX[t]}", trigger=t) for t in deploy.triggers)]
+    triggered = [replace(http, name=f"{layout.name}-{TRIGGER_SUFFIX[t]}", trigger=t) for t in deploy.triggers]
+    grpc = [replace(http, name=f"{layout.name}-grpc", package="image", serve="grpc")] if deploy.grpc else []
+    return [http, *triggered, *grpc]
 
 
 def render(root: Path, targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
@@ -243,9 +249,10 @@ def render(root: Path, targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
     if "gcp" in targets:
         files["infra/gcp/functions.auto.tfvars.json"] = tfvars(plans)
         files["infra/gcp/openapi.yaml.tftpl"] = openapi_template(plans)
-    if "aws" in targets:
-        files["infra/aws/functions.auto.tfvars.json"] = tfvars(plans)
-        files["serverless.yml"] = serverless(plans)
+    if "aws" in targets:  # Lambda serves no gRPC
+        served = [each for each in plans if each.serve == "http"]
+        files["infra/aws/functions.auto.tfvars.json"] = tfvars(served)
+        files["serverless.yml"] = serverless(served)
     return files
 
 
@@ -594,21 +601,25 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
     image_steps = []
     images = []
     image_vars = {}
-    folders = [each for each in plans if each.trigger is None]  # one bundle per folder serves its triggers too
-    for each in folders:
+    # One bundle per folder serves its triggers too, and one image its REST and gRPC services.
+    folders = [each for each in plans if each.trigger is None and each.serve == "http"]
+    folder_images: dict[str, str] = {}
+    for each in [plan for plan in plans if plan.trigger is None]:
         if each.package == "image":
-            tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/" + each.name + ":$SHORT_SHA"
-            build_lines.append(f"modelfn build functions/{each.name} --target cloudrun --store gcs")
-            image_steps.append(
-                {
-                    "id": f"image-{each.name}",
-                    "name": "gcr.io/cloud-builders/docker",
-                    "waitFor": ["build"],
-                    "args": ["build", "--tag", tag, f"dist/{each.name}-cloudrun"],
-                }
-            )
-            images.append(tag)
-            image_vars[each.name] = tag
+            if each.folder not in folder_images:
+                tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/" + each.name + ":$SHORT_SHA"
+                build_lines.append(f"modelfn build functions/{each.folder} --target cloudrun --store gcs")
+                image_steps.append(
+                    {
+                        "id": f"image-{each.name}",
+                        "name": "gcr.io/cloud-builders/docker",
+                        "waitFor": ["build"],
+                        "args": ["build", "--tag", tag, f"dist/{each.folder}-cloudrun"],
+                    }
+                )
+                images.append(tag)
+                folder_images[each.folder] = tag
+            image_vars[each.name] = folder_images[each.folder]
         else:
             build_lines.append(f"modelfn build functions/{each.name} --target gcf --store gcs")
         if each.site:  # onnxruntime-web is in .tools/ from the test step's `make tools`
