@@ -148,6 +148,23 @@ def test_cloud_run_splits_by_tagged_revisions() -> None:
     assert 'f.edge == null || (f.package == "image" && f.registry_model != null)' in variables
 
 
+def test_a_grpc_service_gets_an_h2c_port_a_grpc_probe_and_the_grpc_server() -> None:
+    """deploy.grpc on Google Cloud: HTTP/2 cleartext end to end, readiness by the standard health service."""
+    service = google_resources()[("google_cloud_run_v2_service", "service")]
+    [container] = service["template"][0]["containers"]
+    blocks = {name: block for entry in container["dynamic"] for name, block in entry.items()}
+    assert blocks["ports"]["for_each"] == '${each.value.serve == "grpc" ? [8080] : []}'
+    assert blocks["ports"]["content"][0] == {"name": "h2c", "container_port": "${ports.value}"}
+    assert blocks["startup_probe"]["for_each"] == blocks["ports"]["for_each"]
+    assert blocks["startup_probe"]["content"][0]["grpc"] == [{"port": "${startup_probe.value}"}]
+    main = (INFRA / "modules" / "gcp" / "main.tf").read_text()
+    assert 'f.serve == "grpc" ? { MODELFN_SERVE = "grpc" } : {}' in main
+    functions = json.loads((ROOT / "infra" / "gcp" / "functions.auto.tfvars.json").read_text())["functions"]
+    grpc = functions["digits-grpc"]
+    assert (grpc["serve"], grpc["package"], grpc["expose"], grpc["folder"]) == ("grpc", "image", False, "digits")
+    assert all("serve" not in f for name, f in functions.items() if name != "digits-grpc")
+
+
 def test_google_grants_are_the_least_ones() -> None:
     resources = google_resources()
     grants = {(kind, name): body for (kind, name), body in resources.items() if kind.endswith("_iam_member")}

@@ -58,6 +58,9 @@ def test_requirements_carry_only_what_the_contracts_need() -> None:
     assert "functions-framework" not in requirement_names(digits, "lambda")  # Lambda calls the handler itself
     assert "boto3" not in requirement_names(digits, "lambda", stores=["s3"])  # the Lambda runtime has it
     assert "google-cloud-storage" in requirement_names(digits, "gcf", stores=["gcs"])
+    # deploy.grpc: its Cloud Run image also serves gRPC (MODELFN_SERVE=grpc); zips do not carry it.
+    assert {"grpcio", "protobuf"} <= set(requirement_names(digits, "cloudrun"))
+    assert "grpcio" not in requirement_names(digits, "gcf") + requirement_names(FunctionLayout.read(KERAS), "cloudrun")
     keras = requirement_names(FunctionLayout.read(KERAS), "gcf")
     assert "tensorflow-cpu" in keras and "onnxruntime" not in keras
     cancer = requirement_names(FunctionLayout.read(ROOT / "functions" / "cancer"), "gcf")

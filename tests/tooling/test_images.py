@@ -173,6 +173,31 @@ def test_the_cloud_run_image_serves_read_only_as_non_root_and_drains_on_sigterm(
     (tmp_path / "figures.json").write_text(json.dumps({"size_mb": podman.size_mb(image), "first_answer_s": first}))
     print(f"cloudrun image: {podman.size_mb(image):.0f} MB, podman run to first answer {first:.2f} s")
 
+    # The same image as the digits-grpc service runs it (deploy.grpc): gRPC on the one port.
+    import tritonclient.grpc as triton
+
+    with container(podman, image, "modelfn-test-grpc", "--read-only", "-e", "MODELFN_SERVE=grpc") as (url, started):
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        while not _grpc_ready(client):
+            assert time.monotonic() - started < 120, podman.logs("modelfn-test-grpc")
+            time.sleep(0.1)
+        pixels = triton.InferInput("pixels", [1, 64], "FP32")
+        pixels.set_data_from_numpy(np.asarray(IMAGE, dtype=np.float32).reshape(1, 64))
+        assert client.infer("digits", [pixels]).as_numpy("label").tolist() == [0]
+        podman("stop", "-t", "10", "modelfn-test-grpc", timeout=60)
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", "modelfn-test-grpc").strip() == "0"
+        logs = podman.logs("modelfn-test-grpc")
+    assert "stopped after draining" in logs and "Traceback" not in logs, logs[-3000:]
+
+
+def _grpc_ready(client) -> bool:
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return client.is_server_ready(client_timeout=5)
+    except InferenceServerException:
+        return False
+
 
 def test_the_lambda_image_answers_an_api_gateway_event(podman, bases, tmp_path) -> None:
     image = built(podman, "lambda-image", bases["lambda"], tmp_path / "dist")

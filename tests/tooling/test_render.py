@@ -62,9 +62,16 @@ def test_a_project_without_functions_is_a_clear_error(tmp_path: Path) -> None:
 def test_plans_of_the_examples() -> None:
     plans = {each.name: each for each in plan(FUNCTIONS)}
     assert set(plans) == {
-        "cancer", "digits", "digits-batch", "digits-messages", "digits-ensemble", "digits-keras", "digits-torch",
-        "helpdesk",
+        "cancer", "digits", "digits-batch", "digits-messages", "digits-grpc", "digits-ensemble", "digits-keras",
+        "digits-torch", "helpdesk",
     }  # fmt: skip
+    # digits asks for gRPC too: a service of its own from the folder's image, off the gateway and off AWS.
+    grpc = plans["digits-grpc"]
+    assert (grpc.serve, grpc.package, grpc.folder, grpc.exposed, grpc.trigger, grpc.site) == (
+        "grpc", "image", "digits", False, None, False
+    )  # fmt: skip
+    aws = json.loads((FUNCTIONS.parent / "infra/aws/functions.auto.tfvars.json").read_text())["functions"]
+    assert "digits-grpc" not in aws and "digits-grpc" not in (FUNCTIONS.parent / "serverless.yml").read_text()
     # digits declares both triggers: each is a function of its own, from the same bundle, off the gateway.
     batch, messages = plans["digits-batch"], plans["digits-messages"]
     assert (batch.trigger, batch.folder, batch.exposed, batch.timeout_s, batch.concurrency) == (
