@@ -104,8 +104,9 @@ def site(bundle: Path, port: int, host: str, isolated: bool) -> None:
 
 @cli.command()
 @click.option(
-    "--target", "targets", multiple=True, type=click.Choice(["gcp", "aws"]),
-    help="Only this cloud's files (cloudbuild.yaml always). Default: both.",
+    "--target", "targets", multiple=True, type=click.Choice(["gcp", "aws", "kubernetes"]),
+    help="Only these targets' files (cloudbuild.yaml always). Default: all three. kubernetes: a Knative "
+    "Service and a KServe InferenceService per function in infra/kubernetes/.",
 )  # fmt: skip
 @click.option(
     "--root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("."), show_default=True,
@@ -113,7 +114,7 @@ def site(bundle: Path, port: int, host: str, isolated: bool) -> None:
 )  # fmt: skip
 @click.option("--check", is_flag=True, help="Write nothing; fail when a checked-in file differs from the output.")
 def render(targets: tuple[str, ...], root: Path, check: bool) -> None:
-    """Generate the Terraform variables, serverless.yml and cloudbuild.yaml from the contracts."""
+    """Generate the Terraform variables, serverless.yml, cloudbuild.yaml and Kubernetes manifests from the contracts."""
     from modelfn.tooling import render as rendering
 
     with click_errors():
