@@ -17,6 +17,11 @@ Cold start is spawn to first answered prediction (median of ``--runs``, systems 
 rotated); PSS is summed over the server's whole process group after its first prediction; wrk then
 measures requests per second and p50/p99 at concurrency 1 and 16 (digits) or 1 and 8 (MobileNetV2)
 for ``--seconds`` each. Writes bench/results/compare.md and compare.png.
+
+Then the protocols, on the same two models (bench/protocols.py): REST JSON, REST binary and gRPC
+to modelfn, each with Triton's client (``tritonclient.http``, ``tritonclient.grpc``), at concurrency
+1 and 8: bench/results/compare_protocols.md and compare_protocols.png. ``--protocols-only`` runs
+just those; ``--skip-protocols`` leaves them out.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ sys.path.insert(0, str(HERE))
 import batching  # noqa: E402  (its wrk runner)
 import coldstart  # noqa: E402
 import medium_model  # noqa: E402
+import protocols  # noqa: E402
 
 VENVS = HERE / ".venvs"
 CACHE = HERE / ".cache"
@@ -217,9 +223,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="modelfn beside the alternatives.")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--protocols-only", action="store_true", help="Only REST JSON, REST binary and gRPC.")
+    parser.add_argument("--skip-protocols", action="store_true", help="Leave the protocols' rows out.")
     args = parser.parse_args()
-    batching.require_wrk()
     mobilenet = medium_model.build(CACHE / "mobilenet")
+    if not args.skip_protocols:
+        for folder in (ROOT / "functions/digits", mobilenet):
+            subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], check=True, capture_output=True)
+        found = protocols.run({"digits": ROOT / "functions/digits", "mobilenet": mobilenet}, args.runs, args.seconds)
+        print(protocols.write(found, args.runs, args.seconds))
+    if args.protocols_only:
+        return
+    batching.require_wrk()
     keras_mobilenet = medium_model.build_keras(CACHE / "mobilenet.keras")
     models = {"digits": (ROOT / "functions/digits", ROOT / "functions/digits-keras/model.keras", (1, 16)),
               "mobilenet": (mobilenet, keras_mobilenet, (1, 8))}  # fmt: skip

@@ -81,6 +81,9 @@ class Settings(NamedTuple):
     #: HTTP/1.1) or ``grpc`` (the Open Inference Protocol over gRPC, HTTP/2 cleartext: Cloud Run's
     #: ``h2c`` port). One image serves either; ``modelfn render`` deploys a second service for gRPC.
     serve: str = "http"
+    #: With ``MODELFN_SERVE=grpc``, a port for ``GET /metrics`` over HTTP beside the gRPC one
+    #: (``MODELFN_METRICS_PORT``; 0: none), with the same credentials as on the HTTP server.
+    metrics_port: int = 0
     #: How long a request waits for a model load in progress, in seconds
     #: (``MODELFN_LOAD_WAIT_S``). Past it the request gets 503 with Retry-After.
     load_wait_s: float = 60.0
@@ -234,6 +237,8 @@ class Settings(NamedTuple):
             raise ValueError(
                 "MODELFN_HEAD_TIMEOUT_S, MAX_HEAD_BYTES, RECEIVE_TIMEOUT_S and RECEIVE_BUFFER_MB must be positive"
             )
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError("MODELFN_METRICS_PORT must be a port number, or 0 for none")
         if self.serve not in ("http", "grpc"):
             raise ValueError(f"MODELFN_SERVE must be http or grpc, got {self.serve[:20]!r}")
         if self.load_timeout_s < 0:

@@ -11,12 +11,7 @@ here: modelfn's descriptors are in a pool of their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +24,8 @@ import requests
 import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
 from credentials import AUDIENCE, PUSHER, CertsServer, Signer, add_key
-from helpers import LoggedProcess, copy_function, free_port
+from grpc_servers import GrpcServer, pixels, slow_inputs
+from helpers import copy_function, free_port
 from models import ONNX_TYPES, write_echo_function, write_identity_function, write_slow_function
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -43,35 +39,6 @@ GROUP_MAIN = (
 )
 #: The datatypes of the model that echoes typed contents (FP16 has none: it travels raw only).
 TYPED = ("FP32", "INT8", "BOOL", "UINT64", "BYTES")
-
-
-class GrpcServer(LoggedProcess):
-    """A real gRPC server of ``folder`` on a free port: the Cloud Run image's command, ``MODELFN_SERVE=grpc``."""
-
-    def __init__(self, folder: Path, log_path: Path, env: dict[str, str], *, cli: bool = False) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        if cli:
-            command = [sys.executable, "-m", "modelfn", "serve", str(folder), "--grpc", "--port", str(self.port)]
-        else:
-            command = [sys.executable, "-m", "modelfn.adapters.server", "--source", str(folder / "main.py"),
-                       "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
-        super().__init__(command, log_path, {**os.environ, "MODELFN_SERVE": "grpc", **env})
-
-    def wait_live(self, timeout: float = 60.0) -> None:
-        client = triton.InferenceServerClient(self.address)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            with contextlib.suppress(InferenceServerException):
-                if client.is_server_live(client_timeout=5):
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"server not live after {timeout} s:\n{self.log()}")
-
-    def requests_logged(self) -> list[dict]:
-        return [json.loads(line) for line in self.log().splitlines() if '"modelfn.request"' in line]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +83,7 @@ def server(group, keys, google, tmp_path_factory) -> Iterator[GrpcServer]:
         "MODELFN_MAX_QUEUE": "0",
         "MODELFN_REQUEST_TIMEOUT_S": "3",
         "MODELFN_LOG_FORMAT": "json",
+        "MODELFN_METRICS_PORT": str(free_port()),
     }
     process = GrpcServer(group, tmp_path_factory.mktemp("grpc") / "server.log", env)
     try:
@@ -133,12 +101,6 @@ def client(server) -> triton.InferenceServerClient:
 @pytest.fixture(scope="module")
 def auth(keys) -> dict[str, str]:
     return {"x-api-key": keys["all"]}
-
-
-def pixels(rows: np.ndarray) -> triton.InferInput:
-    tensor = triton.InferInput("pixels", list(rows.shape), "FP32")
-    tensor.set_data_from_numpy(rows.astype(np.float32))
-    return tensor
 
 
 def status_of(call) -> tuple[grpc.StatusCode, str]:
@@ -340,14 +302,6 @@ def test_credentials_travel_as_metadata(client, keys, google) -> None:
     assert status_of(lambda: client.get_server_metadata())[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
-def slow_inputs(trips: int) -> list[triton.InferInput]:
-    x = triton.InferInput("x", [256, 256], "FP32")
-    x.set_data_from_numpy(np.eye(256, dtype=np.float32))
-    count = triton.InferInput("trips", [1], "INT64")
-    count.set_data_from_numpy(np.array([trips], dtype=np.int64))
-    return [x, count]
-
-
 def test_deadlines_the_clients_and_the_servers(client, server, auth) -> None:
     # The client's deadline reaches into the model call: the server stops it and logs a 504.
     code, _ = status_of(lambda: client.infer("slow", slow_inputs(10**7), headers=auth, client_timeout=0.5))
@@ -411,73 +365,14 @@ def test_the_aio_client_works_unchanged(server, auth) -> None:
     asyncio.run(calls())
 
 
-# -- serving it ---------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_modelfn_serve_grpc_drains_on_sigterm(tmp_path) -> None:
-    """``modelfn serve --grpc``: SIGTERM lets the call in flight finish, refuses new ones, exits 0."""
-    slow = write_slow_function(tmp_path / "slow")
-    process = GrpcServer(slow, tmp_path / "serve.log", {"MODELFN_LOG_FORMAT": "json"}, cli=True)
-    try:
-        process.wait_live()
-        client = triton.InferenceServerClient(process.address)
-        started = time.monotonic()
-        client.infer("slow", slow_inputs(200))
-        per_trip = (time.monotonic() - started) / 200
-        trips = int(min(max(1.5 / max(per_trip, 1e-6), 200), 10**6))  # about 1.5 s of work
-        outcome: dict[str, object] = {}
-
-        def in_flight() -> None:
-            outcome["y"] = client.infer("slow", slow_inputs(trips), client_timeout=60).as_numpy("y")
-
-        thread = threading.Thread(target=in_flight)
-        thread.start()
-        time.sleep(0.3)
-        process.process.terminate()
-        thread.join(60)
-        assert outcome["y"].shape == (256, 256)  # answered, not cut off
-        assert process.process.wait(30) == 0
-        log = process.log()
-        assert "no new calls; finishing those in flight" in log and "stopped after draining" in log
-    finally:
-        process.stop()
-
-
-# -- the messages --------------------------------------------------------------------------------
-
-
-def test_the_messages_are_field_for_field_tritons() -> None:
-    """Every field of every message modelfn defines has Triton's number, type and label: the same wire format."""
-
-    def fields(descriptor) -> dict[str, tuple]:
-        found = {}
-        for field in descriptor.fields:
-            kind = field.message_type.full_name if field.message_type else field.type
-            found[field.name] = (field.number, kind, field.is_repeated)
-        return found
-
-    checked = 0
-    for name, ours in messages.POOL.FindFileByName("inference.proto").message_types_by_name.items():
-        theirs = service_pb2.DESCRIPTOR.message_types_by_name[name]
-        pending = [(ours, theirs)]
-        while pending:
-            mine, reference = pending.pop()
-            mine_fields, reference_fields = fields(mine), fields(reference)
-            assert mine_fields == {key: reference_fields[key] for key in mine_fields}, mine.full_name
-            pending += [(nested, reference.nested_types_by_name[nested.name]) for nested in mine.nested_types]
-            checked += 1
-    assert checked > 20
-    triton_service = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-    for method in messages.POOL.FindServiceByName(messages.SERVICE).methods:
-        assert triton_service.methods_by_name[method.name].input_type.name == method.input_type.name
-
-
-def test_the_descriptors_are_what_the_proto_files_give() -> None:
-    """``descriptors.py`` is regenerated from the .proto files (make grpc-descriptors), never edited."""
-    python = Path(__file__).parents[2] / ".tools" / "kserve" / "bin" / "python"
-    if not python.exists():
-        pytest.skip("needs grpcio-tools from .tools/kserve (make tools)")
-    script = Path(__file__).parents[2] / "packaging" / "tools" / "grpc_descriptors.py"
-    result = subprocess.run([str(python), str(script), "--check"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_metrics_count_the_grpc_calls_by_method(client, server, auth) -> None:
+    client.infer("digits", [pixels(np.zeros((1, 64)))], headers=auth)
+    status_of(lambda: client.infer("digits", [pixels(np.zeros((1, 3)))], headers=auth))
+    assert requests.get(server.metrics_url, timeout=10).status_code == 401  # the same credentials as HTTP
+    text = requests.get(server.metrics_url, headers=auth, timeout=10).text
+    route = 'route="/inference.GRPCInferenceService/ModelInfer"'
+    found = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if route in line}
+    ok = next(v for k, v in found.items() if k.startswith("modelfn_requests_total") and 'code="200"' in k)
+    bad = next(v for k, v in found.items() if k.startswith("modelfn_requests_total") and 'code="400"' in k)
+    assert ok >= 1 and bad >= 1
+    assert requests.get(server.metrics_url.replace("/metrics", "/v2"), headers=auth, timeout=10).status_code == 404

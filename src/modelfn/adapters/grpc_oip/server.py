@@ -11,8 +11,10 @@ as Cloud Run's ``h2c`` port and Knative's gRPC ports expect.
 - **Requests received whole** by gRPC's core before a thread takes them, within
   ``MODELFN_MAX_BODY_BYTES`` (larger messages: ``RESOURCE_EXHAUSTED``): a slow client costs a
   stream, not a thread.
-- **Threads** (``THREADS``, as the HTTP server reads it): calls beyond them are refused at once
-  with ``RESOURCE_EXHAUSTED``; calls over a model's call slots wait in modelfn's bounded queue.
+- **Threads** (``THREADS``, as the HTTP server reads it): calls beyond twice as many are refused at
+  once with ``RESOURCE_EXHAUSTED``; calls over a model's call slots wait in modelfn's bounded queue.
+- **Metrics** with ``MODELFN_METRICS_PORT``: ``GET /metrics`` over HTTP on that port, the gRPC
+  calls counted under their method (``/inference.GRPCInferenceService/ModelInfer``).
 - **Graceful shutdown.** On SIGTERM the server stops taking calls, health checks answer
   ``NOT_SERVING``, calls in flight get ``MODELFN_GRACEFUL_TIMEOUT_S`` to finish, then it exits 0.
 """
@@ -66,7 +68,10 @@ def build_server(servable: Servable, settings: Settings, threads: int) -> tuple[
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="modelfn-grpc"),
         handlers=service.handlers(),
-        maximum_concurrent_rpcs=threads,
+        # Headroom over the threads: a call counts until gRPC has processed its completion, so a
+        # client (or Cloud Run at its concurrency) that sends the next call at once would otherwise
+        # meet RESOURCE_EXHAUSTED now and then (the benchmark at c8 did). Beyond it: refused at once.
+        maximum_concurrent_rpcs=2 * threads,
         options=[
             ("grpc.max_receive_message_length", settings.max_body_bytes),
             # One process per port: a second server on the same port is an error, not a silent share.
@@ -88,6 +93,7 @@ def serve(servable: Servable, settings: Settings, host: str, port: int) -> None:
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     log.info("serving gRPC (inference.GRPCInferenceService, grpc.health.v1.Health) on %s", address)
+    metrics = serve_metrics(servable, host, settings.metrics_port) if settings.metrics_port else None
     if settings.prefetch:
         servable.prefetch()
     stop.wait()
@@ -95,9 +101,48 @@ def serve(servable: Servable, settings: Settings, host: str, port: int) -> None:
     since = time.monotonic()
     log.info("SIGTERM: no new calls; finishing those in flight (at most %g s)", settings.graceful_timeout_s)
     server.stop(grace=settings.graceful_timeout_s).wait()
+    if metrics is not None:
+        metrics.shutdown()
     log.info("stopped after draining for %.2f s", time.monotonic() - since)
     for handler in logging.getLogger("modelfn").handlers:
         handler.flush()
+
+
+def serve_metrics(servable: Servable, host: str, port: int) -> Any:
+    """``GET /metrics`` over HTTP on ``port``, answered by the same route (and credentials) as on the HTTP server.
+
+    gRPC has no scrape protocol; Prometheus and Cloud Run's sidecars scrape HTTP. Only that route is
+    served: the standard library's threaded server, for one scraper's requests, with a socket timeout.
+    """
+    import http.server
+
+    from modelfn.adapters.dispatch import handle_request
+    from modelfn.http import Headers, Request
+
+    class Scrape(http.server.BaseHTTPRequestHandler):
+        timeout = 10  # a scraper that sends half a request is dropped, not waited for
+
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            request = Request("GET", "/metrics", b"", Headers(dict(self.headers.items())))
+            response = handle_request(servable, request)
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        def log_message(self, *args: Any) -> None:  # the request log is modelfn's own
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, port), Scrape)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="modelfn-metrics", daemon=True).start()
+    log.info("serving GET /metrics on http://%s:%d", host, port)
+    return server
 
 
 def main(argv: list[str] | None = None) -> None:
