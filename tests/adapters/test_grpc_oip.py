@@ -376,3 +376,30 @@ def test_metrics_count_the_grpc_calls_by_method(client, server, auth) -> None:
     bad = next(v for k, v in found.items() if k.startswith("modelfn_requests_total") and 'code="400"' in k)
     assert ok >= 1 and bad >= 1
     assert requests.get(server.metrics_url.replace("/metrics", "/v2"), headers=auth, timeout=10).status_code == 404
+
+
+def test_the_readmes_grpcurl_calls_work(server, auth) -> None:
+    """Each ``grpcurl -d`` body of the README, read with protobuf's JSON mapping (as grpcurl reads it), is answered."""
+    import re
+
+    from google.protobuf import json_format
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## gRPC: the Open Inference Protocol over HTTP/2")[1].split("\n## ")[0]
+    calls = re.findall(r"-d '(\{[^']*\})'\s*(?:\\\s*)?127\.0\.0\.1:8081 inference\.GRPCInferenceService/(\w+)", section)
+    assert [method for _, method in calls] == ["ModelMetadata", "ModelInfer"]
+    with grpc.insecure_channel(server.address) as channel:
+        for body, method in calls:
+            request_type, response_type = messages.method_types(messages.SERVICE)[method]
+            request = json_format.Parse(body, request_type())
+            call = channel.unary_unary(
+                f"/{messages.SERVICE}/{method}",
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )
+            answer = call(request, metadata=tuple(auth.items()), timeout=30)
+            if method == "ModelInfer":
+                label = np.frombuffer(answer.raw_output_contents[1], np.int64)
+                assert [o.name for o in answer.outputs] == ["probabilities", "label"] and label.tolist() == [0]
+            else:
+                assert answer.name == "digits"
