@@ -39,7 +39,7 @@ IMAGE_PREFIX = "modelfn-"
 def manifests(plans: list[FunctionPlan], header: str) -> dict[str, str]:
     """``{path: text}``: one multi-document file per HTTP function, and the kustomization."""
     files: dict[str, str] = {}
-    served = [each for each in plans if each.trigger is None and each.serve == "http"]
+    served = [each for each in plans if each.rest]
     grpc = {each.folder for each in plans if each.serve == "grpc"}
     for each in served:
         documents = [knative_service(each, "http"), *([knative_service(each, "grpc")] if each.folder in grpc else [])]

@@ -40,6 +40,8 @@ BINARY_TYPES = ["application/octet-stream"]
 #: Deployed name suffix of each trigger's function, and the longest a batch job may run (seconds).
 TRIGGER_SUFFIX = {"storage": "batch", "messages": "messages"}
 BATCH_TIMEOUT_S = 540
+#: Where Cloud Build pushes the images (Artifact Registry, from the build's substitutions).
+IMAGE_REPOSITORY = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}"
 #: Event functions read files under this prefix of the uploads bucket, and write to the results bucket.
 INPUT_PREFIX = "incoming/"
 UPLOADS_BUCKET = "${param:bucket}-uploads"
@@ -85,9 +87,14 @@ class FunctionPlan:
         return 1 if self.trigger == "storage" else self.deploy.concurrency
 
     @property
+    def rest(self) -> bool:
+        """The folder's REST function: neither an event function nor its gRPC service."""
+        return self.trigger is None and self.serve == "http"
+
+    @property
     def exposed(self) -> bool:
-        """Routed by the shared API gateway: an HTTP function whose contract does not opt out."""
-        return self.deploy.expose and self.trigger is None and self.serve == "http"
+        """Routed by the shared API gateway: the REST function, unless its contract opts out."""
+        return self.deploy.expose and self.rest
 
     @property
     def service_account_id(self) -> str:
@@ -103,9 +110,9 @@ class FunctionPlan:
     def edge(self) -> dict[str, object] | None:
         """The platform's split (``deploy.traffic``): the version this deploy pins, and every version's weight.
 
-        Event functions take no part: a platform split shares an HTTP endpoint's requests.
+        Event functions and the gRPC service take no part: a platform split shares the REST endpoint's requests.
         """
-        if self.deploy.traffic is None or self.trigger is not None or self.serve != "http":
+        if self.deploy.traffic is None or not self.rest:
             return None
         return {"deployed": self.version, "weights": dict(sorted(self.deploy.traffic.items()))}
 
@@ -130,7 +137,7 @@ class FunctionPlan:
     @property
     def alexa_skills(self) -> list[str]:
         """The skills that may call the HTTP function (event functions answer no skill)."""
-        return list(self.deploy.alexa_skills) if self.trigger is None and self.serve == "http" else []
+        return list(self.deploy.alexa_skills) if self.rest else []
 
     def variables(self) -> dict[str, object]:
         """This function's entry in the Terraform ``functions`` variable (the same for both clouds)."""
@@ -161,12 +168,12 @@ class FunctionPlan:
     @property
     def site(self) -> bool:
         """A static site of the folder's models (``deploy.site``), once per folder: the HTTP function's plan."""
-        return self.deploy.site and self.trigger is None and self.serve == "http"
+        return self.deploy.site and self.rest
 
     @property
     def snap_start(self) -> bool:
         """Lambda SnapStart: an HTTP zip function whose contract asks for it."""
-        return self.deploy.snap_start and self.trigger is None and self.package == "zip" and self.serve == "http"
+        return self.deploy.snap_start and self.rest and self.package == "zip"
 
 
 def plan(functions_dir: Path) -> list[FunctionPlan]:
@@ -621,21 +628,14 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
     images = []
     image_vars = {}
     # One bundle per folder serves its triggers too, and one image its REST and gRPC services.
-    folders = [each for each in plans if each.trigger is None and each.serve == "http"]
+    folders = [each for each in plans if each.rest]
     folder_images: dict[str, str] = {}
     for each in [plan for plan in plans if plan.trigger is None]:
         if each.package == "image":
             if each.folder not in folder_images:
-                tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/" + each.name + ":$SHORT_SHA"
+                tag = f"{IMAGE_REPOSITORY}/{each.name}:$SHORT_SHA"
                 build_lines.append(f"modelfn build functions/{each.folder} --target cloudrun --store gcs")
-                image_steps.append(
-                    {
-                        "id": f"image-{each.name}",
-                        "name": "gcr.io/cloud-builders/docker",
-                        "waitFor": ["build"],
-                        "args": ["build", "--tag", tag, f"dist/{each.folder}-cloudrun"],
-                    }
-                )
+                image_steps.append(_image_step(each.name, tag, f"dist/{each.folder}-cloudrun"))
                 images.append(tag)
                 folder_images[each.folder] = tag
             image_vars[each.name] = folder_images[each.folder]
@@ -647,16 +647,9 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
     launch_steps = []
     launch_inputs = {}
     for each in [plan for plan in plans if plan.dataflow]:  # the storage function's flex template image
-        tag = "${_REGION}-docker.pkg.dev/$PROJECT_ID/${_REPOSITORY}/" + each.folder + "-dataflow:$SHORT_SHA"
+        tag = f"{IMAGE_REPOSITORY}/{each.folder}-dataflow:$SHORT_SHA"
         build_lines.append(f"modelfn build functions/{each.folder} --target dataflow")
-        image_steps.append(
-            {
-                "id": f"image-{each.name}",
-                "name": "gcr.io/cloud-builders/docker",
-                "waitFor": ["build"],
-                "args": ["build", "--build-arg", f"IMAGE={tag}", "--tag", tag, f"dist/{each.folder}-dataflow"],
-            }
-        )
+        image_steps.append(_image_step(each.name, tag, f"dist/{each.folder}-dataflow", "--build-arg", f"IMAGE={tag}"))
         images.append(tag)
         dataflow_images[each.name] = tag
         substitution = "_BATCH_" + re.sub(r"[^A-Z0-9]", "_", each.name.upper())
@@ -743,6 +736,16 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
         "images": images,
     }
     return _dump(document)
+
+
+def _image_step(name: str, tag: str, context: str, *build_args: str) -> dict[str, object]:
+    """The Cloud Build step that builds ``context`` into the image ``tag``, once the bundles are built."""
+    return {
+        "id": f"image-{name}",
+        "name": "gcr.io/cloud-builders/docker",
+        "waitFor": ["build"],
+        "args": ["build", *build_args, "--tag", tag, context],
+    }
 
 
 def _launch_step(each: FunctionPlan, substitution: str) -> dict[str, object]:
