@@ -170,7 +170,10 @@ class InferenceService:
         translate: Callable[[], tuple[str, str, bytes, dict[str, str]]],
         ok: tuple[int, ...] = (200,),
     ) -> Response:
-        """Answer the REST request ``translate()`` gives; abort the call with its error unless its status is ``ok``."""
+        """Answer the REST request ``translate()`` gives; abort the call with its error unless its status is ``ok``.
+
+        A 503 in ``ok`` (a readiness answer, ``{"ready": false}``) still aborts when it is an error.
+        """
         route = f"/{SERVICE}/{method}"
         headers = metadata_headers(context.invocation_metadata())
         started = time.perf_counter()
@@ -183,7 +186,7 @@ class InferenceService:
         else:
             request = Request(verb, path, body, Headers({**headers, **extra}) if extra else headers)
             response = handle_request(self.servable, request, deadline_s=_time_left(context), route=route)
-        if response.status not in ok or (response.status != 200 and b'"error"' in response.body[:16]):
+        if response.status != 200 and (response.status not in ok or _error_message(response) is not None):
             _abort(context, response)
         return response
 
@@ -220,11 +223,18 @@ def _time_left(context: grpc.ServicerContext) -> float | None:
     return None if left is None or left > 1e8 else max(left, 0.0)
 
 
-def _abort(context: grpc.ServicerContext, response: Response) -> None:
+def _error_message(response: Response) -> str | None:
+    """The ``error`` of a REST answer's JSON body, if it is an error answer."""
     try:
-        message = orjson.loads(response.body).get("error") or f"HTTP {response.status}"
-    except (orjson.JSONDecodeError, AttributeError):
-        message = f"HTTP {response.status}"
+        answer = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return error if isinstance(error, str) else None
+
+
+def _abort(context: grpc.ServicerContext, response: Response) -> None:
+    message = _error_message(response) or f"HTTP {response.status}"
     retry = Headers(response.headers).get("retry-after")
     if retry:
         context.set_trailing_metadata((("retry-after", retry),))
