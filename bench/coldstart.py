@@ -78,6 +78,17 @@ SYSTEMS = {
 }
 
 
+def wait_ready(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(base + "/v2/health/ready", timeout=30).status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not get ready")
+
+
 @contextlib.contextmanager
 def server(command: list[str], extra_env: dict | None = None) -> Iterator[subprocess.Popen]:
     """A quiet server process in its own process group, the whole group killed on leaving.

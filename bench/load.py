@@ -163,23 +163,12 @@ def serve(folder: Path, port: int, env: dict[str, str]):
     return coldstart.server(command, {"THREADS": str(CONNECTIONS), **env})
 
 
-def wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(base + "/v2/health/ready", timeout=30).status == 200:
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not get ready")
-
-
 def sustained(args: argparse.Namespace, scratch: Path) -> dict:
     oip, mix = write_scripts(scratch)
     port = coldstart.free_port()
     base = f"http://127.0.0.1:{port}"
     with serve(DIGITS, port, {}) as process:
-        wait_ready(base)
+        coldstart.wait_ready(base)
         warm = parse(wrk(base + "/v2/models/digits/infer", 10, oip))
         after_warmup = worker_rss_mb(process.pid)
         load = parse(wrk(base + "/v2/models/digits/infer", args.seconds, oip))
@@ -232,7 +221,7 @@ def overload(seconds: int, queue: int, scratch: Path) -> dict:
                 time.sleep(random.uniform(0.05, 0.15))
 
     with serve(folder, port, env):
-        wait_ready(base)
+        coldstart.wait_ready(base)
         start = time.monotonic()
         stop = start + seconds
         threads = [threading.Thread(target=client) for _ in range(CONNECTIONS)]

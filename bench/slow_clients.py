@@ -33,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import coldstart  # noqa: E402
-from load import wait_ready  # noqa: E402
 
 DIGITS = HERE.parent / "functions" / "digits"
 BODY = json.dumps({"image": [[0, 2, 13, 16, 10, 0, 0, 0]] * 8}).encode()
@@ -130,7 +129,7 @@ def measure(seconds: float) -> dict:
         port = coldstart.free_port()
         with coldstart.server(command(port)):
             base = f"http://127.0.0.1:{port}"
-            wait_ready(base)
+            coldstart.wait_ready(base)
             normal_clients(base + "/predict", 2)  # warm
             for count in COUNTS:
                 with PartialConnections(port, count) as partial:

@@ -27,7 +27,7 @@ from helpers import ROOT
 from modelfn.cli import cli
 from modelfn.contract import Deploy
 from modelfn.tooling.kubernetes import knative_service
-from modelfn.tooling.render import plan
+from modelfn.tooling.plans import plan
 
 TOOLS = ROOT / ".tools"
 KUBERNETES = ROOT / "infra" / "kubernetes"

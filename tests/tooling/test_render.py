@@ -18,7 +18,8 @@ from helpers import ROOT, edit_contract
 from modelfn.cli import cli
 from modelfn.errors import ContractError
 from modelfn.tooling.build import BuildError
-from modelfn.tooling.render import GATEWAY_ROUTES, plan, render
+from modelfn.tooling.plans import plan
+from modelfn.tooling.render import GATEWAY_ROUTES, render
 
 FUNCTIONS = ROOT / "functions"
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from modelfn.tooling.render import FunctionPlan
+    from modelfn.tooling.plans import FunctionPlan
 
 FOLDER = "infra/kubernetes"
 PORT = 8080
