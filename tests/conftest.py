@@ -1,7 +1,21 @@
-"""Fixtures: the digits function in-process and as a real server, held-out data, folder copies."""
+"""Fixtures: the digits function in-process and as a real server, held-out data, folder copies.
+
+Rules every test here follows, so that the suite passes on any machine, in any order, under load:
+
+- **Any machine.** An expectation that depends on the machine (a quantization error, a float
+  tolerance, a time, a throughput) is computed on the running machine, or chosen so that every CPU
+  agrees; a figure copied from one run is not an expectation. The int8 edge test, for one, measures
+  the quantized model's error here first and sets its thresholds on either side of it.
+- **Any order.** pytest-randomly shuffles every run; no test leans on another's state.
+- **Under load.** No one-second timeouts against a server: waits are bounded by polling with
+  generous deadlines (``helpers.poll_live``), and performance is measured in ``bench/``, not here.
+- **A clean tree.** A test writes under ``tmp_path`` only; tools that keep a cache (schemathesis)
+  run in a temporary folder. A run that leaves ``git status`` changed fails (:func:`pytest_sessionfinish`).
+"""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +122,32 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+def _tree_status() -> set[str] | None:
+    """``git status --porcelain`` of the checkout, or None outside a git work tree."""
+    try:
+        done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STATUS] = _tree_status()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail a run that changed the checkout: a test must write under its ``tmp_path`` only."""
+    before = session.config.stash.get(_STATUS, None)
+    after = _tree_status() if before is not None else None
+    changed = sorted(after - before) if after is not None and before is not None else []
+    if changed and not hasattr(session.config, "workerinput"):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("the test run changed the checkout (git status): " + ", ".join(changed), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_STATUS = pytest.StashKey[set[str] | None]()
