@@ -68,6 +68,9 @@ class LoadedModel(NamedTuple):
         self.check_inputs(inputs)
         try:
             return self.predictor.predict(inputs, names)
+        except InvalidInput as exc:  # the framework's own verdict on a value the contract admitted
+            log.warning("model %s v%s refused its input: %s", self.contract.name, self.contract.version, exc.message)
+            raise
         except ModelfnError:
             raise
         except Exception as exc:

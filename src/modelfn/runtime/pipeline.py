@@ -95,7 +95,9 @@ class PipelinePredictor:
             try:
                 results = model.infer(feed, wanted)
             except InvalidInput as exc:
-                # The caller's tensors passed the pipeline's own checks: the wiring is at fault.
+                if all(source in inputs for source in step.inputs.values()):
+                    raise  # the step reads the caller's own tensors: its model refused one of their values
+                # Tensors an earlier step produced: the wiring is at fault, not the caller.
                 log.error("pipeline step %d (%s) refused its inputs: %s", index, step.model, exc.message)
                 raise ModelFault(f"pipeline step {index} ({step.model}) refused the tensors it was given") from exc
             for output in wanted:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from modelfn.datatypes import DATATYPE_OF_ONNX
 from modelfn.errors import ContractError, DeadlineExceeded, InvalidInput
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from modelfn.runtime.artifacts import VerifiedArtifact
     from modelfn.settings import Settings
 
+#: The longest ONNX Runtime message a caller is shown.
+MESSAGE_CHARS = 300
 _OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -68,19 +71,27 @@ class OnnxPredictor:
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
         _refuse_binary_strings(inputs)
         deadline = current_deadline()
-        if deadline is None:
-            results = self._session.run(list(output_names), dict(inputs))
-            return dict(zip(output_names, results, strict=True))
-        options = ort.RunOptions()
-        options.log_severity_level = 4  # a stopped run is answered 504 and logged once by modelfn, not by ORT
-        deadline.on_expiry(lambda: setattr(options, "terminate", True))
+        options = None
+        if deadline is not None:
+            options = ort.RunOptions()
+            options.log_severity_level = 4  # a stopped run is answered 504 and logged once by modelfn, not by ORT
+            deadline.on_expiry(lambda: setattr(options, "terminate", True))
         try:
             results = self._session.run(list(output_names), dict(inputs), options)
+        except InvalidArgument as exc:
+            # ONNX Runtime's own verdict on the values (an index out of range, a string it cannot parse):
+            # the tensors passed the contract's checks, so the value is the caller's to fix.
+            raise InvalidInput(f"the model cannot take these inputs: {_ort_message(exc)}") from exc
         except Exception:
-            if deadline.expired:  # ONNX Runtime stopped between two kernels, as asked
+            if deadline is not None and deadline.expired:  # ONNX Runtime stopped between two kernels, as asked
                 raise DeadlineExceeded("the model did not answer within the request's deadline") from None
             raise
         return dict(zip(output_names, results, strict=True))
+
+
+def _ort_message(error: Exception) -> str:
+    """ONNX Runtime's message without its ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :`` prefix."""
+    return str(error).rpartition("INVALID_ARGUMENT : ")[2][:MESSAGE_CHARS]
 
 
 def _check_external_data(artifact: VerifiedArtifact) -> None:

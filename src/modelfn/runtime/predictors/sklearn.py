@@ -8,16 +8,22 @@ Loading: ``.skops`` files load without running code, trusting only skops'
 safe defaults plus the contract's ``artifact.trusted_types``. Pickle and joblib
 files run code when loaded; they reach this module only as bytes whose sha256
 the contract pins and that matched it (the contract refuses them unpinned).
+
+A value the contract admitted can still be one the estimator cannot take (``"twelve"`` for a number,
+a category its encoder never saw): scikit-learn raises ``ValueError`` or ``TypeError`` from its input
+checks, and that is the caller's fault, answered 400 (:func:`refuses_the_input`). Any other error is
+the model's, answered 500.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelfn.datatypes import NUMPY_DTYPES
-from modelfn.errors import ContractError
+from modelfn.errors import ContractError, InvalidInput
 from modelfn.runtime.predictors import require
 
 if TYPE_CHECKING:
@@ -26,6 +32,16 @@ if TYPE_CHECKING:
     from modelfn.contract import Contract
 
 METHODS = {"label": "predict", "probabilities": "predict_proba"}
+#: scikit-learn's modules that check and convert what an estimator is given (numbers, feature counts
+#: and names, categories): an error raised under one of them is about the input, not the model.
+INPUT_CHECKS = (
+    "sklearn/utils/validation.py",
+    "sklearn/utils/_array_api.py",
+    "sklearn/utils/_encode.py",
+    "sklearn/preprocessing/_encoders.py",
+)
+#: The longest estimator message a caller is shown (they quote the caller's own values).
+MESSAGE_CHARS = 300
 
 
 class SklearnPredictor:
@@ -60,10 +76,26 @@ class SklearnPredictor:
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
         features = inputs[self._input]
-        return {
-            name: getattr(self._estimator, METHODS[name])(features).astype(self._types[name], copy=False)
-            for name in output_names
-        }
+        try:
+            return {
+                name: getattr(self._estimator, METHODS[name])(features).astype(self._types[name], copy=False)
+                for name in output_names
+            }
+        except (ValueError, TypeError) as exc:
+            if not refuses_the_input(exc):
+                raise
+            message = str(exc)[:MESSAGE_CHARS]
+            raise InvalidInput(f"input {self._input!r}: the model cannot take this value: {message}") from exc
+
+
+def refuses_the_input(error: BaseException) -> bool:
+    """Whether scikit-learn raised ``error`` while checking or converting its input (see :data:`INPUT_CHECKS`)."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename.replace(os.sep, "/").endswith(INPUT_CHECKS):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _deserialize(data: bytes, contract: Contract) -> Any:
