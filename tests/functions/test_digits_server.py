@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 import requests
-from helpers import DIGITS, copy_function, running
+from helpers import DIGITS, copy_function, near_documented, running
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_heldout_set_through_every_route(digits_server, heldout) -> None:
     assert np.array_equal(oip_labels, tfs_labels) and np.array_equal(oip_labels, simple_labels)
     accuracy = (oip_labels == y).mean()
     documented = __import__("yaml").safe_load((DIGITS / "modelfn.yaml").read_text())["docs"]["metrics"]
-    assert accuracy == pytest.approx(documented["heldout_accuracy"], abs=1e-9)
+    assert near_documented(accuracy, documented["heldout_accuracy"], len(y))
     assert accuracy >= 0.95
 
 

@@ -23,11 +23,11 @@ def test_training_reproduces_the_committed_model(tmp_path, heldout) -> None:
         [sys.executable, str(DIGITS / "train.py"), "--out", str(out)], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "held-out accuracy: 0.9750 on 360 images" in result.stdout
-
-    x, _ = heldout
+    x, y = heldout
     committed = ort.InferenceSession(str(DIGITS / "model.onnx")).run(None, {"pixels": x})
     retrained = ort.InferenceSession(str(out)).run(None, {"pixels": x})
+    # The script reports the accuracy TensorFlow measured here; the committed model, run here, agrees.
+    assert f"held-out accuracy: {(committed[1] == y).mean():.4f} on 360 images" in result.stdout
     assert np.array_equal(committed[1], retrained[1])  # same label for every held-out image
     assert np.abs(committed[0] - retrained[0]).max() < 1e-5
     same_bytes = (

