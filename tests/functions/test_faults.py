@@ -43,7 +43,7 @@ def test_a_model_that_hangs_answers_504_at_the_deadline_and_liveness_says_when_i
         began = time.monotonic()
         hung = predict(server, sleep_s=600)
         assert hung.status_code == 504 and "did not answer within the 1 s deadline" in hung.json()["error"]
-        assert 0.9 < time.monotonic() - began < 3
+        assert 0.9 < time.monotonic() - began < 30  # at the 1 s deadline, not after the 600 s sleep
         # One slot hangs; the other still serves, through either route.
         assert predict(server).status_code == 200
         oip = requests.post(f"{server.url}/v2/models/digits/infer", json=OIP_BODY, timeout=10)
@@ -69,7 +69,7 @@ def test_overload_is_refused_at_once_with_retry_after_and_the_server_recovers(tm
 
         def timed() -> tuple[int, float, str | None]:
             began = time.monotonic()
-            response = predict(server, sleep_s=1)
+            response = predict(server, sleep_s=2)
             return response.status_code, time.monotonic() - began, response.headers.get("Retry-After")
 
         with ThreadPoolExecutor(16) as pool:
@@ -78,7 +78,8 @@ def test_overload_is_refused_at_once_with_retry_after_and_the_server_recovers(tm
         refused = [r for r in results if r[0] == 503]
         assert len(served) + len(refused) == 16
         assert 4 <= len(served) <= 6  # 2 running + 2 queued, and a few that came as slots freed
-        assert all(seconds < 0.5 and retry == "1" for _, seconds, retry in refused)
+        # At once: a request that queued would wait 2 s for a slot.
+        assert all(seconds < 1.0 and retry == "1" for _, seconds, retry in refused)
         assert predict(server).status_code == 200  # recovered at once
 
 

@@ -39,7 +39,7 @@ def test_beyond_slots_and_queue_a_request_is_refused_at_once_then_served_again(i
         began = time.monotonic()
         with pytest.raises(Overloaded, match="at capacity") as refused:
             admission.run(lambda: "never", 10, inline=inline)
-        assert time.monotonic() - began < 0.05  # at once, not after waiting
+        assert time.monotonic() - began < 5  # at once, not after waiting out its 10 s deadline
         assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "1"
         release.set()
         assert running.result(5) == "done" and waiting.result(5) == "queued"
@@ -56,7 +56,7 @@ def test_a_request_waiting_past_its_deadline_for_a_slot_gets_504() -> None:
         began = time.monotonic()
         with pytest.raises(DeadlineExceeded, match="no free slot") as late:
             admission.run(lambda: "never", 0.2)
-        assert 0.15 < time.monotonic() - began < 1.0 and late.value.status == 504
+        assert 0.15 < time.monotonic() - began < 5 and late.value.status == 504  # the blocker holds on for ever
         release.set()
         running.result(5)
 
@@ -67,7 +67,7 @@ def test_a_hung_call_answers_504_keeps_its_slot_and_wedges_the_model_until_it_en
     began = time.monotonic()
     with pytest.raises(DeadlineExceeded, match=r"did not answer within the 0\.2 s"):
         admission.run(call, 0.2)
-    assert 0.15 < time.monotonic() - began < 1.0
+    assert 0.15 < time.monotonic() - began < 5  # at the deadline, not when the hung call ends (never)
     assert started.is_set() and admission.wedged(older_than_s=0.1)
     with pytest.raises(Overloaded):  # its slot is still taken, and no one may queue
         admission.run(lambda: "never", 1)
@@ -107,6 +107,6 @@ def test_an_onnx_run_past_the_deadline_is_stopped_and_its_slot_freed(tmp_path) -
     began = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="deadline"):
         infer(10**8)  # minutes of work
-    assert 0.25 < time.monotonic() - began < 1.0
+    assert 0.25 < time.monotonic() - began < 10  # at the deadline, not after the minutes of work
     np.testing.assert_allclose(infer(3)["y"], x)  # the slot is free at once: nothing kept running
     assert function.wedged() is False

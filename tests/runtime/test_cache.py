@@ -50,11 +50,11 @@ def test_waiting_is_bounded() -> None:
     cache: ModelCache = ModelCache()
     started = time.monotonic()
     with pytest.raises(ModelNotReady, match=r"still loading after 0\.1 s") as caught:
-        cache.get("m", SlowLoader(1.0), wait_s=0.1)
-    assert time.monotonic() - started < 0.9  # far less than the load's 1 s
+        cache.get("m", SlowLoader(3.0), wait_s=0.1)
+    assert time.monotonic() - started < 1.5  # far less than the load's 3 s, even on a busy machine
     assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "2"
     assert cache.state("m") is LoadState.LOADING
-    assert cache.get("m", SlowLoader(), wait_s=5) is not None  # the same flight finishes
+    assert cache.get("m", SlowLoader(), wait_s=30) is not None  # the same flight finishes
 
 
 def test_a_failed_load_answers_every_waiter_and_is_retried() -> None:
