@@ -148,6 +148,11 @@ class Settings(NamedTuple):
     #: A web bundle (``modelfn build FOLDER --target web``: the folder with ``site.json``) whose
     #: models the page may also run in the visitor's browser (``MODELFN_BROWSER_BUNDLE``); empty: none.
     browser_bundle: str = ""
+    #: What ``GET /v1/models/{name}`` answers (``MODELFN_V1_MODEL_STATUS``): ``tfserving``, TF
+    #: Serving's body exactly (``model_version_status`` alone, which its clients compare whole), or
+    #: ``kserve``, KServe V1's readiness (``name`` and ``ready``, and 503 while loading) beside it, for
+    #: KServe's V1 client. The two protocols share the path, so one answer cannot serve both.
+    v1_model_status: str = "tfserving"
     #: Logging level of the ``modelfn`` logger (``MODELFN_LOG_LEVEL``).
     log_level: str = "INFO"
     #: ``json`` (one object per line, for Cloud Logging and CloudWatch), ``text``, or ``auto``: JSON
@@ -275,6 +280,8 @@ class Settings(NamedTuple):
                 "MODELFN_BATCH_HANDOFF=dataflow needs MODELFN_DATAFLOW_TEMPLATE, MODELFN_DATAFLOW_PROJECT "
                 "and MODELFN_DATAFLOW_REGION"
             )
+        if self.v1_model_status not in ("tfserving", "kserve"):
+            raise ValueError(f"MODELFN_V1_MODEL_STATUS must be tfserving or kserve; got {self.v1_model_status[:20]!r}")
         if self.log_format not in ("auto", "json", "text"):
             raise ValueError(f"MODELFN_LOG_FORMAT must be auto, json or text; got {self.log_format!r}")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):

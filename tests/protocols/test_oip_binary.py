@@ -145,3 +145,67 @@ def test_binary_tensors_need_a_known_datatype(digits_client, datatype) -> None:
     body, headers = framed({"inputs": [tensor]}, b"\0" * 256)
     response = digits_client.post("/v2/models/digits/infer", data=body, headers=headers)
     assert response.status_code == 400 and "unknown datatype" in response.get_json()["error"]
+
+
+# -- Triton's own cases (server qa/L0_http/http_test.py), as its requests send them ----------------------
+@pytest.fixture(scope="module")
+def triton_zero(tmp_path_factory):
+    """Triton's test models as contracts: identities of one FP32 input with a batch (``onnx_zero_1_float32``),
+    of one BYTES element (``onnx_zero_1_object_1_element``), of one BYTES input of any length, and of 3 inputs."""
+    root = tmp_path_factory.mktemp("triton-zero")
+
+    def identity(folder: str, name: str, datatype: str, shape: list[int], inputs: int = 1):
+        pairs = {f"INPUT{i}": (f"OUTPUT{i}", datatype, shape) for i in range(inputs)}
+        return make_client(write_identity_function(root / folder, name, pairs))
+
+    return {
+        "float32": identity("f", "f32", "FP32", [-1, -1]),
+        "one_string": identity("o", "one", "BYTES", [-1, 1]),
+        "strings": identity("s", "strs", "BYTES", [-1, -1]),
+        "three": identity("t", "three", "FP32", [-1, 8], inputs=3),
+    }
+
+
+@pytest.mark.parametrize("count", [8, 32])
+def test_triton_raw_binary_request_is_answered_in_binary(triton_zero, count) -> None:
+    """``test_raw_binary``: the body is the one input's bytes, and the answer's tail is the output's."""
+    raw = np.arange(count, dtype=np.float32).tobytes()
+    response = triton_zero["float32"].post("/v2/models/f32/infer", data=raw, headers={HEADER: "0"})
+    assert response.status_code == 200, response.data
+    meta, tail = unframe(response)
+    assert tail == raw and meta["outputs"][0]["shape"] == [1, count]
+
+
+def test_triton_raw_binary_bytes_element(triton_zero) -> None:
+    """``test_byte``: a BYTES input of one element takes the whole body; the answer prefixes its length."""
+    response = triton_zero["one_string"].post("/v2/models/one/infer", data=b"427", headers={HEADER: "0"})
+    assert response.status_code == 200, response.data
+    _, tail = unframe(response)
+    assert tail[4:].decode() == "427" and int.from_bytes(tail[:4], "little") == 3
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "body", "words"),
+    [
+        ("strings", "strs", b"427", "its shape must allow [1]"),  # test_byte_too_many_elements
+        ("three", "three", np.arange(24, dtype=np.float32).tobytes(), "must have 1 input to be deduced"),
+        ("float32", "f32", b"\0" * 7, "not a whole number of FP32"),
+    ],
+)
+def test_triton_raw_binary_requests_it_refuses(triton_zero, model, name, body, words) -> None:
+    response = triton_zero[model].post(f"/v2/models/{name}/infer", data=body, headers={HEADER: "0"})
+    assert response.status_code == 400 and words in response.get_json()["error"]
+
+
+def test_a_listed_output_without_binary_data_is_json_whatever_binary_data_output_says(digits_client, heldout) -> None:
+    """Triton and KServe: ``binary_data_output`` covers the outputs left to the server; a listed output
+    says ``binary_data`` itself, or is JSON."""
+    x, _ = heldout
+    blob = x[:2].astype("<f4").tobytes()
+    tensor = {"name": "pixels", "shape": [2, 64], "datatype": "FP32", "parameters": {"binary_data_size": len(blob)}}
+    outputs = [{"name": "label"}, {"name": "probabilities", "parameters": {"binary_data": True}}]
+    body, headers = framed({"inputs": [tensor], "outputs": outputs, "parameters": {"binary_data_output": True}}, blob)
+    meta, tail = unframe(digits_client.post("/v2/models/digits/infer", data=body, headers=headers))
+    label, probabilities = meta["outputs"]
+    assert len(label["data"]) == 2 and "parameters" not in label  # JSON
+    assert probabilities["parameters"]["binary_data_size"] == len(tail) == 2 * 10 * 4 and "data" not in probabilities

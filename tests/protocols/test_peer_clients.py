@@ -53,7 +53,8 @@ def write_peer_group(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def peer_server(tmp_path_factory) -> Iterator[Any]:
     folder = write_peer_group(tmp_path_factory.mktemp("peers") / "group")
-    with running(folder, folder.parent / "serve.log") as server:
+    # KServe's V1 client reads readiness from GET /v1/models/{name}, which TF Serving's body lacks.
+    with running(folder, folder.parent / "serve.log", {"MODELFN_V1_MODEL_STATUS": "kserve"}) as server:
         # A readiness probe starts a model's load and answers 503 until it is done: wait, as a
         # platform's probes do, so the clients' own readiness calls see loaded models.
         deadline = time.monotonic() + 120

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_client
 
 from modelfn.errors import InvalidInput
 
@@ -29,16 +30,23 @@ def test_columnar_format_and_version_path(digits_client, heldout) -> None:
         assert outputs["label"] == list(np.asarray(outputs["probabilities"]).argmax(axis=1))
 
 
-def test_model_status(digits_client) -> None:
-    """TF Serving's version status, with KServe V1's ``name`` and ``ready`` beside it (same path in both)."""
+def test_model_status_is_tf_servings_body_exactly(digits_client) -> None:
+    """TF Serving's own test compares the whole body (tensorflow_model_server_test.py, testGetStatusREST)."""
     digits_client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]})
     status = digits_client.get("/v1/models/digits").get_json()
-    assert status["model_version_status"][0] == {
-        "version": "1",
-        "state": "AVAILABLE",
-        "status": {"error_code": "OK", "error_message": ""},
-    }
+    version = {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    assert status == {"model_version_status": [version]}
+
+
+def test_model_status_for_kserve_v1_adds_its_readiness(function_copy, monkeypatch) -> None:
+    monkeypatch.setenv("MODELFN_V1_MODEL_STATUS", "kserve")  # read once, when the function is built
+    client = make_client(function_copy())
+    first = client.get("/v1/models/digits")  # starts the load: 503 until it is ready, as KServe answers
+    assert first.status_code in (200, 503) and first.get_json()["ready"] is (first.status_code == 200)
+    client.post("/v1/models/digits:predict", json={"instances": [[0] * 64]})
+    status = client.get("/v1/models/digits").get_json()
     assert status["name"] == "digits" and status["ready"] is True
+    assert status["model_version_status"][0]["version"] == "1"
 
 
 @pytest.mark.parametrize(

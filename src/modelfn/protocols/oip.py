@@ -105,7 +105,7 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     member = function.member(name, version)
     contract = member.contract()
     if request.headers.get(binary.HEADER, "").strip() == "0" and request.body:
-        body, blob = _raw_binary_request(contract, request.body), memoryview(request.body)
+        body, blob = _raw_binary_request(contract, request.body)
     else:
         header, blob = binary.split_body(request.body, request.headers)
         body = parse_json_object(header, function.settings)
@@ -114,7 +114,9 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
         raise MalformedBody("`id` must be a string")
     parameters = _check_parameters(body, "the request")
     # Every part's form is checked before any size: a malformed request is a 400 whatever else it asks.
-    requested = _requested_outputs(body.get("outputs"), default_binary=parameters.get("binary_data_output") is True)
+    # binary_data_output covers the outputs the request leaves to the server; a listed output is JSON
+    # unless it says binary_data itself (Triton and KServe answer so).
+    requested = _requested_outputs(body.get("outputs"))
     classify = _classifications(body.get("outputs"), contract)
     reader = None if blob is None else binary.BinaryReader(blob)
     inputs = decode_inputs(
@@ -140,12 +142,14 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     return _encode_response(response, outputs, as_binary, version)
 
 
-def _raw_binary_request(contract: Any, body: bytes) -> dict[str, Any]:
+def _raw_binary_request(contract: Any, body: bytes) -> tuple[dict[str, Any], memoryview]:
     """A body that is all binary data (``Inference-Header-Content-Length: 0``): the one input's bytes.
 
     Triton's binary extension allows it for a model with a single input whose datatype and shape
-    its configuration gives; here the contract does, with at most one free dimension, found from
-    the body's length. The request is then the JSON one that says the same, and is checked as such.
+    its configuration gives; here the contract does. As Triton does: a leading free dimension (the
+    batch) is 1 when another is free too, the one free dimension left is found from the body's
+    length, a BYTES input takes the whole body as its one element, and every output is answered as
+    binary data. The request is then the JSON one that says the same, and is checked as such.
     """
     import math
 
@@ -155,22 +159,30 @@ def _raw_binary_request(contract: Any, body: bytes) -> dict[str, Any]:
 
     if len(contract.inputs) != 1:
         raise MalformedBody(
-            f"a body of binary data alone fits a model with one input; this one takes {len(contract.inputs)}"
+            f"a raw binary request (Inference-Header-Content-Length: 0) must have 1 input to be deduced, "
+            f"but the model takes {len(contract.inputs)}; send a JSON header that names each"
         )
     spec = contract.inputs[0]
-    if spec.datatype == "BYTES" or spec.shape.count(-1) > 1:
-        raise MalformedBody(f"input {spec.name!r} ({spec.datatype} {spec.shape}) needs its shape in a JSON header")
-    fixed = math.prod(dim for dim in spec.shape if dim != -1) * np.dtype(NUMPY_DTYPES[spec.datatype]).itemsize
-    if fixed == 0 or len(body) % fixed:
-        raise MalformedBody(f"{len(body)} bytes is not a whole number of {spec.datatype} {spec.shape} tensors")
-    shape = [len(body) // fixed if dim == -1 else dim for dim in spec.shape]
-    tensor = {
-        "name": spec.name,
-        "shape": shape,
-        "datatype": spec.datatype,
-        "parameters": {"binary_data_size": len(body)},
-    }
-    return {"inputs": [tensor]}
+    shape = list(spec.shape)
+    if shape.count(-1) > 1 and shape[0] == -1:
+        shape[0] = 1  # the batch: one request
+    where = f"raw input {spec.name!r} ({spec.datatype} {spec.shape})"
+    if spec.datatype == "BYTES":
+        shape[0] = 1 if shape[0] == -1 else shape[0]
+        if any(dim != 1 for dim in shape):
+            raise MalformedBody(f"{where}: a BYTES input sent raw is one element, so its shape must allow [1]")
+        tensor_bytes = len(body).to_bytes(4, "little") + body  # the element's length, as the extension frames it
+    else:
+        if shape.count(-1) > 1:
+            raise MalformedBody(f"{where}: the shape cannot be deduced: more than one dimension is free")
+        fixed = math.prod(dim for dim in shape if dim != -1) * np.dtype(NUMPY_DTYPES[spec.datatype]).itemsize
+        if fixed == 0 or len(body) % fixed or (-1 not in shape and len(body) != fixed):
+            raise MalformedBody(f"{len(body)} bytes is not a whole number of {spec.datatype} {spec.shape} tensors")
+        shape = [len(body) // fixed if dim == -1 else dim for dim in shape]
+        tensor_bytes = body
+    tensor = {"name": spec.name, "shape": shape, "datatype": spec.datatype,
+              "parameters": {"binary_data_size": len(tensor_bytes)}}  # fmt: skip
+    return {"inputs": [tensor], "parameters": {"binary_data_output": True}}, memoryview(tensor_bytes)
 
 
 def decode_inputs(
@@ -257,7 +269,7 @@ def _encode_response(
     return Response(200, header + b"".join(blobs), headers)
 
 
-def _requested_outputs(raw: Any, *, default_binary: bool) -> dict[str, bool] | None:
+def _requested_outputs(raw: Any) -> dict[str, bool] | None:
     """``outputs`` of a request -> {name: send as binary}; ``None`` means every output."""
     if raw is None:
         return None
@@ -268,7 +280,7 @@ def _requested_outputs(raw: Any, *, default_binary: bool) -> dict[str, bool] | N
         parameters = _check_parameters(output, f"output {output['name'][:100]!r}", allow=("classification",))
         if output["name"] in requested:  # as KServe and Triton refuse it: which of the two options holds?
             raise InvalidInput(f"output {output['name'][:100]!r} is requested more than once")
-        requested[output["name"]] = bool(parameters.get("binary_data", default_binary))
+        requested[output["name"]] = parameters.get("binary_data") is True
     return requested
 
 

@@ -23,17 +23,22 @@ if TYPE_CHECKING:
 
 
 def model_status(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
-    """``GET /v1/models/{name}``: TF Serving's version status, and the ``name``/``ready`` of KServe's V1.
+    """``GET /v1/models/{name}``: TF Serving's version status, exactly; or, with
+    ``MODELFN_V1_MODEL_STATUS=kserve``, KServe V1's ``name``/``ready`` beside it.
 
-    Both protocols answer at this path; neither's clients mind the other's keys, so one body serves
-    TF Serving's REST callers and the kserve SDK's ``is_model_ready`` (protocol ``v1``) alike.
+    Both protocols answer at this path, and TF Serving's clients compare the body whole, so the
+    default is TF Serving's; the kserve SDK's ``is_model_ready`` (protocol ``v1``) needs ``kserve``.
     """
     member = function.member(name, version)
     contract = member.contract()
     ready = member.ready(start=True)
     status = {"error_code": "OK", "error_message": ""}
     versions = [{"version": contract.version, "state": "AVAILABLE" if ready else "LOADING", "status": status}]
-    return json_response({"model_version_status": versions, "name": contract.name, "ready": ready})
+    if function.settings.v1_model_status == "tfserving":
+        return json_response({"model_version_status": versions})
+    # KServe V1: a model that is not ready answers 503, which its client reads as "not ready".
+    body = {"model_version_status": versions, "name": contract.name, "ready": ready}
+    return json_response(body, 200 if ready else 503)
 
 
 def predict(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
