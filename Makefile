@@ -122,6 +122,7 @@ serve: $(VENV)/.runtime
 test: $(VENV)/.dev tools browser podman java
 	$(VENV)/bin/ruff check src tests bench functions
 	$(VENV)/bin/ruff format --check src tests bench functions
+	$(VENV)/bin/python -m mypy
 	$(VENV)/bin/python -m pytest
 
 check: $(VENV)/.runtime

@@ -34,7 +34,7 @@ def read_build_record(folder: str | Path, contract: Contract) -> dict[str, tuple
         log.warning("build record %s is unreadable (%s); verifying at start", path, exc)
         return {}
     artifact = contract.verified_artifact()
-    pinned = {artifact.file_name: artifact.sha256, **artifact.files}
+    pinned = {artifact.file_name: artifact.digest, **artifact.files}
     trusted = {}
     for name, digest in pinned.items():
         entry = entries.get(name) if isinstance(entries, dict) else None

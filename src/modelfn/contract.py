@@ -62,7 +62,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     """Unknown keys are typos until proven otherwise."""
 
 
-class TensorSpec(_Strict):
+class TensorSpec(_Strict, frozen=True):
     """One named input or output tensor. ``-1`` marks a variable dimension."""
 
     name: TensorName
@@ -84,7 +84,7 @@ FORMATS = {".onnx": "onnx", ".keras": "keras", ".skops": "skops", ".pkl": "pickl
 PICKLE_FORMATS = frozenset({"pickle", "joblib"})
 
 
-class Artifact(_Strict):
+class Artifact(_Strict, frozen=True):
     """Where the model bytes are and what they must hash to."""
 
     #: A path relative to the function folder, or a ``file://`` URI.
@@ -102,6 +102,13 @@ class Artifact(_Strict):
     @property
     def file_name(self) -> str:
         return self.uri.rsplit("/", 1)[-1]
+
+    @property
+    def digest(self) -> str:
+        """The pinned sha256, which validation requires (``sha256`` is optional only to say why it is missing)."""
+        if self.sha256 is None:
+            raise ContractError("artifact.sha256 is required: modelfn never loads bytes it has not verified")
+        return self.sha256
 
     @property
     def bundled(self) -> bool:
@@ -127,7 +134,7 @@ class Artifact(_Strict):
         raise ValueError("artifact.sha256 is required: modelfn never loads bytes it has not verified")
 
 
-class Hooks(_Strict):
+class Hooks(_Strict, frozen=True):
     """Optional pre/post-processing, each ``file.py:function`` inside the function folder."""
 
     pre: HookRef | None = None
@@ -153,7 +160,7 @@ Speech = Annotated[str, msgspec.Meta(max_length=2000)]
 FieldName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
-class Conversation(_Strict):
+class Conversation(_Strict, frozen=True):
     """What the model says on voice and chat platforms (``/alexa``, ``/dialogflow``)."""
 
     #: Said when a user opens the skill (Alexa ``LaunchRequest``).
@@ -172,7 +179,7 @@ class Conversation(_Strict):
     reply: FieldName = "answer"
 
 
-class Page(_Strict):
+class Page(_Strict, frozen=True):
     """How the function's web page (``GET /``) shows this model to people."""
 
     #: ``form``: the contract's example in an editable box; ``sketch``: draw on a canvas, sent as
@@ -190,7 +197,7 @@ class Page(_Strict):
     reply: FieldName = "answer"
 
 
-class Docs(_Strict):
+class Docs(_Strict, frozen=True):
     """The model card: what users of the endpoint need to know."""
 
     description: str
@@ -204,7 +211,7 @@ class Docs(_Strict):
 MediaType = Annotated[str, msgspec.Meta(pattern=r"^[a-z]+/([a-z0-9][a-z0-9.+-]{0,63}|\*)$")]
 
 
-class Uploads(_Strict):
+class Uploads(_Strict, frozen=True):
     """Files ``POST /predict`` takes beside JSON: ``multipart/form-data`` parts or a raw body.
 
     The pre hook receives each file as a :class:`modelfn.Upload` (its bytes, media type and file
@@ -230,7 +237,7 @@ class Uploads(_Strict):
         return media_type in self.media_types or family in self.media_types
 
 
-class Batching(_Strict):
+class Batching(_Strict, frozen=True):
     """Micro-batching: concurrent requests for this model run as one inference call.
 
     Requests are concatenated along the first dimension, so every input and output
@@ -246,7 +253,7 @@ class Batching(_Strict):
     max_concurrent_batches: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
-class Dataflow(_Strict):
+class Dataflow(_Strict, frozen=True):
     """Batch jobs beyond one function (``deploy.dataflow``): large files go to Dataflow.
 
     The storage-triggered function hands a file of ``above_mb`` or more to a Dataflow job started
@@ -263,7 +270,7 @@ class Dataflow(_Strict):
     machine_type: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")] = "n2-standard-4"
 
 
-class Deploy(_Strict):
+class Deploy(_Strict, frozen=True):
     """How the function serving this model is sized and packaged in the cloud (``modelfn render``).
 
     Read by the tooling, except ``verify``, which a cold start reads. A several-model function
@@ -364,7 +371,7 @@ class Deploy(_Strict):
             raise ValueError(f"deploy.traffic's weights add up to {sum(self.traffic.values())}, not 100")
 
 
-class Step(_Strict):
+class Step(_Strict, frozen=True):
     """One model run by a pipeline, wired by tensor names (as in a Triton ensemble).
 
     The pipeline's inputs and every step's mapped outputs share one namespace of
@@ -380,7 +387,7 @@ class Step(_Strict):
     outputs: Annotated[dict[TensorName, TensorName], msgspec.Meta(min_length=1)]
 
 
-class Contract(_Strict, kw_only=True):
+class Contract(_Strict, frozen=True, kw_only=True):
     """The whole ``modelfn.yaml``."""
 
     name: ModelName

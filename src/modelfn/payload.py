@@ -35,12 +35,12 @@ def field(payload: Any, name: str, kind: type[T], *, default: Any = _MISSING) ->
     if name not in payload:
         if default is _MISSING:
             raise InvalidInput(f"{name!r} is missing")
-        return default  # type: ignore[no-any-return]
+        return default
     value = payload[name]
     allowed: tuple[type, ...] = (int, float) if kind is float else (kind,)
     if type(value) not in allowed:
         raise InvalidInput(f"{name!r} must be {_kind_name(kind)}, got {_kind_name(type(value))}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def numbers(

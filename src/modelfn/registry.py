@@ -150,9 +150,9 @@ class Registry:
                     f"{name} v{version} already exists in {self.uri} with different bytes "
                     f"(sha256 {existing.verified_artifact().sha256}); versions are immutable, push a new version"
                 )
-            return PushResult(name, version, artifact.sha256, created=False)
+            return PushResult(name, version, artifact.digest, created=False)
         # The model file, then each pinned file beside it, all under the version's own prefix.
-        files = {source.name: (source, artifact.sha256)}
+        files = {source.name: (source, artifact.digest)}
         for relative, digest in artifact.files.items():
             path = (source.parent / relative).resolve()
             if not path.is_relative_to(source.parent.resolve()):
@@ -165,7 +165,7 @@ class Registry:
             self._retry(lambda: self.store.write(contract_key, msgspec.json.encode(stored), expect=ABSENT), "push")
         except PreconditionFailed:  # a racing identical push won: fine if it is the same bytes
             return self.push(folder)
-        return PushResult(name, version, artifact.sha256, created=True)
+        return PushResult(name, version, artifact.digest, created=True)
 
     def versions(self, name: str) -> list[str]:
         suffix = "/" + CONTRACT_OBJECT

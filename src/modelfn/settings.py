@@ -227,7 +227,7 @@ class Settings(NamedTuple):
         lambda_memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
         if "memory_limit_mb" not in values and lambda_memory.isdigit():
             values["memory_limit_mb"] = float(lambda_memory)
-        settings = cls(**values)
+        settings = cls(**values)  # type: ignore[arg-type]  # each value parsed to its field's type above
         settings.validate()
         return settings
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelfn.adapters.dispatch import handle_request
 from modelfn.adapters.process import build_servable
@@ -25,7 +25,7 @@ from modelfn.errors import ModelfnError, PayloadTooLarge
 from modelfn.function import Servable
 from modelfn.settings import Settings
 
-FlaskResult = tuple[Any, int, dict[str, str]]
+FlaskResult = tuple[Any, int, Mapping[str, str]]
 
 
 def http_function(
@@ -118,7 +118,8 @@ def _check_push_token(verifier: Any) -> None:
     from modelfn.security.api_keys import presented_key
 
     try:
-        verifier.verify(presented_key(flask.request.headers) or "")
+        # werkzeug's Headers: a case-insensitive mapping of str, though not a typing.Mapping subclass.
+        verifier.verify(presented_key(cast(Mapping[str, str], flask.request.headers)) or "")
     except Unauthorized:
         flask.abort(401, description="missing or invalid credentials")
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelfn.function import ModelFunction
+from modelfn.function import ModelFunction, Servable
 from modelfn.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def build_servable(
     return ModelFunction(folder, settings), settings
 
 
-def load_and_wait(function: ModelFunction | FunctionGroup, wait_s: float) -> bool:
+def load_and_wait(function: Servable, wait_s: float) -> bool:
     """Start loading the model(s) and wait for them on this thread, at most ``wait_s``; whether they are ready.
 
     For Lambda's init and SnapStart's snapshot, where a background load would be frozen with the sandbox.

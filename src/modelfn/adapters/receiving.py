@@ -85,15 +85,15 @@ def json_error(status: int, message: str, headers: tuple[tuple[str, str], ...] =
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
-class _ReceivedRequest(Request):  # type: ignore[misc]
+class _ReceivedRequest(Request):
     _policy_expect_continue = False  # the receiving stage has sent "100 Continue" already, where asked
 
 
-class _ReceivedParser(RequestParser):  # type: ignore[misc]
+class _ReceivedParser(RequestParser):
     mesg_class = _ReceivedRequest
 
 
-class ReceivingWorker(ThreadWorker):  # type: ignore[misc]
+class ReceivingWorker(ThreadWorker):
     """gunicorn's ``gthread`` worker, receiving each request whole in its main loop (see the module)."""
 
     limits = ReceiveLimits()

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelfn")
 
 
-class _Server(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
+class _Server(gunicorn.app.base.BaseApplication):
     def __init__(self, app: Any, options: dict[str, Any]) -> None:
         self.application = app
         self.options = options

@@ -188,9 +188,10 @@ def compare(
     policy = record.traffic
     for canary, reason in condemned.items():
         with click_errors():
-            policy = opened.take_out(name, alias, canary, policy).traffic
+            remaining = opened.take_out(name, alias, canary, policy).traffic
         click.echo(f"rolled back canary v{canary}: {reason}; its share goes to v{record.version}")
-        if policy is None:
+        if remaining is None:
             break
+        policy = remaining
     if condemned:
         sys.exit(3)

@@ -73,7 +73,7 @@ def infer(model: EdgeModel, name: str, body: bytes) -> bytes:
         shape = check_shape(tensor.get("shape"), where=where, max_elements=MAX_ELEMENTS)
         arrays[spec.name] = to_array(tensor.get("data"), datatype, where=where, shape=shape)
     asked = request.get("outputs")
-    names = [o.get("name") for o in asked if isinstance(o, dict)] if isinstance(asked, list) else None
+    names: list[Any] | None = [o.get("name") for o in asked if isinstance(o, dict)] if isinstance(asked, list) else None
     outputs = model.infer(arrays)
     if names:
         unknown = [n for n in names if n not in outputs]

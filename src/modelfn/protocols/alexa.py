@@ -88,8 +88,10 @@ def respond(member: ModelFunction, envelope: dict[str, Any]) -> dict[str, Any]:
         if kind == "SessionEndedRequest":
             log.info("Alexa session ended: %s %s", str(request.get("reason"))[:40], str(request.get("error"))[:200])
         return {"version": "1.0", "response": {}}
-    intent = request.get("intent") if isinstance(request.get("intent"), dict) else {}
-    intent_name = intent.get("name") if isinstance(intent.get("name"), str) else ""
+    intent = request.get("intent")
+    intent = intent if isinstance(intent, dict) else {}
+    intent_name = intent.get("name")
+    intent_name = intent_name if isinstance(intent_name, str) else ""
     if intent_name == "AMAZON.HelpIntent":
         return _speak(contract, conversation.help or conversation.welcome, end=False)
     if intent_name in STOP_INTENTS:

@@ -73,10 +73,13 @@ def _es_turn(result: dict[str, Any]) -> Turn:
     )
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object of the request, or an empty one where it sent something else (or nothing)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _cx_turn(body: dict[str, Any]) -> Turn:
-    info = body.get("fulfillmentInfo") if isinstance(body.get("fulfillmentInfo"), dict) else {}
-    session = body.get("sessionInfo") if isinstance(body.get("sessionInfo"), dict) else {}
-    intent = body.get("intentInfo") if isinstance(body.get("intentInfo"), dict) else {}
+    info, session, intent = (_object(body.get(key)) for key in ("fulfillmentInfo", "sessionInfo", "intentInfo"))
     slots = _parameters(session.get("parameters"))
     if isinstance(intent.get("parameters"), dict):  # {"city": {"originalValue": ..., "resolvedValue": ...}}
         resolved = {k: v.get("resolvedValue") for k, v in intent["parameters"].items() if isinstance(v, dict)}

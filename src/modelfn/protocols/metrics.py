@@ -73,18 +73,20 @@ class RecorderCollector:
         counters, histograms, gauges = self.recorder.snapshot()
         for recorded, (name, kind, documentation, labels) in FAMILIES.items():
             if kind == "counter":
-                family = CounterMetricFamily(name, documentation, labels=labels)
+                counter = CounterMetricFamily(name, documentation, labels=labels)
                 for (key, values), value in sorted(counters.items()):
                     if key == recorded:
-                        family.add_metric(list(values), value)
+                        counter.add_metric(list(values), value)
+                yield counter
             elif kind == "gauge":
-                family = GaugeMetricFamily(name, documentation, labels=labels)
+                gauge = GaugeMetricFamily(name, documentation, labels=labels)
                 for (key, values), value in sorted(gauges.items()):
                     if key == recorded:
-                        family.add_metric(list(values), value)
+                        gauge.add_metric(list(values), value)
+                yield gauge
             else:
-                family = HistogramMetricFamily(name, documentation, labels=labels)
+                histogram_family = HistogramMetricFamily(name, documentation, labels=labels)
                 for (key, values), histogram in sorted(histograms.items(), key=lambda item: item[0]):
                     if key == recorded:
-                        family.add_metric(list(values), histogram.cumulative(), histogram.total)
-            yield family
+                        histogram_family.add_metric(list(values), histogram.cumulative(), histogram.total)
+                yield histogram_family

@@ -104,6 +104,7 @@ def model_ready(function: Servable, request: Request, name: str, version: str | 
 def infer(function: Servable, request: Request, name: str, version: str | None = None) -> Response:
     member = function.member(name, version)
     contract = member.contract()
+    blob: memoryview | None
     if request.headers.get(binary.HEADER, "").strip() == "0" and request.body:
         body, blob = _raw_binary_request(contract, request.body)
     else:

@@ -38,7 +38,7 @@ def _publish(topic: str, request_id: str, body: bytes) -> None:
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics":
         raise ContractError(f"MODELFN_RESULT_TOPIC={topic!r}: expected projects/<project>/topics/<topic>")
-    message = {"data": base64.b64encode(body).decode(), "attributes": {"request_id": request_id}}
+    message: dict[str, Any] = {"data": base64.b64encode(body).decode(), "attributes": {"request_id": request_id}}
     emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
     try:
         if emulator:

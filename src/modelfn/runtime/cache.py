@@ -109,20 +109,21 @@ class ModelCache(Generic[T]):
     def _start(self, key: str, load: Callable[[], T], timeout_s: float = 0.0) -> _Flight[T]:
         with self._lock:
             if key in self._values:  # finished between the lock-free check and here
-                flight: _Flight[T] = _Flight(value=self._values[key])
-                flight.done.set()
-                return flight
-            flight = self._flights.get(key)
-            if flight is not None and timeout_s and time.monotonic() - flight.started > timeout_s:
+                finished: _Flight[T] = _Flight(value=self._values[key])
+                finished.done.set()
+                return finished
+            running = self._flights.get(key)
+            if running is not None and timeout_s and time.monotonic() - running.started > timeout_s:
                 log.error("loading %s did not finish within %g s: abandoned, loading again", key, timeout_s)
-                flight.error = f"the load did not finish within {timeout_s:g} s; it is being retried"
-                self._errors[key] = flight.error
+                running.error = f"the load did not finish within {timeout_s:g} s; it is being retried"
+                self._errors[key] = running.error
                 del self._flights[key]
-                flight.done.set()
-                flight = None
-            if flight is not None:
-                return flight
-            flight = self._flights[key] = _Flight()
+                running.done.set()
+                running = None
+            if running is not None:
+                return running
+            flight: _Flight[T] = _Flight()
+            self._flights[key] = flight
             self.loads_started[key] = self.loads_started.get(key, 0) + 1
         # A dedicated thread: a waiter that gives up (or a client that hangs up)
         # never abandons a half-done load.

@@ -30,8 +30,8 @@ def available_cpus(root: Path = CGROUP_ROOT) -> int:
 def _quota(root: Path) -> float | None:
     """The cgroup CPU quota in CPUs, or ``None`` when there is none (or it cannot be read)."""
     try:
-        limit, period = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "150000 100000"
-        return None if limit == "max" else int(limit) / int(period)
+        limit_text, period_text = (root / "cpu.max").read_text().split()[:2]  # v2: "max 100000" or "150000 100000"
+        return None if limit_text == "max" else int(limit_text) / int(period_text)
     except (OSError, ValueError):
         pass
     for folder in (root / "cpu", root / "cpu,cpuacct"):  # v1

@@ -134,7 +134,7 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     """
     timer = PhaseTimer()
     artifact = contract.verified_artifact()
-    files = pinned_files(key, artifact.sha256, artifact.files)
+    files = pinned_files(key, artifact.digest, artifact.files)
     trusted = build_record(folder, contract) if isinstance(store, LocalStore) else None
     # Without pre-packing, ONNX Runtime computes from the .data file's own pages: the model is in memory once.
     can_map = contract.framework == "onnx" and bool(artifact.files)

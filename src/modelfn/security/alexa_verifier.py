@@ -255,7 +255,8 @@ def check_envelope(envelope: Mapping[str, Any], skill_ids: list[str], now: float
         moment = None
     if moment is None:
         raise VerificationFailed("`request.timestamp` is missing or not an ISO-8601 time")
-    kind = request.get("type") if isinstance(request.get("type"), str) else ""
+    kind = request.get("type")
+    kind = kind if isinstance(kind, str) else ""
     tolerance = SKILL_EVENT_TOLERANCE_S if kind.startswith("AlexaSkillEvent.") else TOLERANCE_S
     if abs(now - moment) > tolerance:
         raise VerificationFailed(f"the request's timestamp is more than {tolerance:.0f} s from now")

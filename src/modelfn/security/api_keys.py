@@ -92,7 +92,7 @@ class KeyRing:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
         self._checked = 0.0
         self._entries: dict[str, KeyEntry] = {}
         self._failure = ""  # the reason last logged for an unusable file
@@ -107,7 +107,7 @@ class KeyRing:
         salt, expected = (entry.salt, entry.digest) if entry else _DUMMY
         secret = match.group("secret") if match else ""
         valid = hmac.compare_digest(digest(salt, secret), expected) and entry is not None
-        if not valid:
+        if not valid or entry is None:  # (entry is None only when not valid: for the type checker)
             raise Unauthorized("missing or invalid API key", headers={"WWW-Authenticate": 'Bearer realm="modelfn"'})
         if model is not None and not entry.allows(model):
             raise Forbidden("this API key may not use this model")

@@ -429,7 +429,7 @@ def model_files(folder: Path, contract: Contract) -> list[Path]:
         from modelfn.contract import resolve_local_artifact
 
         model = resolve_local_artifact(contract, folder)
-        files += [model, *(model.parent / name for name in contract.artifact.files)]
+        files += [model, *(model.parent / name for name in contract.verified_artifact().files)]
     return files
 
 
@@ -446,7 +446,8 @@ def record_verification(folder: Path, contract: Contract) -> None:
     from modelfn.runtime.digests import hash_path, same_digest
 
     model = resolve_local_artifact(contract, folder)
-    pinned = {contract.artifact.file_name: contract.verified_artifact().sha256, **contract.artifact.files}
+    artifact = contract.verified_artifact()
+    pinned = {artifact.file_name: artifact.digest, **artifact.files}
     verified = {}
     for name, digest in pinned.items():
         actual, size = hash_path(model.parent / name)

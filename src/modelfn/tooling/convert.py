@@ -218,7 +218,7 @@ def _load_ms(folder: Path, contract: Contract, runs: int = 5) -> float:
     artifact = contract.verified_artifact()
     samples = []
     for _ in range(runs):
-        with open_verified(store, pinned_files(key, artifact.sha256, artifact.files), LoadPolicy(), what="model") as v:
+        with open_verified(store, pinned_files(key, artifact.digest, artifact.files), LoadPolicy(), what="model") as v:
             started = time.perf_counter()
             load_predictor(contract, v, Settings())
             samples.append(time.perf_counter() - started)

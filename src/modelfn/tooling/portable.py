@@ -67,7 +67,7 @@ def prepare(
 
     path = resolve_local_artifact(contract, folder)
     onnx_bytes = path.read_bytes()
-    if not same_digest(sha256_hex(onnx_bytes), contract.verified_artifact().sha256):
+    if not same_digest(sha256_hex(onnx_bytes), contract.verified_artifact().digest):
         raise ContractError(f"{path}: the bytes do not match the sha256 the contract pins")
     quantization = None
     if quantize == "int8":

@@ -242,7 +242,7 @@ def serverless(plans: list[FunctionPlan]) -> str:
                 }
             ]
         elif each.exposed:
-            events = []
+            events: list[dict[str, object]] = []
             for model in each.models:
                 for method, route, _ in GATEWAY_ROUTES:
                     events.append(
@@ -252,9 +252,9 @@ def serverless(plans: list[FunctionPlan]) -> str:
         else:
             function["url"] = {"authorizer": "aws_iam"}
         if each.alexa_skills:  # the skill invokes the function directly; the envelope's skill id is checked too
-            events = function.setdefault("events", [])
-            assert isinstance(events, list)
-            events.extend({"alexaSkill": {"appId": skill}} for skill in each.alexa_skills)
+            skill_events = function.setdefault("events", [])
+            assert isinstance(skill_events, list)
+            skill_events.extend({"alexaSkill": {"appId": skill}} for skill in each.alexa_skills)
         functions[each.name] = function
         resources[role] = _lambda_role(each)
     document = {
@@ -471,6 +471,19 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
         *(["-var=dataflow_images=" + json.dumps(dataflow_images, sort_keys=True, separators=(",", ":"))]
           if dataflow_images else []),
     ]  # fmt: skip
+    push_images: list[dict[str, object]] = (
+        [
+            {
+                "id": "push-images",
+                "name": "gcr.io/cloud-builders/docker",
+                "entrypoint": "bash",
+                "waitFor": [step["id"] for step in image_steps],
+                "args": ["-c", "\n".join(["set -euo pipefail", *(f"docker push {tag}" for tag in images)])],
+            }
+        ]
+        if images
+        else []
+    )
     steps: list[dict[str, object]] = [
         {
             # The README's test command, with the checkers the infra tests run: Terraform and Node.js.
@@ -487,19 +500,7 @@ def cloudbuild(plans: list[FunctionPlan]) -> str:
             "args": ["-c", "\n".join(["set -euo pipefail", venv, *build_lines])],
         },
         *image_steps,
-        *(
-            [
-                {
-                    "id": "push-images",
-                    "name": "gcr.io/cloud-builders/docker",
-                    "entrypoint": "bash",
-                    "waitFor": [step["id"] for step in image_steps],
-                    "args": ["-c", "\n".join(["set -euo pipefail", *(f"docker push {tag}" for tag in images)])],
-                }
-            ]
-            if images
-            else []
-        ),
+        *push_images,
         {
             "id": "terraform-init",
             "name": terraform,

@@ -46,8 +46,10 @@ def torch_to_onnx(predictor: Any, contract: Contract) -> bytes:
         )
     except Exception as exc:  # the exporter raises many types for unsupported operators
         raise ContractError(f"torch.onnx.export cannot convert this model: {exc}") from exc
+    if program is None:  # dynamo=True always gives a program; None is the legacy exporter's answer
+        raise ContractError("torch.onnx.export returned no program")
     buffer = io.BytesIO()
-    program.save(buffer)
+    program.save(buffer)  # type: ignore[arg-type]  # torch writes to a file object too (onnx.save_model)
     proto = onnx.load_model_from_string(buffer.getvalue())
     names = {output.name: spec.name for output, spec in zip(proto.graph.output, contract.outputs, strict=True)}
     return rename_outputs(normalize_opsets(proto), names, keep=list(names.values())).SerializeToString()

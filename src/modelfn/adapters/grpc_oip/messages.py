@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from typing import Any
 
 from google.protobuf import descriptor_pool, message_factory
 
@@ -24,13 +25,16 @@ for _encoded in FILES:
     POOL.AddSerializedFile(base64.b64decode(_encoded))
 
 
-def message(name: str) -> type:
-    """The class of the message type ``name`` (``inference.ModelInferRequest``)."""
+def message(name: str) -> Any:
+    """The class of the message type ``name`` (``inference.ModelInferRequest``).
+
+    Typed ``Any``: the class is made at run time from the descriptor, so its fields are not known statically.
+    """
     return message_factory.GetMessageClass(POOL.FindMessageTypeByName(name))
 
 
 @functools.cache
-def method_types(service: str) -> dict[str, tuple[type, type]]:
+def method_types(service: str) -> dict[str, tuple[Any, Any]]:
     """``{method: (request class, response class)}`` of a service in the pool."""
     found = POOL.FindServiceByName(service)
     return {

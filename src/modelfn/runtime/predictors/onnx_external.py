@@ -111,21 +111,28 @@ def _sparse(sparse: memoryview, found: list[tuple[str, str]]) -> None:
 
 def _tensor(tensor: memoryview, found: list[tuple[str, str]]) -> None:
     name, location, external = "", "", False
-    for field, value in _fields(tensor, varints=(_TENSOR_DATA_LOCATION,)):
-        if field == _TENSOR_NAME:
+    for field, value in _scan(tensor, varints=(_TENSOR_DATA_LOCATION,)):
+        if isinstance(value, int):  # the one varint asked for: where the data lives
+            external = external or (field == _TENSOR_DATA_LOCATION and value == _EXTERNAL)
+        elif field == _TENSOR_NAME:
             name = bytes(value[:200]).decode("utf-8", "replace")
         elif field == _TENSOR_EXTERNAL_DATA:
             external = True
             entry = dict(_fields(value))
             if bytes(entry.get(_ENTRY_KEY, b"")) == b"location":
                 location = bytes(entry.get(_ENTRY_VALUE, b"")[:1024]).decode("utf-8", "replace")
-        elif field == _TENSOR_DATA_LOCATION and value == _EXTERNAL:
-            external = True
     if external:
         found.append((name or "<unnamed>", location))
 
 
-def _fields(message: memoryview, varints: tuple[int, ...] = ()) -> Iterator[tuple[int, memoryview | int]]:
+def _fields(message: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """``(field number, value)`` for the length-delimited fields (sub-messages, strings, bytes)."""
+    for field, value in _scan(message, ()):
+        if isinstance(value, memoryview):
+            yield field, value
+
+
+def _scan(message: memoryview, varints: tuple[int, ...]) -> Iterator[tuple[int, memoryview | int]]:
     """``(field number, value)`` for the length-delimited fields, and the varint fields in ``varints``."""
     position, end = 0, len(message)
     while position < end:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from modelfn.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StoreUnavailable
 from modelfn.runtime.stores import ABSENT, PART_BYTES, ObjectInfo, check_key, denied, missing_sdk
@@ -64,7 +64,7 @@ class GCSStore:
         # it. On an error the session is simply abandoned (it expires), so nothing partial appears.
         blob = self._bucket.blob(check_key(key), chunk_size=PART_BYTES)
         stream = self._call(key, lambda: blob.open("wb", ignore_flush=True, retry=None))
-        yield _Guarded(stream, lambda operation: self._call(key, operation))
+        yield cast(BinaryIO, _Guarded(stream, lambda operation: self._call(key, operation)))  # write() and close()
         self._call(key, stream.close)
 
     def list(self, prefix: str) -> list[str]:
