@@ -10,8 +10,10 @@ PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c 
 
 .PHONY: serve test tools browser podman java bench check clean grpc-descriptors
 
+# A current pip: the one a venv starts with may predate the wheels' metadata (and then blames the Python).
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 
 # The runtime alone: what a deployed ONNX function carries, and Pillow for functions/digits' photos.
 $(VENV)/.runtime: pyproject.toml packaging/constraints.txt | $(VENV)/bin/python
@@ -117,6 +119,7 @@ grpc-descriptors: $(TOOLS)/kserve/.installed
 	$(TOOLS)/kserve/bin/python packaging/tools/grpc_descriptors.py
 
 serve: $(VENV)/.runtime
+	@echo "modelfn is installed in $(VENV): run '. $(VENV)/bin/activate' in another shell to use the modelfn command"
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
 test: $(VENV)/.dev tools browser podman java

@@ -10,10 +10,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place.
+
+    The file gets ``mode``: private by default (a keys file); ``0o644`` for what another user must read,
+    as the non-root user of a function's image reads the files ``modelfn build`` wrote as root.
+    """
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(descriptor, mode)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -48,5 +48,5 @@ def write_build_record(folder: Path, sizes: dict[str, tuple[str, int]]) -> Path:
     path = folder / RECORD_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     files = {name: {"sha256": digest, "size": size} for name, (digest, size) in sorted(sizes.items())}
-    write_atomically(path, (json.dumps({"files": files}, indent=2) + "\n").encode())
+    write_atomically(path, (json.dumps({"files": files}, indent=2) + "\n").encode(), mode=0o644)
     return path

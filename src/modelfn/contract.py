@@ -560,7 +560,7 @@ def compile_contract(folder: str | Path) -> Contract:
     contract = parse_contract(raw, source=str(path))
     target = folder / COMPILED_FILE
     target.parent.mkdir(exist_ok=True)
-    write_atomically(target, msgspec.json.encode(_Compiled(digest, __version__, contract)))
+    write_atomically(target, msgspec.json.encode(_Compiled(digest, __version__, contract)), mode=0o644)
     return contract
 
 

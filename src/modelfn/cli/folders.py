@@ -65,24 +65,41 @@ def check(folder: Path) -> None:
 @click.option("--name", required=True, help="The model's name in URLs (^[a-z][a-z0-9_-]{0,62}$).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="The new folder [default: functions/NAME].")
 @click.option("--version", "model_version", default="1", show_default=True, help="The contract's version.")
-def init(artifact: Path, name: str, out: Path | None, model_version: str) -> None:
-    """Write a function folder for ARTIFACT: contract, main.py, hooks.py and an example, read from the file."""
+@click.option("--description", default="", help="What the model does (the contract's docs.description).")
+def init(artifact: Path, name: str, out: Path | None, model_version: str, description: str) -> None:
+    """Write a function folder for ARTIFACT: contract, main.py, hooks.py and an example, read from the file.
+
+    An ONNX model's external-data files are copied beside it and pinned in ``artifact.files``.
+    """
+    from modelfn.contract import load_contract
     from modelfn.tooling.init import init_function
 
     with click_errors():
-        folder = init_function(artifact, name, out or Path("functions") / name, version=model_version)
-    click.echo(f"wrote     {folder}: modelfn.yaml, main.py, hooks.py and {artifact.name}")
-    click.echo(f"next      fill in the docs block and each tensor's description, then: modelfn check {folder}")
+        folder = init_function(
+            artifact, name, out or Path("functions") / name, version=model_version, description=description
+        )
+        files = [artifact.name, *load_contract(folder).verified_artifact().files]
+    click.echo(f"wrote     {folder}: modelfn.yaml, main.py, hooks.py and {', '.join(files)}")
+    empty = "each tensor's description" if description else "the docs block and each tensor's description"
+    click.echo(f"next      fill in {empty}, then: modelfn check {folder}")
 
 
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "model_file", default="model.onnx", show_default=True, help="The model file in FOLDER.")
-def digests(folder: Path, model_file: str) -> None:
+@click.option(
+    "--model", "model_file", default=None,
+    help="The model file in FOLDER [default: the contract's artifact, or model.onnx without a contract].",
+)  # fmt: skip
+def digests(folder: Path, model_file: str | None) -> None:
     """Print the artifact block that pins FOLDER's ONNX model and each external-data file it names."""
-    from modelfn.tooling.pins import pins
+    from modelfn.contract import CONTRACT_FILE
+    from modelfn.tooling.pins import contract_artifact_name, pins
 
     with click_errors():
+        if model_file is None:
+            model_file = contract_artifact_name(folder / CONTRACT_FILE) or "model.onnx"
+        if not (folder / model_file).is_file():
+            raise click.ClickException(f"{folder / model_file}: no such file; name the model file with --model")
         main, files = pins(folder / model_file)
     click.echo(f"artifact:\n  uri: {model_file}\n  sha256: {main}")
     if files:
@@ -167,7 +184,15 @@ def convert(
         defaults.min_agreement if min_agreement is None else min_agreement,
     )
     with click_errors():
-        report = run(folder, out, version=version, quantize=quantize, optimize=optimize, thresholds=limits)
+        try:
+            report = run(folder, out, version=version, quantize=quantize, optimize=optimize, thresholds=limits)
+        except (ValueError, TypeError, RuntimeError, ImportError, OSError) as exc:
+            # A converter's own failure on a model it cannot handle: the cause, not a traceback.
+            raise click.ClickException(
+                f"converting {folder} failed: {type(exc).__name__}: {str(exc)[:500]}; if the model is not a plain "
+                "scikit-learn estimator or pipeline over one numeric matrix, a Keras or a PyTorch model, serve it "
+                "as it is"
+            ) from None
     source, converted = report["source"], report["converted"]
     click.echo(f"converted {folder} v{source['version']} ({source['framework']}) -> {out} v{converted['version']}")
     click.echo(f"size      {source['bytes']:,} -> {converted['bytes']:,} bytes")

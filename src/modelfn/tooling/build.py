@@ -8,15 +8,15 @@ Targets:
   (``pip download --platform``), so it can be built on any machine; handler
   ``lambda_function.handler``.
 - ``cloudrun`` and ``lambda-image``: a container build context (the ``gcf`` sources plus a
-  Dockerfile from ``packaging/docker/``).
+  Dockerfile shipped in the package, ``modelfn/tooling/assets/docker/``).
 - ``dataflow``: the build context of a Dataflow flex template image for batch predictions beyond one
   function (:mod:`modelfn.beam`): Beam's SDK image with the launcher, the function and its
-  pinned requirements (from ``packaging/tools/engines.txt``, the set Beam's tests ran with), the
+  pinned requirements (from the shipped ``pins/engines.txt``, the set Beam's tests ran with), the
   template's ``launch.py`` and ``metadata.json``. One image serves the launcher and the workers.
 
 The requirements carry only what the contracts need: an ONNX function gets ONNX Runtime and
-numpy, never TensorFlow or scikit-learn. Versions come from the project's constraints file
-(``packaging/constraints.txt``, the set the tests ran with) and the resolution is written out
+numpy, never TensorFlow or scikit-learn. Versions come from the constraints shipped in the package
+(``modelfn/tooling/assets/pins/constraints.txt``, the set the tests ran with) and the resolution is written out
 in full, so a deployment installs exactly what was measured.
 """
 
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from modelfn.contract import CONTRACT_FILE, Contract, compile_contract, function_members
 from modelfn.errors import ContractError
+from modelfn.tooling.resources import asset_file, read_asset
 
 MB = 1024 * 1024
 TARGETS = ("gcf", "cloudrun", "lambda", "lambda-image", "dataflow")
@@ -173,6 +174,10 @@ class BuildReport:
                 against += f": over the direct upload limit, {UPLOAD_ONLY[self.target][name]}"
             out.append(f"{name:<9} {size / MB:,.1f} MB{against}")
         out.append(f"packages  {len(self.requirements)}: {', '.join(r.split('==')[0] for r in self.requirements)}")
+        torch = next((pin for pin in self.requirements if pin.startswith("torch==")), None)
+        if torch is not None and "+cpu" in torch:
+            out.append(f"pytorch   {torch}: PyTorch's CPU-only wheel, from {TORCH_CPU_INDEX} (not PyPI, whose Linux "
+                       "wheel pulls several GB of CUDA packages); requirements.txt names that index")  # fmt: skip
         if self.bytecode:
             out.append(f"bytecode  {self.bytecode}")
         if self.cold_start:
@@ -203,14 +208,6 @@ def requirement_names(layout: FunctionLayout, target: str, stores: Iterable[str]
     return list(dict.fromkeys(names))
 
 
-def find_project_file(start: Path, relative: str) -> Path | None:
-    """``relative`` in ``start`` or the nearest folder above it (the project root holds packaging/)."""
-    for folder in [start.resolve(), *start.resolve().parents]:
-        if (folder / relative).is_file():
-            return folder / relative
-    return None
-
-
 def build(
     folder: Path,
     target: str,
@@ -220,18 +217,41 @@ def build(
     stores: Iterable[str] = (),
     constraints: Path | None = None,
 ) -> BuildReport:
-    """Build ``folder`` for ``target`` under ``out``; raise :class:`BuildError` when it would not deploy."""
+    """Build ``folder`` for ``target`` under ``out``; raise :class:`BuildError` when it would not deploy.
+
+    A build that fails removes what it wrote (the bundle, its folder, its report, a wheel folder it
+    made, ``out`` itself if it made it), so a failure leaves ``out`` as it found it.
+    """
     if target not in TARGETS:
         raise BuildError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     layout = FunctionLayout.read(folder)
     python = python or PYTHON[target]
-    pins = "packaging/tools/engines.txt" if target == "dataflow" else "packaging/constraints.txt"
-    constraints = constraints or find_project_file(layout.folder, pins)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     wheels = out / ".wheels" / f"{target}-py{python}"
+    made = [path for path in (out, out / ".wheels", wheels) if not path.exists()]
+    outputs = [out / f"{layout.name}-{target}{suffix}" for suffix in ("", ".zip", ".zip.partial", ".json")]
+    try:
+        return _build(layout, target, out, wheels, python, stores, constraints)
+    except BaseException:
+        for path in [*outputs, *reversed(made)]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _build(
+    layout: FunctionLayout, target: str, out: Path, wheels: Path, python: str, stores: Iterable[str],
+    constraints: Path | None,
+) -> BuildReport:  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
     names = requirement_names(layout, target, stores)
-    pinned = resolve(names, wheels, python, GLIBC[target], constraints)
+    if constraints is not None:
+        pinned = resolve(names, wheels, python, GLIBC[target], constraints)
+    else:  # the versions this modelfn was tested with, shipped inside it
+        with asset_file("pins", "engines.txt" if target == "dataflow" else "constraints.txt") as shipped:
+            pinned = resolve(names, wheels, python, GLIBC[target], shipped)
     stage = out / f"{layout.name}-{target}"
     if stage.exists():
         shutil.rmtree(stage)
@@ -315,10 +335,10 @@ def resolve(names: list[str], wheels: Path, python: str, glibc: int, constraints
     """Download wheels for the target Linux and Python; the pinned closure of ``names``."""
     wheels.mkdir(parents=True, exist_ok=True)
     pinning = ["--constraint", str(constraints)] if constraints is not None else []
-    _pip(
-        ["download", "--dest", str(wheels), *pinning, *names],
-        python, glibc, f"pip could not resolve {', '.join(names)} for Python {python}",
-    )  # fmt: skip
+    failure = f"pip could not resolve {', '.join(names)} for Python {python}"
+    if "torch" in names:  # the pinned CPU-only wheel (torch==X+cpu) is on PyTorch's own index, not on PyPI
+        failure += f" (PyTorch's CPU wheel: set PIP_EXTRA_INDEX_URL={TORCH_CPU_INDEX} and build again)"
+    _pip(["download", "--dest", str(wheels), *pinning, *names], python, glibc, failure)
     # The folder may hold wheels of earlier resolutions: a dry run says which this one needs.
     dry_run = [
         "install", "--dry-run", "--ignore-installed", "--no-index", "--find-links", str(wheels),
@@ -490,11 +510,8 @@ def lambda_entrypoint(layout: FunctionLayout) -> str:
 
 
 def write_dockerfile(layout: FunctionLayout, stage: Path, target: str, python: str) -> None:
-    """Copy the container template from ``packaging/docker/`` into the build context."""
-    template = find_project_file(layout.folder, f"packaging/docker/{target}.Dockerfile")
-    if template is None:
-        raise BuildError(f"packaging/docker/{target}.Dockerfile not found above {layout.folder}")
-    text = template.read_text().replace("{{python}}", python)
+    """Write the container template (shipped in the package: ``assets/docker/``) into the build context."""
+    text = read_asset("docker", f"{target}.Dockerfile").replace("{{python}}", python)
     (stage / "Dockerfile").write_text(text)
     if target == "lambda-image":
         (stage / "lambda_function.py").write_text(lambda_entrypoint(layout))
@@ -540,9 +557,13 @@ def precompile(root: Path, python: str) -> str:
     """
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     interpreter = sys.executable if running == python else shutil.which(f"python{python}")
-    if interpreter is None:
+    if interpreter is None or not _runs(interpreter, python):
+        found = (
+            f"no python{python} on this machine" if interpreter is None
+            else f"the python{python} on this machine does not run (a pyenv shim of a version it lacks?)"
+        )  # fmt: skip
         return (
-            f"not precompiled: no python{python} on this machine, so each cold start compiles the modules; "
+            f"not precompiled: {found}, so each cold start compiles the modules; "
             f"build where python{python} is installed, or pass --python {running} for a {running} runtime"
         )
     command = [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(root)]
@@ -551,6 +572,18 @@ def precompile(root: Path, python: str) -> str:
     if done.returncode != 0:
         raise BuildError(f"byte-compiling the bundle failed:\n{done.stdout.strip()}\n{done.stderr.strip()}")
     return f"precompiled for Python {python} (unchecked-hash .pyc files)"
+
+
+def _runs(interpreter: str, python: str) -> bool:
+    """Whether ``interpreter`` starts and is Python ``python`` (a pyenv shim on PATH may name a version it lacks)."""
+    try:
+        done = subprocess.run(
+            [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and done.stdout.strip() == python
 
 
 def strip(root: Path) -> None:

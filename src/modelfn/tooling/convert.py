@@ -26,7 +26,7 @@ from modelfn.contract import CONTRACT_FILE, Contract, compile_contract
 from modelfn.errors import ContractError
 from modelfn.runtime.digests import sha256_hex
 from modelfn.runtime.model import LoadedModel, load_model, local_artifact
-from modelfn.runtime.predictors import load_predictor
+from modelfn.runtime.predictors import load_predictor, require
 from modelfn.settings import Settings
 from modelfn.tooling.heldout import validation_tensors, verification_inputs
 
@@ -41,6 +41,8 @@ class Thresholds(NamedTuple):
 
 
 DEFAULTS = {None: Thresholds(1e-3, 0.99), "int8": Thresholds(0.05, 0.99)}
+#: The modules each framework's conversion imports (``pip install 'modelfn[convert]'``).
+CONVERTERS = {"sklearn": ("onnx", "skl2onnx"), "tensorflow": ("onnx", "tf2onnx"), "pytorch": ("onnx", "onnxscript")}
 #: What the source framework needed and the ONNX function does not.
 FRAMEWORK_DEPENDENCIES = ("scikit-learn", "skops", "tensorflow", "tensorflow-cpu", "keras", "torch")
 
@@ -65,6 +67,8 @@ def convert(
         raise ContractError(f"{folder} is already ONNX; pass --quantize int8 or --optimize")
     if source.validation is None:
         raise ContractError(f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion")
+    for module in CONVERTERS.get(source.framework, ()) if source.framework != "onnx" else ("onnx",):
+        require(module, "convert")
     limits = thresholds or DEFAULTS[quantize]
     inputs, labels = validation_tensors(folder, source)
     original = _load(folder, source)

@@ -73,19 +73,28 @@ def postprocess(outputs: dict[str, np.ndarray], payload: dict[str, Any]) -> dict
 DOC_FIELDS = ("description", "training_data", "metrics", "limitations")
 
 
-def init_function(artifact: Path, name: str, out: Path, *, version: str = "1") -> Path:
+def init_function(artifact: Path, name: str, out: Path, *, version: str = "1", description: str = "") -> Path:
     """Write a function folder for ``artifact`` at ``out``; refuse when ``out`` exists."""
     if out.exists():
         raise ContractError(f"{out} exists; modelfn init writes a new folder only (choose another --out)")
     if not artifact.is_file():
         raise ContractError(f"{artifact}: no such file")
     signature = read_signature(artifact)
-    digest, _ = hash_path(artifact)
+    if artifact.suffix.lower() == ".onnx":  # with every external-data file it names, each pinned
+        from modelfn.tooling.pins import pins
+
+        digest, files = pins(artifact)
+    else:
+        digest, files = hash_path(artifact)[0], {}
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         shutil.copy2(artifact, staged / artifact.name)
-        (staged / CONTRACT_FILE).write_text(contract_text(signature, name, version, artifact.name, digest))
+        for relative in files:
+            (staged / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(artifact.parent / relative, staged / relative)
+        text = contract_text(signature, name, version, artifact.name, digest, files, description)
+        (staged / CONTRACT_FILE).write_text(text)
         (staged / "main.py").write_text(MAIN.format(name=name))
         (staged / "hooks.py").write_text(HOOKS.format(name=name, inputs=_hook_inputs(signature.inputs)))
         staged.rename(out)  # fails if another process made the folder meanwhile: nothing is overwritten
@@ -95,17 +104,26 @@ def init_function(artifact: Path, name: str, out: Path, *, version: str = "1") -
     return out
 
 
-def contract_text(signature: Signature, name: str, version: str, file_name: str, digest: str) -> str:
+def contract_text(
+    signature: Signature,
+    name: str,
+    version: str,
+    file_name: str,
+    digest: str,
+    files: dict[str, str] | None = None,
+    description: str = "",
+) -> str:
+    artifact: dict[str, Any] = {"uri": file_name, "sha256": digest, **({"files": files} if files else {})}
     contract: dict[str, Any] = {
         "name": name,
         "version": version,
         "framework": signature.framework,
-        "artifact": {"uri": file_name, "sha256": digest},
+        "artifact": artifact,
         "inputs": [_spec(t) for t in signature.inputs],
         "outputs": [_spec(t) for t in signature.outputs],
         "hooks": {"pre": "hooks.py:preprocess", "post": "hooks.py:postprocess"},
         "example": {t.name: _zeros(t) for t in signature.inputs},
-        "docs": {"description": "", "metrics": {}, "training_data": "", "limitations": []},
+        "docs": {"description": description, "metrics": {}, "training_data": "", "limitations": []},
     }
     header = (
         f"# Written by modelfn init from {file_name}. Fill in each tensor's description and the docs\n"

@@ -41,3 +41,17 @@ def pins(model: Path) -> tuple[str, dict[str, str]]:
             raise ContractError(f"{model}: external data file {name!r} is missing or leaves the model's folder")
         digests[name] = hash_path(path)[0]
     return hash_path(model)[0], digests
+
+
+def contract_artifact_name(contract_file: Path) -> str | None:
+    """The file in the folder that a contract's ``artifact.uri`` names, or None. Read as plain YAML: a
+    contract whose pins are stale, which is why one runs ``modelfn digests``, still names its file."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(contract_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    artifact = raw.get("artifact") if isinstance(raw, dict) else None
+    uri = artifact.get("uri") if isinstance(artifact, dict) else None
+    return uri if isinstance(uri, str) and uri and "://" not in uri else None  # a file in the folder

@@ -140,8 +140,11 @@ class FunctionPlan:
         return self.deploy.snap_start and self.rest and self.package == "zip"
 
 
-def plan(functions_dir: Path) -> list[FunctionPlan]:
-    """Read every function folder under ``functions_dir``; refuse plans that could not deploy together."""
+def plan(functions_dir: Path, *, allow_empty: bool = False) -> list[FunctionPlan]:
+    """Read every function folder under ``functions_dir``; refuse plans that could not deploy together.
+
+    ``allow_empty``: a new project's ``functions/`` has no folder yet, and plans nothing.
+    """
     if not Path(functions_dir).is_dir():
         raise BuildError(f"{functions_dir}: no such folder; render reads the function folders in functions/")
     plans = [
@@ -150,7 +153,7 @@ def plan(functions_dir: Path) -> list[FunctionPlan]:
         if FunctionLayout.members(folder)
         for each in _plan(FunctionLayout.read(folder))
     ]
-    if not plans:
+    if not plans and not allow_empty:
         raise BuildError(f"{functions_dir}: no function folders (a folder with modelfn.yaml, or sub-folders with one)")
     routed: dict[str, str] = {}
     accounts: dict[str, str] = {}

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from modelfn.contract import Contract
+from modelfn.errors import ContractError
 from modelfn.tooling.onnx_graph import normalize_opsets, rename_outputs
+
+#: Input datatypes skl2onnx's FloatTensorType conversion reads (the values are cast to float).
+NUMERIC = frozenset({"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 
 
 def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
@@ -14,6 +18,13 @@ def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
 
     estimator = predictor.estimator
     spec = contract.inputs[0]
+    if spec.datatype not in NUMERIC or len(spec.shape) != 2:
+        raise ContractError(
+            f"input {spec.name!r} is {spec.datatype} {list(spec.shape)}: modelfn converts a scikit-learn model of "
+            "one numeric feature matrix ([rows, features]); a model of strings or named, mixed-type columns "
+            "(a ColumnTransformer over a DataFrame) needs one ONNX input per column, which convert does not "
+            "write yet: serve it as it is (framework: sklearn)"
+        )
     options = {id(estimator): {"zipmap": False}}  # plain probability tensors, not lists of dicts
     try:
         proto = convert_sklearn(
@@ -28,6 +39,4 @@ def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
 
 
 def raise_unsupported(exc: Exception) -> None:
-    from modelfn.errors import ContractError
-
     raise ContractError(f"skl2onnx cannot convert this estimator: {exc}") from exc
