@@ -12,60 +12,25 @@ own failure stays a 500 with a generic body.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as triton
-import yaml
 from conftest import make_client
 from grpc_servers import GrpcServer
-from helpers import running, sha256_of
+from helpers import running
 from models import write_graph_function
+from tabular import GOOD, churn_function
 from tritonclient.utils import InferenceServerException
 
 from modelfn.runtime.predictors.sklearn import refuses_the_input
 
 pytestmark = pytest.mark.slow
-MAIN = "from modelfn.adapters.gcf import http_function\n\nhandle = http_function(__file__)\n"
-GOOD = ["12", "pro", "29.5"]
 #: (row, what the error must name)
 BAD_VALUES = [(["twelve", "pro", "29.5"], "could not convert string to float: 'twelve'"),
               (["12", "gold", "29.5"], "unknown categories ['gold']")]  # fmt: skip
-
-
-def churn_function(folder: Path) -> Path:
-    """A ColumnTransformer pipeline trained here on rows of strings, pickled with its digest pinned."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    rng = np.random.default_rng(0)
-    plans = rng.choice(["basic", "pro"], 80)
-    rows = np.array([[str(rng.integers(1, 60)), plan, f"{rng.uniform(10, 80):.1f}"] for plan in plans], dtype=object)
-    model = make_pipeline(
-        ColumnTransformer([("numbers", StandardScaler(), [0, 2]), ("plan", OneHotEncoder(), [1])]),
-        LogisticRegression(),
-    ).fit(rows, (plans == "pro").astype(int))
-    folder.mkdir(parents=True)
-    (folder / "model.pkl").write_bytes(pickle.dumps(model))
-    contract = {
-        "name": "churn",
-        "version": "1",
-        "framework": "sklearn",
-        "artifact": {"uri": "model.pkl", "sha256": sha256_of(folder / "model.pkl")},
-        "inputs": [{"name": "rows", "datatype": "BYTES", "shape": [-1, 3]}],
-        "outputs": [{"name": "label", "datatype": "INT64", "shape": [-1]}],
-        "example": {"rows": [GOOD]},
-        "warmup": "off",  # zeros are empty strings, which the scaler cannot take
-        "docs": {"description": "Churn from tenure, plan and monthly charge, as strings."},
-    }
-    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
-    (folder / "main.py").write_text(MAIN)
-    return folder
 
 
 @pytest.fixture(scope="module")

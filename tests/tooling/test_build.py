@@ -224,7 +224,7 @@ def test_a_tensorflow_function_over_lambdas_limit_fails_before_installing(out) -
         "convert the model to ONNX (`modelfn convert`), which needs ONNX Runtime and numpy only, or" in message
         and "--target lambda-image" in message
     )
-    assert not (out / "digits-keras-lambda" / "tensorflow").exists()
+    assert not (out / "digits-keras-lambda").exists()  # a failed build leaves nothing of its own behind
 
 
 @pytest.mark.slow
@@ -254,6 +254,24 @@ def test_a_cold_start_budget_is_measured_on_the_built_bundle_and_fails_the_build
     with pytest.raises(BuildError, match=r"cold start [\d,]+ ms is over deploy\.cold_start_budget_ms \(1 ms\).*"
                                          r"deserialize [\d.]+ ms"):  # fmt: skip
         build(tight, "gcf", out, python=PYTHON, constraints=constraints)
+    name = FunctionLayout.read(tight).name
+    assert [path.name for path in out.glob(f"{name}-gcf*")] == []  # its zip, folder and report are gone
+    assert (out / ".wheels").is_dir()  # the wheel folder it shares with earlier builds stays
+
+
+def test_a_python_on_path_that_cannot_run_only_costs_the_bytecode(tmp_path, monkeypatch) -> None:
+    """A pyenv shim names python3.X and exits 127: the build warns and goes on, as for no python3.X."""
+    other = "3.12" if PYTHON != "3.12" else "3.13"
+    shim = tmp_path / "bin" / f"python{other}"
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\necho 'pyenv: python{other}: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    from modelfn.tooling.build import precompile
+
+    said = precompile(tmp_path, other)
+    assert said.startswith(f"not precompiled: the python{other} on this machine does not run")
+    assert f"pass --python {PYTHON}" in said
 
 
 @pytest.mark.slow

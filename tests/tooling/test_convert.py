@@ -84,3 +84,21 @@ def test_an_onnx_function_needs_quantize_or_optimize(tmp_path) -> None:
 
     with pytest.raises(ContractError, match="already ONNX; pass --quantize int8 or --optimize"):
         convert(ROOT / "functions" / "digits", tmp_path / "x")
+
+
+def test_a_pipeline_over_string_columns_is_refused_naming_why_and_never_with_a_traceback(tmp_path) -> None:
+    """skl2onnx reads one float matrix; a model of strings used to fail deep inside it ("invalid literal for int()")."""
+    from click.testing import CliRunner
+    from tabular import GOOD, churn_function
+
+    from modelfn.cli import cli
+
+    folder = churn_function(tmp_path / "churn")
+    np.savez(folder / "validation.npz", rows=np.array([GOOD] * 4, dtype=str))
+    contract = folder / "modelfn.yaml"
+    contract.write_text(contract.read_text() + "validation: validation.npz\n")
+    done = CliRunner().invoke(cli, ["convert", str(folder), "--out", str(tmp_path / "onnx")])
+    assert done.exit_code == 1, done.output
+    assert "input 'rows' is BYTES [-1, 3]" in done.output and "one numeric feature matrix" in done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)
+    assert not (tmp_path / "onnx").exists()

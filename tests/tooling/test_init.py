@@ -106,3 +106,54 @@ def test_the_hooks_skeleton_checks_what_callers_send(tmp_path) -> None:
     ):
         with pytest.raises(InvalidInput, match=message):
             model.predict_json(bad)
+
+
+def test_an_onnx_model_with_external_data_is_copied_and_pinned_file_by_file(tmp_path) -> None:
+    """``onnx.save_model(..., save_as_external_data=True)``: init copies the .data files and pins each."""
+    from models import write_pinned_external_function
+
+    source = write_pinned_external_function(tmp_path / "saved", location="weights/model.data", pin=False)
+    runner = CliRunner()
+    done = runner.invoke(cli, ["init", str(source / "model.onnx"), "--name", "big", "--out", str(tmp_path / "big"),
+                               "--description", "y = x W, its weight kept outside the model file"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "model.onnx, weights/model.data" in done.output
+    contract = load_contract(tmp_path / "big")
+    data = (tmp_path / "big" / "weights" / "model.data").read_bytes()
+    assert data == (source / "weights" / "model.data").read_bytes()
+    import hashlib
+
+    assert contract.verified_artifact().files == {"weights/model.data": hashlib.sha256(data).hexdigest()}
+    assert contract.docs.description.startswith("y = x W")
+    checked = runner.invoke(cli, ["check", str(tmp_path / "big")])
+    assert checked.exit_code == 0 and checked.output.rstrip().endswith("ok"), checked.output
+
+
+def test_the_compiled_contract_is_readable_by_an_images_other_user(tmp_path) -> None:
+    """Written 0600, a non-root user could not read it: a verify: build bundle re-hashed its model at each start."""
+    import shutil
+
+    from helpers import DIGITS
+
+    from modelfn.contract import compile_contract
+
+    folder = tmp_path / "digits"
+    shutil.copytree(DIGITS, folder, ignore=shutil.ignore_patterns(".modelfn"))
+    compile_contract(folder)
+    assert (folder / ".modelfn" / "contract.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_digests_reads_the_contracts_artifact_and_never_prints_a_traceback(tmp_path) -> None:
+    from models import write_pinned_external_function
+
+    folder = write_pinned_external_function(tmp_path / "f", location="w.data")
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    (folder / "model.onnx").rename(folder / "renamed.onnx")
+    contract["artifact"]["uri"] = "renamed.onnx"
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    runner = CliRunner()
+    done = runner.invoke(cli, ["digests", str(folder)])
+    assert done.exit_code == 0 and "uri: renamed.onnx" in done.output and "w.data: " in done.output, done.output
+    missing = runner.invoke(cli, ["digests", str(folder), "--model", "gone.onnx"])
+    assert missing.exit_code == 1 and "gone.onnx: no such file; name the model file with --model" in missing.output
+    assert missing.exception is None or isinstance(missing.exception, SystemExit)

@@ -69,6 +69,10 @@ def convert(
         raise ContractError(f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion")
     for module in CONVERTERS.get(source.framework, ()) if source.framework != "onnx" else ("onnx",):
         require(module, "convert")
+    if source.framework == "sklearn":
+        from modelfn.tooling.sklearn_onnx import check_convertible
+
+        check_convertible(source)
     limits = thresholds or DEFAULTS[quantize]
     inputs, labels = validation_tensors(folder, source)
     original = _load(folder, source)

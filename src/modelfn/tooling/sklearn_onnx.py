@@ -16,15 +16,9 @@ def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    check_convertible(contract)
     estimator = predictor.estimator
     spec = contract.inputs[0]
-    if spec.datatype not in NUMERIC or len(spec.shape) != 2:
-        raise ContractError(
-            f"input {spec.name!r} is {spec.datatype} {list(spec.shape)}: modelfn converts a scikit-learn model of "
-            "one numeric feature matrix ([rows, features]); a model of strings or named, mixed-type columns "
-            "(a ColumnTransformer over a DataFrame) needs one ONNX input per column, which convert does not "
-            "write yet: serve it as it is (framework: sklearn)"
-        )
     options = {id(estimator): {"zipmap": False}}  # plain probability tensors, not lists of dicts
     try:
         proto = convert_sklearn(
@@ -36,6 +30,18 @@ def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
     names = {"output_label": "label", "output_probability": "probabilities"}
     proto = rename_outputs(normalize_opsets(proto), names, keep=[s.name for s in contract.outputs])
     return proto.SerializeToString()
+
+
+def check_convertible(contract: Contract) -> None:
+    """Refuse, before any work, a model whose input skl2onnx's float-matrix conversion cannot take."""
+    spec = contract.inputs[0]
+    if spec.datatype not in NUMERIC or len(spec.shape) != 2:
+        raise ContractError(
+            f"input {spec.name!r} is {spec.datatype} {list(spec.shape)}: modelfn converts a scikit-learn model of "
+            "one numeric feature matrix ([rows, features]); a model of strings or named, mixed-type columns "
+            "(a ColumnTransformer over a DataFrame) needs one ONNX input per column, which convert does not "
+            "write yet: serve it as it is (framework: sklearn)"
+        )
 
 
 def raise_unsupported(exc: Exception) -> None:
