@@ -187,3 +187,32 @@ def draw_zero(page: Any) -> None:
 def draw_one(page: Any) -> None:
     x, y = pad_centre(page)
     stroke(page, [(x + 5, y - 100), (x, y), (x - 5, y + 100)])
+
+
+def provider_mirror() -> Path | None:
+    """A preinstalled filesystem mirror of Terraform providers, if the machine has one (it has no registry access)."""
+    candidates = [os.environ.get("MODELFN_TF_MIRROR", ""), "/opt/tf-plugins", "/usr/share/terraform/plugins"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
+            return Path(candidate)
+    return None
+
+
+def terraform_env(workdir: Path) -> dict[str, str]:
+    """Environment for a Terraform run that writes nothing outside ``workdir`` and phones no one."""
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_DATA_DIR": str(workdir / ".terraform")}
+    mirror = provider_mirror()
+    config = workdir / "terraform.rc"
+    if mirror is not None:
+        config.write_text(
+            "provider_installation {\n"
+            "  filesystem_mirror {\n"
+            f'    path    = "{mirror}"\n'
+            '    include = ["registry.terraform.io/hashicorp/*"]\n'
+            "  }\n"
+            "}\n"
+        )
+    else:
+        config.write_text("")
+    env["TF_CLI_CONFIG_FILE"] = str(config)
+    return env

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, provider_mirror, terraform_env  # noqa: F401  (the infra tests import them from here)
 
 TOOLS = ROOT / ".tools"
 INFRA = ROOT / "infra"
@@ -27,35 +26,6 @@ def tool(name: str) -> str:
             f"{name} is not installed: `make tools` installs checkov and osls; Terraform comes with the machine"
         )
     return found
-
-
-def provider_mirror() -> Path | None:
-    """A preinstalled filesystem mirror of Terraform providers, if the machine has one (it has no registry access)."""
-    candidates = [os.environ.get("MODELFN_TF_MIRROR", ""), "/opt/tf-plugins", "/usr/share/terraform/plugins"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "registry.terraform.io").is_dir():
-            return Path(candidate)
-    return None
-
-
-def terraform_env(workdir: Path) -> dict[str, str]:
-    """Environment for a Terraform run that writes nothing outside ``workdir`` and phones no one."""
-    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_DATA_DIR": str(workdir / ".terraform")}
-    mirror = provider_mirror()
-    config = workdir / "terraform.rc"
-    if mirror is not None:
-        config.write_text(
-            "provider_installation {\n"
-            "  filesystem_mirror {\n"
-            f'    path    = "{mirror}"\n'
-            '    include = ["registry.terraform.io/hashicorp/*"]\n'
-            "  }\n"
-            "}\n"
-        )
-    else:
-        config.write_text("")
-    env["TF_CLI_CONFIG_FILE"] = str(config)
-    return env
 
 
 def terraform(

@@ -1,0 +1,91 @@
+"""``modelfn deploy``: the plan as data, and the dry run in a project of one's own (Terraform validates the root)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import DIGITS, terraform_env
+
+from modelfn.cli import cli
+from modelfn.errors import ContractError
+from modelfn.tooling.deploy import Options, deploy_plan
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """``modelfn new`` with the digits function in it, as the working directory."""
+    assert CliRunner().invoke(cli, ["new", str(tmp_path / "proj")]).exit_code == 0
+    proj = tmp_path / "proj"
+    shutil.copytree(DIGITS, proj / "functions" / "digits", ignore=shutil.ignore_patterns(".modelfn", "__pycache__"))
+    monkeypatch.chdir(proj)
+    return proj
+
+
+def test_the_plan_builds_writes_the_roots_variables_applies_then_pushes(project) -> None:
+    steps = deploy_plan(project, Options(cloud="aws", bucket="models-b", region="eu-west-1", dry_run=False,
+                                         state_bucket="state-b"))  # fmt: skip
+    lines = [step.line() for step in steps]
+    assert lines[0].endswith("modelfn build functions/digits --target lambda --store s3")
+    assert lines[1] == "write infra/aws/deploy.auto.tfvars.json"
+    assert json.loads(steps[1].writes[1]) == {"bucket": "models-b", "region": "eu-west-1"}
+    assert lines[2:4] == [
+        "terraform -chdir=infra/aws init -input=false -backend-config=bucket=state-b -backend-config=region=eu-west-1",
+        "terraform -chdir=infra/aws apply -auto-approve -input=false",
+    ]
+    assert lines[4].endswith("modelfn push functions/digits --registry s3://models-b/models")
+    assert lines[5].endswith("modelfn promote digits 1 --alias prod --registry s3://models-b/models")
+    assert [step.dry for step in steps] == [True, True, False, False, False, False]
+
+
+def test_an_image_function_needs_a_repository_to_push_to(project) -> None:
+    import yaml
+
+    contract = project / "functions" / "digits" / "modelfn.yaml"
+    raw = yaml.safe_load(contract.read_text())
+    raw["deploy"] = {"package": "image"}
+    contract.write_text(yaml.safe_dump(raw, sort_keys=False))
+    options = Options(cloud="gcp", bucket="b", region="us-central1", dry_run=False, project_id="p")
+    with pytest.raises(ContractError, match="--image-repository"):
+        deploy_plan(project, options)
+    repository = "us-central1-docker.pkg.dev/p/modelfn"
+    steps = deploy_plan(project, Options(**{**options.__dict__, "image_repository": repository, "tag": "v7"}))
+    lines = [step.line() for step in steps]
+    assert f"docker build --tag {repository}/digits:v7 dist/digits-cloudrun" in lines
+    assert json.loads(next(s.writes[1] for s in steps if s.writes))["images"]["digits"] == f"{repository}/digits:v7"
+
+
+def test_dry_run_builds_and_validates_the_aws_root_with_no_credentials(project, monkeypatch, tmp_path) -> None:
+    for key, value in terraform_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    done = CliRunner().invoke(cli, ["deploy", "aws", "--dry-run", "--bucket", "tutorial-models"])
+    assert done.exit_code == 0, done.output
+    assert "==> terraform validate" in done.output and "skipped" not in done.output
+    assert "would run  terraform -chdir=infra/aws apply -auto-approve -input=false" in done.output
+    assert (project / "dist" / "digits-lambda.zip").is_file()
+    assert json.loads((project / "infra/aws/deploy.auto.tfvars.json").read_text())["bucket"] == "tutorial-models"
+
+
+def test_a_real_deploy_says_what_is_missing_before_it_starts(project, monkeypatch, tmp_path) -> None:
+    runner = CliRunner()
+    no_state = runner.invoke(cli, ["deploy", "aws"])
+    assert no_state.exit_code == 1 and "--state-bucket" in no_state.output
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    no_credentials = runner.invoke(cli, ["deploy", "aws", "--state-bucket", "s"])
+    assert no_credentials.exit_code == 1 and "no AWS credentials" in no_credentials.output
+    assert not (project / "dist").exists()  # nothing was built
+
+
+def test_deploy_outside_a_project_says_how_to_make_one(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(cli, ["deploy", "aws", "--dry-run"])
+    assert done.exit_code == 1 and "modelfn new DIR" in done.output
