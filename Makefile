@@ -8,7 +8,7 @@ PYTHON ?= python3
 PORT ?= 8080
 PIP := $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt
 
-.PHONY: serve test tools browser podman java bench check clean grpc-descriptors
+.PHONY: serve test docs tools browser podman java bench check clean grpc-descriptors
 
 # A current pip: the one a venv starts with may predate the wheels' metadata (and then blames the Python).
 $(VENV)/bin/python:
@@ -122,7 +122,18 @@ serve: $(VENV)/.runtime
 	@echo "modelfn is installed in $(VENV): run '. $(VENV)/bin/activate' in another shell to use the modelfn command"
 	$(VENV)/bin/modelfn serve functions/digits --port $(PORT)
 
-test: $(VENV)/.dev tools browser podman java
+# The documentation site, in an environment of its own (modelfn's core and the docs extra only).
+DOCS_VENV ?= .venv-docs
+$(DOCS_VENV)/.installed: pyproject.toml packaging/constraints.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c packaging/constraints.txt -e ".[docs]"
+	@touch $@
+
+docs: $(DOCS_VENV)/.installed
+	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir build/site
+
+test: $(VENV)/.dev tools browser podman java docs
 	$(VENV)/bin/ruff check src tests bench functions
 	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/python -m mypy

@@ -378,14 +378,13 @@ def test_metrics_count_the_grpc_calls_by_method(client, server, auth) -> None:
     assert requests.get(server.metrics_url.replace("/metrics", "/v2"), headers=auth, timeout=10).status_code == 404
 
 
-def test_the_readmes_grpcurl_calls_work(server, auth) -> None:
-    """Each ``grpcurl -d`` body of the README, read with protobuf's JSON mapping (as grpcurl reads it), is answered."""
+def test_the_docs_grpcurl_calls_work(server, auth) -> None:
+    """Each ``grpcurl -d`` body of docs/how-to/grpc.md, read as grpcurl reads it (protobuf JSON), answers."""
     import re
 
     from google.protobuf import json_format
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("## gRPC: the Open Inference Protocol over HTTP/2")[1].split("\n## ")[0]
+    section = (Path(__file__).parents[2] / "docs" / "how-to" / "grpc.md").read_text()
     calls = re.findall(r"-d '(\{[^']*\})'\s*(?:\\\s*)?127\.0\.0\.1:8081 inference\.GRPCInferenceService/(\w+)", section)
     assert [method for _, method in calls] == ["ModelMetadata", "ModelInfer"]
     with grpc.insecure_channel(server.address) as channel:
