@@ -168,3 +168,40 @@ def test_convert_without_its_extra_names_it(installed, project, tmp_path) -> Non
         (folder / "validation.npz").unlink()
     assert done.returncode == 1 and "pip install 'modelfn[convert]'" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def tutorial_steps() -> list[tuple[str, list[str]]]:
+    """docs/tutorial.md's ``bash`` blocks, in order, each with the lines of the ``text`` block after it."""
+    import re
+
+    text = (ROOT / "docs" / "tutorial.md").read_text()
+    steps: list[tuple[str, list[str]]] = []
+    for kind, body in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S):
+        if kind == "bash":
+            steps.append((body, []))
+        elif kind == "text" and steps:
+            steps[-1][1].extend(line.strip() for line in body.splitlines() if line.strip())
+    return steps
+
+
+def test_the_tutorial_runs_verbatim(installed, tmp_path) -> None:
+    """Every ``bash`` block of the tutorial, in a folder outside the checkout, with the installed wheel (the
+    tutorial's ``sh`` install block is what the fixture does); each shows the output lines the page says."""
+    from helpers import terraform_env
+
+    work = tmp_path / "tutorial"
+    work.mkdir()
+    user_model(work / "model.onnx")
+    env = {**installed["env"], **{k: v for k, v in terraform_env(tmp_path).items() if k.startswith(("TF_", "CHECK"))}}
+    steps = tutorial_steps()
+    assert len(steps) == 5 and all(expected for _, expected in steps)
+    cwd, state = work, tmp_path / "cwd"
+    for block, expected in steps:
+        script = f"set -e\ncd {cwd}\n{block}\npwd > {state}\n"
+        done = run(["bash", "-c", script], work, env, timeout=600)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{block}\n{output[-3000:]}"
+        missing = [line for line in expected if line not in output]
+        assert not missing, f"{block}\nmissing {missing} in:\n{output[-3000:]}"
+        cwd = Path(state.read_text().strip())
+    assert (cwd / "dist" / "risk-lambda.zip").is_file() and (cwd / "infra/aws/deploy.auto.tfvars.json").is_file()
