@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,15 @@ from helpers import ROOT, provider_mirror, terraform_env  # noqa: F401  (the inf
 
 TOOLS = ROOT / ".tools"
 INFRA = ROOT / "infra"
+
+
+def terraform_files() -> list[Path]:
+    """Every ``.tf`` file of infra/, through the link of infra/modules to the package's assets
+    (``Path.rglob`` does not follow a linked folder)."""
+    found = []
+    for folder, _, names in os.walk(INFRA, followlinks=True):
+        found += [Path(folder) / name for name in names if name.endswith(".tf")]
+    return sorted(found)
 
 
 def tool(name: str) -> str:

@@ -17,7 +17,7 @@ import hcl2
 import pytest
 from emulators import S3_ENV, s3_server
 from helpers import DIGITS, ROOT
-from infra_tools import INFRA, plain, terraform, terraform_env
+from infra_tools import INFRA, plain, terraform, terraform_env, terraform_files
 
 from modelfn.tooling.web_bundle import build_web
 
@@ -117,5 +117,5 @@ def test_the_google_site_is_public_read_only_and_its_headers_come_from_the_bundl
     backend = resources[("google_compute_backend_bucket", "site")]
     assert backend["custom_response_headers"] == "${local.headers}" and backend["enable_cdn"] is True
     # The one public grant of infra/ is this site's: every other bucket stays private.
-    others = [path for path in INFRA.rglob("*.tf") if "gcp-site" not in path.parts]
+    others = [path for path in terraform_files() if "gcp-site" not in path.parts]
     assert not any("allUsers" in path.read_text() for path in others)

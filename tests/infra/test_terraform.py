@@ -22,7 +22,7 @@ import pytest
 import yaml
 from emulators import S3_ENV, s3_server
 from helpers import ROOT
-from infra_tools import INFRA, plain, terraform, terraform_env, tool
+from infra_tools import INFRA, plain, terraform, terraform_env, terraform_files, tool
 
 
 def test_every_file_is_formatted(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_checkov_finds_no_failed_check_and_every_skip_says_why(tmp_path: Path) -
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     skips = [
-        line.strip() for path in INFRA.rglob("*.tf") for line in path.read_text().splitlines() if "checkov:skip" in line
+        line.strip() for path in terraform_files() for line in path.read_text().splitlines() if "checkov:skip" in line
     ]
     assert skips, "the skips are expected to be inline"
     for line in skips:
@@ -215,7 +215,7 @@ def test_google_grants_are_the_least_ones() -> None:
     assert project_wide == {"roles/pubsub.publisher", "roles/eventarc.eventReceiver", "roles/dataflow.worker",
                             "roles/artifactregistry.reader", "roles/dataflow.developer"}  # fmt: skip
     # Nothing public, but the browser sites' files (tests/infra/test_sites.py).
-    text = "\n".join(path.read_text() for path in INFRA.rglob("*.tf") if "gcp-site" not in path.parts)
+    text = "\n".join(path.read_text() for path in terraform_files() if "gcp-site" not in path.parts)
     assert "allUsers" not in text and "allAuthenticatedUsers" not in text
 
 
