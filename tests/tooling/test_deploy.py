@@ -29,16 +29,17 @@ def test_the_plan_builds_writes_the_roots_variables_applies_then_pushes(project)
     steps = deploy_plan(project, Options(cloud="aws", bucket="models-b", region="eu-west-1", dry_run=False,
                                          state_bucket="state-b"))  # fmt: skip
     lines = [step.line() for step in steps]
-    assert lines[0].endswith("modelfn build functions/digits --target lambda --store s3")
-    assert lines[1] == "write infra/aws/deploy.auto.tfvars.json"
-    assert json.loads(steps[1].writes[1]) == {"bucket": "models-b", "region": "eu-west-1"}
-    assert lines[2:4] == [
+    assert lines[0].endswith("modelfn render --target aws")
+    assert lines[1].endswith("modelfn build functions/digits --target lambda --store s3")
+    assert lines[2] == "write infra/aws/deploy.auto.tfvars.json"
+    assert json.loads(steps[2].writes[1]) == {"bucket": "models-b", "region": "eu-west-1"}
+    assert lines[3:5] == [
         "terraform -chdir=infra/aws init -input=false -backend-config=bucket=state-b -backend-config=region=eu-west-1",
         "terraform -chdir=infra/aws apply -auto-approve -input=false",
     ]
-    assert lines[4].endswith("modelfn push functions/digits --registry s3://models-b/models")
-    assert lines[5].endswith("modelfn promote digits 1 --alias prod --registry s3://models-b/models")
-    assert [step.dry for step in steps] == [True, True, False, False, False, False]
+    assert lines[5].endswith("modelfn push functions/digits --registry s3://models-b/models")
+    assert lines[6].endswith("modelfn promote digits 1 --alias prod --registry s3://models-b/models")
+    assert [step.dry for step in steps] == [True, True, True, False, False, False, False]
 
 
 def test_an_image_function_needs_a_repository_to_push_to(project) -> None:
@@ -89,3 +90,77 @@ def test_deploy_outside_a_project_says_how_to_make_one(tmp_path, monkeypatch) ->
     monkeypatch.chdir(tmp_path)
     done = CliRunner().invoke(cli, ["deploy", "aws", "--dry-run"])
     assert done.exit_code == 1 and "modelfn new DIR" in done.output
+
+
+MOTO_PROVIDER = """provider "aws" {
+  region                      = var.region
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  s3_use_path_style           = true
+  endpoints {
+    apigateway = "ENDPOINT"
+    iam        = "ENDPOINT"
+    lambda     = "ENDPOINT"
+    logs       = "ENDPOINT"
+    s3         = "ENDPOINT"
+    sqs        = "ENDPOINT"
+    sts        = "ENDPOINT"
+  }
+}"""
+MOTO_BACKEND = """backend "s3" {
+    key                         = "modelfn/terraform.tfstate"
+    endpoints                   = { s3 = "ENDPOINT" }
+    use_path_style              = true
+    access_key                  = "testing"
+    secret_key                  = "testing"
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+  }"""
+
+
+@pytest.mark.slow
+def test_a_real_deploy_applies_against_moto_pushes_the_model_and_prints_a_curl(project, tmp_path) -> None:
+    """``modelfn deploy aws`` end to end, the project's root pointed at a moto server (AWS has no local
+    equivalent of Lambda and API Gateway beyond moto, which stores what it is given without running it)."""
+    import os
+    import subprocess
+    import sys
+
+    import boto3
+    import yaml
+    from emulators import S3_ENV, s3_server
+
+    contract = project / "functions" / "digits" / "modelfn.yaml"
+    raw = yaml.safe_load(contract.read_text())
+    raw["deploy"] = {"memory_mb": 512}  # one HTTP function: no triggers, so the apply stays small
+    contract.write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = project / "infra" / "aws" / "main.tf"
+    with s3_server() as endpoint:
+        text = root.read_text()
+        text = text.replace('provider "aws" {\n  region = var.region\n}', MOTO_PROVIDER)
+        text = text.replace('backend "s3" {\n    key = "modelfn/terraform.tfstate"\n  }', MOTO_BACKEND)
+        assert text.count("ENDPOINT") == 8, "the shipped root changed: update the test's substitutions"
+        root.write_text(text.replace("ENDPOINT", endpoint))
+        session = boto3.Session(**{"aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
+                                region_name="us-east-1")  # fmt: skip
+        session.client("s3", endpoint_url=endpoint).create_bucket(Bucket="tfstate")
+        env = {**os.environ, **terraform_env(tmp_path), **S3_ENV, "AWS_ENDPOINT_URL": endpoint}
+        command = [sys.executable, "-m", "modelfn", "deploy", "aws", "--bucket", "modelfn-models",
+                   "--state-bucket", "tfstate"]  # fmt: skip
+        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        lam = session.client("lambda", endpoint_url=endpoint)
+        assert "modelfn-digits" in {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+        keys = {o["Key"] for o in session.client("s3", endpoint_url=endpoint).list_objects_v2(
+            Bucket="modelfn-models")["Contents"]}  # fmt: skip
+    assert any(key.startswith("models/digits/1/") for key in keys), sorted(keys)
+    lines = done.stdout.splitlines()
+    url = next(line.split(": ", 1)[1] for line in lines if line.startswith("digits: "))
+    assert url.endswith("/v2/models/digits/infer")
+    assert any(line.strip().startswith("curl -H \"x-api-key: $(terraform -chdir=infra/aws output -raw api_key)\"")
+               and line.endswith(url) for line in lines)  # fmt: skip

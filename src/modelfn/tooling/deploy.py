@@ -3,8 +3,9 @@
 The plan is data (:class:`Step`), made by a pure function of the project's function plans and the
 options, so ``--dry-run`` prints exactly what a real deploy runs, and the tests read it as data:
 
-1. build each function's bundle (``modelfn build``: Lambda or Cloud Functions zips, and the
-   container build contexts of the functions packaged as images);
+1. render the deployment files from the contracts (``modelfn render``), then build each function's
+   bundle (``modelfn build``: Lambda or Cloud Functions zips, and the container build contexts of
+   the functions packaged as images);
 2. write the Terraform root's variables (``infra/<cloud>/deploy.auto.tfvars.json``);
 3. ``terraform init`` and ``apply`` (a dry run: ``init -backend=false`` and ``validate``, which need
    no credentials and no network but the providers);
@@ -75,7 +76,8 @@ def deploy_plan(root: Path, options: Options) -> list[Step]:
     served = [each for each in plans if each.serve == "http" or cloud == "gcp"]
     folders = {each.folder: each for each in served if each.trigger is None}
     modelfn = (sys.executable, "-m", "modelfn")
-    steps: list[Step] = []
+    # The root's functions.auto.tfvars.json and the other generated files, from the contracts as they are now.
+    steps: list[Step] = [Step("render the deployment files", (*modelfn, "render", "--target", cloud), dry=True)]
     images: dict[str, str] = {}
     for folder, each in sorted(folders.items()):
         target = IMAGE_TARGET[cloud] if each.package == "image" else ZIP_TARGET[cloud]
