@@ -164,3 +164,12 @@ def test_a_real_deploy_applies_against_moto_pushes_the_model_and_prints_a_curl(p
     assert url.endswith("/v2/models/digits/infer")
     assert any(line.strip().startswith("curl -H \"x-api-key: $(terraform -chdir=infra/aws output -raw api_key)\"")
                and line.endswith(url) for line in lines)  # fmt: skip
+
+
+def test_a_failed_step_names_the_fix_for_the_causes_it_knows() -> None:
+    from modelfn.tooling.deploy import hint
+
+    disabled = "Error 403: Cloud Functions API has not been used in project 42 before or it is disabled."
+    assert "gcloud services enable" in hint(disabled)
+    assert "state bucket does not exist" in hint("Error: Failed to get existing workspaces: NoSuchBucket")
+    assert hint("Error: something else entirely") is None

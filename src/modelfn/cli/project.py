@@ -46,7 +46,7 @@ def deploy(
     """
     import subprocess
 
-    from modelfn.tooling.deploy import Options, deploy_plan, terraform_missing
+    from modelfn.tooling.deploy import Options, deploy_plan, hint, terraform_missing
 
     root = Path(".")
     if not (root / "functions").is_dir():
@@ -82,7 +82,10 @@ def deploy(
             continue
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip()[-2000:]
-            raise click.ClickException(f"{step.what} failed ({step.line()}):\n{tail}")
+            fix = hint(done.stderr + done.stdout)
+            raise click.ClickException(
+                f"{step.what} failed ({step.line()}):\n{tail}" + (f"\nfix: {fix}" if fix else "")
+            )
     if dry_run:
         click.echo("dry run: nothing was deployed; the 'would run' commands are what a deploy adds")
         return

@@ -145,5 +145,22 @@ def endpoints(cloud: str, outputs: dict[str, Any], plans: list[FunctionPlan]) ->
     return lines
 
 
+#: What a failed step's output says, and the fix to print beside it.
+HINTS = (
+    ("SERVICE_DISABLED", "a Google Cloud API the root uses is not enabled in the project: enable the one named "
+     "above (gcloud services enable <api>.googleapis.com), or let the root do it with a role that may"),
+    ("has not been used in project", "enable the API named above: gcloud services enable <api>.googleapis.com"),
+    ("ExpiredToken", "the AWS credentials expired: renew them (aws sso login, or new keys)"),
+    ("InvalidClientTokenId", "the AWS credentials are not valid in this account: check AWS_PROFILE"),
+    ("NoSuchBucket", "the state bucket does not exist: make it once, by hand, in the region you deploy to"),
+    ("MemorySize", "the function's memory is outside what Lambda allows here: set deploy.memory_mb (128 to 10240)"),
+)  # fmt: skip
+
+
+def hint(output: str) -> str | None:
+    """The fix for a failed step, when its output says a known cause."""
+    return next((fix for marker, fix in HINTS if marker in output), None)
+
+
 def terraform_missing() -> bool:
     return shutil.which("terraform") is None
