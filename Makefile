@@ -131,7 +131,7 @@ $(DOCS_VENV)/.installed: pyproject.toml packaging/constraints.txt
 	@touch $@
 
 docs: $(DOCS_VENV)/.installed
-	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir build/site
 
 test: $(VENV)/.dev tools browser podman java docs
 	$(VENV)/bin/ruff check src tests bench functions
