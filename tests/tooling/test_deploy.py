@@ -173,3 +173,13 @@ def test_a_failed_step_names_the_fix_for_the_causes_it_knows() -> None:
     assert "gcloud services enable" in hint(disabled)
     assert "state bucket does not exist" in hint("Error: Failed to get existing workspaces: NoSuchBucket")
     assert hint("Error: something else entirely") is None
+
+
+def test_via_serverless_deploys_serverless_yml_then_the_models(project) -> None:
+    options = Options(cloud="aws", bucket="models-b", region="eu-west-1", dry_run=False, via="serverless")
+    lines = [step.line() for step in deploy_plan(project, options)]
+    assert lines[2] == "npx osls deploy --stage prod --region eu-west-1 --param=bucket=models-b"
+    assert lines[3].endswith("modelfn push functions/digits --registry s3://models-b/models")
+    assert not any(line.startswith("terraform") for line in lines)
+    with pytest.raises(ContractError, match="Google Cloud deploys with Terraform"):
+        deploy_plan(project, Options(**{**options.__dict__, "cloud": "gcp"}))

@@ -35,10 +35,14 @@ def new(directory: Path) -> None:
 @click.option("--state-bucket", default="", help="The bucket Terraform keeps its state in (made once, by hand).")
 @click.option("--image-repository", default="", help="Where the images of functions packaged as images are pushed.")
 @click.option("--tag", default="latest", show_default=True, help="The images' tag.")
+@click.option(
+    "--via", type=click.Choice(["terraform", "serverless"]), default="terraform", show_default=True,
+    help="aws: Terraform (infra/aws) or the Serverless Framework (serverless.yml, with osls through npx).",
+)  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Build and validate everything, deploy nothing: no credentials needed.")
 def deploy(
     cloud: str, bucket: str | None, region: str | None, project_id: str, state_bucket: str, image_repository: str,
-    tag: str, dry_run: bool,
+    tag: str, via: str, dry_run: bool,
 ) -> None:  # fmt: skip
     """Deploy the project here to CLOUD: bundles, Terraform, models; prints each endpoint and a curl.
 
@@ -54,7 +58,7 @@ def deploy(
     options = Options(
         cloud=cloud, bucket=bucket or f"modelfn-{Path.cwd().name.lower()}-models"[:63],
         region=region or ("us-east-1" if cloud == "aws" else "us-central1"), dry_run=dry_run, project_id=project_id,
-        state_bucket=state_bucket, image_repository=image_repository, tag=tag,
+        state_bucket=state_bucket, image_repository=image_repository, tag=tag, via=via,
     )  # fmt: skip
     with click_errors():
         steps = deploy_plan(root, options)
@@ -89,6 +93,9 @@ def deploy(
     if dry_run:
         click.echo("dry run: nothing was deployed; the 'would run' commands are what a deploy adds")
         return
+    if via == "serverless":
+        click.echo("deployed with osls: `npx osls info --stage prod` lists the endpoints and the API key")
+        return
     _print_endpoints(cloud, root)
 
 
@@ -97,9 +104,14 @@ def _preflight(cloud: str, options: object) -> None:
     from modelfn.tooling.deploy import Options, terraform_missing
 
     assert isinstance(options, Options)
-    if terraform_missing():
+    if options.via == "serverless":
+        import shutil
+
+        if shutil.which("npx") is None:
+            raise click.ClickException("--via serverless runs osls through npx: install Node.js (with npm)")
+    elif terraform_missing():
         raise click.ClickException("Terraform is not installed: see https://developer.hashicorp.com/terraform/install")
-    if not options.state_bucket:
+    elif not options.state_bucket:
         raise click.ClickException("--state-bucket: name the bucket Terraform keeps its state in (made once, by hand)")
     if cloud == "aws":
         try:

@@ -64,6 +64,8 @@ class Options:
     #: Where images are pushed (``<region>-docker.pkg.dev/<project>/<repo>`` or an ECR registry).
     image_repository: str = ""
     tag: str = "latest"
+    #: AWS: ``terraform`` (``infra/aws``) or ``serverless`` (the project's ``serverless.yml``, with osls).
+    via: str = "terraform"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +73,8 @@ def deploy_plan(root: Path, options: Options) -> list[Step]:
     """Every step of deploying the project at ``root`` to ``options.cloud``; raise when it could not deploy."""
     if options.cloud not in CLOUDS:
         raise ContractError(f"unknown cloud {options.cloud!r}; choose aws or gcp")
+    if options.via == "serverless" and options.cloud != "aws":
+        raise ContractError("--via serverless deploys to AWS (serverless.yml); Google Cloud deploys with Terraform")
     plans = plan(Path(root) / "functions")
     cloud = options.cloud
     served = [each for each in plans if each.serve == "http" or cloud == "gcp"]
@@ -95,6 +99,16 @@ def deploy_plan(root: Path, options: Options) -> list[Step]:
             steps.append(Step(f"build the image of {folder}", ("docker", "build", "--tag", tag,
                                                                 f"dist/{folder}-{target}")))  # fmt: skip
             steps.append(Step(f"push the image of {folder}", ("docker", "push", tag)))
+    if options.via == "serverless":
+        if cloud != "aws":
+            raise ContractError("--via serverless deploys to AWS (serverless.yml); Google Cloud deploys with Terraform")
+        params = [
+            f"--param=bucket={options.bucket}",
+            *(f"--param={n}-image={tag}" for n, tag in sorted(images.items())),
+        ]
+        osls = ("npx", "osls", "deploy", "--stage", "prod", "--region", options.region, *params)
+        steps.append(Step("serverless deploy (osls)", osls))
+        return steps + _registry_steps(folders, cloud, options, modelfn)
     variables: dict[str, Any] = {"bucket": options.bucket, "region": options.region}
     if cloud == "gcp":
         variables["project_id"] = options.project_id or "<project-id>"
@@ -115,6 +129,14 @@ def deploy_plan(root: Path, options: Options) -> list[Step]:
     )
     steps.append(Step("terraform init", (*terraform, "init", "-input=false", *backend)))
     steps.append(Step("terraform apply", (*terraform, "apply", "-auto-approve", "-input=false")))
+    return steps + _registry_steps(folders, cloud, options, modelfn)
+
+
+def _registry_steps(
+    folders: dict[str, FunctionPlan], cloud: str, options: Options, modelfn: tuple[str, ...]
+) -> list[Step]:
+    """Push each one-model function's model to the registry and point its alias at the version."""
+    steps: list[Step] = []
     registry = f"{'s3' if cloud == 'aws' else 'gs'}://{options.bucket}/models"
     for each in sorted(folders.values(), key=lambda p: p.folder):
         if each.registry_model is None or each.version is None:
