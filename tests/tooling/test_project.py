@@ -40,3 +40,9 @@ def test_this_repositorys_infra_is_the_shipped_one() -> None:
     for name, text in asset_tree("terraform", "modules").items():
         assert (ROOT / "infra" / "modules" / name).read_text() == text
     assert drifted(ROOT, render(ROOT)) == []
+
+
+def test_new_where_nothing_can_be_written_names_the_fix_without_a_traceback() -> None:
+    done = CliRunner().invoke(cli, ["new", "/proc/modelfn-project"])
+    assert done.exit_code == 1 and "choose a folder you can write" in done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)

@@ -20,7 +20,12 @@ def new(directory: Path) -> None:
     from modelfn.tooling.project import new_project
 
     with click_errors():
-        written = new_project(directory)
+        try:
+            written = new_project(directory)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot write {directory}: {exc.strerror or exc}; choose a folder you can write"
+            ) from None
     click.echo(f"wrote     {directory}/: {len(written)} files (functions/, infra/, cloudbuild.yaml, tests/...)")
     click.echo(f"next      cd {directory} && modelfn init MODEL --name NAME --description TEXT")
 
