@@ -1,12 +1,16 @@
-"""Commands on a whole project: new."""
+"""Commands on a whole project: new and deploy."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelfn.cli._app import cli, click_errors
+
+if TYPE_CHECKING:
+    from modelfn.tooling.deploy import Options
 
 
 @cli.command()
@@ -104,11 +108,10 @@ def deploy(
     _print_endpoints(cloud, root)
 
 
-def _preflight(cloud: str, options: object) -> None:
+def _preflight(cloud: str, options: Options) -> None:
     """What a real deploy needs before it starts: Terraform, credentials, a state bucket."""
-    from modelfn.tooling.deploy import Options, terraform_missing
+    from modelfn.tooling.deploy import terraform_missing
 
-    assert isinstance(options, Options)
     if options.via == "serverless":
         import shutil
 
