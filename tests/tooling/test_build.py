@@ -297,3 +297,12 @@ def test_the_dataflow_target_is_a_flex_template_whose_launcher_runs_the_batch_pi
     for kind in ("predictions", "errors"):
         name = f"in.jsonl.{kind}.jsonl"
         assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+
+
+def test_a_pytorch_bundle_says_where_its_cpu_wheel_comes_from() -> None:
+    from modelfn.tooling.build import TORCH_CPU_INDEX
+
+    report = BuildReport("digits-torch", "cloudrun", PYTHON, "dist/x", ["numpy==2.0.0", "torch==2.13.0+cpu"])
+    line = next(line for line in report.lines() if line.startswith("pytorch "))
+    assert "torch==2.13.0+cpu" in line and TORCH_CPU_INDEX in line and "not PyPI" in line
+    assert not any(line.startswith("pytorch ") for line in BuildReport("d", "gcf", PYTHON, "o", ["numpy==2"]).lines())
