@@ -92,6 +92,17 @@ def test_deploy_outside_a_project_says_how_to_make_one(tmp_path, monkeypatch) ->
     assert done.exit_code == 1 and "modelfn new DIR" in done.output
 
 
+def _empty_buckets(s3, names: list[str], *, delete: bool = False) -> None:
+    """Remove every object version (and, with ``delete``, the buckets) of moto's buckets that exist."""
+    existing = {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    for name in [name for name in names if name in existing]:
+        listed = s3.list_object_versions(Bucket=name)
+        for entry in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])
+        if delete:
+            s3.delete_bucket(Bucket=name)
+
+
 MOTO_PROVIDER = """provider "aws" {
   region                      = var.region
   access_key                  = "testing"
@@ -152,12 +163,19 @@ def test_a_real_deploy_applies_against_moto_pushes_the_model_and_prints_a_curl(p
         env = {**os.environ, **terraform_env(tmp_path), **S3_ENV, "AWS_ENDPOINT_URL": endpoint}
         command = [sys.executable, "-m", "modelfn", "deploy", "aws", "--bucket", "modelfn-models",
                    "--state-bucket", "tfstate"]  # fmt: skip
-        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        lam = session.client("lambda", endpoint_url=endpoint)
-        assert "modelfn-digits" in {f["FunctionName"] for f in lam.list_functions()["Functions"]}
-        keys = {o["Key"] for o in session.client("s3", endpoint_url=endpoint).list_objects_v2(
-            Bucket="modelfn-models")["Contents"]}  # fmt: skip
+        try:
+            done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            lam = session.client("lambda", endpoint_url=endpoint)
+            assert "modelfn-digits" in {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+            keys = {o["Key"] for o in session.client("s3", endpoint_url=endpoint).list_objects_v2(
+                Bucket="modelfn-models")["Contents"]}  # fmt: skip
+        finally:
+            # moto keeps one state per process: leave none of this deploy for the other moto tests.
+            _empty_buckets(session.client("s3", endpoint_url=endpoint), ["modelfn-models"])
+            subprocess.run(["terraform", "-chdir=infra/aws", "destroy", "-auto-approve", "-input=false"],
+                           cwd=project, env=env, capture_output=True, timeout=900)  # fmt: skip
+            _empty_buckets(session.client("s3", endpoint_url=endpoint), ["tfstate"], delete=True)
     assert any(key.startswith("models/digits/1/") for key in keys), sorted(keys)
     lines = done.stdout.splitlines()
     url = next(line.split(": ", 1)[1] for line in lines if line.startswith("digits: "))
