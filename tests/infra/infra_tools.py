@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, provider_mirror, terraform_env  # noqa: F401  (the infra tests import them from here)
+from helpers import ROOT
 
 TOOLS = ROOT / ".tools"
 INFRA = ROOT / "infra"

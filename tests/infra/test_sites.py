@@ -16,8 +16,8 @@ import boto3
 import hcl2
 import pytest
 from emulators import S3_ENV, s3_server
-from helpers import DIGITS, ROOT
-from infra_tools import INFRA, plain, terraform, terraform_env, terraform_files
+from helpers import DIGITS, ROOT, terraform_env
+from infra_tools import INFRA, plain, terraform, terraform_files
 
 from modelfn.tooling.web_bundle import build_web
 

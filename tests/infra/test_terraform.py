@@ -21,8 +21,8 @@ import hcl2
 import pytest
 import yaml
 from emulators import S3_ENV, s3_server
-from helpers import ROOT
-from infra_tools import INFRA, plain, terraform, terraform_env, terraform_files, tool
+from helpers import ROOT, terraform_env
+from infra_tools import INFRA, plain, terraform, terraform_files, tool
 
 
 def test_every_file_is_formatted(tmp_path: Path) -> None:

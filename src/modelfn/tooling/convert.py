@@ -42,7 +42,12 @@ class Thresholds(NamedTuple):
 
 DEFAULTS = {None: Thresholds(1e-3, 0.99), "int8": Thresholds(0.05, 0.99)}
 #: The modules each framework's conversion imports (``pip install 'modelfn[convert]'``).
-CONVERTERS = {"sklearn": ("onnx", "skl2onnx"), "tensorflow": ("onnx", "tf2onnx"), "pytorch": ("onnx", "onnxscript")}
+CONVERTERS = {
+    "onnx": ("onnx",),  # quantizing or optimizing an ONNX model
+    "sklearn": ("onnx", "skl2onnx"),
+    "tensorflow": ("onnx", "tf2onnx"),
+    "pytorch": ("onnx", "onnxscript"),
+}
 #: What the source framework needed and the ONNX function does not.
 FRAMEWORK_DEPENDENCIES = ("scikit-learn", "skops", "tensorflow", "tensorflow-cpu", "keras", "torch")
 
@@ -67,7 +72,7 @@ def convert(
         raise ContractError(f"{folder} is already ONNX; pass --quantize int8 or --optimize")
     if source.validation is None:
         raise ContractError(f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion")
-    for module in CONVERTERS.get(source.framework, ()) if source.framework != "onnx" else ("onnx",):
+    for module in CONVERTERS.get(source.framework, ()):
         require(module, "convert")
     if source.framework == "sklearn":
         from modelfn.tooling.sklearn_onnx import check_convertible

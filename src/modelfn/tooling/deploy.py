@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,6 @@ class Options:
     tag: str = "latest"
     #: AWS: ``terraform`` (``infra/aws``) or ``serverless`` (the project's ``serverless.yml``, with osls).
     via: str = "terraform"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def deploy_plan(root: Path, options: Options) -> list[Step]:
@@ -100,8 +99,6 @@ def deploy_plan(root: Path, options: Options) -> list[Step]:
                                                                 f"dist/{folder}-{target}")))  # fmt: skip
             steps.append(Step(f"push the image of {folder}", ("docker", "push", tag)))
     if options.via == "serverless":
-        if cloud != "aws":
-            raise ContractError("--via serverless deploys to AWS (serverless.yml); Google Cloud deploys with Terraform")
         params = [
             f"--param=bucket={options.bucket}",
             *(f"--param={n}-image={tag}" for n, tag in sorted(images.items())),

@@ -16,7 +16,6 @@ def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    check_convertible(contract)
     estimator = predictor.estimator
     spec = contract.inputs[0]
     options = {id(estimator): {"zipmap": False}}  # plain probability tensors, not lists of dicts
