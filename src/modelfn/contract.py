@@ -277,12 +277,16 @@ class Deploy(_Strict, frozen=True):
     takes the block of the one member that declares it.
     """
 
-    #: When the bundled artifact is verified: ``start`` (every cold start hashes it) or ``build``
-    #: (``modelfn build`` hashes it once and records the digests in the bundle; a cold start then
-    #: checks each file's size against that record and skips the re-hash). ``build`` trusts the
-    #: bundle to be immutable, which a deployed zip or a content-addressed image is. Files fetched
-    #: from a store are always hashed while they stream, whatever this says.
-    verify: Literal["start", "build"] = "start"
+    #: When the bundled artifact is verified. ``start`` (the default): every cold start hashes it; for
+    #: an ONNX model the hash runs beside ONNX Runtime's parse of the same open file, and the model
+    #: answers nothing (not even its warm-up) until both are done and the digest matches.
+    #: ``before-parse``: the hash finishes before the framework reads a byte (slower by the hash's
+    #: time; for those who will not let a parser see unverified bytes). Pickle-based formats are
+    #: always hashed first, whatever this says. ``build``: ``modelfn build`` hashes it once and
+    #: records the digests in the bundle; a cold start then checks each file's size against that
+    #: record and skips the re-hash, which trusts the bundle to be immutable, as a deployed zip or a
+    #: content-addressed image is. Files fetched from a store are always hashed while they stream.
+    verify: Literal["start", "before-parse", "build"] = "start"
     #: How ``modelfn build`` and ``modelfn push`` carry a local ONNX artifact. ``auto``: a model file
     #: of 16 MiB or more that embeds its weights goes as its graph plus one ``<file>.data`` holding
     #: every tensor of 1 KiB or more, 64 KiB-aligned, which ONNX Runtime maps and pre-packs in one

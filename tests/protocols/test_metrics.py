@@ -49,7 +49,7 @@ def test_requests_errors_latency_loads_and_cold_start_are_counted(tmp_path: Path
     assert value(families["modelfn_model_loads"], "modelfn_model_loads_total", model="digits") == 1
     assert value(families["modelfn_cold_starts"], "modelfn_cold_starts_total", model="digits") == 1
     phases = {s.labels["phase"] for s in families["modelfn_cold_start_phase_seconds"]}
-    assert phases == {"fetch", "deserialize", "hooks", "warmup"}
+    assert phases == {"fetch", "deserialize", "verify", "hooks", "warmup"}
     cache = families["modelfn_model_cache_events"]
     assert value(cache, "modelfn_model_cache_events_total", event="miss") == 1
     assert value(cache, "modelfn_model_cache_events_total", event="hit") == 6

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,28 @@ def test_a_local_folder_is_verified_in_place(tmp_path) -> None:
     (tmp_path / "model.onnx").write_bytes(DATA[:-1] + b"!")
     with pytest.raises(ArtifactError, match="digest mismatch"):
         open_verified(store, pinned_files("model.onnx", SHA, {}), _policy(tmp_path), what="m")
+
+
+def test_an_overlapped_hash_gives_its_verdict_at_confirm_and_close_waits_for_it(tmp_path) -> None:
+    (tmp_path / "model.onnx").write_bytes(DATA)
+    store, _ = open_store(str(tmp_path))
+    files = pinned_files("model.onnx", SHA, {})
+    with open_verified(store, files, _policy(tmp_path), what="m", overlap=True) as artifact:
+        artifact.confirm()
+    (tmp_path / "model.onnx").write_bytes(DATA[:-1] + b"!")
+    artifact = open_verified(store, files, _policy(tmp_path), what="m", overlap=True)  # opened, not yet judged
+    try:
+        with pytest.raises(ArtifactError, match="digest mismatch"):
+            artifact.confirm()
+        with pytest.raises(ArtifactError, match="digest mismatch"):  # every later ask too
+            artifact.confirm()
+    finally:
+        artifact.close()
+    big = os.urandom(1 << 20) * 48  # long enough to be still hashing when it is closed
+    (tmp_path / "big.onnx").write_bytes(big)
+    pinned = pinned_files("big.onnx", hashlib.sha256(big).hexdigest(), {})
+    open_verified(store, pinned, _policy(tmp_path), what="m", overlap=True).close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "modelfn-verify"]
 
 
 def test_a_build_record_spares_the_hash_only_for_the_recorded_size(tmp_path) -> None:

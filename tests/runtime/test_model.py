@@ -25,7 +25,7 @@ def digits():
 
 
 def test_load_reports_every_phase(digits) -> None:
-    assert list(digits.phases) == ["fetch(local)", "deserialize", "hooks", "warmup"]
+    assert list(digits.phases) == ["fetch(local)", "deserialize", "verify", "hooks", "warmup"]
     assert all(seconds >= 0 for seconds in digits.phases.values())
 
 
@@ -62,6 +62,28 @@ def test_digest_mismatch_is_refused(function_copy) -> None:
     folder = function_copy(artifact={"uri": "model.onnx", "sha256": "0" * 64})
     with pytest.raises(ArtifactError, match=r"digest mismatch.*refusing to load"):
         load(folder)
+
+
+def test_onnx_bytes_parsed_beside_their_hash_answer_nothing_until_it_matches(function_copy, monkeypatch) -> None:
+    import modelfn.runtime.model as model_module
+
+    parsed, warmed = [], []
+    real_load, real_warm_up = model_module.load_predictor, model_module._warm_up
+    monkeypatch.setattr(model_module, "load_predictor", lambda *a: parsed.append(1) or real_load(*a))
+    monkeypatch.setattr(model_module, "_warm_up", lambda model: warmed.append(1) or real_warm_up(model))
+    folder = function_copy(artifact={"uri": "model.onnx", "sha256": "0" * 64})
+    with pytest.raises(ArtifactError, match=r"digest mismatch.*refusing to load"):
+        load(folder)
+    assert parsed == [1] and warmed == []  # parsed while hashed (deploy.verify: start), never run
+    half = (folder / "model.onnx").read_bytes()[:2000]
+    (folder / "model.onnx").write_bytes(half)  # unparseable too: the mismatch is the cause named
+    with pytest.raises(ArtifactError, match="digest mismatch"):
+        load(folder)
+    parsed.clear()
+    folder = function_copy(artifact={"uri": "model.onnx", "sha256": "0" * 64}, deploy={"verify": "before-parse"})
+    with pytest.raises(ArtifactError, match="digest mismatch"):
+        load(folder)
+    assert parsed == []  # hashed before the parser saw a byte
 
 
 def test_bytes_that_are_not_onnx_are_refused(function_copy) -> None:

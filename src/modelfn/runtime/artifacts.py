@@ -6,7 +6,10 @@ Where the files come from decides what is done with them:
   no copy. Each file is opened once and checked through that descriptor; the model file is handed to
   the framework through the same descriptor (``/proc/self/fd/N``) where it can take one, so the bytes
   checked are the bytes loaded even if the name is replaced in between. A bundle whose digests
-  ``modelfn build`` recorded may skip the re-hash (``deploy.verify: build``).
+  ``modelfn build`` recorded may skip the re-hash (``deploy.verify: build``). Where the caller allows
+  it (``overlap``: a format whose parser runs no code, such as ONNX), the hash runs on a thread of its
+  own while the framework parses, and :meth:`VerifiedArtifact.confirm` waits for its verdict before
+  the model may answer anything.
 - **An object store**: each file streams into a private folder (``0700``, this user's only) with
   parallel ranged reads, hashed while it lands (:mod:`modelfn.runtime.downloads`), and the
   framework loads it by path. Nothing is joined in memory; a mismatch, a short read or a full disk
@@ -28,6 +31,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -78,17 +82,55 @@ def pinned_files(main_key: str, sha256: str, extra: Mapping[str, str]) -> list[P
     return files
 
 
+class _PendingHash:
+    """Files hashed on a thread of their own while the framework parses them; :meth:`verdict` joins it."""
+
+    def __init__(self, checks: Sequence[tuple[int, int, str, str]]) -> None:
+        self._checks = checks  # (descriptor, size, pinned sha256, where) each
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="modelfn-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for fd, size, expected, where in self._checks:
+                actual = hash_file(fd, size)
+                if not same_digest(actual, expected):
+                    raise _mismatch(where, expected, actual)
+        except EOFError as exc:
+            self._error = ArtifactError(f"{self._checks[0][3]} changed while it was verified: {exc}")
+        except OSError as exc:
+            self._error = ArtifactError(f"cannot read {self._checks[0][3]}: {exc.strerror or exc}")
+        except BaseException as exc:  # handed to the loading thread, which raises it
+            self._error = exc
+
+    def verdict(self) -> None:
+        """Wait for the hash; raise its mismatch or read error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class VerifiedArtifact:
-    """The verified files of one version, held open until the model is built from them."""
+    """The files of one version, held open until the model is built from them.
+
+    Verified when built, unless their hash still runs beside the framework's parse (``overlap``):
+    then :meth:`confirm` must return before anything built from them may answer.
+    """
 
     def __init__(
         self, folder: Path, names: Sequence[str], fds: Sequence[int], size: int, tier: str, *, remove: bool,
-        in_place: bool = False,
+        in_place: bool = False, pending: _PendingHash | None = None,
     ) -> None:  # fmt: skip
         self.folder, self.names, self.size, self.tier = folder, list(names), size, tier
-        self._fds, self._remove = list(fds), remove
+        self._fds, self._remove, self._pending = list(fds), remove, pending
         #: The instance has room for these files once only: the framework must compute from their pages.
         self.in_place = in_place
+
+    def confirm(self) -> None:
+        """Return once every file is verified; raise :class:`ArtifactError` if one does not match its pin."""
+        if self._pending is not None:
+            self._pending.verdict()
 
     @property
     def fd(self) -> int:
@@ -121,6 +163,9 @@ class VerifiedArtifact:
         return bytes(data)
 
     def close(self) -> None:
+        if self._pending is not None:  # the hash reads these descriptors: never close one under it
+            with contextlib.suppress(BaseException):
+                self._pending.verdict()
         _close_all(self._fds)
         self._fds = []
         if self._remove:
@@ -140,16 +185,20 @@ def open_verified(
     *,
     what: str,
     trusted: Mapping[str, tuple[str, int]] | None = None,
+    overlap: bool = False,
 ) -> VerifiedArtifact:
     """Verify (and, from a store, fetch) every file of a version; ``what`` names it in messages.
 
     ``trusted`` maps file names to the ``(sha256, size)`` that ``modelfn build`` recorded: a local
-    file that still matches both is not hashed again.
+    file that still matches both is not hashed again. ``overlap``: a local folder's files are hashed
+    on a thread of their own, and the caller calls :meth:`VerifiedArtifact.confirm` after parsing
+    them and before anything built from them answers (only for a format whose parser runs no code:
+    ONNX, never a pickle). A store's files are hashed while they stream, and a kept copy before use.
     """
     from modelfn.runtime.stores.local import LocalStore
 
     if isinstance(store, LocalStore):
-        return _verify_in_place(Path(store.root), files, trusted or {})
+        return _verify_in_place(Path(store.root), files, trusted or {}, overlap=overlap)
     return _from_store(store, files, policy, what)
 
 
@@ -161,10 +210,11 @@ def _mismatch(where: str, expected: str, actual: str) -> ArtifactError:
 
 
 def _verify_in_place(
-    root: Path, files: Sequence[PinnedFile], trusted: Mapping[str, tuple[str, int]]
+    root: Path, files: Sequence[PinnedFile], trusted: Mapping[str, tuple[str, int]], *, overlap: bool
 ) -> VerifiedArtifact:
     base = (root / posixpath.dirname(files[0].key)).resolve()  # the version's folder, in a file:// registry too
     fds: list[int] = []
+    deferred: list[tuple[int, int, str, str]] = []
     total, skipped = 0, 0
     try:
         for pinned in files:
@@ -172,19 +222,22 @@ def _verify_in_place(
             if not path.resolve().is_relative_to(base):
                 raise ArtifactError(f"{pinned.name} resolves outside the model's folder {base}")
             try:
-                fd, size, hashed = _open_checked(path, pinned, trusted.get(pinned.name))
+                fd, size, hashed = _open_checked(path, pinned, trusted.get(pinned.name), defer=overlap)
             except FileNotFoundError:
                 raise ObjectNotFound(f"no file at {path}") from None
             except OSError as exc:
                 raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
             fds.append(fd)
+            if hashed and overlap:
+                deferred.append((fd, size, pinned.sha256, str(path)))
             skipped += not hashed
             total += size
     except BaseException:
         _close_all(fds)
         raise
     tier = "local, verified at build" if skipped == len(files) else "local"
-    return VerifiedArtifact(base, [f.name for f in files], fds, total, tier, remove=False)
+    pending = _PendingHash(deferred) if deferred else None
+    return VerifiedArtifact(base, [f.name for f in files], fds, total, tier, remove=False, pending=pending)
 
 
 def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, what: str) -> VerifiedArtifact:
@@ -197,7 +250,7 @@ def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, w
     keep = policy.disk_tier == "keep" or (policy.disk_tier == "auto" and not in_memory)
     final = cache / files[0].sha256
     if keep:
-        kept = _verify_kept(final, files)
+        kept = _verify_kept(final, files)  # hashed first: a bad copy is fetched again, not a failed load
         if kept is not None:
             return kept
     sizes = []
@@ -293,10 +346,13 @@ def _verify_kept(folder: Path, files: Sequence[PinnedFile]) -> VerifiedArtifact 
     return VerifiedArtifact(folder, [f.name for f in files], fds, total, "disk", remove=False)
 
 
-def _open_checked(path: Path, pinned: PinnedFile, recorded: tuple[str, int] | None = None) -> tuple[int, int, bool]:
+def _open_checked(
+    path: Path, pinned: PinnedFile, recorded: tuple[str, int] | None = None, *, defer: bool = False
+) -> tuple[int, int, bool]:
     """``(descriptor, size, hashed)`` of ``path``, a regular file whose bytes match ``pinned``.
 
     A file matching ``recorded`` (the ``(sha256, size)`` ``modelfn build`` wrote) is not hashed again.
+    With ``defer``, it is opened and not hashed here: ``hashed`` then says that the caller must.
     Raises ``OSError`` when it cannot be opened and :class:`ArtifactError` when it does not match.
     """
     fd = open_regular(path)
@@ -304,6 +360,8 @@ def _open_checked(path: Path, pinned: PinnedFile, recorded: tuple[str, int] | No
         size = os.fstat(fd).st_size
         if recorded == (pinned.sha256, size):
             return fd, size, False
+        if defer:
+            return fd, size, True
         actual = hash_file(fd, size)
         if not same_digest(actual, pinned.sha256):
             raise _mismatch(str(path), pinned.sha256, actual)

@@ -39,7 +39,8 @@ class LoadedModel(NamedTuple):
     contract: Contract
     predictor: Predictor
     hooks: LoadedHooks
-    #: Seconds spent per load phase: fetch(<tier>), deserialize, hooks, warmup.
+    #: Seconds spent per load phase: fetch(<tier>), deserialize, verify (the wait for a hash that ran
+    #: beside the parse, ONNX only), hooks, warmup.
     phases: dict[str, float]
     #: Size of the artifact the model was built from (the memory budget's unit).
     artifact_bytes: int = 0
@@ -140,15 +141,23 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     can_map = contract.framework == "onnx" and bool(artifact.files)
     policy = load_policy(settings, in_place=can_map and not settings.ort_prepack, can_map=can_map)
     what = f"model {contract.name} v{contract.version}"
-    with open_verified(store, files, policy, what=what, trusted=trusted) as verified:
+    overlap = overlaps_hash(contract)
+    with open_verified(store, files, policy, what=what, trusted=trusted, overlap=overlap) as verified:
         timer.lap(f"fetch({verified.tier})")
         if verified.size >= LARGE_MODEL_BYTES:
             from modelfn.runtime.memory import return_large_blocks
 
             return_large_blocks(settings.malloc_mmap_threshold_kb * 1024)
-        predictor = load_predictor(contract, verified, settings)
+        try:
+            predictor = load_predictor(contract, verified, settings)
+        except BaseException:
+            verified.confirm()  # bytes that are not the pinned ones explain any failure to parse them
+            raise
+        timer.lap("deserialize")
+        verified.confirm()  # nothing built from the bytes answers, the warm-up included, before they match
         size = verified.size
-    timer.lap("deserialize")
+    if overlap:
+        timer.lap("verify")
     if contract.batching is None:
         return assemble(folder, contract, predictor, timer, artifact_bytes=size)
     from modelfn.runtime.batching import MIN_SAVING_S, BatchingPredictor
@@ -160,6 +169,16 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     state = "on" if batcher.enabled else f"off (below {MIN_SAVING_S * 1e6:.0f} us a row, calls go straight through)"
     log.info("batching %s v%s: a batch saves %.0f us a row: %s", contract.name, contract.version, saving * 1e6, state)
     return model
+
+
+def overlaps_hash(contract: Contract) -> bool:
+    """Whether the artifact's hash may run beside the framework's parse (``deploy.verify: start``).
+
+    Only ONNX: its parser reads a protobuf and runs no code, so the worst unverified bytes can do
+    is fail the parse. A pickle, a Keras file or a SavedModel is hashed before anything reads it.
+    """
+    verify = "start" if contract.deploy is None else contract.deploy.verify
+    return contract.framework == "onnx" and verify == "start"
 
 
 def load_policy(settings: Settings, *, in_place: bool = False, can_map: bool = False) -> LoadPolicy:
