@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from modelfn.errors import ContractError, ModelfnError, NotFound, ObjectNotFound
+from modelfn.observability.metrics import CONTEXT, RECORDER
 from modelfn.runtime.cache import GLOBAL_CACHE, ModelCache
 
 if TYPE_CHECKING:
@@ -100,8 +101,6 @@ class ModelFunction:
         """
         traffic = self._traffic
         if version is not None and traffic is not None and version in traffic.targets:
-            from modelfn.observability.metrics import CONTEXT
-
             context = CONTEXT.get()
             if context is not None:
                 context.pinned = version
@@ -117,13 +116,9 @@ class ModelFunction:
         """The loaded model now being served; the first call loads it (once, however many callers)."""
         target = self._target()
         self._maybe_refresh()
-        from modelfn.observability.metrics import RECORDER
-
         hit = self._cache.state(target.cache_key).is_ready
         RECORDER.count("cache", (target.contract.name, "hit" if hit else "miss"))
         if not hit:
-            from modelfn.observability.metrics import CONTEXT
-
             context = CONTEXT.get()
             if context is not None:
                 context.cold = True
@@ -143,8 +138,6 @@ class ModelFunction:
         if admission is None:
             admission = self._make_admission()
         deadline = self.settings.request_timeout_s if timeout is None else min(timeout, self.settings.request_timeout_s)
-        from modelfn.observability.metrics import CONTEXT
-
         context = CONTEXT.get()
         if context is not None and context.deadline is not None:  # the client's own deadline counts too
             from modelfn.errors import DeadlineExceeded
@@ -201,8 +194,6 @@ class ModelFunction:
     def release(self) -> None:
         """Drop the loaded model from memory; requests holding it finish, the next one reloads."""
         if self._current is not None:
-            from modelfn.observability.metrics import RECORDER
-
             RECORDER.count("cache", (self._current.contract.name, "eviction"))
             self._cache.discard(self._current.cache_key)
 
@@ -214,8 +205,6 @@ class ModelFunction:
                     self._start_serving()
                 target = self._current
                 assert target is not None
-        from modelfn.observability.metrics import CONTEXT
-
         context = CONTEXT.get()
         traffic = self._traffic
         if traffic is not None:
@@ -250,7 +239,6 @@ class ModelFunction:
                 self._cache.start(each.cache_key, each.loader, timeout_s=self.settings.load_timeout_s)
 
     def _traffic_state(self, policy: Traffic, stable: _Target) -> TrafficState[_Target]:
-        from modelfn.observability.metrics import RECORDER
         from modelfn.runtime.traffic import TrafficState
 
         name = stable.contract.name
@@ -394,8 +382,6 @@ def _sticky_value(policy: Traffic, context: Any, settings: Settings) -> str:
 
 def _logged(model: LoadedModel) -> LoadedModel:
     """Log and count how long a load took and where the time went, then pass the model on."""
-    from modelfn.observability.metrics import RECORDER
-
     contract = model.contract
     RECORDER.load(contract.name, contract.version, model.phases)
     total = sum(model.phases.values()) * 1000

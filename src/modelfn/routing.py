@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from modelfn.errors import MethodNotAllowed, NotFound
+from modelfn.observability.metrics import CONTEXT
 
 if TYPE_CHECKING:
     from modelfn.function import Servable
@@ -50,17 +51,23 @@ Guard = Callable[["Request", "str | None", bool], None]
 class Router:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
+        # The routes by their path's first segment, in table order: a request is matched against its
+        # own few (an OIP inference against /v2's), not every route's regular expression.
+        self._by_segment: dict[str, list[Route]] = {}
+        for each in routes:
+            segment = _first_segment(each.template)
+            if "{" in segment or "[" in segment:
+                raise ValueError(f"route {each.template}: its first segment must be literal")
+            self._by_segment.setdefault(segment, []).append(each)
 
     def dispatch(self, function: Servable, request: Request, guard: Guard | None = None) -> Response:
         path = request.path.rstrip("/") or "/"
         allowed: list[str] = []
-        for route in self.routes:
+        for route in self._by_segment.get(_first_segment(path), ()):
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
             if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
-                from modelfn.observability.metrics import CONTEXT
-
                 context = CONTEXT.get()
                 if context is not None:
                     context.route = route.template
@@ -77,6 +84,11 @@ class Router:
 def route(method: str, template: str, handler: Handler, *, access: str = "model", **doc: str) -> Route:
     """A route from an OpenAPI-style template (see the module docstring)."""
     return Route(method, template, compile_template(template), handler, access, doc)
+
+
+def _first_segment(path: str) -> str:
+    """``"v2"`` of ``/v2/models/...``; no template has a parameter or an optional part there."""
+    return path[1:].partition("/")[0]
 
 
 def compile_template(template: str) -> re.Pattern[str]:

@@ -38,9 +38,10 @@ def check_shape_form(shape: Any, *, where: str) -> list[int]:
     return shape
 
 
-def check_shape(shape: Any, *, where: str, max_elements: int) -> tuple[int, ...]:
-    """Validate a declared shape and its element count before any allocation."""
-    check_shape_form(shape, where=where)
+def check_shape(shape: Any, *, where: str, max_elements: int, form_checked: bool = False) -> tuple[int, ...]:
+    """Validate a declared shape (its form, unless ``form_checked``) and its element count before any allocation."""
+    if not form_checked:
+        check_shape_form(shape, where=where)
     count = math.prod(shape)
     if count > max_elements:
         raise PayloadTooLarge(f"{where}: shape {_brief(shape)} has {count} elements; the limit is {max_elements}")
@@ -235,13 +236,14 @@ def check_signature(contract: Any, declared: Mapping[str, tuple[str, Sequence[in
     Protocols call it on what a request declares, before its data is decoded: a request the
     model cannot take costs no decoding.
     """
-    specs = {spec.name: spec for spec in contract.inputs}
-    unknown = sorted(set(declared) - set(specs))
-    if unknown:
-        raise InvalidInput(f"unknown input(s) {[name[:100] for name in unknown[:10]]}; the model takes {sorted(specs)}")
-    missing = sorted(set(specs) - set(declared))
-    if missing:
-        raise InvalidInput(f"missing input(s) {missing}")
+    specs = _specs_by_name(contract.inputs)
+    if declared.keys() != specs.keys():
+        unknown = sorted(set(declared) - set(specs))
+        if unknown:
+            raise InvalidInput(
+                f"unknown input(s) {[name[:100] for name in unknown[:10]]}; the model takes {sorted(specs)}"
+            )
+        raise InvalidInput(f"missing input(s) {sorted(set(specs) - set(declared))}")
     for name, (datatype, shape) in declared.items():
         spec = specs[name]
         if datatype != spec.datatype:
@@ -250,6 +252,20 @@ def check_signature(contract: Any, declared: Mapping[str, tuple[str, Sequence[in
             want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
         ):
             raise InvalidInput(f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape} (-1 = any)")
+
+
+_SPECS: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _specs_by_name(specs: Sequence[Any]) -> dict[str, Any]:
+    """``{name: spec}`` of a contract's inputs, built once per list (each request asks for it)."""
+    known = _SPECS.get(id(specs))
+    if known is not None and known[0] is specs:  # the list itself is kept, so its id is never reused
+        return known[1]
+    by_name = {spec.name: spec for spec in specs}
+    if len(_SPECS) < 1024:  # contracts a process serves, not one per request
+        _SPECS[id(specs)] = (specs, by_name)
+    return by_name
 
 
 def named_inputs(contract: Any, values: Any, where: str) -> dict[str, np.ndarray]:

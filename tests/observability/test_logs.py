@@ -50,8 +50,9 @@ def request_lines():
 def test_the_request_line_names_route_model_version_and_trace(request_lines) -> None:
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     log_request("POST", "/v2/models/digits/infer", 200, 0.0012345, route="/v2/models/{name}/infer",
-                model="digits", version="3", trace=trace, project="p")  # fmt: skip
-    log_request("GET", "/nowhere", 404, 0.0001, route="unmatched", model="", version="", trace="", project="p")
+                model="digits", version="3", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+                project="p")  # fmt: skip
+    log_request("GET", "/nowhere", 404, 0.0001, route="unmatched", model="", version="", headers={}, project="p")
     first, second = request_lines()
     assert first["message"] == "POST /v2/models/digits/infer 200 1.2 ms digits v3"
     assert first["httpRequest"] == {"requestMethod": "POST", "requestUrl": "/v2/models/digits/infer",
@@ -66,5 +67,5 @@ def test_the_request_line_names_route_model_version_and_trace(request_lines) -> 
 
 def test_no_line_when_the_request_logger_is_off(request_lines) -> None:
     logging.getLogger(REQUEST_LOGGER).setLevel(logging.WARNING)
-    log_request("POST", "/predict", 200, 0.001, route="/predict", model="m", version="1", trace="", project="")
+    log_request("POST", "/predict", 200, 0.001, route="/predict", model="m", version="1", headers={}, project="")
     assert request_lines() == []

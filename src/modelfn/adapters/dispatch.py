@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from modelfn.errors import ModelFault, ModelfnError
+from modelfn.observability.metrics import CONTEXT, RECORDER, RequestContext
 
 if TYPE_CHECKING:
     from modelfn.function import Servable
@@ -33,8 +34,6 @@ def handle_request(
     the seconds the client still waits, where its protocol says (gRPC); ``route``: the name to count
     and log it under instead of the HTTP route it was translated to (a gRPC method).
     """
-    from modelfn.observability.metrics import RECORDER, RequestContext
-
     context = RequestContext(random.random(), request)
     if deadline_s is not None:
         context.deadline = time.monotonic() + deadline_s
@@ -60,7 +59,6 @@ def refused(servable: Servable, request: Request, error: ModelfnError, seconds: 
     """The answer to a request its adapter refused before it could be routed (a gRPC message that
     translates to no valid request), counted and logged as :func:`handle_request` does."""
     from modelfn.http import error_response
-    from modelfn.observability.metrics import RECORDER, RequestContext
 
     response = error_response(error)
     RECORDER.request("", "", route, response.status, seconds)
@@ -71,11 +69,10 @@ def refused(servable: Servable, request: Request, error: ModelfnError, seconds: 
 def _log(servable: Servable, request: Request, status: int, seconds: float, route: str, context: Any) -> None:
     settings = servable.settings
     if settings.request_log:
-        from modelfn.observability.logs import log_request, trace_id
+        from modelfn.observability.logs import log_request
 
-        trace = trace_id(request.headers)
         log_request(request.method, request.path, status, seconds, route=route, model=context.model,
-                    version=context.version, trace=trace, project=settings.trace_project)  # fmt: skip
+                    version=context.version, headers=request.headers, project=settings.trace_project)  # fmt: skip
 
 
 #: Shadow copies waiting or running at once per process; beyond them a copy is skipped (counted).
@@ -101,16 +98,12 @@ def _shadow_executor() -> Any:
 
 def _mirror(servable: Servable, request: Request, served: Any, response: Response) -> None:
     """Send a copy of ``request`` to the shadow version in the background; compare, count, never return it."""
-    from modelfn.observability.metrics import RECORDER
-
     model, shadow = served.model, served.shadow
     if not _SHADOW_SLOTS.acquire(blocking=False):
         RECORDER.count("shadow", (model, shadow, "skipped"))
         return
 
     def replay() -> None:
-        from modelfn.observability.metrics import RequestContext
-
         try:
             context = RequestContext(served.draw, request)
             context.pinned = shadow
@@ -131,8 +124,6 @@ def _mirror(servable: Servable, request: Request, served: Any, response: Respons
 
 def _timed_dispatch(servable: Servable, request: Request, context: Any) -> tuple[Response, float]:
     """Answer ``request`` with ``context`` as the current request's context; the answer and its seconds."""
-    from modelfn.observability.metrics import CONTEXT
-
     token = CONTEXT.set(context)
     started = time.perf_counter()
     try:

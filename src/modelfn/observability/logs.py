@@ -23,6 +23,7 @@ _AMZN_ROOT = re.compile(r"(?:^|;)Root=(1-[0-9a-f]{8}-[0-9a-f]{24})(?:;|$)")
 #: Python's level names -> Cloud Logging's severities (CloudWatch takes the field as it is).
 SEVERITY = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL"}
 REQUEST_LOGGER = "modelfn.request"
+_REQUEST_LINES = logging.getLogger(REQUEST_LOGGER)  # looked up once: getLogger takes logging's lock
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,13 +73,14 @@ def log_request(
     route: str,
     model: str,
     version: str,
-    trace: str,
+    headers: Mapping[str, str],
     project: str,
 ) -> None:
-    """The one line of a request."""
-    logger = logging.getLogger(REQUEST_LOGGER)
+    """The one line of a request (its trace id read from ``headers`` only when the line is written)."""
+    logger = _REQUEST_LINES
     if not logger.isEnabledFor(logging.INFO):
         return
+    trace = trace_id(headers)
     fields: dict[str, Any] = {
         "httpRequest": {"requestMethod": method, "requestUrl": path[:512], "status": status,
                         "latency": f"{seconds:.6f}s"},

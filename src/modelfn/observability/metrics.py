@@ -159,10 +159,17 @@ class Recorder:
     # -- what the function records ---------------------------------------------------------------
     def request(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
         labels = (model, version, route)
-        self.count("requests", (*labels, str(status)))
-        if status >= 500:
-            self.count("errors", labels)
-        self.observe("request_duration_seconds", labels, seconds, LATENCY_BUCKETS)
+        counted = ("requests", (*labels, str(status)))
+        timed = ("request_duration_seconds", labels)
+        with self._lock:  # one hold for the request's counter and its latency
+            self.counters[counted] = self.counters.get(counted, 0.0) + 1.0
+            if status >= 500:
+                errors = ("errors", labels)
+                self.counters[errors] = self.counters.get(errors, 0.0) + 1.0
+            histogram = self.histograms.get(timed)
+            if histogram is None:
+                histogram = self.histograms[timed] = Histogram(LATENCY_BUCKETS)
+            histogram.observe(seconds)
 
     def split_request(self, model: str, version: str, status: int, seconds: float, size: int) -> None:
         """A request a traffic split sent to ``version``, as the canary rule judges it (see runtime.traffic)."""

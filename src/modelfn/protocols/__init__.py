@@ -28,11 +28,14 @@ class _Deferred:
 
     def __getattr__(self, name: str) -> Callable[..., Response]:
         module = self._module
+        found: list[Callable[..., Response]] = []  # the function itself, once its module is imported
 
         def handler(*args: Any, **kwargs: Any) -> Response:
-            import importlib
+            if not found:
+                import importlib
 
-            return getattr(importlib.import_module(module), name)(*args, **kwargs)
+                found.append(getattr(importlib.import_module(module), name))
+            return found[0](*args, **kwargs)
 
         handler.__qualname__ = handler.__name__ = name
         return handler

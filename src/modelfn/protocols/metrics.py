@@ -26,7 +26,7 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
                                  "Time to answer a request, in seconds.", ("model", "version", "route")),
     "loads": ("modelfn_model_loads", "counter", "Models loaded into memory.", ("model", "version")),
     "load_phase_seconds": ("modelfn_model_load_phase_seconds", "histogram",
-                           "Time of each phase of a model load (fetch, deserialize, verify, hooks, warmup), in seconds.",
+                           "Each phase of a model load (fetch, deserialize, verify, hooks, warmup), in seconds.",
                            ("model", "version", "phase")),
     "cold_starts": ("modelfn_cold_starts", "counter", "Processes whose first model load this was.",
                     ("model", "version")),

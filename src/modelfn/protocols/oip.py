@@ -128,7 +128,7 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
 
     model = member.model()
     outputs = member.run(
-        lambda: model.infer(inputs, list(requested) if requested else None),
+        lambda: model.infer(inputs, list(requested) if requested else None, checked_against=contract),
         inline=model.interruptible(hooks=False),
     )
 
@@ -205,7 +205,7 @@ def decode_inputs(
         if names.count(name) > 1:
             raise InvalidInput(f"input {name[:100]!r} appears more than once")
     shapes = [
-        check_shape(tensor["shape"], where=f"input {name[:100]!r}", max_elements=max_elements)
+        check_shape(tensor["shape"], where=f"input {name[:100]!r}", max_elements=max_elements, form_checked=True)
         for name, tensor, _ in checked
     ]
     if expect is not None:

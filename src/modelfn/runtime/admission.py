@@ -44,9 +44,11 @@ class Admission:
         self.name = name
         self.slots = slots
         self.queue = queue
-        self._free = threading.Semaphore(slots)
         self._pool = _Pool(f"modelfn-{name}", slots)
+        # One lock for the slots, the queue and the counts: a free slot is taken in the same hold
+        # that checks the queue (a Semaphore beside it cost two more lock round trips a call).
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
         self._waiting = 0
         self._running: dict[int, float] = {}  # call number -> monotonic start
         self._numbers = itertools.count()
@@ -62,26 +64,19 @@ class Admission:
         Runtime run), so it runs on this thread; any other call runs on the model's pool, and this
         thread stops waiting for it at the deadline.
         """
-        expires = time.monotonic() + deadline_s
+        now = time.monotonic()
+        expires = now + deadline_s
         with self._lock:
-            if len(self._running) >= self.slots and self._waiting >= self.queue:
-                self.refused += 1
-                raise Overloaded(
-                    f"model {self.name} is at capacity ({self.slots} running, {self.queue} waiting); retry shortly"
-                )
-            self._waiting += 1
-        acquired = False
-        try:
-            acquired = self._free.acquire(timeout=deadline_s)
-        finally:
-            with self._lock:
-                self._waiting -= 1
-                number = next(self._numbers)
-                if acquired:
-                    self._running[number] = time.monotonic()
-        if not acquired:
-            self._count_timeout()
-            raise DeadlineExceeded(f"model {self.name} had no free slot within the {deadline_s:.3g} s deadline")
+            running = self._running
+            if len(running) >= self.slots:
+                if self._waiting >= self.queue:
+                    self.refused += 1
+                    raise Overloaded(
+                        f"model {self.name} is at capacity ({self.slots} running, {self.queue} waiting); retry shortly"
+                    )
+                self._wait_for_slot(expires, deadline_s)
+            number = next(self._numbers)
+            running[number] = time.monotonic()
         if inline:
             try:
                 return WATCHDOG.run(call, expires)  # type: ignore[return-value]
@@ -102,6 +97,18 @@ class Admission:
                     self.name, deadline_s)  # fmt: skip
         raise DeadlineExceeded(f"model {self.name} did not answer within the {deadline_s:.3g} s deadline")
 
+    def _wait_for_slot(self, expires: float, deadline_s: float) -> None:
+        """Queue (lock held) until a slot is free; a 504 once ``expires`` passes first."""
+        self._waiting += 1
+        try:
+            while len(self._running) >= self.slots:
+                left = expires - time.monotonic()
+                if left <= 0 or (not self._slot_freed.wait(left) and len(self._running) >= self.slots):
+                    self.timed_out += 1
+                    raise DeadlineExceeded(f"model {self.name} had no free slot within the {deadline_s:.3g} s deadline")
+        finally:
+            self._waiting -= 1
+
     def _held(self, call: Callable[[], T], number: int) -> T:
         try:
             return call()
@@ -111,7 +118,8 @@ class Admission:
     def _release(self, number: int) -> None:
         with self._lock:
             del self._running[number]
-        self._free.release()
+            if self._waiting:
+                self._slot_freed.notify()
 
     def _count_timeout(self) -> None:
         with self._lock:

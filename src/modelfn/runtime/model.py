@@ -59,14 +59,24 @@ class LoadedModel(NamedTuple):
         check_signature(self.contract, {name: (datatype_of(array), array.shape) for name, array in inputs.items()})
 
     def infer(
-        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+        self,
+        inputs: Mapping[str, np.ndarray],
+        output_names: Sequence[str] | None = None,
+        *,
+        checked_against: Contract | None = None,
     ) -> dict[str, np.ndarray]:
-        """Run the model on checked tensors; ``output_names`` defaults to every output."""
+        """Run the model on checked tensors; ``output_names`` defaults to every output.
+
+        ``checked_against``: the contract a protocol already checked these very arrays against (their
+        names, datatypes and shapes, before decoding them). When it is this model's own contract the
+        check is not repeated; when an alias swap put another version here since, it is.
+        """
         names = list(output_names) if output_names else [spec.name for spec in self.contract.outputs]
         unknown = [name for name in names if self.contract.output(name) is None]
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}")
-        self.check_inputs(inputs)
+        if checked_against is not self.contract:
+            self.check_inputs(inputs)
         try:
             return self.predictor.predict(inputs, names)
         except InvalidInput as exc:  # the framework's own verdict on a value the contract admitted
