@@ -16,7 +16,8 @@ Each system gets its own virtual environment under bench/.venvs (created once, p
 Cold start is spawn to first answered prediction (median of ``--runs``, systems interleaved and
 rotated); PSS is summed over the server's whole process group after its first prediction; wrk then
 measures requests per second and p50/p99 at concurrency 1 and 16 (digits) or 1 and 8 (MobileNetV2)
-for ``--seconds`` each. Writes bench/results/compare.md and compare.png.
+for ``--seconds`` each, in ``--load-rounds`` rounds with the systems rotated (medians: these shared
+machines drift by 10% from one minute to the next). Writes bench/results/compare.md and compare.png.
 
 Then the protocols, on the same two models (bench/protocols.py): REST JSON, REST binary and gRPC
 to modelfn, each with Triton's client (``tritonclient.http``, ``tritonclient.grpc``), at concurrency
@@ -223,6 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="modelfn beside the alternatives.")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--load-rounds", type=int, default=3, help="Throughput rounds per system (medians).")
     parser.add_argument("--protocols-only", action="store_true", help="Only REST JSON, REST binary and gRPC.")
     parser.add_argument("--skip-protocols", action="store_true", help="Leave the protocols' rows out.")
     args = parser.parse_args()
@@ -254,36 +256,46 @@ def main() -> None:
                         results[model][label]["cold"].append(first_answer(process, port, table[label].request))
                         results[model][label]["pss"].append(pss_mb(process.pid))
                 print(f"{model}: cold run {run + 1}/{args.runs} done", file=sys.stderr)
-            for label in labels:  # throughput, warm, one system at a time
-                port = coldstart.free_port()
-                with start(table[label], port, scratch) as process:
-                    first_answer(process, port, table[label].request)
-                    script = wrk_script(table[label].request, scratch, f"{model}-{len(results)}-{labels.index(label)}")
-                    url = f"http://127.0.0.1:{port}{table[label].request.path}"
-                    for level in levels:
-                        results[model][label]["load"][level] = batching.wrk(url, level, args.seconds, script)
-                print(f"{model}: load {label} done", file=sys.stderr)
+            for round_ in range(args.load_rounds):  # throughput, warm: rounds rotated, as the cold starts
+                for label in coldstart.rotated(labels, round_):
+                    port = coldstart.free_port()
+                    with start(table[label], port, scratch) as process:
+                        first_answer(process, port, table[label].request)
+                        script = wrk_script(table[label].request, scratch, f"{model}-{labels.index(label)}")
+                        url = f"http://127.0.0.1:{port}{table[label].request.path}"
+                        batching.wrk(url, levels[0], 1, script)  # a second to warm up, not counted
+                        for level in levels:
+                            found = batching.wrk(url, level, args.seconds, script)
+                            results[model][label]["load"].setdefault(level, []).append(found)
+                print(f"{model}: load round {round_ + 1}/{args.load_rounds} done", file=sys.stderr)
     write(results, models, args)
 
 
+def load_medians(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds."""
+    return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
+
+
 def write(results: dict, models: dict, args: argparse.Namespace) -> None:
-    lines = [f"modelfn beside the alternatives ({args.runs} interleaved cold starts, wrk {args.seconds} s per "
-             f"point, {os.cpu_count()} CPUs; medians).", ""]  # fmt: skip
+    lines = [f"modelfn beside the alternatives ({args.runs} interleaved cold starts; wrk {args.seconds} s per "
+             f"point in {args.load_rounds} rotated rounds; {os.cpu_count()} CPUs; medians).", ""]  # fmt: skip
     for model, table in results.items():
         low, high = models[model][2]
         lines += [
             f"**{model}**",
             "",
-            f"| system | cold start | PSS after 1st prediction | req/s c{low} | p50 c{low} | req/s c{high} "
-            f"| p50 c{high} | p99 c{high} |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| system | cold start | PSS after 1st prediction | req/s c{low} | vs hand-written | p50 c{low} "
+            f"| req/s c{high} | vs hand-written | p50 c{high} | p99 c{high} |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        hand = {level: load_medians(table["hand-written"]["load"][level]) for level in (low, high)}
         for label, entry in table.items():
-            a, b = entry["load"][low], entry["load"][high]
+            a, b = load_medians(entry["load"][low]), load_medians(entry["load"][high])
             cold, pss = statistics.median(entry["cold"]) * 1000, statistics.median(entry["pss"])
             lines.append(
-                f"| {label} | {cold:,.0f} ms | {pss:,.0f} MB "
-                f"| {a['rps']:,.0f} | {a['p50']:.2f} ms | {b['rps']:,.0f} | {b['p50']:.2f} ms | {b['p99']:.2f} ms |"
+                f"| {label} | {cold:,.0f} ms | {pss:,.0f} MB | {a['rps']:,.0f} | {a['rps'] / hand[low]['rps']:.2f}x "
+                f"| {a['p50']:.2f} ms | {b['rps']:,.0f} | {b['rps'] / hand[high]['rps']:.2f}x | {b['p50']:.2f} ms "
+                f"| {b['p99']:.2f} ms |"
             )
         lines.append("")
     coldstart.RESULTS.mkdir(parents=True, exist_ok=True)
@@ -303,7 +315,7 @@ def plot(results: dict, models: dict) -> None:
         labels = list(table)
         high = models[model][2][1]
         cold = [statistics.median(table[label]["cold"]) for label in labels]
-        rps = [table[label]["load"][high]["rps"] for label in labels]
+        rps = [load_medians(table[label]["load"][high])["rps"] for label in labels]
         ax.barh(range(len(labels)), cold, color="#1f77b4")
         ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()

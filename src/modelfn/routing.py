@@ -51,33 +51,36 @@ Guard = Callable[["Request", "str | None", bool], None]
 class Router:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
-        # The routes by their path's first segment, in table order: a request is matched against its
-        # own few (an OIP inference against /v2's), not every route's regular expression.
-        self._by_segment: dict[str, list[Route]] = {}
+        # The routes by their path's first segment and their method, in table order: a request is
+        # matched against its own few (an OIP inference against /v2's POST routes), not every route.
+        self._by_segment: dict[tuple[str, str], list[Route]] = {}
         for each in routes:
             segment = _first_segment(each.template)
             if "{" in segment or "[" in segment:
                 raise ValueError(f"route {each.template}: its first segment must be literal")
-            self._by_segment.setdefault(segment, []).append(each)
+            self._by_segment.setdefault((segment, each.method), []).append(each)
 
     def dispatch(self, function: Servable, request: Request, guard: Guard | None = None) -> Response:
         path = request.path.rstrip("/") or "/"
-        allowed: list[str] = []
-        for route in self._by_segment.get(_first_segment(path), ()):
+        segment = _first_segment(path)
+        method = "GET" if request.method == "HEAD" else request.method
+        for route in self._by_segment.get((segment, method), ()):
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
-            if route.method == request.method or (route.method == "GET" and request.method == "HEAD"):
-                context = CONTEXT.get()
-                if context is not None:
-                    context.route = route.template
-                params = {k: v for k, v in match.groupdict().items() if v is not None}
-                if guard is not None and route.access in ("server", "model"):
-                    guard(request, params.get("name"), route.access == "model")
-                return route.handler(function, request, **params)
-            allowed.append(route.method)
+            context = CONTEXT.get()
+            if context is not None:
+                context.route = route.template
+            params = {k: v for k, v in match.groupdict().items() if v is not None}
+            if guard is not None and route.access in ("server", "model"):
+                guard(request, params.get("name"), route.access == "model")
+            return route.handler(function, request, **params)
+        allowed = {
+            other for (where, other), routes in self._by_segment.items()
+            if where == segment and other != method and any(r.pattern.fullmatch(path) for r in routes)
+        }  # fmt: skip
         if allowed:
-            raise MethodNotAllowed(request.method, path, sorted(set(allowed)))
+            raise MethodNotAllowed(request.method, path, sorted(allowed))
         raise NotFound(f"no route for {request.method} {path[:200]}")
 
 
