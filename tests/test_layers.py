@@ -78,6 +78,8 @@ def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     modules = {}
     for path in root.rglob("*.py"):
         parts = path.relative_to(root).with_suffix("").parts
+        if any(part.startswith(".") for part in parts):  # bench/.venvs, .cache: installed, not ours
+            continue
         modules[".".join((package, *parts) if package else parts).removesuffix(".__init__")] = path
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
