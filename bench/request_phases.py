@@ -42,6 +42,7 @@ sys.path.insert(0, str(HERE))
 
 import batching  # noqa: E402  (its wrk runner)
 import coldstart  # noqa: E402
+import compare  # noqa: E402  (its request and wrk script)
 
 DIGITS = ROOT / "functions" / "digits"
 RESULTS = HERE / "results"
@@ -155,8 +156,8 @@ def measure(system: str, seconds: int, scratch: Path) -> dict[str, float]:
         path = "/v2/models/digits/infer"
         body = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32",
                                        "data": x.ravel().tolist()}]})  # fmt: skip
-    script = scratch / "request.lua"
-    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {body!r}\n')
+    request = compare.Request(path, body.encode())
+    script = compare.wrk_script(request, scratch, "request")
     port = coldstart.free_port()
     command = [*coldstart.FF, "--source", str(source), "--port", str(port)]
     # Gracefully stopped (SIGTERM), so that the wrapper's atexit writes its figures.
@@ -173,7 +174,7 @@ def measure(system: str, seconds: int, scratch: Path) -> dict[str, float]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError(f"{system} did not start") from None
                 time.sleep(0.2)
-        reset = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json",
+        reset = urllib.request.Request(url, data=request.body, headers={"Content-Type": "application/json",
                                                                           "X-Bench-Reset": "1"})  # fmt: skip
         urllib.request.urlopen(reset, timeout=30).close()
         rate = batching.wrk(url, 1, seconds, script)["rps"]

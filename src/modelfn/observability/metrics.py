@@ -140,17 +140,25 @@ class Recorder:
         self.started = time.time()
 
     def count(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
-        key = (name, labels)
         with self._lock:
-            self.counters[key] = self.counters.get(key, 0.0) + amount
+            self._add(name, labels, amount)
 
     def observe(self, name: str, labels: tuple[str, ...], value: float, bounds: tuple[float, ...]) -> None:
-        key = (name, labels)
         with self._lock:
-            histogram = self.histograms.get(key)
-            if histogram is None:
-                histogram = self.histograms[key] = Histogram(bounds)
-            histogram.observe(value)
+            self._observe(name, labels, value, bounds)
+
+    def _add(self, name: str, labels: tuple[str, ...], amount: float) -> None:
+        """:meth:`count`, with the lock held."""
+        key = (name, labels)
+        self.counters[key] = self.counters.get(key, 0.0) + amount
+
+    def _observe(self, name: str, labels: tuple[str, ...], value: float, bounds: tuple[float, ...]) -> None:
+        """:meth:`observe`, with the lock held."""
+        key = (name, labels)
+        histogram = self.histograms.get(key)
+        if histogram is None:
+            histogram = self.histograms[key] = Histogram(bounds)
+        histogram.observe(value)
 
     def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
         with self._lock:
@@ -159,17 +167,11 @@ class Recorder:
     # -- what the function records ---------------------------------------------------------------
     def request(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
         labels = (model, version, route)
-        counted = ("requests", (*labels, str(status)))
-        timed = ("request_duration_seconds", labels)
         with self._lock:  # one hold for the request's counter and its latency
-            self.counters[counted] = self.counters.get(counted, 0.0) + 1.0
+            self._add("requests", (*labels, str(status)), 1.0)
             if status >= 500:
-                errors = ("errors", labels)
-                self.counters[errors] = self.counters.get(errors, 0.0) + 1.0
-            histogram = self.histograms.get(timed)
-            if histogram is None:
-                histogram = self.histograms[timed] = Histogram(LATENCY_BUCKETS)
-            histogram.observe(seconds)
+                self._add("errors", labels, 1.0)
+            self._observe("request_duration_seconds", labels, seconds, LATENCY_BUCKETS)
 
     def split_request(self, model: str, version: str, status: int, seconds: float, size: int) -> None:
         """A request a traffic split sent to ``version``, as the canary rule judges it (see runtime.traffic)."""

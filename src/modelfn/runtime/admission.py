@@ -64,8 +64,7 @@ class Admission:
         Runtime run), so it runs on this thread; any other call runs on the model's pool, and this
         thread stops waiting for it at the deadline.
         """
-        now = time.monotonic()
-        expires = now + deadline_s
+        expires = time.monotonic() + deadline_s
         with self._lock:
             running = self._running
             if len(running) >= self.slots:

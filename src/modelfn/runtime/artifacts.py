@@ -92,15 +92,14 @@ class _PendingHash:
         self._thread.start()
 
     def _run(self) -> None:
+        where = ""
         try:
             for fd, size, expected, where in self._checks:
-                actual = hash_file(fd, size)
-                if not same_digest(actual, expected):
-                    raise _mismatch(where, expected, actual)
+                _check_digest(fd, size, expected, where)
         except EOFError as exc:
-            self._error = ArtifactError(f"{self._checks[0][3]} changed while it was verified: {exc}")
+            self._error = ArtifactError(f"{where} changed while it was verified: {exc}")
         except OSError as exc:
-            self._error = ArtifactError(f"cannot read {self._checks[0][3]}: {exc.strerror or exc}")
+            self._error = ArtifactError(f"cannot read {where}: {exc.strerror or exc}")
         except BaseException as exc:  # handed to the loading thread, which raises it
             self._error = exc
 
@@ -200,6 +199,13 @@ def open_verified(
     if isinstance(store, LocalStore):
         return _verify_in_place(Path(store.root), files, trusted or {}, overlap=overlap)
     return _from_store(store, files, policy, what)
+
+
+def _check_digest(fd: int, size: int, expected: str, where: str) -> None:
+    """Hash the ``size`` bytes of ``fd``; an :class:`ArtifactError` naming ``where`` unless they match ``expected``."""
+    actual = hash_file(fd, size)
+    if not same_digest(actual, expected):
+        raise _mismatch(where, expected, actual)
 
 
 def _mismatch(where: str, expected: str, actual: str) -> ArtifactError:
@@ -362,9 +368,7 @@ def _open_checked(
             return fd, size, False
         if defer:
             return fd, size, True
-        actual = hash_file(fd, size)
-        if not same_digest(actual, pinned.sha256):
-            raise _mismatch(str(path), pinned.sha256, actual)
+        _check_digest(fd, size, pinned.sha256, str(path))
     except BaseException:
         os.close(fd)
         raise
