@@ -391,6 +391,27 @@ class Step(_Strict, frozen=True):
     outputs: Annotated[dict[TensorName, TensorName], msgspec.Meta(min_length=1)]
 
 
+#: The datatypes a column of a table may have: numbers, booleans and strings.
+COLUMN_DATATYPES = ("BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+                    "FP16", "FP32", "FP64", "BYTES")  # fmt: skip
+
+
+class Table(_Strict, frozen=True):
+    """A tabular model: each of the contract's inputs is one named column, one value per row.
+
+    Every route then takes a row as a person writes it (``{"tenure": 12, "plan": "pro"}``), the Open
+    Inference Protocol one input per column (MLServer's pandas codec layout: shape ``[rows, 1]`` or
+    ``[rows]``), and the batch jobs map columns by header. ``as`` says how the model takes them: a
+    pandas ``DataFrame`` with the columns in the contract's order (a scikit-learn pipeline trained on
+    one), or ``arrays``: one array per column, as an ONNX model converted from such a pipeline takes them.
+    """
+
+    #: How the model takes the columns: ``dataframe`` (scikit-learn) or ``arrays`` (one per column).
+    pass_as: Literal["dataframe", "arrays"] = msgspec.field(default="dataframe", name="as")
+    #: Columns whose value may be missing (``null`` or absent in a row): NaN for numbers, None for strings.
+    nullable: list[TensorName] = []
+
+
 class Contract(_Strict, frozen=True, kw_only=True):
     """The whole ``modelfn.yaml``."""
 
@@ -430,6 +451,8 @@ class Contract(_Strict, frozen=True, kw_only=True):
     #: so the first request does not pay for lazy initialisation. ``off`` skips it, for a model
     #: that cannot take zeros (an image decoder, a tokenizer that refuses empty text).
     warmup: Literal["zeros", "off"] = "zeros"
+    #: A tabular model: the inputs are named columns (see :class:`Table`).
+    table: Table | None = None
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -455,6 +478,8 @@ class Contract(_Strict, frozen=True, kw_only=True):
                         f"`batching` joins requests along the first dimension, so it must be -1 in every tensor; "
                         f"{kind} {fixed} do not start with -1"
                     )
+        if self.table is not None:
+            self._check_table(self.table)
         if self.framework == "pipeline":
             self._check_pipeline()
             return
@@ -475,6 +500,32 @@ class Contract(_Strict, frozen=True, kw_only=True):
                 f"a {self.framework} artifact must end in one of "
                 f"{sorted(k for k, v in FORMATS.items() if v in expected)}, got {self.artifact.uri!r}"
             )
+
+    def _check_table(self, table: Table) -> None:
+        """Each input is a column: one value per row, of a datatype a column can hold."""
+        for index, spec in enumerate(self.inputs):
+            if spec.shape not in ([-1], [-1, 1]):
+                raise ValueError(
+                    f"inputs[{index}] ({spec.name}): a column of a table has shape [-1] or [-1, 1] "
+                    f"(one value per row), got {spec.shape}"
+                )
+            if spec.datatype not in COLUMN_DATATYPES:
+                raise ValueError(f"inputs[{index}] ({spec.name}): a column cannot be {spec.datatype}")
+        datatypes = {spec.name: spec.datatype for spec in self.inputs}
+        for name in table.nullable:
+            if name not in datatypes:
+                raise ValueError(f"table.nullable names {name!r}, which is not an input of this contract")
+            if not datatypes[name].startswith("FP"):
+                raise ValueError(
+                    f"table.nullable: {name!r} is {datatypes[name]}; only FP16, FP32 and FP64 columns may be "
+                    "nullable (a missing value is NaN)"
+                )
+        if self.framework not in ("sklearn", "onnx"):
+            raise ValueError(f"`table` is for scikit-learn and ONNX models, not {self.framework}")
+        if self.framework == "onnx" and table.pass_as == "dataframe":
+            raise ValueError("an ONNX model takes its columns as arrays: set table.as: arrays")
+        if self.batching is not None:
+            raise ValueError("`batching` is not offered for tables yet; leave it out")
 
     def _check_pipeline(self) -> None:
         """Every tensor a step reads exists by then, each is produced once, every output is produced."""

@@ -120,8 +120,13 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     requested = _requested_outputs(body.get("outputs"))
     classify = _classifications(body.get("outputs"), contract)
     reader = None if blob is None else binary.BinaryReader(blob)
+    raw_inputs = body.get("inputs")
+    if contract.table is not None:  # a column per input: [rows] and [rows, 1] (MLServer's pandas codec) alike
+        from modelfn.table import normalize_oip_inputs
+
+        raw_inputs = normalize_oip_inputs(contract, raw_inputs)
     inputs = decode_inputs(
-        body.get("inputs"), function.settings.max_tensor_elements, reader, lambda form: check_signature(contract, form)
+        raw_inputs, function.settings.max_tensor_elements, reader, lambda form: check_signature(contract, form)
     )
     if reader is not None:
         reader.finish()

@@ -56,6 +56,10 @@ def predict(function: Servable, request: Request, name: str, version: str | None
         inputs = _rows_to_inputs(contract, body["instances"])
     else:
         inputs = _columns_to_inputs(contract, body["inputs"])
+        if contract.table is not None:
+            from modelfn.table import with_column_shapes
+
+            inputs = with_column_shapes(contract, inputs)
     model = member.model()
     outputs = member.run(lambda: model.infer(inputs), inline=model.interruptible(hooks=False))
     headers = {VERSION_HEADER: model.contract.version}
@@ -110,6 +114,10 @@ def _unwrap_b64(data: Any, where: str) -> Any:
 def _rows_to_inputs(contract: Contract, instances: Any) -> dict[str, np.ndarray]:
     if not isinstance(instances, list) or not instances:
         raise MalformedBody("`instances` must be a non-empty list")
+    if contract.table is not None:  # an object per row, keyed by column, as a person writes it
+        from modelfn.table import columns_of_rows
+
+        return columns_of_rows(contract, instances, "`instances`", label="instances[{}]")
     objects = all(isinstance(instance, dict) and "b64" not in instance for instance in instances)
     if len(contract.inputs) == 1 and not objects:  # a value or a list per instance
         spec = contract.inputs[0]

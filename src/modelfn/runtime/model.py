@@ -99,6 +99,10 @@ class LoadedModel(NamedTuple):
     def preprocess(self, payload: Any) -> dict[str, np.ndarray]:
         """The pre-processing hook (or the plain ``{input name: value}`` reading) of one payload."""
         if self.hooks.pre is None:
+            if self.contract.table is not None:
+                from modelfn.table import columns_from_rows
+
+                return columns_from_rows(self.contract, payload)
             return named_inputs(self.contract, payload, "body")
         produced = self._call_hook("pre", self.hooks.pre, payload)
         try:
@@ -234,11 +238,20 @@ def zero_inputs(contract: Contract) -> dict[str, np.ndarray]:
 
 
 def _warm_up(model: LoadedModel) -> None:
-    """One inference on a batch of one, so the first real request does not pay for lazy init."""
+    """One inference on a batch of one, so the first real request does not pay for lazy init.
+
+    A table warms up on its contract's example row where it has one: zeros and empty strings are
+    rarely values a pipeline was fitted on (an empty plan is an unknown category).
+    """
+    contract = model.contract
+    on_example = contract.table is not None and contract.example is not None and model.hooks.pre is None
+    what = "the contract's example row" if on_example else "zeros of the declared shapes"
     try:
-        model.infer(zero_inputs(model.contract))
+        model.infer(model.preprocess(contract.example) if on_example else zero_inputs(contract))
     except ModelfnError as exc:
-        raise ContractError(
-            f"warm-up inference on zeros of the declared shapes failed: {exc.message} "
-            "(a model that cannot take zeros sets `warmup: off` in its contract)"
-        ) from exc
+        fix = (
+            "give the contract an `example:` row the model takes, or set `warmup: off`"
+            if contract.table is not None
+            else "a model that cannot take zeros sets `warmup: off` in its contract"
+        )
+        raise ContractError(f"warm-up inference on {what} failed: {exc.message} ({fix})") from exc

@@ -13,6 +13,12 @@ A value the contract admitted can still be one the estimator cannot take (``"twe
 a category its encoder never saw): scikit-learn raises ``ValueError`` or ``TypeError`` from its input
 checks, and that is the caller's fault, answered 400 (:func:`refuses_the_input`). Any other error is
 the model's, answered 500.
+
+A tabular contract (``table:``) declares one input per column. The estimator then receives a pandas
+``DataFrame`` with the columns in the order it was fitted on (``as: dataframe``), or a 2-D array in
+the contract's order (``as: arrays``). The categories each encoder of the pipeline knows are read once
+at load, so a value the model never saw is a 400 naming the column and the categories it knows
+(:mod:`modelfn.runtime.predictors.categories`), not scikit-learn's message about a column index.
 """
 
 from __future__ import annotations
@@ -45,10 +51,13 @@ MESSAGE_CHARS = 300
 
 
 class SklearnPredictor:
-    def __init__(self, estimator: Any, input_name: str, output_types: dict[str, str]) -> None:
+    def __init__(
+        self, estimator: Any, input_name: str, output_types: dict[str, str], table: TableForm | None = None
+    ) -> None:
         self._estimator = estimator
         self._input = input_name
         self._types = output_types
+        self._table = table
 
     @property
     def estimator(self) -> Any:
@@ -58,8 +67,11 @@ class SklearnPredictor:
     @classmethod
     def from_bytes(cls, data: bytes, contract: Contract) -> SklearnPredictor:
         require("sklearn", "sklearn")
-        if len(contract.inputs) != 1:
-            raise ContractError("field `inputs`: a scikit-learn model takes exactly one input (its feature matrix)")
+        if len(contract.inputs) != 1 and contract.table is None:
+            raise ContractError(
+                "field `inputs`: a scikit-learn model takes exactly one input (its feature matrix), "
+                "or one per column with `table:` (a pipeline fitted on a DataFrame)"
+            )
         estimator = _deserialize(data, contract)
         types = {}
         for index, spec in enumerate(contract.outputs):
@@ -72,10 +84,11 @@ class SklearnPredictor:
             if not callable(getattr(estimator, method, None)):
                 raise ContractError(f"field `outputs[{index}]`: the estimator has no {method}()")
             types[spec.name] = NUMPY_DTYPES[spec.datatype]
-        return cls(estimator, contract.inputs[0].name, types)
+        table = None if contract.table is None else TableForm.of(estimator, contract)
+        return cls(estimator, contract.inputs[0].name, types, table)
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
-        features = inputs[self._input]
+        features = inputs[self._input] if self._table is None else self._table.features(inputs)
         try:
             return {
                 name: getattr(self._estimator, METHODS[name])(features).astype(self._types[name], copy=False)
@@ -85,7 +98,50 @@ class SklearnPredictor:
             if not refuses_the_input(exc):
                 raise
             message = str(exc)[:MESSAGE_CHARS]
-            raise InvalidInput(f"input {self._input!r}: the model cannot take this value: {message}") from exc
+            subject = f"input {self._input!r}" if self._table is None else "the rows"
+            raise InvalidInput(f"{subject}: the model cannot take this value: {message}") from exc
+
+
+class TableForm:
+    """How a tabular contract's columns reach the estimator, and the categories its encoders know."""
+
+    def __init__(self, columns: list[str], as_dataframe: bool, known: dict[str, frozenset[Any]]) -> None:
+        self.columns = columns
+        self.as_dataframe = as_dataframe
+        self.known = known
+
+    @classmethod
+    def of(cls, estimator: Any, contract: Contract) -> TableForm:
+        from modelfn.runtime.predictors.categories import known_categories
+        from modelfn.table import column_order
+
+        assert contract.table is not None
+        as_dataframe = contract.table.pass_as == "dataframe"
+        if as_dataframe:
+            require("pandas", "sklearn")
+        columns = column_order(contract, getattr(estimator, "feature_names_in_", None) if as_dataframe else None)
+        return cls(columns, as_dataframe, known_categories(estimator, columns))
+
+    def features(self, inputs: Mapping[str, np.ndarray]) -> Any:
+        from modelfn.table import dataframe
+
+        for name, known in self.known.items():
+            _check_categories(name, inputs[name], known)
+        if self.as_dataframe:
+            return dataframe(self.columns, inputs)
+        import numpy as np
+
+        return np.column_stack([inputs[name].reshape(-1) for name in self.columns])
+
+
+def _check_categories(name: str, column: np.ndarray, known: frozenset[Any]) -> None:
+    """A value outside the categories an encoder was fitted on is the caller's: a 400 naming both."""
+    for value in column.reshape(-1).tolist():
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if text not in known and text == text:  # NaN (a missing value) is the imputer's business
+            listed = sorted(map(str, known))
+            shown = ", ".join(repr(c) for c in listed[:20]) + (", ..." if len(listed) > 20 else "")
+            raise InvalidInput(f"column {name!r}: unknown category {str(text)[:60]!r}; the model knows {shown}")
 
 
 def refuses_the_input(error: BaseException) -> bool:
