@@ -37,7 +37,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (project / "dist").mkdir()
     # Packaging copies the zips `modelfn build` made without opening them: a stand-in is enough
     # here (tests/tooling/test_build.py builds and runs the real ones).
-    for name in ("cancer", "digits", "digits-ensemble", "helpdesk"):
+    for name in ("cancer", "churn", "digits", "digits-ensemble", "helpdesk"):
         with zipfile.ZipFile(project / "dist" / f"{name}-lambda.zip", "w") as bundle:
             bundle.writestr("lambda_function.py", "")
     env = {
@@ -103,6 +103,7 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     }
     names = (
         "cancer",
+        "churn",
         "digits",
         "digits-batch",
         "digits-ensemble",
@@ -137,6 +138,7 @@ def test_each_role_reads_only_its_model_and_writes_only_its_results(template: di
                     grants.setdefault(name, []).append((*statement["Action"], statement["Resource"]))
     assert grants == {
         "CancerRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/cancer/*")],
+        "ChurnRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/churn/*")],
         "DigitsRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "DigitsKerasRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "DigitsTorchRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -157,3 +158,28 @@ def test_digests_reads_the_contracts_artifact_and_never_prints_a_traceback(tmp_p
     missing = runner.invoke(cli, ["digests", str(folder), "--model", "gone.onnx"])
     assert missing.exit_code == 1 and "gone.onnx: no such file; name the model file with --model" in missing.output
     assert missing.exception is None or isinstance(missing.exception, SystemExit)
+
+
+def test_a_pipeline_fitted_on_a_dataframe_becomes_a_table_with_no_hooks(tmp_path) -> None:
+    """functions/churn's pipeline, never retrained: init reads its columns, asks for what it cannot read."""
+    artifact, out, row = FUNCTIONS / "churn" / "model.skops", tmp_path / "churn", tmp_path / "row.json"
+    runner = CliRunner()
+    untrusted = runner.invoke(cli, ["init", str(artifact), "--name", "churn", "--out", str(out)])
+    assert untrusted.exit_code == 1 and "pass --trust numpy.dtype" in untrusted.output
+    untyped = runner.invoke(
+        cli, ["init", str(artifact), "--name", "churn", "--out", str(out), "--trust", "numpy.dtype"]
+    )
+    assert untyped.exit_code == 1 and "types of the columns ['tenure', 'monthly']" in untyped.output
+    assert "--example row.json" in untyped.output and "Traceback" not in untyped.output and not out.exists()
+    row.write_text('{"tenure": 30, "plan": "family", "contract": "one-year", "monthly": 58.0}')
+    written = runner.invoke(cli, ["init", str(artifact), "--name", "churn", "--out", str(out),
+                                  "--trust", "numpy.dtype", "--example", str(row)])  # fmt: skip
+    assert written.exit_code == 0, written.output
+    assert not (out / "hooks.py").exists()
+    fill_in_docs(out)
+    checked = runner.invoke(cli, ["check", str(out)])
+    assert checked.exit_code == 0, checked.output
+    contract, committed = load_contract(out), load_contract(FUNCTIONS / "churn")
+    assert contract.table is not None and contract.hooks.pre is None and contract.example == json.loads(row.read_text())
+    assert tensors(contract.inputs, names=True) == tensors(committed.inputs, names=True)
+    assert tensors(contract.outputs, names=True) == tensors(committed.outputs, names=True)

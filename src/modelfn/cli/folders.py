@@ -66,20 +66,34 @@ def check(folder: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="The new folder [default: functions/NAME].")
 @click.option("--version", "model_version", default="1", show_default=True, help="The contract's version.")
 @click.option("--description", default="", help="What the model does (the contract's docs.description).")
-def init(artifact: Path, name: str, out: Path | None, model_version: str, description: str) -> None:
+@click.option("--trust", "trusted", multiple=True, help="A skops type you reviewed and trust (repeatable).")
+@click.option(
+    "--example", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="A JSON row the model takes (a pipeline fitted on a DataFrame): types its columns, becomes the example.",
+)  # fmt: skip
+def init(
+    artifact: Path,
+    name: str,
+    out: Path | None,
+    model_version: str,
+    description: str,
+    trusted: tuple[str, ...],
+    example: Path | None,
+) -> None:
     """Write a function folder for ARTIFACT: contract, main.py, hooks.py and an example, read from the file.
 
-    An ONNX model's external-data files are copied beside it and pinned in ``artifact.files``.
+    An ONNX model's external-data files are copied beside it and pinned in ``artifact.files``. A
+    scikit-learn pipeline fitted on a DataFrame gets one input per column and no hooks (``table:``).
     """
     from modelfn.contract import load_contract
     from modelfn.tooling.init import init_function
 
     with click_errors():
-        folder = init_function(
-            artifact, name, out or Path("functions") / name, version=model_version, description=description
-        )
+        folder = init_function(artifact, name, out or Path("functions") / name, version=model_version,
+                               description=description, trusted=trusted, example=example)  # fmt: skip
         files = [artifact.name, *load_contract(folder).verified_artifact().files]
-    click.echo(f"wrote     {folder}: modelfn.yaml, main.py, hooks.py and {', '.join(files)}")
+    written = "main.py, hooks.py" if (folder / "hooks.py").exists() else "main.py"
+    click.echo(f"wrote     {folder}: modelfn.yaml, {written} and {', '.join(files)}")
     empty = "each tensor's description" if description else "the docs block and each tensor's description"
     click.echo(f"next      fill in {empty}, then: modelfn check {folder}")
 

@@ -73,13 +73,31 @@ def postprocess(outputs: dict[str, np.ndarray], payload: dict[str, Any]) -> dict
 DOC_FIELDS = ("description", "training_data", "metrics", "limitations")
 
 
-def init_function(artifact: Path, name: str, out: Path, *, version: str = "1", description: str = "") -> Path:
-    """Write a function folder for ``artifact`` at ``out``; refuse when ``out`` exists."""
+def init_function(
+    artifact: Path,
+    name: str,
+    out: Path,
+    *,
+    version: str = "1",
+    description: str = "",
+    trusted: tuple[str, ...] = (),
+    example: Path | None = None,
+) -> Path:
+    """Write a function folder for ``artifact`` at ``out``; refuse when ``out`` exists.
+
+    A scikit-learn pipeline fitted on a DataFrame gets a ``table:`` contract, one input per column,
+    the ``example`` row (a JSON file) as its example, and no hooks: every route takes its rows as they are.
+    """
     if out.exists():
         raise ContractError(f"{out} exists; modelfn init writes a new folder only (choose another --out)")
     if not artifact.is_file():
         raise ContractError(f"{artifact}: no such file")
-    signature = read_signature(artifact)
+    row = None
+    if example is not None:
+        from modelfn.tooling.table_signature import read_example
+
+        row = read_example(example)
+    signature = read_signature(artifact, trusted=trusted, example=row)
     if artifact.suffix.lower() == ".onnx":  # with every external-data file it names, each pinned
         from modelfn.tooling.pins import pins
 
@@ -93,10 +111,11 @@ def init_function(artifact: Path, name: str, out: Path, *, version: str = "1", d
         for relative in files:
             (staged / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(artifact.parent / relative, staged / relative)
-        text = contract_text(signature, name, version, artifact.name, digest, files, description)
+        text = contract_text(signature, name, version, artifact.name, digest, files, description, row)
         (staged / CONTRACT_FILE).write_text(text)
         (staged / "main.py").write_text(MAIN.format(name=name))
-        (staged / "hooks.py").write_text(HOOKS.format(name=name, inputs=_hook_inputs(signature.inputs)))
+        if not signature.table:
+            (staged / "hooks.py").write_text(HOOKS.format(name=name, inputs=_hook_inputs(signature.inputs)))
         staged.rename(out)  # fails if another process made the folder meanwhile: nothing is overwritten
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
@@ -112,19 +131,28 @@ def contract_text(
     digest: str,
     files: dict[str, str] | None = None,
     description: str = "",
+    row: dict[str, Any] | None = None,
 ) -> str:
     artifact: dict[str, Any] = {"uri": file_name, "sha256": digest, **({"files": files} if files else {})}
+    if signature.trusted_types:
+        artifact["trusted_types"] = list(signature.trusted_types)
     contract: dict[str, Any] = {
         "name": name,
         "version": version,
         "framework": signature.framework,
         "artifact": artifact,
-        "inputs": [_spec(t) for t in signature.inputs],
-        "outputs": [_spec(t) for t in signature.outputs],
-        "hooks": {"pre": "hooks.py:preprocess", "post": "hooks.py:postprocess"},
-        "example": {t.name: _zeros(t) for t in signature.inputs},
-        "docs": {"description": description, "metrics": {}, "training_data": "", "limitations": []},
     }
+    if signature.table:  # the columns are the inputs, the routes take rows: no hooks to write
+        # A column that may be missing (an imputer's) is the user's to list under table.nullable.
+        contract["table"] = {"as": "dataframe"}
+    contract["inputs"] = [_spec(t) for t in signature.inputs]
+    contract["outputs"] = [_spec(t) for t in signature.outputs]
+    if signature.table:
+        contract["example"] = row
+    else:
+        contract["hooks"] = {"pre": "hooks.py:preprocess", "post": "hooks.py:postprocess"}
+        contract["example"] = {t.name: _zeros(t) for t in signature.inputs}
+    contract["docs"] = {"description": description, "metrics": {}, "training_data": "", "limitations": []}
     header = (
         f"# Written by modelfn init from {file_name}. Fill in each tensor's description and the docs\n"
         '# block (modelfn check names what is still empty); see README, "The contract".\n'

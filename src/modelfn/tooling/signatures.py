@@ -38,6 +38,10 @@ class Signature(NamedTuple):
     framework: str
     inputs: list[Tensor]
     outputs: list[Tensor]
+    #: A pipeline fitted on a DataFrame: the inputs are its columns (a ``table:`` contract).
+    table: bool = False
+    #: skops types the user reviewed and trusts (``--trust``), for ``artifact.trusted_types``.
+    trusted_types: tuple[str, ...] = ()
 
 
 def format_of(path: Path) -> str:
@@ -48,8 +52,12 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-def read_signature(path: Path) -> Signature:
-    """The signature of the model at ``path``; a :class:`ContractError` says why it cannot be read."""
+def read_signature(path: Path, *, trusted: tuple[str, ...] = (), example: dict[str, Any] | None = None) -> Signature:
+    """The signature of the model at ``path``; a :class:`ContractError` says why it cannot be read.
+
+    ``trusted``: skops types to load beside its safe defaults; ``example``: a row of a pipeline fitted on
+    a DataFrame, which types the columns its encoders do not (:mod:`modelfn.tooling.table_signature`).
+    """
     fmt = format_of(path)
     if fmt in ("pickle", "joblib"):
         raise ContractError(
@@ -61,7 +69,9 @@ def read_signature(path: Path) -> Signature:
             f"{path}: a TorchScript archive does not record its inputs' datatypes and shapes; save the model "
             "with torch.export.save (.pt2), or write the contract by hand"
         )
-    reader = {"onnx": _onnx, "keras": _keras, "savedmodel": _savedmodel, "skops": _skops, "torch_export": _torch}
+    if fmt == "skops":
+        return _skops(path, trusted, example)
+    reader = {"onnx": _onnx, "keras": _keras, "savedmodel": _savedmodel, "torch_export": _torch}
     inputs, outputs = reader[fmt](path)
     return Signature(FRAMEWORK_OF[fmt], inputs, outputs)
 
@@ -153,21 +163,30 @@ def _savedmodel(path: Path) -> tuple[list[Tensor], list[Tensor]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _skops(path: Path) -> tuple[list[Tensor], list[Tensor]]:
+def _skops(path: Path, trusted: tuple[str, ...], example: dict[str, Any] | None) -> Signature:
     import skops.io
 
     data = path.read_bytes()
-    untrusted = skops.io.get_untrusted_types(data=data)
+    untrusted = [kind for kind in skops.io.get_untrusted_types(data=data) if kind not in trusted]
     if untrusted:
+        flags = " ".join(f"--trust {kind}" for kind in untrusted)
         raise ContractError(
             f"{path}: the skops file contains types that are not trusted by default: {untrusted}; review them, "
-            "then write the contract by hand with them under artifact.trusted_types"
+            f"then pass {flags} (they go to artifact.trusted_types)"
         )
-    estimator = skops.io.loads(data, trusted=None)
+    estimator = skops.io.loads(data, trusted=list(trusted) or None)
     width = getattr(estimator, "n_features_in_", None)
     if not isinstance(width, int):
         raise ContractError(f"{path}: the estimator does not record its number of features (n_features_in_)")
-    inputs = [Tensor("features", "FP32", [-1, width])]
+    from modelfn.tooling.table_signature import column_tensors, fitted_columns
+
+    columns = fitted_columns(estimator)
+    table = columns is not None
+    inputs = (
+        column_tensors(estimator, columns, example)
+        if columns is not None
+        else [Tensor("features", "FP32", [-1, width])]
+    )
     outputs = []
     if callable(getattr(estimator, "predict", None)):
         classes = getattr(estimator, "classes_", None)
@@ -175,7 +194,7 @@ def _skops(path: Path) -> tuple[list[Tensor], list[Tensor]]:
         outputs.append(Tensor("label", "INT64" if kind.startswith(("INT", "UINT")) else kind, [-1]))
     if callable(getattr(estimator, "predict_proba", None)) and getattr(estimator, "classes_", None) is not None:
         outputs.append(Tensor("probabilities", "FP32", [-1, len(estimator.classes_)]))
-    return inputs, outputs
+    return Signature("sklearn", inputs, outputs, table, tuple(trusted))
 
 
 def _torch(path: Path) -> tuple[list[Tensor], list[Tensor]]:
