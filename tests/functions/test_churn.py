@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,26 @@ def test_mlservers_pandas_codec_request_is_answered(churn_server) -> None:
     expected = local_pipeline().predict_proba(local_frame(rows))
     assert np.allclose(result["probabilities"], expected, atol=1e-6)
     assert result["label"] == local_pipeline().predict(local_frame(rows)).tolist()
+
+
+def test_modelfn_batch_maps_csv_columns_by_header_and_json_lines_by_key(tmp_path) -> None:
+    """The held-out CSV as it is (a label column beside the four), and the same rows as JSON Lines, with one
+    bad row each: the same predictions as the pipeline's own, the bad row refused naming its column."""
+    rows, _ = held_out_rows()
+    lines = (CHURN / "validation.csv").read_text().splitlines()
+    lines.insert(3, "twelve,pro,month-to-month,45.5,0")  # line 4
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    as_json = [json.dumps(row) for row in rows]
+    as_json.insert(3, json.dumps({**ROW, "plan": "gold"}))
+    (tmp_path / "rows.jsonl").write_text("\n".join(as_json) + "\n")
+    own = local_pipeline().predict(local_frame(rows)).tolist()
+    for name in ("rows.csv", "rows.jsonl"):
+        command = [sys.executable, "-m", "modelfn", "batch", str(CHURN), str(tmp_path / name), "--output",
+                   str(tmp_path / "out")]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        predictions = [json.loads(line) for line in (tmp_path / "out" / f"{name}.predictions.jsonl").open()]
+        assert [p["prediction"]["label"] for p in predictions] == own, name
+        errors = [json.loads(line) for line in (tmp_path / "out" / f"{name}.errors.jsonl").open()]
+        assert [e["row"] for e in errors] == [4], (name, errors)
+        assert ("'tenure'" if name == "rows.csv" else "column 'plan': unknown category 'gold'") in errors[0]["error"]

@@ -1,6 +1,9 @@
 """Input files for batch prediction, read as a stream of rows in bounded memory.
 
 - **CSV**: one row of numbers per line, filling the model's one input (a header line is skipped).
+  For a tabular contract (``table:``) the header is required and maps each cell to its column by
+  name; columns the model does not take (a label column) are left out, and an empty cell is a
+  missing value.
 - **JSON Lines** (``.jsonl``, ``.ndjson``): one JSON object per line. With a pre-processing hook,
   each line is a ``POST /predict`` body; without one, ``{input name: one row}``.
 - **NumPy** (``.npy``): an array whose rows fill the model's one input; read without pickle.
@@ -82,7 +85,9 @@ def read_rows(
     stream: io.BufferedReader, fmt: str, contract: Contract, *, max_line_bytes: int
 ) -> Iterator[Row | BadRow]:
     """Every row of ``stream`` in ``fmt``: parsed, or a :class:`BadRow` saying why not."""
-    if fmt == "csv":
+    if fmt == "csv" and contract.table is not None:
+        yield from _csv_table_rows(stream, contract, max_line_bytes)
+    elif fmt == "csv":
         yield from _csv_rows(stream, row_spec(contract, fmt), max_line_bytes)
     elif fmt == "jsonl":
         yield from _jsonl_rows(stream, max_line_bytes)
@@ -120,6 +125,67 @@ def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) 
             continue
         first = False
         yield Row(number, value) if kind == "row" else BadRow(number, value)
+
+
+def _csv_table_rows(stream: io.BufferedReader, contract: Contract, max_line_bytes: int) -> Iterator[Row | BadRow]:
+    """Rows of a table by header: each a ``{column: value}`` object, as ``POST /predict`` takes one."""
+    specs = {spec.name: spec for spec in contract.inputs}
+    header: list[str] | None = None
+    for number, line in _lines(stream, max_line_bytes):
+        if line is None:
+            if header is None:
+                raise UnreadableInput(f"the header line is over {max_line_bytes} bytes")
+            yield BadRow(number, f"the line is over {max_line_bytes} bytes")
+            continue
+        if not line.strip():
+            continue
+        try:
+            cells = next(csv.reader([line.decode("utf-8", "replace")]))
+        except (csv.Error, StopIteration) as exc:
+            if header is None:
+                raise UnreadableInput(f"line {number}: the header is not CSV: {exc}") from None
+            yield BadRow(number, f"not CSV: {exc}")
+            continue
+        if header is None:
+            header = [cell.strip() for cell in cells]
+            missing = [name for name in specs if name not in header]
+            if missing:
+                raise UnreadableInput(f"the CSV header has no column {missing} of {list(specs)}; it has {header[:20]}")
+            continue
+        if len(cells) != len(header):
+            yield BadRow(number, f"expected {len(header)} cells as in the header, got {len(cells)}")
+            continue
+        row: dict[str, Any] = {}
+        try:
+            for name, cell in zip(header, cells, strict=True):
+                if name in specs:
+                    row[name] = _cell(cell, specs[name])
+        except InvalidInput as exc:
+            yield BadRow(number, exc.message)
+            continue
+        yield Row(number, row)
+
+
+def _cell(cell: str, spec: TensorSpec) -> Any:
+    """A CSV cell as the JSON value a person would write for ``spec``'s column (empty: missing)."""
+    if spec.datatype == "BYTES":
+        return cell
+    text = cell.strip()
+    if not text:
+        return None
+    if spec.datatype == "BOOL":
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise InvalidInput(f"column {spec.name!r}: {text[:40]!r} is not true or false")
+        return text.lower() in ("true", "1")
+    try:
+        number = float(text)
+    except ValueError:
+        raise InvalidInput(f"column {spec.name!r}: {text[:40]!r} is not a number") from None
+    if spec.datatype.startswith("FP"):
+        return number
+    if not number.is_integer():
+        raise InvalidInput(f"column {spec.name!r} is {spec.datatype}: {text[:40]!r} is not an integer")
+    return int(text) if text.lstrip("+-").isdigit() else int(number)
 
 
 def csv_line(line: bytes, spec: TensorSpec) -> tuple[str, Any]:

@@ -67,6 +67,11 @@ class ChunkPredictor:
     def _inputs(self, row: Row, fmt: str) -> dict[str, np.ndarray]:
         if fmt == "tensors":
             return row.value
+        contract = self.model.contract
+        if contract.table is not None and fmt in ("csv", "jsonl") and self.model.hooks.pre is None:
+            from modelfn.table import columns_of_rows  # a row keyed by column, from the header or the line
+
+            return columns_of_rows(contract, [row.value], f"line {row.number}", label="the row")
         if fmt not in PAYLOAD_FORMATS:  # CSV and NumPy rows fill the one input
             return {self.model.contract.inputs[0].name: np.asarray(row.value)[np.newaxis, ...]}
         if self.model.hooks.pre is not None:
