@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from helpers import running
+from helpers import ROOT, running
 
 from modelfn.contract import parse_contract
 from modelfn.errors import ContractError
@@ -118,3 +118,20 @@ def test_outputs_must_map_to_estimator_methods(tmp_path) -> None:
     (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
     check = subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], capture_output=True, text=True)
     assert check.returncode == 1 and "'label' (predict) or 'probabilities' (predict_proba)" in check.stderr
+
+
+def test_a_pipeline_that_picks_columns_by_name_without_a_table_names_the_fix(tmp_path) -> None:
+    """functions/churn's pipeline under a one-input contract: check says it wants a DataFrame, not that the warm-up
+    failed."""
+    import shutil
+
+    folder = tmp_path / "churn"
+    shutil.copytree(ROOT / "functions" / "churn", folder, ignore=shutil.ignore_patterns(".modelfn", "__pycache__"))
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    del contract["table"], contract["example"]
+    contract["inputs"] = [{"name": "features", "datatype": "BYTES", "shape": [-1, 4]}]
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract))
+    check = subprocess.run([sys.executable, "-m", "modelfn", "check", str(folder)], capture_output=True, text=True)
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert "fitted on a DataFrame with the columns ['tenure', 'plan', 'contract', 'monthly']" in check.stderr
+    assert "under `table:`" in check.stderr and "warm-up" not in check.stderr

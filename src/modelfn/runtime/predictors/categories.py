@@ -77,3 +77,16 @@ def _selected(selected: Any, columns: list[str]) -> list[str] | None:
         else:
             return None
     return names
+
+
+def selects_columns_by_name(estimator: Any) -> bool:
+    """Whether a ``ColumnTransformer`` in the pipeline picks its columns by name: it then takes a DataFrame only."""
+    kind = type(estimator).__name__
+    if kind == "Pipeline":
+        return any(selects_columns_by_name(step) for _, step in estimator.steps)
+    if kind == "ColumnTransformer":
+        for _, _, selected in getattr(estimator, "transformers", []):
+            items = [selected] if isinstance(selected, str) else selected
+            if isinstance(items, list) and any(isinstance(item, str) for item in items):
+                return True
+    return False

@@ -73,6 +73,8 @@ class SklearnPredictor:
                 "or one per column with `table:` (a pipeline fitted on a DataFrame)"
             )
         estimator = _deserialize(data, contract)
+        if contract.table is None:
+            _refuse_a_dataframe_model(estimator)
         types = {}
         for index, spec in enumerate(contract.outputs):
             method = METHODS.get(spec.name)
@@ -142,6 +144,19 @@ def _check_categories(name: str, column: np.ndarray, known: frozenset[Any]) -> N
             listed = sorted(map(str, known))
             shown = ", ".join(repr(c) for c in listed[:20]) + (", ..." if len(listed) > 20 else "")
             raise InvalidInput(f"column {name!r}: unknown category {str(text)[:60]!r}; the model knows {shown}")
+
+
+def _refuse_a_dataframe_model(estimator: Any) -> None:
+    """A pipeline that picks its columns by name takes a DataFrame only: say so at load, not at the warm-up."""
+    from modelfn.runtime.predictors.categories import selects_columns_by_name
+
+    columns = getattr(estimator, "feature_names_in_", None)
+    if columns is not None and selects_columns_by_name(estimator):
+        raise ContractError(
+            f"field `inputs`: the model was fitted on a DataFrame with the columns {[str(c) for c in columns]} and "
+            "picks them by name; declare each as an input under `table:` (modelfn init MODEL --example row.json "
+            "writes that contract)"
+        )
 
 
 def refuses_the_input(error: BaseException) -> bool:
