@@ -177,3 +177,34 @@ def test_modelfn_batch_maps_csv_columns_by_header_and_json_lines_by_key(tmp_path
         errors = [json.loads(line) for line in (tmp_path / "out" / f"{name}.errors.jsonl").open()]
         assert [e["row"] for e in errors] == [4], (name, errors)
         assert ("'tenure'" if name == "rows.csv" else "column 'plan': unknown category 'gold'") in errors[0]["error"]
+
+
+def test_grpc_takes_a_column_per_input_and_names_a_bad_one(tmp_path) -> None:
+    """Triton's own gRPC client, one InferInput per column: the pipeline's answer, and INVALID_ARGUMENT naming a
+    category it never saw."""
+    import tritonclient.grpc as triton
+    from grpc_servers import GrpcServer
+    from tritonclient.utils import InferenceServerException
+
+    def tensors(row: dict[str, Any]) -> list[Any]:
+        made = []
+        for name, datatype, dtype in (("tenure", "INT64", np.int64), ("plan", "BYTES", object),
+                                      ("contract", "BYTES", object), ("monthly", "FP64", np.float64)):  # fmt: skip
+            tensor = triton.InferInput(name, [1, 1], datatype)
+            tensor.set_data_from_numpy(np.array([[row[name]]], dtype=dtype))
+            made.append(tensor)
+        return made
+
+    server = GrpcServer(copy_function(tmp_path, CHURN), tmp_path / "grpc.log", {})
+    try:
+        server.wait_live()
+        client = triton.InferenceServerClient(server.address)
+        answer = client.infer("churn", tensors(ROW), client_timeout=60)
+        expected = local_pipeline().predict_proba(local_frame([ROW]))
+        assert np.allclose(answer.as_numpy("probabilities"), expected, atol=1e-6)
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("churn", tensors({**ROW, "plan": "gold"}), client_timeout=60)
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "column 'plan': unknown category 'gold'" in refused.value.message()
+    finally:
+        server.stop()
