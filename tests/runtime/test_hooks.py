@@ -40,3 +40,45 @@ def test_a_turn_hook_must_take_one_argument(tmp_path: Path) -> None:
 def test_the_bundle_takes_the_hooks_relative_imports_and_leaves_the_training_script(tmp_path: Path) -> None:
     folder = _model_folder(tmp_path, "d", "x")
     assert local_modules(folder, ["hooks.py"]) == {"hooks.py", "tokenizer.py"}
+
+
+POST_WITH_INPUTS = """
+
+_plain_postprocess = postprocess
+
+
+def postprocess(outputs, payload, inputs):
+    answer = _plain_postprocess(outputs, payload)
+    answer["ink"] = float(inputs["pixels"].sum())  # what the pre hook made, not recomputed
+    return answer
+"""
+
+
+def test_a_post_hook_that_names_inputs_gets_the_pre_hooks_tensors(tmp_path: Path) -> None:
+    """digits with a post hook that declares ``inputs``: served by a real server and in a batch job, it gets the
+    tensors the pre hook made (a two-argument hook is told apart by its signature)."""
+    import json
+    import subprocess
+    import sys
+
+    import requests
+    from helpers import DIGITS, copy_function, running
+
+    from modelfn.runtime.hooks import takes_inputs
+
+    folder = copy_function(tmp_path, DIGITS)
+    (folder / "hooks.py").write_text((folder / "hooks.py").read_text() + POST_WITH_INPUTS)
+    image = [[0, 0, 5, 13, 9, 1, 0, 0]] * 8
+    ink = float(sum(sum(row) for row in image))
+    hooks = load_hooks(folder, "hooks.py:preprocess", "hooks.py:postprocess", namespace="with_inputs")
+    assert hooks.post_takes_inputs and not takes_inputs(lambda outputs, payload: None)
+    with running(folder, tmp_path / "serve.log") as server:
+        answer = requests.post(f"{server.url}/predict", json={"image": image}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ink"] == pytest.approx(ink) and "digit" in answer.json()
+    (tmp_path / "in.jsonl").write_text(json.dumps({"image": image}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "modelfn", "batch", str(folder), str(tmp_path / "in.jsonl"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = json.loads((tmp_path / "out" / "in.jsonl.predictions.jsonl").read_text())
+    assert line["prediction"]["ink"] == pytest.approx(ink)

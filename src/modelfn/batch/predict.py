@@ -100,18 +100,18 @@ class ChunkPredictor:
             return [outcome for item in ready for outcome in self._infer([item], fmt)]
         results: list[tuple[int, Any]] = []
         offset = 0
-        for (position, row, _), count in zip(ready, counts, strict=True):
+        for (position, row, inputs), count in zip(ready, counts, strict=True):
             mine = {name: array[offset : offset + count] for name, array in outputs.items()}
             offset += count
-            results.append((position, self._answer(row, mine, fmt)))
+            results.append((position, self._answer(row, mine, fmt, inputs)))
         return results
 
-    def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str) -> Any:
+    def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str, inputs: dict[str, np.ndarray]) -> Any:
         if fmt == "tensors":
             return outputs
         if fmt in PAYLOAD_FORMATS and self.model.hooks.post is not None:
             try:
-                return self.model.postprocess(outputs, row.value)
+                return self.model.postprocess(outputs, row.value, inputs)
             except ModelfnError as exc:
                 return BadRow(row.number, public_message(exc))
         # One input row -> its own output rows, without the batch dimension.

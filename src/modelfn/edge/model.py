@@ -64,12 +64,16 @@ class EdgeModel:
         else:
             arrays = named_inputs(self, self._call(self.hooks.pre, payload), "pre-processing hook result")
         outputs = self.infer(arrays)
-        return self._call(self.hooks.post, outputs, payload) if self.hooks.post else outputs
+        if self.hooks.post is None:
+            return outputs
+        if self.hooks.post_takes_inputs:  # the tensors the model ran on, as the function gives them
+            return self._call(self.hooks.post, outputs, payload, inputs=arrays)
+        return self._call(self.hooks.post, outputs, payload)
 
     @staticmethod
-    def _call(hook: Any, *args: Any) -> Any:
+    def _call(hook: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return hook(*args)
+            return hook(*args, **kwargs)
         except ModelfnError:
             raise
         except Exception as exc:

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 from modelfn.errors import ContractError
 
 PreHook = Callable[[Any], Any]
-PostHook = Callable[[dict[str, Any], Any], Any]
+#: ``post(outputs, payload)``, or ``post(outputs, payload, inputs)`` (see :class:`LoadedHooks`).
+PostHook = Callable[..., Any]
 TurnHook = Callable[[dict[str, Any]], Any]
 
 
@@ -33,6 +34,10 @@ class LoadedHooks(NamedTuple):
     pre: PreHook | None = None
     post: PostHook | None = None
     turn: TurnHook | None = None
+    #: The post hook declares a parameter named ``inputs``: it is given the tensors the model ran on
+    #: (the pre hook's), as ``post(outputs, payload, inputs=...)``, and need not compute them again
+    #: (an attention mask for mean pooling, say).
+    post_takes_inputs: bool = False
 
 
 def load_hooks(
@@ -43,11 +48,22 @@ def load_hooks(
     ``namespace`` keeps hook modules of different models apart in ``sys.modules``.
     """
     modules: dict[Path, Any] = {}
+    post_hook = _resolve(folder, post, "hooks.post", 2, namespace, modules) if post else None
     return LoadedHooks(
         pre=_resolve(folder, pre, "hooks.pre", 1, namespace, modules) if pre else None,
-        post=_resolve(folder, post, "hooks.post", 2, namespace, modules) if post else None,
+        post=post_hook,
         turn=_resolve(folder, turn, "hooks.turn", 1, namespace, modules) if turn else None,
+        post_takes_inputs=post_hook is not None and takes_inputs(post_hook),
     )
+
+
+def takes_inputs(hook: Callable[..., Any]) -> bool:
+    """Whether a post hook declares a parameter named ``inputs`` (see :class:`LoadedHooks`)."""
+    try:
+        parameter = inspect.signature(hook).parameters.get("inputs")
+    except ValueError:  # a builtin without a signature
+        return False
+    return parameter is not None and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
 
 
 def _resolve(
@@ -102,7 +118,8 @@ def _import(path: Path, package: str, field: str) -> Any:
 
 def _check_arity(function: Callable[..., Any], arity: int, field: str, ref: str) -> None:
     try:
-        inspect.signature(function).bind(*range(arity))
+        extra = {"inputs": None} if field == "hooks.post" and takes_inputs(function) else {}
+        inspect.signature(function).bind(*range(arity), **extra)
     except TypeError:
         expected = {"hooks.pre": "pre(payload)", "hooks.post": "post(outputs, payload)"}.get(field, "turn(turn)")
         raise ContractError(f"field `{field}`: {ref} must accept {arity} argument(s), like {expected}") from None

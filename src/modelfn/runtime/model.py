@@ -7,6 +7,7 @@ inference. Each phase is timed so cold starts can be explained, not guessed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -90,11 +91,22 @@ class LoadedModel(NamedTuple):
 
     def predict_json(self, payload: Any) -> Any:
         """The plain JSON route: pre hook -> model -> post hook."""
-        return self.postprocess(self.infer(self.preprocess(payload)), payload)
+        inputs = self.preprocess(payload)
+        return self.postprocess(self.infer(inputs), payload, inputs)
 
-    def postprocess(self, outputs: dict[str, np.ndarray], payload: Any) -> Any:
-        """The post-processing hook of one payload's outputs, or the outputs as they are."""
-        return outputs if self.hooks.post is None else self._call_hook("post", self.hooks.post, outputs, payload)
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], payload: Any, inputs: dict[str, np.ndarray] | None = None
+    ) -> Any:
+        """The post-processing hook of one payload's outputs, or the outputs as they are.
+
+        ``inputs``: the tensors the model ran on, for a post hook that declares an ``inputs`` parameter.
+        """
+        post = self.hooks.post
+        if post is None:
+            return outputs
+        if self.hooks.post_takes_inputs:
+            return self._call_hook("post", functools.partial(post, inputs=inputs), outputs, payload)
+        return self._call_hook("post", post, outputs, payload)
 
     def preprocess(self, payload: Any) -> dict[str, np.ndarray]:
         """The pre-processing hook (or the plain ``{input name: value}`` reading) of one payload."""
