@@ -10,7 +10,7 @@ and a noise floor it cannot. The pipeline is what a data scientist writes for su
 logistic regression. It is fitted on the DataFrame itself, never retrained for modelfn, and saved
 with skops.
 
-Writes ``model.skops``, ``validation.csv`` (the held-out rows with their ``churned`` label, for
+Writes ``model.skops``, ``validation.csv`` (the held-out rows with their ``label``, 1 = left, for
 ``modelfn convert --validation``) and prints the sha256 and the held-out accuracy that
 ``modelfn.yaml`` records.
 """
@@ -83,7 +83,7 @@ def main() -> None:
     model = pipeline().fit(x_train, y_train)
     data = skops.io.dumps(model)
     (HERE / "model.skops").write_bytes(data)
-    held_out = x_test.assign(churned=y_test)
+    held_out = x_test.assign(label=y_test)
     held_out.to_csv(HERE / "validation.csv", index=False)
     print(f"sha256: {hashlib.sha256(data).hexdigest()}")
     print(f"held-out accuracy: {model.score(x_test, y_test):.4f} on {len(y_test)} customers")

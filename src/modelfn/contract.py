@@ -408,8 +408,12 @@ class Table(_Strict, frozen=True):
 
     #: How the model takes the columns: ``dataframe`` (scikit-learn) or ``arrays`` (one per column).
     pass_as: Literal["dataframe", "arrays"] = msgspec.field(default="dataframe", name="as")
-    #: Columns whose value may be missing (``null`` or absent in a row): NaN for numbers, None for strings.
+    #: Columns whose value may be missing (``null`` or absent in a row): NaN for numbers.
     nullable: list[TensorName] = []
+    #: The values a column may take (an encoder's categories); any other is a 400 naming the column.
+    #: ``modelfn convert`` writes them from the pipeline's encoders, whose ONNX form cannot say which value
+    #: it refused.
+    categories: dict[TensorName, Annotated[list[str | int | float], msgspec.Meta(max_length=100_000)]] = {}
 
 
 class Contract(_Strict, frozen=True, kw_only=True):
@@ -520,6 +524,9 @@ class Contract(_Strict, frozen=True, kw_only=True):
                     f"table.nullable: {name!r} is {datatypes[name]}; only FP16, FP32 and FP64 columns may be "
                     "nullable (a missing value is NaN)"
                 )
+        unknown = sorted(set(table.categories) - set(datatypes))
+        if unknown:
+            raise ValueError(f"table.categories names {unknown}, which are not inputs of this contract")
         if self.framework not in ("sklearn", "onnx"):
             raise ValueError(f"`table` is for scikit-learn and ONNX models, not {self.framework}")
         if self.framework == "onnx" and table.pass_as == "dataframe":

@@ -167,3 +167,21 @@ def _as_text(array: np.ndarray, name: str) -> np.ndarray:
                 raise InvalidInput(f"column {name!r}: row {index} is not UTF-8 text") from None
         text[index] = value
     return text
+
+
+def check_categories(name: str, column: np.ndarray, known: frozenset[Any] | set[Any]) -> None:
+    """A value outside a column's known categories is the caller's: a 400 naming the column and the categories."""
+    for value in column.reshape(-1).tolist():
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if text not in known and text == text:  # NaN (a missing value) is the imputer's business
+            listed = sorted(map(str, known))
+            shown = ", ".join(repr(c) for c in listed[:20]) + (", ..." if len(listed) > 20 else "")
+            raise InvalidInput(f"column {name!r}: unknown category {str(text)[:60]!r}; the model knows {shown}")
+
+
+def check_declared_categories(contract: Contract, inputs: Mapping[str, np.ndarray]) -> None:
+    """Every column with ``table.categories`` holds only those values."""
+    assert contract.table is not None
+    for name, values in contract.table.categories.items():
+        if name in inputs:
+            check_categories(name, inputs[name], set(values))

@@ -40,7 +40,7 @@ def held_out_rows() -> tuple[list[dict[str, Any]], list[int]]:
             monthly = record["monthly"]
             rows.append({"tenure": int(record["tenure"]), "plan": record["plan"], "contract": record["contract"],
                          "monthly": float(monthly) if monthly else None})  # fmt: skip
-            labels.append(int(record["churned"]))
+            labels.append(int(record["label"]))
     return rows, labels
 
 

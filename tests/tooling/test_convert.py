@@ -102,3 +102,76 @@ def test_a_pipeline_over_string_columns_is_refused_naming_why_and_never_with_a_t
     assert "input 'rows' is BYTES [-1, 3]" in done.output and "one numeric feature matrix" in done.output
     assert done.exception is None or isinstance(done.exception, SystemExit)
     assert not (tmp_path / "onnx").exists()
+
+
+CHURN = ROOT / "functions" / "churn"
+ROW = {"tenure": 12, "plan": "pro", "contract": "month-to-month", "monthly": 45.5}
+
+
+def test_a_table_pipeline_converts_to_one_onnx_input_per_column_verified_on_its_csv(tmp_path) -> None:
+    """functions/churn's ColumnTransformer pipeline: an ONNX model with the contract's own four columns,
+    verified on the held-out CSV (``--validation``), that answers as the pipeline does and refuses a
+    category its encoder never saw naming the column, though ONNX's encoder cannot say which value it refused."""
+    import onnxruntime as ort
+    from click.testing import CliRunner
+
+    from modelfn.cli import cli
+
+    out = tmp_path / "churn-onnx"
+    done = CliRunner().invoke(cli, ["convert", str(CHURN), "--out", str(out),
+                                    "--validation", str(CHURN / "validation.csv")])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert report["validation_rows"] == 1000 and report["outputs"]["label"]["agreement"] == 1.0
+    assert report["accuracy"]["source"] == report["accuracy"]["converted"] > 0.8
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [
+        ("tenure", "tensor(int64)"), ("plan", "tensor(string)"), ("contract", "tensor(string)"),
+        ("monthly", "tensor(double)")]  # fmt: skip
+    contract = load_contract(out)
+    assert contract.framework == "onnx" and contract.table is not None and contract.table.pass_as == "arrays"
+    assert contract.table.categories["plan"] == ["basic", "family", "pro"]
+    source, onnx_form = make_client(CHURN), make_client(out)
+    rows = {"rows": [ROW, {**ROW, "monthly": None, "contract": "two-year"}]}
+    expected = source.post("/predict", json=rows).get_json()
+    answer = onnx_form.post("/predict", json=rows).get_json()
+    assert answer["label"] == expected["label"]
+    assert np.allclose(answer["probabilities"], expected["probabilities"], atol=1e-5)
+    datatypes = {"tenure": "INT64", "plan": "BYTES", "contract": "BYTES", "monthly": "FP64"}
+    gold = [{"name": name, "datatype": datatypes[name], "shape": [1, 1], "data": [value]}
+            for name, value in {**ROW, "plan": "gold"}.items()]  # fmt: skip
+    refused = onnx_form.post("/v2/models/churn/infer", json={"inputs": gold})
+    assert refused.status_code == 400 and "column 'plan': unknown category 'gold'" in refused.get_json()["error"]
+
+
+def test_a_step_skl2onnx_cannot_convert_is_named(tmp_path) -> None:
+    """A pipeline with a custom function step: the error names the step, with no traceback, and nothing is written."""
+    import shutil
+
+    import skops.io
+    import yaml
+    from click.testing import CliRunner
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    from modelfn.cli import cli
+
+    folder = tmp_path / "churn"
+    shutil.copytree(CHURN, folder, ignore=shutil.ignore_patterns(".modelfn", "__pycache__", "train.py"))
+    frame = __import__("pandas").read_csv(CHURN / "validation.csv")
+    columns = ColumnTransformer([("numbers", FunctionTransformer(np.log1p), ["tenure"]),
+                                 ("categories", OneHotEncoder(), ["plan", "contract"])])  # fmt: skip
+    model = Pipeline([("columns", columns), ("classifier", LogisticRegression())])
+    model.fit(frame[["tenure", "plan", "contract", "monthly"]], frame["label"])
+    data = skops.io.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    contract["artifact"]["sha256"] = __import__("hashlib").sha256(data).hexdigest()
+    contract["artifact"]["trusted_types"] = [t for t in skops.io.get_untrusted_types(data=data)]
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+    done = CliRunner().invoke(cli, ["convert", str(folder), "--out", str(tmp_path / "onnx")])
+    assert done.exit_code == 1, done.output
+    assert "(step columns.numbers: FunctionTransformer)" in done.output and "Traceback" not in done.output
+    assert not (tmp_path / "onnx").exists()

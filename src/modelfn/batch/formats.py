@@ -159,14 +159,14 @@ def _csv_table_rows(stream: io.BufferedReader, contract: Contract, max_line_byte
         try:
             for name, cell in zip(header, cells, strict=True):
                 if name in specs:
-                    row[name] = _cell(cell, specs[name])
+                    row[name] = cell_value(cell, specs[name])
         except InvalidInput as exc:
             yield BadRow(number, exc.message)
             continue
         yield Row(number, row)
 
 
-def _cell(cell: str, spec: TensorSpec) -> Any:
+def cell_value(cell: str, spec: TensorSpec) -> Any:
     """A CSV cell as the JSON value a person would write for ``spec``'s column (empty: missing)."""
     if spec.datatype == "BYTES":
         return cell

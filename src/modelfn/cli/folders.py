@@ -184,9 +184,13 @@ def serve(folder: Path, port: int, host: str, browser: bool, grpc: bool) -> None
     "--max-abs-diff", type=float, default=None, help="Largest accepted float difference (default 1e-3; 0.05 with int8)."
 )
 @click.option("--min-agreement", type=float, default=None, help="Smallest accepted label agreement (default 0.99).")
+@click.option(
+    "--validation", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Data to verify on instead of the contract's: an .npz, or a table's CSV (with a header) or JSON Lines.",
+)  # fmt: skip
 def convert(
     folder: Path, out: Path, version: str | None, quantize: str | None, optimize: bool, max_abs_diff: float | None,
-    min_agreement: float | None,
+    min_agreement: float | None, validation: Path | None,
 ) -> None:  # fmt: skip
     """Convert FOLDER's scikit-learn or Keras model to a verified ONNX function in OUT."""
     from modelfn.tooling.convert import DEFAULTS, Thresholds
@@ -199,13 +203,14 @@ def convert(
     )
     with click_errors():
         try:
-            report = run(folder, out, version=version, quantize=quantize, optimize=optimize, thresholds=limits)
+            report = run(folder, out, version=version, quantize=quantize, optimize=optimize, thresholds=limits,
+                         validation=validation)  # fmt: skip
         except (ValueError, TypeError, RuntimeError, ImportError, OSError) as exc:
             # A converter's own failure on a model it cannot handle: the cause, not a traceback.
             raise click.ClickException(
                 f"converting {folder} failed: {type(exc).__name__}: {str(exc)[:500]}; if the model is not a plain "
-                "scikit-learn estimator or pipeline over one numeric matrix, a Keras or a PyTorch model, serve it "
-                "as it is"
+                "scikit-learn estimator or pipeline (over one numeric matrix, or a table's columns), a Keras or a "
+                "PyTorch model, serve it as it is"
             ) from None
     source, converted = report["source"], report["converted"]
     click.echo(f"converted {folder} v{source['version']} ({source['framework']}) -> {out} v{converted['version']}")

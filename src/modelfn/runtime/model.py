@@ -78,6 +78,10 @@ class LoadedModel(NamedTuple):
             raise InvalidInput(f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}")
         if checked_against is not self.contract:
             self.check_inputs(inputs)
+        if self.contract.table is not None and self.contract.table.categories:
+            from modelfn.table import check_declared_categories
+
+            check_declared_categories(self.contract, inputs)
         try:
             return self.predictor.predict(inputs, names)
         except InvalidInput as exc:  # the framework's own verdict on a value the contract admitted

@@ -60,18 +60,24 @@ def convert(
     quantize: str | None = None,
     optimize: bool = False,
     thresholds: Thresholds | None = None,
+    validation: Path | None = None,
 ) -> dict[str, Any]:
     """Convert ``folder``'s model to ONNX in ``out`` and return the report; raise if it does not verify.
 
     ``optimize`` saves ONNX Runtime's offline-optimized graph (see :func:`_optimize_offline`).
+    ``validation``: the data to verify on instead of the contract's (for a table, a CSV with a header
+    or JSON Lines of rows, see :func:`modelfn.tooling.heldout.table_rows`).
     """
     source = compile_contract(folder)
     if source.framework == "pipeline":
         raise ContractError(f"{folder} is a pipeline; convert each model it runs")
     if source.framework == "onnx" and quantize is None and not optimize:
         raise ContractError(f"{folder} is already ONNX; pass --quantize int8 or --optimize")
-    if source.validation is None:
-        raise ContractError(f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion")
+    if source.validation is None and validation is None:
+        raise ContractError(
+            f"{folder / CONTRACT_FILE}: field `validation`: needed to verify a conversion "
+            "(or pass --validation FILE: for a table, a CSV with a header or JSON Lines of rows)"
+        )
     for module in CONVERTERS.get(source.framework, ()):
         require(module, "convert")
     if source.framework == "sklearn":
@@ -79,7 +85,7 @@ def convert(
 
         check_convertible(source)
     limits = thresholds or DEFAULTS[quantize]
-    inputs, labels = validation_tensors(folder, source)
+    inputs, labels = validation_tensors(folder, source, validation)
     original = _load(folder, source)
     store, key = local_artifact(source, folder)
     source_bytes = store.read(key)
@@ -95,6 +101,19 @@ def convert(
 
     done = (["onnx"] if source.framework != "onnx" else []) + ([quantize] if quantize else []) + (["opt"] * optimize)
     suffix = "".join(f"-{step}" for step in done)
+    columns: dict[str, Any] = {}
+    if source.table is not None and source.framework == "sklearn":  # one ONNX input of shape [-1, 1] per column
+        from modelfn.runtime.predictors.categories import known_categories
+
+        names = [spec.name for spec in source.inputs]
+        known = known_categories(original.predictor.estimator, names)  # type: ignore[attr-defined]
+        categories = {name: sorted(values, key=str) for name, values in known.items()}
+        columns = {
+            "table": msgspec.structs.replace(
+                source.table, pass_as="arrays", categories={**categories, **source.table.categories}
+            ),
+            "inputs": [msgspec.structs.replace(spec, shape=[-1, 1]) for spec in source.inputs],
+        }
     target = msgspec.structs.replace(
         source,
         version=version or f"{source.version}{suffix}",
@@ -102,7 +121,8 @@ def convert(
         artifact=msgspec.structs.replace(
             source.verified_artifact(), uri="model.onnx", sha256=sha256_hex(onnx_bytes), trusted_types=[]
         ),
-        dependencies=[d for d in source.dependencies if d not in FRAMEWORK_DEPENDENCIES],
+        dependencies=[d for d in source.dependencies if d not in (*FRAMEWORK_DEPENDENCIES, "pandas")],
+        **columns,
     )
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as scratch:
         staged = Path(scratch) / out.name

@@ -1,8 +1,10 @@
 """The held-out data a contract names, for checks that compare two ways of running a model.
 
-``validation`` is an ``.npz`` of input tensors (and optional ``labels``); ``validation_requests``
-is JSON Lines of request bodies. A check of the hooks needs the bodies; a check of a converted or
-quantized model needs tensors, which the pre hook makes of the bodies when there is no ``.npz``.
+``validation`` is an ``.npz`` of input tensors (and optional ``labels``), or for a table a CSV
+with a header (or JSON Lines of row objects) whose ``label`` column, where there is one, holds the
+labels; ``validation_requests`` is JSON Lines of request bodies. A check of the hooks needs the
+bodies; a check of a converted or quantized model needs tensors, which the pre hook makes of the
+bodies when there is no ``.npz``.
 """
 
 from __future__ import annotations
@@ -38,9 +40,13 @@ def requests_of(folder: Path, contract: Contract) -> list[Any]:
     return bodies
 
 
-def validation_tensors(folder: Path, contract: Contract) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """``validation``'s input tensors (by input name) and labels."""
-    path = folder / str(contract.validation)
+def validation_tensors(
+    folder: Path, contract: Contract, path: Path | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``validation``'s input tensors (by input name) and labels; ``path`` instead of the contract's file."""
+    path = path if path is not None else folder / str(contract.validation)
+    if path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
+        return table_rows(path, contract)
     with np.load(path) as data:
         missing = [spec.name for spec in contract.inputs if spec.name not in data]
         if missing:
@@ -70,3 +76,48 @@ def verification_inputs(
     if not batches:
         raise ContractError(f"{folder / str(contract.validation_requests)}: the pre hook refuses every request")
     return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}, None
+
+
+#: The column of a table's validation rows that holds each row's label (left out of the inputs).
+LABEL_COLUMN = "label"
+
+
+def table_rows(path: Path, contract: Contract) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A table's rows from a CSV with a header or JSON Lines of row objects: its columns, and its labels."""
+    import csv
+
+    from modelfn.batch.formats import cell_value
+    from modelfn.errors import InvalidInput
+    from modelfn.table import columns_of_rows
+
+    if contract.table is None:
+        raise ContractError(f"{path}: rows by column are for a table (`table:`); give an .npz of input tensors")
+    specs = {spec.name: spec for spec in contract.inputs}
+    rows: list[dict[str, Any]] = []
+    labels: list[Any] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            if path.suffix.lower() == ".csv":
+                records: Any = csv.DictReader(file)
+                parsed = ({name: cell_value(cell, specs[name]) if name in specs else cell
+                           for name, cell in record.items()} for record in records)  # fmt: skip
+            else:
+                parsed = (json.loads(line) for line in file if line.strip())
+            for number, record in enumerate(parsed, 1):
+                if not isinstance(record, dict):
+                    raise ContractError(f"{path}: row {number} is not an object keyed by column")
+                label = record.pop(LABEL_COLUMN, None)
+                rows.append({name: value for name, value in record.items() if name in specs})
+                labels.append(label)
+    except (OSError, ValueError) as exc:
+        raise ContractError(f"{path}: cannot read the validation rows: {exc}") from None
+    except InvalidInput as exc:
+        raise ContractError(f"{path}: {exc.message}") from None
+    if not rows:
+        raise ContractError(f"{path}: no rows to verify on")
+    try:
+        columns = columns_of_rows(contract, rows, str(path))
+    except InvalidInput as exc:
+        raise ContractError(f"{path}: {exc.message}") from None
+    known = None if any(label in (None, "") for label in labels) else np.array([int(float(v)) for v in labels])
+    return columns, known

@@ -125,25 +125,15 @@ class TableForm:
         return cls(columns, as_dataframe, known_categories(estimator, columns))
 
     def features(self, inputs: Mapping[str, np.ndarray]) -> Any:
-        from modelfn.table import dataframe
+        from modelfn.table import check_categories, dataframe
 
         for name, known in self.known.items():
-            _check_categories(name, inputs[name], known)
+            check_categories(name, inputs[name], known)
         if self.as_dataframe:
             return dataframe(self.columns, inputs)
         import numpy as np
 
         return np.column_stack([inputs[name].reshape(-1) for name in self.columns])
-
-
-def _check_categories(name: str, column: np.ndarray, known: frozenset[Any]) -> None:
-    """A value outside the categories an encoder was fitted on is the caller's: a 400 naming both."""
-    for value in column.reshape(-1).tolist():
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        if text not in known and text == text:  # NaN (a missing value) is the imputer's business
-            listed = sorted(map(str, known))
-            shown = ", ".join(repr(c) for c in listed[:20]) + (", ..." if len(listed) > 20 else "")
-            raise InvalidInput(f"column {name!r}: unknown category {str(text)[:60]!r}; the model knows {shown}")
 
 
 def _refuse_a_dataframe_model(estimator: Any) -> None:
