@@ -353,7 +353,12 @@ def test_the_aio_client_works_unchanged(server, auth) -> None:
         client = triton_aio.InferenceServerClient(server.address)
         try:
             assert await client.is_server_live()
-            assert await client.is_model_ready("digits", headers=auth)
+            # A readiness probe starts the load and says not ready until it is done: in a random order this
+            # may be the module's first call, so ask again, as a platform's probe does.
+            deadline = time.monotonic() + 120
+            while not await client.is_model_ready("digits", headers=auth):
+                assert time.monotonic() < deadline, "digits never became ready"
+                await asyncio.sleep(0.1)
             result = await client.infer("digits", [pixels(np.zeros((2, 64)))], headers=auth)
             assert result.as_numpy("label").shape == (2,)
             with pytest.raises(InferenceServerException) as error:

@@ -89,7 +89,7 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
 def test_routes_need_an_api_key_in_a_usage_plan(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method")
     assert methods and all(m["Properties"]["ApiKeyRequired"] is True for m in methods.values())
-    assert len(methods) == 4 * 7  # four routes for each of the seven exposed models
+    assert len(methods) == 4 * 8  # four routes for each of the eight exposed models
     [plan] = resources(template, "AWS::ApiGateway::UsagePlan").values()
     assert plan["Properties"]["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
     assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 1

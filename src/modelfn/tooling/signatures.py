@@ -178,12 +178,12 @@ def _skops(path: Path, trusted: tuple[str, ...], example: dict[str, Any] | None)
     width = getattr(estimator, "n_features_in_", None)
     if not isinstance(width, int):
         raise ContractError(f"{path}: the estimator does not record its number of features (n_features_in_)")
-    from modelfn.tooling.table_signature import column_tensors, fitted_columns
+    from modelfn.tooling.table_signature import column_types, fitted_columns
 
     columns = fitted_columns(estimator)
     table = columns is not None
     inputs = (
-        column_tensors(estimator, columns, example)
+        [Tensor(name, datatype, [-1, 1]) for name, datatype in column_types(estimator, columns, example)]
         if columns is not None
         else [Tensor("features", "FP32", [-1, width])]
     )

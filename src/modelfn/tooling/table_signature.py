@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from modelfn.errors import ContractError
-from modelfn.tooling.signatures import Tensor
 
 
 def fitted_columns(estimator: Any) -> list[str] | None:
@@ -35,8 +34,8 @@ def read_example(path: Path) -> dict[str, Any]:
     return value
 
 
-def column_tensors(estimator: Any, columns: list[str], example: dict[str, Any] | None) -> list[Tensor]:
-    """Each column as an input of shape ``[-1, 1]``, typed by its encoder's categories or the example row."""
+def column_types(estimator: Any, columns: list[str], example: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Each column's ``(name, datatype)``, typed by its encoder's categories or the example row."""
     from modelfn.runtime.predictors.categories import known_categories
 
     if example is not None:
@@ -44,14 +43,15 @@ def column_tensors(estimator: Any, columns: list[str], example: dict[str, Any] |
         if unknown:
             raise ContractError(f"--example names {unknown}, which the model was not fitted on; it takes {columns}")
     known = known_categories(estimator, columns)
-    tensors, untyped = [], []
+    tensors: list[tuple[str, str]] = []
+    untyped: list[str] = []
     for name in columns:
         datatype = _datatype_of_value(example[name]) if example is not None and name in example else None
         if datatype is None and name in known:
             datatype = _datatype_of_categories(known[name])
         if datatype is None:
             untyped.append(name)
-        tensors.append(Tensor(name, datatype or "", [-1, 1]))
+        tensors.append((name, datatype or ""))
     nulls = [name for name in untyped if example is not None and name in example]
     if nulls:
         raise ContractError(f"--example: {nulls} are null; give each a value, its type comes from it")
