@@ -182,6 +182,20 @@ def check_categories(name: str, column: np.ndarray, known: frozenset[Any] | set[
 def check_declared_categories(contract: Contract, inputs: Mapping[str, np.ndarray]) -> None:
     """Every column with ``table.categories`` holds only those values."""
     assert contract.table is not None
-    for name, values in contract.table.categories.items():
+    for name, known in _declared_sets(contract.table.categories).items():
         if name in inputs:
-            check_categories(name, inputs[name], set(values))
+            check_categories(name, inputs[name], known)
+
+
+_DECLARED: dict[int, tuple[Any, dict[str, frozenset[Any]]]] = {}
+
+
+def _declared_sets(categories: dict[str, list[Any]]) -> dict[str, frozenset[Any]]:
+    """``table.categories`` as sets, built once per contract (each request is checked against them)."""
+    known = _DECLARED.get(id(categories))
+    if known is not None and known[0] is categories:  # the dict itself is kept, so its id is never reused
+        return known[1]
+    sets = {name: frozenset(values) for name, values in categories.items()}
+    if len(_DECLARED) < 1024:  # contracts a process serves, not one per request
+        _DECLARED[id(categories)] = (categories, sets)
+    return sets

@@ -48,9 +48,11 @@ def load_hooks(
     ``namespace`` keeps hook modules of different models apart in ``sys.modules``.
     """
     modules: dict[Path, Any] = {}
+    # Resolved in this order (pre, post, turn): it is the order their files are imported in.
+    pre_hook = _resolve(folder, pre, "hooks.pre", 1, namespace, modules) if pre else None
     post_hook = _resolve(folder, post, "hooks.post", 2, namespace, modules) if post else None
     return LoadedHooks(
-        pre=_resolve(folder, pre, "hooks.pre", 1, namespace, modules) if pre else None,
+        pre=pre_hook,
         post=post_hook,
         turn=_resolve(folder, turn, "hooks.turn", 1, namespace, modules) if turn else None,
         post_takes_inputs=post_hook is not None and takes_inputs(post_hook),

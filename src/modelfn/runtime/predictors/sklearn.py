@@ -122,7 +122,11 @@ class TableForm:
         if as_dataframe:
             require("pandas", "sklearn")
         columns = column_order(contract, getattr(estimator, "feature_names_in_", None) if as_dataframe else None)
-        return cls(columns, as_dataframe, known_categories(estimator, columns))
+        # A column the contract lists under table.categories is checked against that list for every model
+        # (LoadedModel.infer): the encoders' own categories add the columns it leaves out, once each.
+        known = {name: values for name, values in known_categories(estimator, columns).items()
+                 if name not in contract.table.categories}  # fmt: skip
+        return cls(columns, as_dataframe, known)
 
     def features(self, inputs: Mapping[str, np.ndarray]) -> Any:
         from modelfn.table import check_categories, dataframe
