@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,27 @@ def test_sqlite_upserts_one_row_per_key(tmp_path: Path) -> None:
             "SELECT row_number, version, generation FROM modelfn_predictions ORDER BY 2, 1"
         ).fetchall()
     assert rows == [(2, "1", "2"), (3, "1", "2"), (2, "2", "2")]
+
+
+def test_workers_opening_a_new_sqlite_file_together_all_get_it(tmp_path: Path) -> None:
+    # Beam and Spark start several workers at once on the same new file. SQLite refused the switch to
+    # WAL at once ("database is locked") to one of eight openers in about one new file in ten.
+    failures: list[str] = []
+
+    def open_and_close(url: str) -> None:
+        try:
+            ResultsDatabase(url).close()
+        except sqlite3.OperationalError as exc:
+            failures.append(str(exc))
+
+    for trial in range(60):
+        url = f"sqlite:///{tmp_path}/{trial}/r.db"
+        workers = [threading.Thread(target=open_and_close, args=(url,)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert failures == []
 
 
 def test_postgresql_upserts_one_row_per_key(postgres: str) -> None:

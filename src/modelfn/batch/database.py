@@ -50,7 +50,7 @@ class ResultsDatabase:
             path = Path(rest[1:] if rest.startswith("//") else rest)
             path.parent.mkdir(parents=True, exist_ok=True)
             self._connection: Any = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            self._connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            _use_write_ahead_log(self._connection)
             self._upsert = UPSERT
         elif scheme in ("postgresql", "postgres") and sep:
             self._connection = _postgres(url)
@@ -92,6 +92,26 @@ class ResultsDatabase:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def _use_write_ahead_log(connection: sqlite3.Connection, *, within_s: float = 30.0) -> None:
+    """Switch the file to WAL (readers never block the writer), waiting out other openers.
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once instead of
+    waiting ``timeout`` when another connection is opening it too (several batch workers starting
+    together on a new file): retried here. The mode is stored in the file, so later opens only read it.
+    """
+    deadline = time.monotonic() + within_s
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _postgres(url: str) -> Any:
