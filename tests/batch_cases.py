@@ -36,6 +36,25 @@ def write_digits_inputs(folder: Path, x: np.ndarray) -> Path:
     return folder
 
 
+CHURN = DIGITS.parent / "churn"
+#: Rows the churn model must refuse, each naming its column, inserted as lines 101-104 of churn.csv.
+CHURN_BAD_LINES = ["twelve,pro,one-year,30.5,0", "12,gold,one-year,30.5,0", ",pro,one-year,30.5,0", "12,pro"]
+
+
+def write_churn_inputs(folder: Path) -> Path:
+    """The churn model's held-out rows as a CSV with its header (and its label column, which the model
+    does not take), in another column order, with four bad lines; 24 rows have no monthly charge."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header, *rows = (CHURN / "validation.csv").read_text().splitlines()
+    order = [4, 3, 1, 0, 2]  # monthly, contract, label, plan, tenure: mapped by header, not by position
+    reorder = lambda line: ",".join(cell for _, cell in sorted(zip(order, line.split(","), strict=True)))  # noqa: E731
+    lines = [reorder(header), *(reorder(row) for row in rows[:99])]
+    lines += [reorder(bad) if bad.count(",") == 4 else bad for bad in CHURN_BAD_LINES]
+    lines += [reorder(row) for row in rows[99:]]
+    (folder / "churn.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
 WIDTH, PER_FILE, PARTS = 16384, 800, 4  # 64 KiB rows, 200 MiB in four files
 
 

@@ -21,7 +21,16 @@ Two kinds of input column:
   ``modelfn batch`` checks a ``.csv`` line (``spark.read.text``; drop a header line first);
 - ``kind="tensor"``: arrays of numbers, each one row of the model's one input, flattened (a column
   of a Parquet table). Spark stacks each batch before the model sees it, so every array must have
-  the row's length: filter on ``F.size(col)`` first, or read the rows as ``csv``.
+  the row's length: filter on ``F.size(col)`` first, or read the rows as ``csv``;
+- ``kind="columns"``, for a tabular contract (``table:``): one Spark column per contract column, in
+  the contract's order. ``predict()`` with no column picks them by name::
+
+      predict = predict_udf("functions/churn", kind="columns")
+      scored = spark.read.csv("customers.csv", header=True).withColumn("result", predict())
+
+  Typed columns (Parquet, ``inferSchema``) are used as they are; string cells in a number column
+  are read as ``modelfn batch`` reads a CSV cell, so a CSV read with every column a string gives the
+  batch job's results and error words. A null (or a NaN) is a missing value.
 
 With ``numbered=True`` a second column gives each row's number, which error messages name as
 ``modelfn batch`` names line numbers. Needs ``pip install 'modelfn[spark]'`` and Spark 3.4 or later.
@@ -35,12 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from modelfn.batch.formats import BadRow, Row, array_row, csv_line, json_row, row_spec
+from modelfn.batch.formats import BadRow, Row, array_row, cell_value, csv_line, json_row, row_spec
 from modelfn.batch.predict import ChunkPredictor, prediction_json
-from modelfn.errors import ContractError
+from modelfn.contract import TensorSpec
+from modelfn.errors import ContractError, InvalidInput
 from modelfn.offline import ModelSource
 
-KINDS = ("json", "csv", "tensor")
+KINDS = ("json", "csv", "tensor", "columns")
 DEFAULT_BATCH_ROWS = 1024
 
 
@@ -55,7 +65,7 @@ def predict_udf(
 ) -> Any:
     """A Spark column function predicting with the model at ``source`` (a folder or registry reference).
 
-    ``numbered``: the function takes a second column, each row's number (for error messages);
+    ``numbered``: the function takes one more column, last, each row's number (for error messages);
     ``batch_size``: rows per inference call (default: the contract's batching block, else 1024).
     """
     from pyspark.ml.functions import predict_batch_udf
@@ -69,14 +79,28 @@ def predict_udf(
     if kind == "tensor":
         spec = row_spec(contract, "npy")
         shapes = {0: [math.prod(spec.shape[1:])]}  # per row, flattened; Spark adds the batch dimension
+    if kind == "columns" and contract.table is None:
+        raise ContractError(f"kind='columns' is for a tabular contract (table:); {contract.name} takes tensors")
     if batch_size is None:
         batch_size = contract.batching.max_batch_size if contract.batching is not None else DEFAULT_BATCH_ROWS
-    return predict_batch_udf(
+    udf = predict_batch_udf(
         _make_predict_fn(model_source, kind, numbered=numbered),
         return_type=StructType([StructField("prediction", StringType()), StructField("error", StringType())]),
         batch_size=batch_size,
         input_tensor_shapes=shapes,
     )
+    if kind != "columns":
+        return udf
+    names = [spec.name for spec in contract.inputs]
+
+    def predict_columns(*columns: Any) -> Any:
+        """The contract's columns, by name, unless given (then in the contract's order, numbers last)."""
+        expected = names + (["the row numbers"] if numbered else [])
+        if (columns or numbered) and len(columns) != len(expected):
+            raise ContractError(f"predict() takes {len(expected)} columns, {expected}; it was given {len(columns)}")
+        return udf(*(columns or names))
+
+    return predict_columns
 
 
 def _make_predict_fn(
@@ -84,20 +108,13 @@ def _make_predict_fn(
 ) -> Callable[[], Callable[..., dict[str, np.ndarray]]]:
     def make_predict_fn() -> Callable[..., dict[str, np.ndarray]]:
         predictor = ChunkPredictor(source.load())
+        if kind == "columns":
+            return _predict_columns(predictor, numbered=numbered)
         reader = {"json": _json_rows, "csv": _csv_rows(predictor), "tensor": _tensor_rows(predictor)}[kind]
         fmt = "jsonl" if kind == "json" else "npy"
 
         def predict_numbered(values: np.ndarray, numbers: np.ndarray | None) -> dict[str, np.ndarray]:
-            outcomes = predictor.outcomes(reader(values, numbers), fmt)
-            # Column-oriented: Spark's row-oriented form takes no nulls.
-            predictions = np.empty(len(outcomes), dtype=object)
-            errors = np.empty(len(outcomes), dtype=object)
-            for index, outcome in enumerate(outcomes):
-                if isinstance(outcome, BadRow):
-                    errors[index] = outcome.error
-                else:
-                    predictions[index] = prediction_json(outcome).decode()
-            return {"prediction": predictions, "error": errors}
+            return _columns_of(predictor.outcomes(reader(values, numbers), fmt))
 
         def predict(values: np.ndarray) -> dict[str, np.ndarray]:  # Spark counts the parameters
             return predict_numbered(values, None)
@@ -105,6 +122,52 @@ def _make_predict_fn(
         return predict_numbered if numbered else predict
 
     return make_predict_fn
+
+
+def _columns_of(outcomes: list[Any]) -> dict[str, np.ndarray]:
+    """Column-oriented results: Spark's row-oriented form takes no nulls."""
+    predictions = np.empty(len(outcomes), dtype=object)
+    errors = np.empty(len(outcomes), dtype=object)
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, BadRow):
+            errors[index] = outcome.error
+        else:
+            predictions[index] = prediction_json(outcome).decode()
+    return {"prediction": predictions, "error": errors}
+
+
+def _predict_columns(predictor: ChunkPredictor, *, numbered: bool) -> Callable[..., dict[str, np.ndarray]]:
+    """Rows ``{column: value}`` from one array per column, predicted as ``modelfn batch`` predicts CSV rows."""
+    specs = predictor.model.contract.inputs
+
+    def predict(*arrays: np.ndarray) -> dict[str, np.ndarray]:
+        columns, numbers = (arrays[:-1], arrays[-1]) if numbered else (arrays, None)
+        rows: list[Row | BadRow] = []
+        for index, number in enumerate(_numbers(len(columns[0]), numbers)):
+            try:
+                cells = {spec.name: _cell(column[index], spec) for spec, column in zip(specs, columns, strict=True)}
+                rows.append(Row(number, cells))
+            except InvalidInput as exc:
+                rows.append(BadRow(number, exc.message))
+        return _columns_of(predictor.outcomes(rows, "csv"))
+
+    return predict
+
+
+def _cell(value: Any, spec: TensorSpec) -> Any:
+    """One Spark value as the JSON value a row would carry: numbers as numbers, strings read as CSV cells."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return cell_value(value, spec)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None  # pandas turns a null in a number column into NaN
+        if spec.datatype.startswith(("INT", "UINT")) and value.is_integer():
+            return int(value)  # an integer column with a null arrives as floats
+    return value
 
 
 def _numbers(count: int, numbers: np.ndarray | None) -> list[int]:
