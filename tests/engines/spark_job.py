@@ -2,7 +2,9 @@
 
 ``python spark_job.py CONFIG.json``; CONFIG: ``cases``, each ``name``, ``source`` (folder or registry
 reference), ``kind`` and either ``text`` (files read with ``spark.read.text``, numbered by line;
-``header``: drop line 1) or ``npy`` (files turned into Parquet with a ``row`` and an ``x`` column).
+``header``: drop line 1), ``table`` (CSV files with a header read with ``spark.read.csv``, every
+column a string unless ``infer``, numbered by line as ``modelfn batch`` numbers them) or ``npy``
+(files turned into Parquet with a ``row`` and an ``x`` column).
 Writes ``report``: per case, ``[file, row, prediction, error]`` sorted, or why the UDF was refused.
 """
 
@@ -27,6 +29,13 @@ def text_frame(spark, files, header):
     order = Window.partitionBy("file").orderBy(F.monotonically_increasing_id())
     frame = frame.withColumn("row", F.row_number().over(order))
     return frame.filter(F.col("row") > 1) if header else frame
+
+
+def table_frame(spark, files, infer):
+    frame = spark.read.csv(files, header=True, inferSchema=infer)
+    frame = frame.withColumn("file", F.element_at(F.split(F.input_file_name(), "/"), -1))
+    order = Window.partitionBy("file").orderBy(F.monotonically_increasing_id())
+    return frame.withColumn("row", F.row_number().over(order) + 1)  # line 1 is the header
 
 
 def parquet_frame(spark, files, folder):
@@ -69,12 +78,17 @@ def main(config_path: str) -> None:
             report["cases"][case["name"]] = {"refused": exc.message}
             continue
         if "text" in case:
-            frame, column = text_frame(spark, case["text"], case.get("header", False)), "value"
+            frame, columns = text_frame(spark, case["text"], case.get("header", False)), ["value"]
+        elif "table" in case:
+            frame, columns = table_frame(spark, case["table"], case.get("infer", False)), case["columns"]
         else:
-            frame, column = parquet_frame(spark, case["npy"], config["scratch"]), "x"
-        result = frame.withColumn("result", predict(column, "row"))
+            frame, columns = parquet_frame(spark, case["npy"], config["scratch"]), ["x"]
+        result = frame.withColumn("result", predict(*columns, "row"))
         rows = result.select("file", "row", "result.prediction", "result.error").collect()
-        report["cases"][case["name"]] = {"rows": sorted([list(r) for r in rows], key=lambda r: (r[0], r[1]))}
+        report["cases"][case["name"]] = {
+            "rows": sorted([list(r) for r in rows], key=lambda r: (r[0], r[1])),
+            "types": dict(frame.dtypes),
+        }
     spark.stop()
     with open(config["report"], "w") as out:
         json.dump(report, out)

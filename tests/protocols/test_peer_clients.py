@@ -24,13 +24,21 @@ from helpers import DIGITS, ROOT, running
 from models import write_graph_function, write_identity_function
 
 PEERS = Path(__file__).parent / "peers"
-MODELS = ["digits", "kserve-echo", "kserve-pair", "kserve-mixed", "sum-model", "mlserver-echo"]
+MODELS = ["digits", "churn", "kserve-echo", "kserve-pair", "kserve-mixed", "sum-model", "mlserver-echo"]
+CHURN = DIGITS.parent / "churn"
+#: The rows kserve_calls.py sends the churn model, one column per input, as a DataFrame's columns.
+CHURN_ROWS = [
+    {"tenure": 12, "plan": "pro", "contract": "month-to-month", "monthly": 45.5},
+    {"tenure": 40, "plan": "basic", "contract": "two-year", "monthly": None},
+]
 
 
 def write_peer_group(folder: Path) -> Path:
     from onnx import helper
 
-    shutil.copytree(DIGITS, folder / "digits", ignore=shutil.ignore_patterns("__pycache__", ".modelfn", "train.py"))
+    for source in (DIGITS, CHURN):
+        ignored = shutil.ignore_patterns("__pycache__", ".modelfn", "train.py")
+        shutil.copytree(source, folder / source.name, ignore=ignored)
     write_identity_function(folder / "kserve-echo", "kserve-echo", {"input-0": ("output-0", "INT32", [-1, 2])})
     write_identity_function(folder / "kserve-pair", "kserve-pair", {
         "input-0": ("output-0", "INT32", [-1, 2]), "fp16_data": ("fp16_out", "FP16", [-1, 2])})  # fmt: skip
@@ -77,7 +85,7 @@ def run_client(name: str, *args: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def kserve(peer_server, heldout) -> dict[str, Any]:
-    return run_client("kserve", peer_server.url, json.dumps(heldout[0][:3].tolist()))
+    return run_client("kserve", peer_server.url, json.dumps(heldout[0][:3].tolist()), json.dumps(CHURN_ROWS))
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +164,30 @@ def test_kserve_sees_a_clear_error_for_an_unknown_input(kserve) -> None:
     failure = kserve["v2_infer_unknown_input"]
     assert failure["error"] == "HTTPStatusError" and failure["status"] == 400
     assert "unknown input(s) ['input-9']" in failure["message"]
+
+
+@pytest.mark.parametrize("case", ["v2_infer_churn_columns", "v2_infer_churn_binary_strings"])
+def test_kserve_one_input_per_column_gets_what_a_json_row_gets(kserve, peer_server, case) -> None:
+    """A DataFrame's columns as the SDK sends them (shape ``[rows]``, strings JSON or binary): the
+    churn pipeline's answers, as ``POST /predict`` gives them for the same rows."""
+    reference = requests.post(f"{peer_server.url}/models/churn/predict", json={"rows": CHURN_ROWS}, timeout=60)
+    assert reference.status_code == 200, reference.text
+    answer = value(kserve, case)
+    assert answer["model_name"] == "churn"
+    assert answer["outputs"]["label"]["data"] == reference.json()["label"]
+    assert np.allclose(answer["outputs"]["probabilities"]["data"], reference.json()["probabilities"], atol=1e-6)
+
+
+def test_kserve_v1_row_objects_are_served_by_column_name(kserve, peer_server) -> None:
+    reference = requests.post(f"{peer_server.url}/models/churn/predict", json={"rows": CHURN_ROWS}, timeout=60)
+    predictions = value(kserve, "v1_infer_churn_rows")["predictions"]
+    assert [p["label"] for p in predictions] == reference.json()["label"]
+
+
+def test_kserve_is_told_which_column_holds_an_unknown_category(kserve) -> None:
+    failure = kserve["v2_infer_churn_unknown_plan"]
+    assert failure["error"] == "HTTPStatusError" and failure["status"] == 400, failure
+    assert "column 'plan': unknown category 'gold'" in failure["message"]
 
 
 @pytest.mark.parametrize("case", ["live", "ready", "model_ready"])

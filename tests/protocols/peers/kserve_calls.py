@@ -1,6 +1,6 @@
 """Calls made with the kserve SDK's own REST client; run by the kserve environment's Python (make tools).
 
-Usage: ``python kserve_calls.py BASE_URL PIXELS_JSON``. Prints one JSON object: each call's name and
+Usage: ``python kserve_calls.py BASE_URL PIXELS_JSON CHURN_ROWS_JSON``. Prints one JSON object: each call's name and
 what the client returned (decoded to plain values), or the error it raised. The assertions live in
 ``test_peer_clients.py``; this script only speaks the protocol as the SDK does.
 
@@ -8,6 +8,7 @@ Cases from kserve ``python/kserve/test/test_inference_client.py`` (``test_infer`
 ``test_infer_with_all_binary_data``, ``test_infer_with_binary_data``, ``test_is_server_live``,
 ``test_is_server_ready``, ``test_is_model_ready``) and ``python/kserve/test/test_infer_type.py``
 (``test_to_rest_with_mixed_binary_data``), against models shaped as their ``DummyModel`` is used.
+The churn cases send a pandas DataFrame's columns, one ``InferInput`` per column.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import sys
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from kserve.protocol.infer_type import RequestedOutput
+from kserve.utils.numpy_codec import from_np_dtype
 
 REQUEST_ID = "2ja0ls9j1309"  # the id kserve's tests send
 PARAMS = {"test-param": "abc"}
@@ -59,11 +62,27 @@ def mixed_request() -> InferRequest:
                         infer_inputs=[first, second, third], request_outputs=asked)  # fmt: skip
 
 
+def column_inputs(frame: pd.DataFrame, *, binary_strings: bool = False) -> list[InferInput]:
+    """One input per column, shape ``[rows]``, its datatype from the column's dtype (strings BYTES)."""
+    inputs = []
+    for name in frame.columns:
+        column = frame[name].to_numpy()
+        if column.dtype.kind in "OUT":
+            column = column.astype(np.object_)
+            tensor = InferInput(name=name, datatype="BYTES", shape=[len(frame)])
+            tensor.set_data_from_numpy(column, binary_data=binary_strings)
+        else:
+            tensor = InferInput(name=name, datatype=from_np_dtype(column.dtype), shape=[len(frame)])
+            tensor.set_data_from_numpy(column, binary_data=False)
+        inputs.append(tensor)
+    return inputs
+
+
 def request(model: str, inputs: list[InferInput], **extra: Any) -> InferRequest:
     return InferRequest(model_name=model, request_id=REQUEST_ID, infer_inputs=inputs, **extra)
 
 
-async def calls(url: str, pixels: list) -> dict[str, Any]:
+async def calls(url: str, pixels: list, churn_rows: list[dict[str, Any]]) -> dict[str, Any]:
     v1 = InferenceRESTClient(RESTConfig(protocol="v1", timeout=120))
     v2 = InferenceRESTClient(RESTConfig(protocol="v2", timeout=120))
     x = np.asarray(pixels, dtype=np.float32)
@@ -74,6 +93,8 @@ async def calls(url: str, pixels: list) -> dict[str, Any]:
     all_binary = request("kserve-pair", [int_input(), fp16_input()], parameters={**PARAMS, **binary_out})
     output_binary = request("kserve-pair", [int_input(), fp16_input()], parameters=dict(PARAMS),
                             request_outputs=[RequestedOutput(name="output-0", parameters=binary_out)])  # fmt: skip
+    customers = pd.DataFrame(churn_rows)
+    unknown_plan = customers.assign(plan=["gold"] * len(customers))
     cases = {
         "v2_is_server_live": lambda: v2.is_server_live(url),
         "v2_is_server_ready": lambda: v2.is_server_ready(url),
@@ -95,6 +116,14 @@ async def calls(url: str, pixels: list) -> dict[str, Any]:
         "v1_infer_instances": lambda: v1.infer(url, {"instances": [[1, 2], [3, 4]]}, model_name="kserve-echo"),
         "v1_infer_inputs": lambda: v1.infer(url, {"inputs": [[1, 2], [3, 4]]}, model_name="kserve-echo"),
         "v1_infer_digits": lambda: v1.infer(url, {"instances": x.tolist()}, model_name="digits"),
+        "v2_infer_churn_columns": lambda: v2.infer(url, request("churn", column_inputs(customers)), model_name="churn"),
+        "v2_infer_churn_binary_strings": lambda: v2.infer(
+            url, request("churn", column_inputs(customers, binary_strings=True)), model_name="churn"
+        ),
+        "v2_infer_churn_unknown_plan": lambda: v2.infer(
+            url, request("churn", column_inputs(unknown_plan)), model_name="churn"
+        ),
+        "v1_infer_churn_rows": lambda: v1.infer(url, {"instances": churn_rows}, model_name="churn"),
         "v2_infer_unknown_input": lambda: v2.infer(
             url, {"inputs": [{**tensor, "name": "input-9"}]}, model_name="kserve-echo"
         ),
@@ -113,4 +142,4 @@ async def calls(url: str, pixels: list) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(calls(sys.argv[1], json.loads(sys.argv[2])))))
+    print(json.dumps(asyncio.run(calls(sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])))))
