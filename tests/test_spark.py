@@ -110,6 +110,7 @@ def test_a_csv_of_customers_by_column_matches_the_batch_job_with_each_bad_cell_n
 
 def test_typed_columns_with_nulls_are_predicted_as_the_batch_job_predicts_the_csv(cases) -> None:
     spark, here = cases
+    assert "rows" in spark["typed"], spark["typed"]
     assert spark["typed"]["types"]["tenure"] == "int" and spark["typed"]["types"]["monthly"] == "double"
     predictions, errors = spark_results(spark["typed"]["rows"], "validation.csv")
     assert (len(predictions), errors) == (1000, {})

@@ -38,6 +38,7 @@ With ``numbered=True`` a second column gives each row's number, which error mess
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -151,6 +152,11 @@ def _predict_columns(predictor: ChunkPredictor, *, numbered: bool) -> Callable[.
                 rows.append(BadRow(number, exc.message))
         return _columns_of(predictor.outcomes(rows, "csv"))
 
+    # Spark counts the function's parameters to decide how many columns it takes.
+    count = len(specs) + numbered
+    predict.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(f"column_{index}", inspect.Parameter.POSITIONAL_ONLY) for index in range(count)]
+    )
     return predict
 
 

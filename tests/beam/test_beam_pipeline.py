@@ -7,7 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from batch_cases import batch_here, write_digits_inputs, write_wide_function, write_wide_inputs
+from batch_cases import (
+    CHURN,
+    batch_here,
+    write_churn_inputs,
+    write_digits_inputs,
+    write_wide_function,
+    write_wide_inputs,
+)
 from engines_env import modelfn_batch
 from helpers import DIGITS, copy_function
 
@@ -69,6 +76,19 @@ def test_the_held_out_digits_give_the_same_files_and_rows_and_a_rerun_writes_not
     assert again.stdout.count("already done (same input and version)") == 4, again.stdout
     assert {path.name: path.stat().st_mtime_ns for path in beam.iterdir()} == written
     assert rows_of(tmp_path / "beam.db") == beam_rows  # not even an upsert's timestamp moved
+
+
+def test_a_csv_of_customers_is_read_by_its_header_as_on_one_machine(tmp_path) -> None:
+    """The churn pipeline (scikit-learn on a DataFrame) over a CSV whose columns are in another order,
+    with four bad lines: the same prediction and error files from both runners."""
+    inputs = write_churn_inputs(tmp_path / "inputs")
+    here, beam = tmp_path / "here", tmp_path / "beam"
+    batch_here(str(CHURN), str(inputs / "churn.csv"), "--output", str(here))
+    done = modelfn_batch(str(CHURN), str(inputs / "churn.csv"), "--output", str(beam), *TWO_WORKERS, beam=True)
+    assert "churn.csv: 1,004 rows, 1,000 predicted, 4 failed" in done.stdout, done.stdout
+    assert_same_results(here, beam)
+    errors = [json.loads(line)["error"] for line in (beam / "churn.csv.errors.jsonl").read_text().splitlines()]
+    assert errors[0] == "column 'tenure': 'twelve' is not a number"
 
 
 def test_a_few_hundred_megabytes_in_several_files_give_the_same_rows(tmp_path) -> None:
