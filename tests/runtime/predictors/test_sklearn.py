@@ -135,3 +135,32 @@ def test_a_pipeline_that_picks_columns_by_name_without_a_table_names_the_fix(tmp
     assert check.returncode == 1 and "Traceback" not in check.stderr
     assert "fitted on a DataFrame with the columns ['tenure', 'plan', 'contract', 'monthly']" in check.stderr
     assert "under `table:`" in check.stderr and "warm-up" not in check.stderr
+
+
+def test_a_pipeline_asked_for_label_and_probabilities_transforms_the_rows_once() -> None:
+    """The churn pipeline's steps run once for both outputs; the answers are its own predict and predict_proba."""
+    from modelfn.offline import ModelSource
+    from modelfn.table import columns_of_rows
+
+    model = ModelSource.of(str(ROOT / "functions" / "churn")).load()
+    pipeline = model.predictor.estimator
+    columns = pipeline.steps[0][1]
+    transforms = []
+    transform = columns.transform
+
+    def counted(frame):
+        transforms.append(len(frame))
+        return transform(frame)
+
+    customers = [(12, "pro", "month-to-month", 45.5), (40, "basic", "two-year", None), (3, "family", "one-year", 80.0)]
+    rows = [dict(zip(("tenure", "plan", "contract", "monthly"), row, strict=True)) for row in customers]
+    inputs = columns_of_rows(model.contract, rows)
+    columns.transform = counted
+    try:
+        outputs = model.predictor.predict(inputs, ["label", "probabilities"])
+    finally:
+        del columns.transform
+    assert transforms == [3]
+    frame = model.predictor._table.features(inputs)
+    assert np.array_equal(outputs["label"], pipeline.predict(frame))
+    assert np.array_equal(outputs["probabilities"], pipeline.predict_proba(frame).astype(np.float32))

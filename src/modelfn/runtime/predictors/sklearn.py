@@ -58,6 +58,10 @@ class SklearnPredictor:
         self._input = input_name
         self._types = output_types
         self._table = table
+        # Asked for both label and probabilities, a Pipeline would transform the rows twice (once per
+        # method, the larger part of the time for a ColumnTransformer): its steps run once, then its
+        # final estimator's two methods, as Pipeline.predict and predict_proba themselves do.
+        self._shared_steps, self._final = _split_pipeline(estimator)
 
     @property
     def estimator(self) -> Any:
@@ -92,8 +96,11 @@ class SklearnPredictor:
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
         features = inputs[self._input] if self._table is None else self._table.features(inputs)
         try:
+            estimator = self._estimator
+            if len(output_names) > 1 and self._shared_steps is not None:
+                features, estimator = self._shared_steps.transform(features), self._final
             return {
-                name: getattr(self._estimator, METHODS[name])(features).astype(self._types[name], copy=False)
+                name: getattr(estimator, METHODS[name])(features).astype(self._types[name], copy=False)
                 for name in output_names
             }
         except (ValueError, TypeError) as exc:
@@ -102,6 +109,15 @@ class SklearnPredictor:
             message = str(exc)[:MESSAGE_CHARS]
             subject = f"input {self._input!r}" if self._table is None else "the rows"
             raise InvalidInput(f"{subject}: the model cannot take this value: {message}") from exc
+
+
+def _split_pipeline(estimator: Any) -> tuple[Any, Any]:
+    """A Pipeline's transforming steps (one Pipeline) and its final estimator, or ``(None, None)``."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline) or len(estimator.steps) < 2 or estimator.steps[-1][1] == "passthrough":
+        return None, None
+    return estimator[:-1], estimator.steps[-1][1]
 
 
 class TableForm:
