@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelfn.errors import InvalidInput
 from modelfn.tensors import to_array
@@ -24,7 +24,34 @@ from modelfn.tensors import to_array
 if TYPE_CHECKING:
     import numpy as np
 
-    from modelfn.contract import Contract, TensorSpec
+
+class ColumnSpec(Protocol):
+    """A column as these helpers read it: a contract's TensorSpec, or the edge runner's."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+
+class TableSpec(Protocol):
+    @property
+    def nullable(self) -> Sequence[str]: ...
+    @property
+    def categories(self) -> dict[str, list[Any]]: ...
+
+
+class Contract(Protocol):
+    """What of a contract these helpers read: the full :class:`modelfn.contract.Contract`, or the
+    edge runner's model (which carries no contract module)."""
+
+    @property
+    def inputs(self) -> Sequence[ColumnSpec]: ...
+    @property
+    def table(self) -> TableSpec | None: ...
+
 
 #: The key of ``{"rows": [...]}``, unless the table has a column of that name.
 ROWS_KEY = "rows"
@@ -81,7 +108,7 @@ def with_column_shapes(contract: Contract, inputs: dict[str, np.ndarray]) -> dic
     }
 
 
-def column_array(spec: TensorSpec, values: Sequence[Any], nullable: bool) -> np.ndarray:
+def column_array(spec: ColumnSpec, values: Sequence[Any], nullable: bool) -> np.ndarray:
     """One column's values (``None`` for a missing one, where allowed) -> an array of its declared shape."""
     where = f"column {spec.name!r}"
     if nullable:  # only float columns may be nullable (the contract checks): a missing value is NaN

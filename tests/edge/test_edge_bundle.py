@@ -29,6 +29,7 @@ from modelfn.tooling.convert import DEFAULTS, ConversionRejected, Thresholds
 from modelfn.tooling.edge_bundle import EDGE_MODULES, build_edge
 
 pytestmark = pytest.mark.slow
+CHURN = DIGITS.parent / "churn"
 SRC = ROOT / "src" / "modelfn"
 
 
@@ -231,3 +232,47 @@ def test_int8_for_the_edge_is_verified_as_convert_verifies_it(bare_python, tmp_p
     # The runner serves the int8 model verified above: it agrees with the float function as the
     # verification measured (on the held-out requests, the validation rows as served).
     assert abs(np.mean(np.array(digits) == np.array(expected)) - agreement) <= 0.01
+
+
+@pytest.fixture(scope="module")
+def churn_bundle(tmp_path_factory) -> Path:
+    """functions/churn converted to ONNX (one input per column), built for the edge."""
+    out = tmp_path_factory.mktemp("churn-edge")
+    converted = subprocess.run([sys.executable, "-m", "modelfn", "convert", str(CHURN), "--out", str(out / "onnx")],
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert converted.returncode == 0, converted.stderr
+    return Path(build_edge(out / "onnx", out).output)
+
+
+def test_a_converted_table_takes_rows_and_columns_on_the_edge_as_the_function_does(
+    bare_python, churn_bundle, tmp_path
+) -> None:
+    import csv
+
+    with (CHURN / "validation.csv").open() as file:
+        cells = list(csv.DictReader(file))[:200]
+    rows = [{"tenure": int(r["tenure"]), "plan": r["plan"], "contract": r["contract"],
+             "monthly": float(r["monthly"]) if r["monthly"] else None} for r in cells]  # fmt: skip
+    assert any(row["monthly"] is None for row in rows)
+    expected = make_client(CHURN).post("/predict", json={"rows": rows}).get_json()  # the pipeline as trained
+    columns = [{"name": name, "datatype": datatype, "shape": [2, 1], "data": [rows[0][name], rows[1][name]]}
+               for name, datatype in (("tenure", "INT64"), ("plan", "BYTES"), ("contract", "BYTES"),
+                                      ("monthly", "FP64"))]  # fmt: skip
+    with EdgeServer(bare_python, churn_bundle, tmp_path / "edge.log") as server, requests.Session() as http:
+        answer = http.post(server.url + "/predict", json={"rows": rows}, timeout=30)
+        one = http.post(server.url + "/predict", json=rows[0], timeout=30)
+        oip = http.post(server.url + "/v2/models/churn/infer", json={"parameters": {"content_type": "pd"},
+                                                                       "inputs": columns}, timeout=30)  # fmt: skip
+        unknown = http.post(server.url + "/predict", json={**rows[0], "plan": "gold"}, timeout=30)
+        wrong = http.post(server.url + "/predict", json={**rows[0], "tenure": "twelve"}, timeout=30)
+        missing = http.post(server.url + "/predict", json={"plan": "pro"}, timeout=30)
+    assert (answer.status_code, one.status_code, oip.status_code) == (200, 200, 200), (answer.text, oip.text)
+    assert answer.json()["label"] == expected["label"]
+    assert np.abs(np.array(answer.json()["probabilities"]) - expected["probabilities"]).max() <= 1e-5
+    assert one.json()["label"] == expected["label"][:1]
+    by_name = {output["name"]: output for output in oip.json()["outputs"]}
+    assert by_name["label"]["data"] == expected["label"][:2]
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == "column 'plan': unknown category 'gold'; the model knows 'basic', 'family', 'pro'"
+    assert wrong.status_code == 400 and "column 'tenure'" in wrong.json()["error"]
+    assert missing.status_code == 400 and "column 'tenure': missing" in missing.json()["error"]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelfn.errors import InvalidInput, NotFound
+from modelfn.table import normalize_oip_inputs
 from modelfn.tensors import check_datatype, check_shape, to_array, to_json_data
 
 from .model import EdgeModel
@@ -61,8 +62,9 @@ def infer(model: EdgeModel, name: str, body: bytes) -> bytes:
     request = parse(body)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
         raise InvalidInput("an inference request is an object with a non-empty `inputs` list")
+    raw = request["inputs"] if model.table is None else normalize_oip_inputs(model, request["inputs"])
     arrays = {}
-    for index, tensor in enumerate(request["inputs"]):
+    for index, tensor in enumerate(raw):
         where = f"inputs[{index}]"
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise InvalidInput(f"{where}: each input needs a `name`, `datatype`, `shape` and `data`")

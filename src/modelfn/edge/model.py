@@ -10,6 +10,7 @@ import numpy as np
 
 from modelfn.errors import ContractError, ModelFault, ModelfnError
 from modelfn.runtime.hooks import LoadedHooks, load_hooks
+from modelfn.table import check_declared_categories, columns_from_rows
 from modelfn.tensors import check_signature, datatype_of, named_inputs
 
 CONTRACT_FILE = "contract.json"
@@ -22,6 +23,13 @@ class Spec(NamedTuple):
     name: str
     datatype: str
     shape: list[int]
+
+
+class Table(NamedTuple):
+    """A tabular contract's ``table:`` (:mod:`modelfn.table` reads it): rows as people write them."""
+
+    nullable: list[str]
+    categories: dict[str, list[Any]]
 
 
 class EdgeModel:
@@ -39,6 +47,8 @@ class EdgeModel:
         self.inputs = [Spec(s["name"], s["datatype"], list(s["shape"])) for s in contract["inputs"]]
         self.outputs = [Spec(s["name"], s["datatype"], list(s["shape"])) for s in contract["outputs"]]
         self.example: Any = contract.get("example")
+        table = contract.get("table")
+        self.table = None if table is None else Table(list(table.get("nullable", [])), table.get("categories") or {})
         hooks = contract.get("hooks") or {}
         self.hooks: LoadedHooks = load_hooks(folder, hooks.get("pre"), hooks.get("post"), namespace=self.name)
         options = ort.SessionOptions()
@@ -52,6 +62,8 @@ class EdgeModel:
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on tensors checked against the contract."""
         check_signature(self, {name: (datatype_of(array), array.shape) for name, array in inputs.items()})
+        if self.table is not None and self.table.categories:
+            check_declared_categories(self, inputs)  # ONNX's encoders cannot say which value they refused
         try:
             return dict(zip(self._output_names, self._session.run(self._output_names, inputs), strict=True))
         except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -59,7 +71,9 @@ class EdgeModel:
 
     def predict(self, payload: Any) -> Any:
         """The plain JSON route: the pre hook (or ``{input name: values}``), the model, the post hook."""
-        if self.hooks.pre is None:
+        if self.hooks.pre is None and self.table is not None:
+            arrays = columns_from_rows(self, payload)
+        elif self.hooks.pre is None:
             arrays = named_inputs(self, payload, "body")
         else:
             arrays = named_inputs(self, self._call(self.hooks.pre, payload), "pre-processing hook result")

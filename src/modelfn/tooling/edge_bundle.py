@@ -10,7 +10,6 @@ beside it is the same folder, to copy to the device.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ from modelfn.tooling.portable import prepare, refusal
 
 #: The modelfn modules the runner and the hooks import, and nothing else (relative to the package).
 EDGE_MODULES = (
-    "__init__.py", "errors.py", "upload.py", "datatypes.py", "tensors.py", "payload.py",
+    "__init__.py", "errors.py", "upload.py", "datatypes.py", "tensors.py", "payload.py", "table.py",
     "runtime/__init__.py", "runtime/hooks.py",
     "edge/__init__.py", "edge/__main__.py", "edge/model.py", "edge/answers.py", "edge/server.py",
 )  # fmt: skip
@@ -57,11 +56,22 @@ class EdgeReport:
         return [
             f"built     {self.function} for the edge -> {self.output}",
             f"model     model/model.ort, {self.model_bytes:,} bytes{quantized}",
-            f"operators {'; '.join(re.sub(r'[{].*?[}](?=,|$)', '', line) for line in self.operators)} "
+            f"operators {'; '.join(_without_types(line) for line in self.operators)} "
             "(types in required_operators.config)",
             f"size      {self.total_bytes / kib:.0f} KiB ({self.code_bytes / kib:.0f} KiB of it the runner); "
             f"{Path(self.archive).name} {self.archive_bytes / kib:.0f} KiB; needs onnxruntime and numpy",
         ]
+
+
+def _without_types(line: str) -> str:
+    """``ai.onnx;9;Cast{"inputs": {...}, "outputs": {...}},Concat`` -> ``ai.onnx;9;Cast,Concat``."""
+    kept, depth = [], 0
+    for char in line:
+        depth += char == "{"
+        if depth == 0:
+            kept.append(char)
+        depth -= char == "}"
+    return "".join(kept)
 
 
 def build_edge(folder: Path, out: Path, *, quantize: str | None = None, thresholds: Any = None) -> EdgeReport:
