@@ -197,3 +197,52 @@ def test_the_site_server_sends_only_listed_files_with_their_types_caching_and_en
         assert "Cross-Origin-Embedder-Policy" not in requests.get(site.url, timeout=30).headers
     headers = (root / "site" / "_headers").read_text()
     assert "Cross-Origin-Opener-Policy: same-origin" in headers and "/ort-1.30.0/*" in headers
+
+
+#: Each body's answer in the page, or the error it raised (its class and message).
+ANSWERS = """async ([name, bodies]) => {
+  const out = [];
+  for (const body of bodies) {
+    try { out.push({ answer: await window.modelfn.predict(name, body) }); }
+    catch (error) { out.push({ error: error.message, kind: error.name }); }
+  }
+  return out;
+}"""
+
+
+def test_a_converted_table_takes_rows_in_the_browser_as_the_function_does(browser, tmp_path) -> None:
+    import csv
+    import subprocess
+    import sys
+
+    churn = ROOT / "functions" / "churn"
+    command = [sys.executable, "-m", "modelfn", "convert", str(churn), "--out", str(tmp_path / "onnx")]
+    converted = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert converted.returncode == 0, converted.stderr
+    root = Path(build_web(tmp_path / "onnx", tmp_path / "out").output)
+    with (churn / "validation.csv").open() as file:
+        cells = list(csv.DictReader(file))[:200]
+    rows = [{"tenure": int(r["tenure"]), "plan": r["plan"], "contract": r["contract"],
+             "monthly": float(r["monthly"]) if r["monthly"] else None} for r in cells]  # fmt: skip
+    assert any(row["monthly"] is None for row in rows)
+    client = make_client(churn)  # the pipeline as trained
+    expected = client.post("/predict", json={"rows": rows}).get_json()
+    bad = [{**rows[0], "plan": "gold"}, {**rows[0], "tenure": "twelve"}, {"plan": "pro"}, {**rows[0], "monthly": None}]
+    refusals = [client.post("/predict", json=body) for body in bad]
+    with BackgroundSite(root) as site:
+        page, asked, errors = open_site(browser, site)
+        loaded = len(asked)
+        results = page.evaluate(ANSWERS, ["churn", [{"rows": rows}, rows[0], *bad]])
+        assert asked[loaded:] == [] and errors == []
+        page.close()
+    assert "answer" in results[0], results[0]
+    assert results[0]["answer"]["label"] == expected["label"]
+    got = np.array(results[0]["answer"]["probabilities"])
+    assert np.abs(got - np.array(expected["probabilities"])).max() <= 1e-5
+    assert results[1]["answer"]["label"] == expected["label"][:1]
+    # The same words as the function's 400s: an unknown category, a wrong type, a missing column.
+    assert results[2] == {"error": refusals[0].get_json()["error"], "kind": "InvalidInput"}
+    assert results[3]["kind"] == "InvalidInput" and "column 'tenure'" in results[3]["error"]
+    assert refusals[1].status_code == 400 and "column 'tenure'" in refusals[1].get_json()["error"]
+    assert results[4] == {"error": refusals[2].get_json()["error"], "kind": "InvalidInput"}
+    assert "answer" in results[5] and refusals[3].status_code == 200  # monthly may be null

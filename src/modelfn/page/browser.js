@@ -40,6 +40,7 @@ export async function openModel(card, site) {
   ]);
   const pre = hooks && spec.pre ? hooks[spec.pre] : null;
   const post = hooks && spec.post ? hooks[spec.post] : null;
+  const read = spec.table ? (payload) => tableInputs(spec, payload) : (payload) => namedInputs(spec.inputs, payload);
   let queue = Promise.resolve();  // one run at a time: a session is not re-entrant
 
   async function infer(feeds) {
@@ -66,10 +67,10 @@ export async function openModel(card, site) {
     infer,
     // The model's outputs for a body (after the pre hook), as nested lists: what post receives.
     async outputs(payload) {
-      return nested(await infer(pre ? await pre(payload) : namedInputs(spec.inputs, payload)));
+      return nested(await infer(pre ? await pre(payload) : read(payload)));
     },
     async predict(payload) {
-      const feeds = pre ? await pre(payload) : namedInputs(spec.inputs, payload);
+      const feeds = pre ? await pre(payload) : read(payload);
       const outputs = await infer(feeds);
       return post ? post(outputs, payload) : nested(outputs);
     },
@@ -111,6 +112,67 @@ function namedInputs(inputs, payload) {
     feeds[input.name] = { type: input.type, data, dims };
   }
   return feeds;
+}
+
+// A tabular model (`table:`) takes rows as POST /predict does: one object keyed by column, or
+// {"rows": [...]}. Errors name the column in the function's own words.
+function tableInputs(spec, payload) {
+  const names = spec.inputs.map((input) => input.name);
+  const many = isObject(payload) && "rows" in payload && !names.includes("rows");
+  const rows = many ? payload.rows : [payload];
+  if (!Array.isArray(rows) || !rows.length) {
+    throw new InvalidInput(`body: \`rows\` must be a non-empty list of objects keyed by ${JSON.stringify(names)}`);
+  }
+  const nullable = new Set(spec.table.nullable || []);
+  const categories = spec.table.categories || {};
+  const columns = Object.fromEntries(names.map((name) => [name, []]));
+  rows.forEach((row, index) => {
+    const at = many ? `rows[${index}]` : "the row";
+    if (!isObject(row)) throw new InvalidInput(`body: ${at} must be an object keyed by the columns ${JSON.stringify(names)}`);
+    const unknown = Object.keys(row).filter((key) => !names.includes(key));
+    if (unknown.length) {
+      throw new InvalidInput(`body: ${at} has unknown column(s) ${JSON.stringify(unknown.slice(0, 5))}; the model takes ${JSON.stringify(names)}`);
+    }
+    for (const input of spec.inputs) {
+      const value = row[input.name];
+      if (value === undefined || value === null) {
+        if (!nullable.has(input.name)) {
+          throw new InvalidInput(`column '${input.name}': ${value === null ? "null" : "missing"} in ${at}; every row needs a value`);
+        }
+        columns[input.name].push(NaN);  // a missing value, for the model's imputer
+        continue;
+      }
+      const text = input.type === "string";
+      if (text ? typeof value !== "string" : typeof value !== "number" && typeof value !== "boolean") {
+        throw new InvalidInput(`column '${input.name}': values must be ${text ? "strings" : "numbers"}, got ${JSON.stringify(value).slice(0, 40)}`);
+      }
+      if (/int/.test(input.type) && !Number.isInteger(Number(value))) {
+        throw new InvalidInput(`column '${input.name}': ${value} is not an integer`);
+      }
+      const known = categories[input.name];
+      if (known && !known.includes(value)) {
+        const listed = known.map(String).sort();
+        const shown = listed.slice(0, 20).map((c) => `'${c}'`).join(", ") + (listed.length > 20 ? ", ..." : "");
+        throw new InvalidInput(`column '${input.name}': unknown category '${String(value).slice(0, 60)}'; the model knows ${shown}`);
+      }
+      columns[input.name].push(value);
+    }
+  });
+  const feeds = {};
+  for (const input of spec.inputs) {
+    const values = columns[input.name];
+    const dims = input.shape.length === 2 ? [values.length, 1] : [values.length];
+    const big = input.type === "int64" || input.type === "uint64";
+    const data = input.type === "string"
+      ? values
+      : ARRAYS[input.type].from(values, (value) => (big ? BigInt(Math.trunc(Number(value))) : Number(value)));
+    feeds[input.name] = { type: input.type, data, dims };
+  }
+  return feeds;
+}
+
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 // Without a post hook the answer maps each output's name to nested lists.

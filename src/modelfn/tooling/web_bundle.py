@@ -178,6 +178,10 @@ def write_model(
         "post": hooks.post.rpartition(":")[2] if hooks.javascript and hooks.post else None,
         "inputs": [{"name": s.name, "type": WEB_TYPES[s.datatype], "shape": s.shape} for s in contract.inputs],
         "outputs": [{"name": s.name, "type": WEB_TYPES[s.datatype], "shape": s.shape} for s in contract.outputs],
+        # A tabular model takes rows, as POST /predict does; the page checks nulls and categories.
+        "table": None
+        if contract.table is None
+        else {"nullable": contract.table.nullable, "categories": contract.table.categories},
     }
     entry = {
         "name": contract.name, "version": contract.version, "file": base + model.file_name, "bytes": len(model.data),
