@@ -51,7 +51,8 @@ def installed(tmp_path_factory) -> dict[str, object]:
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     work = root / "work"
     work.mkdir()
-    return {"modelfn": str(venv / "bin" / "modelfn"), "python": python, "env": env, "work": work}
+    return {"modelfn": str(venv / "bin" / "modelfn"), "python": python, "env": env, "work": work,
+            "wheel": str(wheels[0]), "pins": str(pins)}  # fmt: skip
 
 
 def user_model(path: Path) -> np.ndarray:
@@ -168,6 +169,37 @@ def test_convert_without_its_extra_names_it(installed, project, tmp_path) -> Non
         (folder / "validation.npz").unlink()
     assert done.returncode == 1 and "pip install 'modelfn[convert]'" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_pipeline_fitted_on_a_dataframe_is_served_from_the_wheel(installed, tmp_path) -> None:
+    """The user's scikit-learn pipeline (named, mixed-type columns): ``pip install 'modelfn[sklearn]'``,
+    ``init --example --trust``, ``check`` and a batch job over a CSV by its header, outside the checkout."""
+    env, modelfn = installed["env"], installed["modelfn"]
+    pip = [installed["python"], "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    done = run([*pip, "-c", installed["pins"], f"{installed['wheel']}[sklearn]"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    churn = ROOT / "functions" / "churn"
+    (tmp_path / "churn.skops").write_bytes((churn / "model.skops").read_bytes())  # the user's own file
+    (tmp_path / "customers.csv").write_text((churn / "validation.csv").read_text())
+    row = {"tenure": 12, "plan": "pro", "contract": "month-to-month", "monthly": 45.5}
+    (tmp_path / "row.json").write_text(json.dumps(row))
+    assert run([modelfn, "new", "shop"], tmp_path, env).returncode == 0
+    shop = tmp_path / "shop"
+    asked = run([modelfn, "init", "../churn.skops", "--name", "churn", "--trust", "numpy.dtype"], shop, env)
+    assert asked.returncode == 1 and "--example" in asked.stderr and "Traceback" not in asked.stderr, asked.stderr
+    init = run([modelfn, "init", "../churn.skops", "--name", "churn", "--trust", "numpy.dtype",
+                "--example", "../row.json", "--description", "Who leaves"], shop, env)  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    contract = yaml.safe_load((shop / "functions" / "churn" / "modelfn.yaml").read_text())
+    assert [(i["name"], i["datatype"]) for i in contract["inputs"]] == [
+        ("tenure", "INT64"), ("plan", "BYTES"), ("contract", "BYTES"), ("monthly", "FP64")]  # fmt: skip
+    assert contract["example"] == row and "hooks" not in contract
+    assert contract["table"] == {"as": "dataframe", "nullable": ["monthly"]}
+    checked = run([modelfn, "check", "functions/churn"], shop, env)
+    assert checked.returncode == 0 and checked.stdout.rstrip().endswith("ok"), checked.stdout + checked.stderr
+    batch = run([modelfn, "batch", "functions/churn", "../customers.csv", "--output", "out"], shop, env)
+    # 24 customers have no monthly charge: the imputer's column, which init made nullable.
+    assert batch.returncode == 0 and "1,000 rows, 1,000 predicted, 0 failed" in batch.stdout, batch.stderr[-3000:]
 
 
 def tutorial_steps() -> list[tuple[str, list[str]]]:

@@ -183,3 +183,6 @@ def test_a_pipeline_fitted_on_a_dataframe_becomes_a_table_with_no_hooks(tmp_path
     assert contract.table is not None and contract.hooks.pre is None and contract.example == json.loads(row.read_text())
     assert tensors(contract.inputs, names=True) == tensors(committed.inputs, names=True)
     assert tensors(contract.outputs, names=True) == tensors(committed.outputs, names=True)
+    # The charge goes through the numbers' imputer: a missing one is the model's to fill, as committed.
+    # tenure is imputed too, but only a float column may be null in a contract.
+    assert contract.table.nullable == committed.table.nullable == ["monthly"]

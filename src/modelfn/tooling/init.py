@@ -143,8 +143,11 @@ def contract_text(
         "artifact": artifact,
     }
     if signature.table:  # the columns are the inputs, the routes take rows: no hooks to write
-        # A column that may be missing (an imputer's) is the user's to list under table.nullable.
+        # A number column the pipeline imputes may be missing; other types are never nullable (the
+        # contract refuses it), so a string column's imputer is left to the user's own hook.
         contract["table"] = {"as": "dataframe"}
+        if signature.nullable:
+            contract["table"]["nullable"] = list(signature.nullable)
     contract["inputs"] = [_spec(t) for t in signature.inputs]
     contract["outputs"] = [_spec(t) for t in signature.outputs]
     if signature.table:

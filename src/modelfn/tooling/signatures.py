@@ -42,6 +42,8 @@ class Signature(NamedTuple):
     table: bool = False
     #: skops types the user reviewed and trusts (``--trust``), for ``artifact.trusted_types``.
     trusted_types: tuple[str, ...] = ()
+    #: The number columns the pipeline imputes: a missing value is the model's to fill (``table.nullable``).
+    nullable: tuple[str, ...] = ()
 
 
 def format_of(path: Path) -> str:
@@ -178,7 +180,7 @@ def _skops(path: Path, trusted: tuple[str, ...], example: dict[str, Any] | None)
     width = getattr(estimator, "n_features_in_", None)
     if not isinstance(width, int):
         raise ContractError(f"{path}: the estimator does not record its number of features (n_features_in_)")
-    from modelfn.tooling.table_signature import column_types, fitted_columns
+    from modelfn.tooling.table_signature import column_types, fitted_columns, imputed_columns
 
     columns = fitted_columns(estimator)
     table = columns is not None
@@ -194,7 +196,9 @@ def _skops(path: Path, trusted: tuple[str, ...], example: dict[str, Any] | None)
         outputs.append(Tensor("label", "INT64" if kind.startswith(("INT", "UINT")) else kind, [-1]))
     if callable(getattr(estimator, "predict_proba", None)) and getattr(estimator, "classes_", None) is not None:
         outputs.append(Tensor("probabilities", "FP32", [-1, len(estimator.classes_)]))
-    return Signature("sklearn", inputs, outputs, table, tuple(trusted))
+    imputed = imputed_columns(estimator, columns) if columns is not None else set()
+    nullable = tuple(t.name for t in inputs if t.name in imputed and t.datatype.startswith("FP"))
+    return Signature("sklearn", inputs, outputs, table, tuple(trusted), nullable)
 
 
 def _torch(path: Path) -> tuple[list[Tensor], list[Tensor]]:

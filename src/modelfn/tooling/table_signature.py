@@ -63,6 +63,31 @@ def column_types(estimator: Any, columns: list[str], example: dict[str, Any] | N
     return tensors
 
 
+IMPUTERS = ("SimpleImputer", "KNNImputer", "IterativeImputer")
+
+
+def imputed_columns(estimator: Any, columns: list[str]) -> set[str]:
+    """The columns whose first step in the pipeline is an imputer: a missing value is expected there.
+
+    Read as :mod:`modelfn.runtime.predictors.categories` reads encoders: a ``ColumnTransformer``'s
+    entries selected by name or position, each an imputer or a ``Pipeline`` that starts with one.
+    """
+    from modelfn.runtime.predictors.categories import selected_columns
+
+    if type(estimator).__name__ == "Pipeline":
+        steps = [step for _, step in estimator.steps if step not in (None, "passthrough")]
+        return imputed_columns(steps[0], columns) if steps else set()
+    if type(estimator).__name__ in IMPUTERS:
+        return set(columns)
+    found: set[str] = set()
+    if type(estimator).__name__ == "ColumnTransformer":
+        for _, transformer, selected in getattr(estimator, "transformers_", []):
+            names = selected_columns(selected, columns)
+            if names is not None and transformer not in ("drop", "passthrough"):
+                found |= imputed_columns(transformer, names)
+    return found
+
+
 def _datatype_of_value(value: Any) -> str | None:
     if isinstance(value, bool):
         return "BOOL"

@@ -40,7 +40,7 @@ def _walk(estimator: Any, columns: list[str] | None, found: dict[str, frozenset[
                 _walk(steps[leading], columns, found)  # an encoder after imputers reads the same columns
     elif kind == "ColumnTransformer" and columns is not None:
         for _, transformer, selected in getattr(estimator, "transformers_", []):
-            names = _selected(selected, columns)
+            names = selected_columns(selected, columns)
             if names is not None and transformer not in ("drop", "passthrough"):
                 _walk(transformer, names, found)
     elif kind in ENCODERS and columns is not None and getattr(estimator, "handle_unknown", None) == "error":
@@ -58,7 +58,7 @@ def _imputers_only(steps: list[Any]) -> int | None:
     return None
 
 
-def _selected(selected: Any, columns: list[str]) -> list[str] | None:
+def selected_columns(selected: Any, columns: Sequence[str]) -> list[str] | None:
     """The names a ColumnTransformer entry selects: a name, a position, or a list of either."""
     if isinstance(selected, str | int):
         selected = [selected]
