@@ -175,3 +175,64 @@ def test_a_step_skl2onnx_cannot_convert_is_named(tmp_path) -> None:
     assert done.exit_code == 1, done.output
     assert "(step columns.numbers: FunctionTransformer)" in done.output and "Traceback" not in done.output
     assert not (tmp_path / "onnx").exists()
+
+
+def test_a_lightgbm_pipeline_on_a_dataframe_is_served_as_trained_and_converted(tmp_path) -> None:
+    """A ColumnTransformer (median imputer, one-hot encoder) and a LightGBM classifier, fitted on churn's
+    generated customers: served as it is (skops, LightGBM's types trusted), then converted with
+    onnxmltools' converter and verified on the held-out CSV; the ONNX form answers as the booster does.
+    (No scaler: trees do not need one, and the ONNX graph computes in float, so a scaled value may fall
+    on the other side of a split; convert would then refuse, naming the difference.)"""
+    import hashlib
+    import importlib.util
+    import shutil
+
+    import pandas as pd
+    import skops.io
+    import yaml
+    from click.testing import CliRunner
+    from lightgbm import LGBMClassifier
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from modelfn.cli import cli
+
+    spec = importlib.util.spec_from_file_location("churn_train", CHURN / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    x_train, _, y_train, _ = train.split()
+    numbers = ("numbers", SimpleImputer(strategy="median"), ["tenure", "monthly"])
+    columns = ColumnTransformer([numbers, ("categories", OneHotEncoder(handle_unknown="error"), ["plan", "contract"])])
+    booster = LGBMClassifier(n_estimators=60, num_leaves=15, random_state=0, verbose=-1)
+    model = Pipeline([("columns", columns), ("classifier", booster)])
+    model.fit(x_train, y_train)
+    folder = tmp_path / "churn-lgbm"
+    shutil.copytree(CHURN, folder, ignore=shutil.ignore_patterns(".modelfn", "__pycache__", "train.py"))
+    data = skops.io.dumps(model)
+    (folder / "model.skops").write_bytes(data)
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    contract["artifact"] = {"uri": "model.skops", "sha256": hashlib.sha256(data).hexdigest(),
+                            "trusted_types": skops.io.get_untrusted_types(data=data)}  # fmt: skip
+    assert "lightgbm.sklearn.LGBMClassifier" in contract["artifact"]["trusted_types"]
+    (folder / "modelfn.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
+
+    heldout = pd.read_csv(CHURN / "validation.csv")
+    rows = [{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items() if k != "label"}
+            for row in heldout.head(100).to_dict("records")]  # fmt: skip
+    served = make_client(folder).post("/predict", json={"rows": rows})
+    assert served.status_code == 200, served.get_json()
+    frame = heldout.drop(columns="label").head(100)
+    assert served.get_json()["label"] == model.predict(frame).tolist()
+    assert np.allclose(served.get_json()["probabilities"], model.predict_proba(frame), atol=1e-6)
+
+    out = tmp_path / "churn-lgbm-onnx"
+    done = CliRunner().invoke(cli, ["convert", str(folder), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert report["validation_rows"] == 1000 and report["outputs"]["label"]["agreement"] >= 0.99
+    assert report["outputs"]["probabilities"]["max_abs_diff"] < 1e-3
+    converted = make_client(out).post("/predict", json={"rows": rows}).get_json()
+    assert np.mean(np.array(converted["label"]) == served.get_json()["label"]) >= 0.99
+    assert np.allclose(converted["probabilities"], served.get_json()["probabilities"], atol=1e-3)

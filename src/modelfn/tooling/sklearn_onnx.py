@@ -33,6 +33,7 @@ def sklearn_to_onnx(predictor: Any, contract: Contract) -> bytes:
     else:
         spec = contract.inputs[0]
         initial = [(spec.name, FloatTensorType([None, spec.shape[-1]]))]
+    register_boosters(estimator)
     options = {id(estimator): {"zipmap": False}}  # plain probability tensors, not lists of dicts
     try:
         proto = convert_sklearn(
@@ -84,6 +85,37 @@ def check_convertible(contract: Contract) -> None:
             f"input {spec.name!r} is {spec.datatype} {list(spec.shape)}: modelfn converts a scikit-learn model of "
             "one numeric feature matrix ([rows, features]), or a pipeline fitted on a DataFrame declared as a "
             "table (`table:`, one input per column); serve it as it is (framework: sklearn)"
+        )
+
+
+#: Gradient-boosting estimators with scikit-learn's interface that skl2onnx converts once onnxmltools'
+#: converter is registered for them (the recipe of skl2onnx's own documentation).
+BOOSTERS = {"LGBMClassifier": "classifier", "LGBMRegressor": "regressor"}
+
+
+def register_boosters(estimator: Any) -> None:
+    """Register onnxmltools' LightGBM converters with skl2onnx when the pipeline holds a LightGBM model."""
+    found = {type(step) for _, step in [("", estimator), *_steps(estimator)] if type(step).__name__ in BOOSTERS}
+    if not found:
+        return
+    try:
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    except ImportError:
+        raise ContractError("converting a LightGBM model needs onnxmltools: pip install 'modelfn[convert]'") from None
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    for kind in found:
+        classifier = BOOSTERS[kind.__name__] == "classifier"
+        update_registered_converter(
+            kind,
+            f"LightGbm{kind.__name__}",
+            calculate_linear_classifier_output_shapes if classifier else calculate_linear_regressor_output_shapes,
+            convert_lightgbm,
+            options={"nocl": [True, False], "zipmap": [True, False, "columns"]} if classifier else None,
         )
 
 

@@ -94,13 +94,17 @@ class SklearnPredictor:
         return cls(estimator, contract.inputs[0].name, types, table)
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
+        import numpy as np
+
         features = inputs[self._input] if self._table is None else self._table.features(inputs)
         try:
             estimator = self._estimator
             if len(output_names) > 1 and self._shared_steps is not None:
                 features, estimator = self._shared_steps.transform(features), self._final
+            # C order: an estimator may answer a transposed view (LightGBM's probabilities), which
+            # astype keeps, and the JSON encoder serializes contiguous arrays only.
             return {
-                name: getattr(estimator, METHODS[name])(features).astype(self._types[name], copy=False)
+                name: np.ascontiguousarray(getattr(estimator, METHODS[name])(features), dtype=self._types[name])
                 for name in output_names
             }
         except (ValueError, TypeError) as exc:
