@@ -263,3 +263,48 @@ def test_the_keras_function_batched_over_http(tmp_path, heldout) -> None:
     # The decision is logged; it is a measurement, so a loaded machine may turn batching off. The
     # answers above must match either way (test_calibration_* check the decision itself).
     assert "batching digits v1-keras: a batch saves" in log, log
+
+
+def test_rows_of_a_table_are_batched_and_an_unknown_category_fails_only_its_own_call() -> None:
+    """The churn pipeline (a DataFrame per call) behind the batcher: eight one-row requests run as one
+    call of eight rows; the one with a category the encoder never saw gets the 400 naming the column."""
+    from modelfn.errors import InvalidInput
+    from modelfn.table import columns_of_rows
+
+    folder = ROOT / "functions" / "churn"
+    contract = load_contract(folder)
+    model = load_model(folder, contract, Settings(), *local_artifact(contract, folder))
+
+    class GatedTable(Gated):
+        def predict(self, inputs, output_names):
+            self.entered.set()
+            self.gate.wait(10)
+            self.rows.append(len(inputs["plan"]))
+            return self.inner.predict(inputs, output_names)
+
+    def row(tenure: int, plan: str = "pro") -> dict[str, np.ndarray]:
+        customer = {"tenure": tenure, "plan": plan, "contract": "one-year", "monthly": None if tenure % 3 else 30.5}
+        return columns_of_rows(contract, [customer])
+
+    gated = GatedTable(model.predictor)
+    batcher = BatchingPredictor(gated, Batching())
+    calls = [row(tenure) for tenure in range(1, 8)]
+    calls.insert(3, row(4, "gold"))
+    outputs = ["label", "probabilities"]
+    with ThreadPoolExecutor(9) as pool:
+        gated.gate.clear()
+        leader = pool.submit(batcher.predict, row(40), outputs)
+        assert gated.entered.wait(5)
+        futures = [pool.submit(batcher.predict, call, outputs) for call in calls]
+        wait_queued(batcher, 8)
+        gated.gate.set()
+        leader.result(5)
+        for call, future in zip(calls, futures, strict=True):
+            if call["plan"][0, 0] == "gold":
+                with pytest.raises(InvalidInput, match="column 'plan': unknown category 'gold'"):
+                    future.result(5)
+            else:
+                answer, alone = future.result(5), model.predictor.predict(call, outputs)
+                assert answer["label"].tolist() == alone["label"].tolist()
+                assert np.allclose(answer["probabilities"], alone["probabilities"], atol=1e-6)
+    assert gated.rows[:2] == [1, 8]  # the batch was tried once, then each call alone
