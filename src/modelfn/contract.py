@@ -531,8 +531,6 @@ class Contract(_Strict, frozen=True, kw_only=True):
             raise ValueError(f"`table` is for scikit-learn and ONNX models, not {self.framework}")
         if self.framework == "onnx" and table.pass_as == "dataframe":
             raise ValueError("an ONNX model takes its columns as arrays: set table.as: arrays")
-        if self.batching is not None:
-            raise ValueError("`batching` is not offered for tables yet; leave it out")
 
     def _check_pipeline(self) -> None:
         """Every tensor a step reads exists by then, each is produced once, every output is produced."""

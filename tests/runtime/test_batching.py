@@ -265,15 +265,18 @@ def test_the_keras_function_batched_over_http(tmp_path, heldout) -> None:
     assert "batching digits v1-keras: a batch saves" in log, log
 
 
-def test_rows_of_a_table_are_batched_and_an_unknown_category_fails_only_its_own_call() -> None:
-    """The churn pipeline (a DataFrame per call) behind the batcher: eight one-row requests run as one
-    call of eight rows; the one with a category the encoder never saw gets the 400 naming the column."""
+def test_rows_of_a_table_are_batched_and_an_unknown_category_fails_only_its_own_call(tmp_path) -> None:
+    """The churn pipeline (a DataFrame per call) with a batching block: it loads (calibrated on its example
+    row: an empty plan is no category), and behind the batcher eight one-row requests run as one call of
+    eight rows; the one with a category the encoder never saw gets the 400 naming the column."""
     from modelfn.errors import InvalidInput
     from modelfn.table import columns_of_rows
 
-    folder = ROOT / "functions" / "churn"
+    folder = copy_function(tmp_path, ROOT / "functions" / "churn", batching={"max_batch_size": 16})
     contract = load_contract(folder)
-    model = load_model(folder, contract, Settings(), *local_artifact(contract, folder))
+    loaded = load_model(folder, contract, Settings(), *local_artifact(contract, folder))
+    assert isinstance(loaded.predictor, BatchingPredictor) and "calibrate" in loaded.phases
+    inner = loaded.predictor._inner  # whether to batch is a measurement: the mechanics are tested on its own
 
     class GatedTable(Gated):
         def predict(self, inputs, output_names):
@@ -286,7 +289,7 @@ def test_rows_of_a_table_are_batched_and_an_unknown_category_fails_only_its_own_
         customer = {"tenure": tenure, "plan": plan, "contract": "one-year", "monthly": None if tenure % 3 else 30.5}
         return columns_of_rows(contract, [customer])
 
-    gated = GatedTable(model.predictor)
+    gated = GatedTable(inner)
     batcher = BatchingPredictor(gated, Batching())
     calls = [row(tenure) for tenure in range(1, 8)]
     calls.insert(3, row(4, "gold"))
@@ -304,7 +307,7 @@ def test_rows_of_a_table_are_batched_and_an_unknown_category_fails_only_its_own_
                 with pytest.raises(InvalidInput, match="column 'plan': unknown category 'gold'"):
                     future.result(5)
             else:
-                answer, alone = future.result(5), model.predictor.predict(call, outputs)
+                answer, alone = future.result(5), inner.predict(call, outputs)
                 assert answer["label"].tolist() == alone["label"].tolist()
                 assert np.allclose(answer["probabilities"], alone["probabilities"], atol=1e-6)
     assert gated.rows[:2] == [1, 8]  # the batch was tried once, then each call alone

@@ -194,7 +194,7 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
 
     batcher = BatchingPredictor(predictor, contract.batching, model=contract.name)
     model = assemble(folder, contract, batcher, timer, artifact_bytes=size)
-    saving = batcher.calibrate(zero_inputs(contract), [spec.name for spec in contract.outputs])
+    saving = batcher.calibrate(sample_inputs(model), [spec.name for spec in contract.outputs])
     timer.lap("calibrate")
     state = "on" if batcher.enabled else f"off (below {MIN_SAVING_S * 1e6:.0f} us a row, calls go straight through)"
     log.info("batching %s v%s: a batch saves %.0f us a row: %s", contract.name, contract.version, saving * 1e6, state)
@@ -253,6 +253,16 @@ def zero_inputs(contract: Contract) -> dict[str, np.ndarray]:
     return inputs
 
 
+def _on_example(model: LoadedModel) -> bool:
+    contract = model.contract
+    return contract.table is not None and contract.example is not None and model.hooks.pre is None
+
+
+def sample_inputs(model: LoadedModel) -> dict[str, np.ndarray]:
+    """What the warm-up and the batching calibration run on: a table's example row, else zeros."""
+    return model.preprocess(model.contract.example) if _on_example(model) else zero_inputs(model.contract)
+
+
 def _warm_up(model: LoadedModel) -> None:
     """One inference on a batch of one, so the first real request does not pay for lazy init.
 
@@ -260,10 +270,9 @@ def _warm_up(model: LoadedModel) -> None:
     rarely values a pipeline was fitted on (an empty plan is an unknown category).
     """
     contract = model.contract
-    on_example = contract.table is not None and contract.example is not None and model.hooks.pre is None
-    what = "the contract's example row" if on_example else "zeros of the declared shapes"
+    what = "the contract's example row" if _on_example(model) else "zeros of the declared shapes"
     try:
-        model.infer(model.preprocess(contract.example) if on_example else zero_inputs(contract))
+        model.infer(sample_inputs(model))
     except ModelfnError as exc:
         fix = (
             "give the contract an `example:` row the model takes, or set `warmup: off`"
