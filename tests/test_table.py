@@ -32,7 +32,8 @@ def test_the_churn_contract_declares_its_columns() -> None:
     ("changes", "expected"),
     [
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}], "table": {}}, "shape [-1] or [-1, 1]"),
-        ({"table": {"nullable": ["plan"]}}, "only FP16, FP32 and FP64 columns may be nullable"),
+        ({"table": {"nullable": ["tenure"]}}, "'tenure' is INT64; only float columns"),
+        ({"table": {"as": "arrays", "nullable": ["plan"]}}, "for a DataFrame, string columns"),
         ({"table": {"nullable": ["age"]}}, "'age', which is not an input"),
         ({"table": {"as": "rows"}}, "table.as"),
         ({"table": {"columns": []}}, "field `table`: object contains unknown field `columns`"),

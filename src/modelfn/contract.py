@@ -408,7 +408,8 @@ class Table(_Strict, frozen=True):
 
     #: How the model takes the columns: ``dataframe`` (scikit-learn) or ``arrays`` (one per column).
     pass_as: Literal["dataframe", "arrays"] = msgspec.field(default="dataframe", name="as")
-    #: Columns whose value may be missing (``null`` or absent in a row): NaN for numbers.
+    #: Columns whose value may be missing (``null`` or absent in a row): NaN for numbers, and for strings
+    #: (``as: dataframe`` only) NaN in the DataFrame, as pandas reads an empty cell.
     nullable: list[TensorName] = []
     #: The values a column may take (an encoder's categories); any other is a 400 naming the column.
     #: ``modelfn convert`` writes them from the pipeline's encoders, whose ONNX form cannot say which value
@@ -519,10 +520,11 @@ class Contract(_Strict, frozen=True, kw_only=True):
         for name in table.nullable:
             if name not in datatypes:
                 raise ValueError(f"table.nullable names {name!r}, which is not an input of this contract")
-            if not datatypes[name].startswith("FP"):
+            text = datatypes[name] == "BYTES" and table.pass_as == "dataframe"
+            if not datatypes[name].startswith("FP") and not text:
                 raise ValueError(
-                    f"table.nullable: {name!r} is {datatypes[name]}; only FP16, FP32 and FP64 columns may be "
-                    "nullable (a missing value is NaN)"
+                    f"table.nullable: {name!r} is {datatypes[name]}; only float columns (FP16, FP32, FP64: a "
+                    "missing value is NaN) and, for a DataFrame, string columns (BYTES) may be nullable"
                 )
         unknown = sorted(set(table.categories) - set(datatypes))
         if unknown:

@@ -111,14 +111,15 @@ def with_column_shapes(contract: Contract, inputs: dict[str, np.ndarray]) -> dic
 def column_array(spec: ColumnSpec, values: Sequence[Any], nullable: bool) -> np.ndarray:
     """One column's values (``None`` for a missing one, where allowed) -> an array of its declared shape."""
     where = f"column {spec.name!r}"
-    if nullable:  # only float columns may be nullable (the contract checks): a missing value is NaN
+    text = spec.datatype == "BYTES"
+    if nullable and not text:  # a float column (the contract checks): a missing value is NaN
         values = [math.nan if value is None else value for value in values]
     shape = [len(values)] + [1] * (len(spec.shape) - 1)
-    if spec.datatype == "BYTES":
-        odd = next((value for value in values if not isinstance(value, str)), None)
+    if text:  # a missing string stays None (dataframe() makes it NaN, what pandas reads an empty cell as)
+        odd = next((value for value in values if not isinstance(value, str) and value is not None), None)
         if odd is not None:
             raise InvalidInput(f"{where}: values must be strings, got {type(odd).__name__} {str(odd)[:40]!r}")
-    return to_array(list(values), spec.datatype, where=where, shape=shape)
+    return to_array(list(values), spec.datatype, where=where, shape=shape, nullable=nullable)
 
 
 def normalize_oip_inputs(contract: Contract, raw: Any) -> Any:
@@ -131,6 +132,7 @@ def normalize_oip_inputs(contract: Contract, raw: Any) -> Any:
         return raw
     ranks = {spec.name: len(spec.shape) for spec in contract.inputs}
     nullable = set(contract.table.nullable) if contract.table is not None else set()
+    texts = {spec.name for spec in contract.inputs if spec.datatype == "BYTES"}
     normalized = []
     for tensor in raw:
         name = tensor.get("name") if isinstance(tensor, dict) else None
@@ -141,7 +143,7 @@ def normalize_oip_inputs(contract: Contract, raw: Any) -> Any:
                 tensor = {**tensor, "shape": shape[:1]}
             elif rank == 2 and len(shape) == 1:
                 tensor = {**tensor, "shape": [shape[0], 1]}
-        if rank is not None and tensor["name"] in nullable and isinstance(tensor.get("data"), list):
+        if rank is not None and tensor["name"] in nullable - texts and isinstance(tensor.get("data"), list):
             # JSON has no NaN: a missing value of a nullable column is null (MLServer's pandas codec
             # writes null for NaN too).
             tensor = {**tensor, "data": [math.nan if value is None else value for value in tensor["data"]]}
@@ -187,7 +189,9 @@ def _as_text(array: np.ndarray, name: str) -> np.ndarray:
 
     text = np.empty(array.shape, dtype=object)
     for index, value in enumerate(array):
-        if isinstance(value, bytes):
+        if value is None:  # a nullable column's missing value: NaN, as pandas reads an empty cell
+            value = math.nan
+        elif isinstance(value, bytes):
             try:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
@@ -200,7 +204,7 @@ def check_categories(name: str, column: np.ndarray, known: frozenset[Any] | set[
     """A value outside a column's known categories is the caller's: a 400 naming the column and the categories."""
     for value in column.reshape(-1).tolist():
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        if text not in known and text == text:  # NaN (a missing value) is the imputer's business
+        if text not in known and text is not None and text == text:  # None, NaN: missing, the imputer's
             listed = sorted(map(str, known))
             shown = ", ".join(repr(c) for c in listed[:20]) + (", ..." if len(listed) > 20 else "")
             raise InvalidInput(f"column {name!r}: unknown category {str(text)[:60]!r}; the model knows {shown}")

@@ -59,15 +59,18 @@ def check_datatype(datatype: Any, *, where: str) -> str:
     return datatype
 
 
-def to_array(data: Any, datatype: str, *, where: str, shape: Sequence[int] | None = None) -> np.ndarray:
+def to_array(
+    data: Any, datatype: str, *, where: str, shape: Sequence[int] | None = None, nullable: bool = False
+) -> np.ndarray:
     """Convert JSON ``data`` (flat or nested) to an array of ``datatype``.
 
     With ``shape`` (already checked by :func:`check_shape`), the element count must
     match and the result takes that shape; without it, the nesting gives the shape.
+    ``nullable``: BYTES data may hold ``null`` (a table's column with missing values), kept as None.
     """
     check_datatype(datatype, where=where)
     if datatype == "BYTES":
-        array = _bytes_array(data, where)
+        array = _bytes_array(data, where, nullable)
     else:
         array = _numeric_array(data, datatype, where)
     if shape is None:
@@ -134,7 +137,7 @@ def _uint64_or_float(data: Any, inferred: np.ndarray) -> np.ndarray:
     return exact if np.array_equal(exact.astype(np.float64), inferred) else inferred
 
 
-def _bytes_array(data: Any, where: str) -> np.ndarray:
+def _bytes_array(data: Any, where: str, nullable: bool = False) -> np.ndarray:
     """Strings (nested lists of them) as an object array whose shape is the nesting's.
 
     Flat OIP data takes its shape from the request afterwards; nested data (TF Serving's rows) keeps
@@ -147,7 +150,7 @@ def _bytes_array(data: Any, where: str) -> np.ndarray:
     while isinstance(probe, list):
         shape.append(len(probe))
         probe = probe[0] if probe else None
-    items: list[str | bytes] = []
+    items: list[str | bytes | None] = []
     stack = [(iter(data), 0)]
     while stack:  # iterative flatten: no recursion limit to hit
         iterator, depth = stack[-1]
@@ -157,7 +160,7 @@ def _bytes_array(data: Any, where: str) -> np.ndarray:
                     raise InvalidInput(f"{where}: BYTES data must be rectangular nested lists of strings")
                 stack.append((iter(item), depth + 1))
                 break
-            if not isinstance(item, str | bytes):  # bytes: TF Serving's b64 values that are not text
+            if not isinstance(item, str | bytes) and not (item is None and nullable):  # bytes: TF Serving's b64
                 raise InvalidInput(f"{where}: BYTES data must be strings, got {type(item).__name__}")
             if depth != len(shape) - 1:
                 raise InvalidInput(f"{where}: BYTES data must be rectangular nested lists of strings")

@@ -130,6 +130,8 @@ def _csv_rows(stream: io.BufferedReader, spec: TensorSpec, max_line_bytes: int) 
 def _csv_table_rows(stream: io.BufferedReader, contract: Contract, max_line_bytes: int) -> Iterator[Row | BadRow]:
     """Rows of a table by header: each a ``{column: value}`` object, as ``POST /predict`` takes one."""
     specs = {spec.name: spec for spec in contract.inputs}
+    # An empty cell of a nullable string column is a missing value, as pandas reads it; elsewhere a string.
+    missing_when_empty = set(contract.table.nullable) if contract.table is not None else set()
     header: list[str] | None = None
     for number, line in _lines(stream, max_line_bytes):
         if line is None:
@@ -159,7 +161,8 @@ def _csv_table_rows(stream: io.BufferedReader, contract: Contract, max_line_byte
         try:
             for name, cell in zip(header, cells, strict=True):
                 if name in specs:
-                    row[name] = cell_value(cell, specs[name])
+                    empty = name in missing_when_empty and not cell.strip()
+                    row[name] = None if empty else cell_value(cell, specs[name])
         except InvalidInput as exc:
             yield BadRow(number, exc.message)
             continue

@@ -121,12 +121,18 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     classify = _classifications(body.get("outputs"), contract)
     reader = None if blob is None else binary.BinaryReader(blob)
     raw_inputs = body.get("inputs")
+    nullable: frozenset[str] = frozenset()
     if contract.table is not None:  # a column per input: [rows] and [rows, 1] (MLServer's pandas codec) alike
         from modelfn.table import normalize_oip_inputs
 
         raw_inputs = normalize_oip_inputs(contract, raw_inputs)
+        nullable = frozenset(contract.table.nullable)
     inputs = decode_inputs(
-        raw_inputs, function.settings.max_tensor_elements, reader, lambda form: check_signature(contract, form)
+        raw_inputs,
+        function.settings.max_tensor_elements,
+        reader,
+        lambda form: check_signature(contract, form),
+        nullable,
     )
     if reader is not None:
         reader.finish()
@@ -196,11 +202,13 @@ def decode_inputs(
     max_elements: int,
     reader: binary.BinaryReader | None = None,
     expect: Callable[[dict[str, tuple[str, tuple[int, ...]]]], None] | None = None,
+    nullable: frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
     """``inputs`` of an inference request -> named arrays, each checked before it is built.
 
     Every tensor's form is checked first (a 400 names the first bad one), then sizes (413), then
     what ``expect`` says of the declared names, datatypes and shapes (the contract), then data.
+    ``nullable``: the inputs whose JSON data may hold ``null`` (a table's nullable string columns).
     """
     if not isinstance(raw, list) or not raw:
         raise MalformedBody("`inputs` must be a non-empty list of tensors")
@@ -224,7 +232,8 @@ def decode_inputs(
             chunk = reader.take(parameters["binary_data_size"], where)
             inputs[name] = binary.decode(chunk, tensor["datatype"], shape, where)
         else:
-            inputs[name] = to_array(tensor["data"], tensor["datatype"], where=where, shape=shape)
+            inputs[name] = to_array(tensor["data"], tensor["datatype"], where=where, shape=shape,
+                                    nullable=name in nullable)  # fmt: skip
     return inputs
 
 

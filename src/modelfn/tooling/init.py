@@ -143,8 +143,8 @@ def contract_text(
         "artifact": artifact,
     }
     if signature.table:  # the columns are the inputs, the routes take rows: no hooks to write
-        # A number column the pipeline imputes may be missing; other types are never nullable (the
-        # contract refuses it), so a string column's imputer is left to the user's own hook.
+        # A float or string column the pipeline imputes may be missing; an integer column cannot be
+        # null in a contract (the DataFrame would hold floats), so it still needs a value.
         contract["table"] = {"as": "dataframe"}
         if signature.nullable:
             contract["table"]["nullable"] = list(signature.nullable)

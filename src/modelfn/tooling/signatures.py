@@ -42,7 +42,8 @@ class Signature(NamedTuple):
     table: bool = False
     #: skops types the user reviewed and trusts (``--trust``), for ``artifact.trusted_types``.
     trusted_types: tuple[str, ...] = ()
-    #: The number columns the pipeline imputes: a missing value is the model's to fill (``table.nullable``).
+    #: The float and string columns the pipeline imputes: a missing value is the model's to fill
+    #: (``table.nullable``).
     nullable: tuple[str, ...] = ()
 
 
@@ -197,7 +198,7 @@ def _skops(path: Path, trusted: tuple[str, ...], example: dict[str, Any] | None)
     if callable(getattr(estimator, "predict_proba", None)) and getattr(estimator, "classes_", None) is not None:
         outputs.append(Tensor("probabilities", "FP32", [-1, len(estimator.classes_)]))
     imputed = imputed_columns(estimator, columns) if columns is not None else set()
-    nullable = tuple(t.name for t in inputs if t.name in imputed and t.datatype.startswith("FP"))
+    nullable = tuple(t.name for t in inputs if t.name in imputed and t.datatype.startswith(("FP", "BYTES")))
     return Signature("sklearn", inputs, outputs, table, tuple(trusted), nullable)
 
 

@@ -71,6 +71,14 @@ def _cast_columns(proto: Any, contract: Contract) -> None:
 def check_convertible(contract: Contract) -> None:
     """Refuse, before any work, a model whose inputs skl2onnx's conversion cannot take."""
     if contract.table is not None:
+        texts = [
+            spec.name for spec in contract.inputs if spec.datatype == "BYTES" and spec.name in contract.table.nullable
+        ]
+        if texts:
+            raise ContractError(
+                f"columns {texts}: an ONNX string tensor cannot hold a missing value, so a nullable string column "
+                "is not converted; serve the model as it is (framework: sklearn)"
+            )
         odd = [f"{spec.name} ({spec.datatype})" for spec in contract.inputs
                if spec.datatype != "BYTES" and spec.datatype not in NUMERIC]  # fmt: skip
         if odd:

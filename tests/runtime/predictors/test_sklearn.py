@@ -164,3 +164,66 @@ def test_a_pipeline_asked_for_label_and_probabilities_transforms_the_rows_once()
     frame = model.predictor._table.features(inputs)
     assert np.array_equal(outputs["label"], pipeline.predict(frame))
     assert np.array_equal(outputs["probabilities"], pipeline.predict_proba(frame).astype(np.float32))
+
+
+def test_a_string_column_the_pipeline_imputes_may_be_missing_on_every_route(tmp_path) -> None:
+    """churn's customers with some plans unrecorded, a most-frequent imputer before the encoder: init
+    makes `plan` nullable, and a null (JSON row, OIP column) or an empty CSV cell reaches the pipeline as
+    the NaN pandas would read, with the answer the pipeline gives that DataFrame; convert refuses it."""
+    import pandas as pd
+    import skops.io
+    from click.testing import CliRunner
+    from conftest import make_client
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from modelfn.cli import cli
+
+    frame = pd.read_csv(ROOT / "functions" / "churn" / "validation.csv")
+    frame.loc[frame.index % 7 == 0, "plan"] = np.nan
+    x, y = frame.drop(columns="label"), frame["label"]
+    plans = make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="error"))
+    columns = ColumnTransformer([("numbers", SimpleImputer(strategy="median"), ["tenure", "monthly"]),
+                                 ("plans", plans, ["plan"]), ("terms", OneHotEncoder(), ["contract"])])  # fmt: skip
+    model = Pipeline([("columns", columns), ("classifier", LogisticRegression(max_iter=1000))]).fit(x, y)
+    (tmp_path / "model.skops").write_bytes(skops.io.dumps(model))
+    row = {"tenure": 12, "plan": "pro", "contract": "month-to-month", "monthly": 45.5}
+    (tmp_path / "row.json").write_text(__import__("json").dumps(row))
+    runner, folder = CliRunner(), tmp_path / "plans"
+    trusted = [f"--trust={kind}" for kind in skops.io.get_untrusted_types(data=(tmp_path / "model.skops").read_bytes())]
+    written = runner.invoke(cli, ["init", str(tmp_path / "model.skops"), "--name", "plans", "--out", str(folder),
+                                  "--example", str(tmp_path / "row.json"), *trusted])  # fmt: skip
+    assert written.exit_code == 0, written.output
+    contract = yaml.safe_load((folder / "modelfn.yaml").read_text())
+    assert contract["table"] == {"as": "dataframe", "nullable": ["plan", "monthly"]}
+
+    missing = {**row, "plan": None}
+    expected = model.predict_proba(pd.DataFrame([{**row, "plan": np.nan}]))
+    client = make_client(folder)
+    answer = client.post("/predict", json=missing)
+    assert answer.status_code == 200, answer.get_json()
+    assert np.allclose(answer.get_json()["probabilities"], expected, atol=1e-6)
+    datatypes = {"tenure": "INT64", "plan": "BYTES", "contract": "BYTES", "monthly": "FP64"}
+    tensors = [{"name": n, "datatype": datatypes[n], "shape": [1, 1], "data": [v]} for n, v in missing.items()]
+    oip = client.post("/v2/models/plans/infer", json={"inputs": tensors})
+    assert oip.status_code == 200, oip.get_json()
+    by_name = {output["name"]: output["data"] for output in oip.get_json()["outputs"]}
+    assert np.allclose(by_name["probabilities"], expected.ravel(), atol=1e-6)
+    assert client.post("/predict", json={**row, "contract": None}).status_code == 400  # not nullable
+
+    (tmp_path / "in.csv").write_text("tenure,plan,contract,monthly\n12,,month-to-month,45.5\n12,pro,month-to-month,\n")
+    done = subprocess.run([sys.executable, "-m", "modelfn", "batch", str(folder), str(tmp_path / "in.csv"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "2 rows, 2 predicted, 0 failed" in done.stdout, done.stdout + done.stderr
+    first = (tmp_path / "out" / "in.csv.predictions.jsonl").read_text().splitlines()[0]
+    assert np.allclose(__import__("json").loads(first)["prediction"]["probabilities"], expected.ravel(), atol=1e-6)
+
+    refused = runner.invoke(cli, ["convert", str(folder), "--out", str(tmp_path / "onnx"),
+                                  "--validation", str(ROOT / "functions" / "churn" / "validation.csv")])  # fmt: skip
+    assert (
+        refused.exit_code == 1
+        and "columns ['plan']: an ONNX string tensor cannot hold a missing value" in refused.output
+    )
