@@ -85,3 +85,26 @@ def test_oip_columns_take_the_declared_rank_and_null_is_nan_where_nullable() -> 
     assert raw[0]["shape"] == [2]  # the request document itself is not changed
     flat = with_column_shapes(contract, {"tenure": np.array([1, 2]), "plan": np.array([["a"], ["b"]], dtype=object)})
     assert flat["tenure"].shape == (2, 1) and flat["plan"].shape == (2, 1)
+
+
+def test_columns_as_lists_take_nulls_where_nullable_and_name_what_is_wrong() -> None:
+    from modelfn.table import columns_of_lists
+
+    contract = churn_contract()
+    columns = {
+        "tenure": [12, 40],
+        "plan": ["pro", "basic"],
+        "contract": ["one-year", "two-year"],
+        "monthly": [[1.5], [None]],
+    }
+    arrays = columns_of_lists(contract, columns)
+    assert arrays["monthly"].shape == (2, 1) and math.isnan(arrays["monthly"][1, 0])
+    for changed, expected in [
+        ({"tenure": [12, None]}, "column 'tenure': null in row 1"),
+        ({"plan": ["pro"]}, "different lengths [1, 2]"),
+        ({"age": [1, 2]}, "unknown column(s) ['age']"),
+        ({"tenure": 12}, "column 'tenure': a list of values"),
+    ]:
+        with pytest.raises(InvalidInput) as refused:
+            columns_of_lists(contract, {**columns, **changed})
+        assert expected in refused.value.message

@@ -99,6 +99,39 @@ def columns_of_rows(
     return {spec.name: column_array(spec, values[spec.name], spec.name in nullable) for spec in contract.inputs}
 
 
+def columns_of_lists(contract: Contract, columns: Mapping[str, Any], where: str = "`inputs`") -> dict[str, np.ndarray]:
+    """Columns sent as lists, one per column (TF Serving's columnar ``inputs``): ``{"tenure": [12, 40]}``.
+
+    Each list holds a value per row (or ``[value]``, the ``[rows, 1]`` nesting); ``null`` is a missing
+    value where the column is nullable, and a 400 naming the column and the row elsewhere.
+    """
+    table = contract.table
+    assert table is not None, "columns_of_lists is for tabular contracts"
+    names = [spec.name for spec in contract.inputs]
+    unknown = [str(key)[:100] for key in columns if key not in names]
+    if unknown:
+        raise InvalidInput(f"{where}: unknown column(s) {unknown[:5]}; the model takes {names}")
+    nullable = set(table.nullable)
+    arrays: dict[str, np.ndarray] = {}
+    lengths: set[int] = set()
+    for spec in contract.inputs:
+        if spec.name not in columns:
+            raise InvalidInput(f"column {spec.name!r}: missing from {where}; the model takes {names}")
+        values = columns[spec.name]
+        if not isinstance(values, list):
+            raise InvalidInput(f"column {spec.name!r}: a list of values, one per row")
+        values = [value[0] if isinstance(value, list) and len(value) == 1 else value for value in values]
+        if spec.name not in nullable and None in values:
+            raise InvalidInput(f"column {spec.name!r}: null in row {values.index(None)}; every row needs a value")
+        arrays[spec.name] = column_array(spec, values, spec.name in nullable)
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        raise InvalidInput(
+            f"{where}: the columns have different lengths {sorted(lengths)}; each holds one value per row"
+        )
+    return arrays
+
+
 def with_column_shapes(contract: Contract, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Columns sent as flat lists (``{"tenure": [12, 40]}``) in the contract's rank: ``[rows]`` or ``[rows, 1]``."""
     ranks = {spec.name: len(spec.shape) for spec in contract.inputs}

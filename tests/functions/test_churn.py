@@ -85,6 +85,11 @@ def test_a_row_as_a_person_writes_it_is_answered_on_every_route(churn_server) ->
         "OIP, [rows, 1]": requests.post(f"{url}/v2/models/churn/infer", json=oip_columns(rows), timeout=60),
         "OIP, [rows]": requests.post(f"{url}/v2/models/churn/infer", json=oip_columns(rows, flat), timeout=60),
         "TF Serving, instances": requests.post(f"{url}/v1/models/churn:predict", json={"instances": rows}, timeout=60),
+        "TF Serving, columns": requests.post(
+            f"{url}/v1/models/churn:predict",
+            json={"inputs": {name: [row[name] for row in rows] for name in ROW}},
+            timeout=60,
+        ),
     }
     for route, answer in answers.items():
         assert answer.status_code == 200, (route, answer.text)
@@ -96,6 +101,8 @@ def test_a_row_as_a_person_writes_it_is_answered_on_every_route(churn_server) ->
         assert np.allclose(np.reshape(outputs["probabilities"]["data"], (2, 2)), expected, atol=1e-6), route
     predictions = answers["TF Serving, instances"].json()["predictions"]
     assert np.allclose([p["probabilities"] for p in predictions], expected, atol=1e-6)
+    columnar = answers["TF Serving, columns"].json()["outputs"]  # the second row's monthly is null
+    assert np.allclose(columnar["probabilities"], expected, atol=1e-6)
 
 
 def test_the_held_out_rows_are_answered_as_the_pipeline_answers_them(churn_server) -> None:
@@ -118,6 +125,9 @@ def test_a_bad_value_is_a_400_naming_the_column_on_every_route(churn_server) -> 
         "predict": lambda row: requests.post(f"{url}/predict", json=row, timeout=60),
         "oip": lambda row: requests.post(f"{url}/v2/models/churn/infer", json=_loose_oip(row), timeout=60),
         "tfserving": lambda row: requests.post(f"{url}/v1/models/churn:predict", json={"instances": [row]}, timeout=60),
+        "tfserving columns": lambda row: requests.post(
+            f"{url}/v1/models/churn:predict", json={"inputs": {k: [v] for k, v in row.items()}}, timeout=60
+        ),
     }
     for route, post in send.items():
         for what, row, named in BAD_ROWS:

@@ -135,6 +135,10 @@ def _columns_to_inputs(contract: Contract, columns: Any) -> dict[str, np.ndarray
             specs = {spec.name: spec for spec in contract.inputs}
             columns = {k: _unwrap_b64(v, f"input {k!r}") if k in specs and specs[k].datatype == "BYTES" else v
                        for k, v in columns.items()}  # fmt: skip
+            if contract.table is not None:  # one list per column, nulls where the column may miss a value
+                from modelfn.table import columns_of_lists
+
+                return columns_of_lists(contract, columns)
         return named_inputs(contract, columns, "`inputs`")
     return {contract.inputs[0].name: _values(contract.inputs[0], columns)}
 
