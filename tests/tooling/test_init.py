@@ -186,3 +186,31 @@ def test_a_pipeline_fitted_on_a_dataframe_becomes_a_table_with_no_hooks(tmp_path
     # The charge goes through the numbers' imputer: a missing one is the model's to fill, as committed.
     # tenure is imputed too, but only a float column may be null in a contract.
     assert contract.table.nullable == committed.table.nullable == ["monthly"]
+
+
+def test_an_onnx_model_with_one_input_per_column_becomes_a_table_of_arrays(tmp_path) -> None:
+    """The churn pipeline converted to ONNX (string and number inputs, one value per row each): init reads
+    the columns' types from the graph, writes table: {as: arrays} and no hooks, takes --example as the
+    example (a blank one otherwise, which it asks to replace), and the folder checks."""
+    from modelfn.tooling.convert import convert
+
+    convert(FUNCTIONS / "churn", tmp_path / "onnx")
+    artifact, row = tmp_path / "onnx" / "model.onnx", tmp_path / "row.json"
+    row.write_text(json.dumps({"tenure": 12, "plan": "pro", "contract": "month-to-month", "monthly": 45.5}))
+    runner = CliRunner()
+    blank = runner.invoke(cli, ["init", str(artifact), "--name", "blank", "--out", str(tmp_path / "blank")])
+    assert blank.exit_code == 0 and "and the example (a real row" in blank.output, blank.output
+    assert load_contract(tmp_path / "blank").example == {"tenure": 0, "plan": "", "contract": "", "monthly": 0}
+    written = runner.invoke(cli, ["init", str(artifact), "--name", "churn", "--out", str(tmp_path / "churn"),
+                                  "--example", str(row)])  # fmt: skip
+    assert written.exit_code == 0, written.output
+    contract = load_contract(tmp_path / "churn")
+    assert contract.table is not None and contract.table.pass_as == "arrays" and contract.hooks.pre is None
+    assert tensors(contract.inputs, names=True) == tensors(load_contract(FUNCTIONS / "churn").inputs, names=True)
+    assert contract.example == json.loads(row.read_text()) and not (tmp_path / "churn" / "hooks.py").exists()
+    fill_in_docs(tmp_path / "churn")
+    checked = runner.invoke(cli, ["check", str(tmp_path / "churn")])
+    assert checked.exit_code == 0, checked.output
+    wrong = runner.invoke(cli, ["init", str(FUNCTIONS / "digits" / "model.onnx"), "--name", "d",
+                                "--out", str(tmp_path / "d"), "--example", str(row)])  # fmt: skip
+    assert wrong.exit_code == 1 and "--example is for a model that takes rows" in wrong.output

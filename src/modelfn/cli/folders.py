@@ -95,6 +95,9 @@ def init(
     written = "main.py, hooks.py" if (folder / "hooks.py").exists() else "main.py"
     click.echo(f"wrote     {folder}: modelfn.yaml, {written} and {', '.join(files)}")
     empty = "each tensor's description" if description else "the docs block and each tensor's description"
+    contract = load_contract(folder)
+    if contract.table is not None and example is None:  # an ONNX table: its types were read, its example is blank
+        empty += " and the example (a real row: zeros and empty strings are rarely one)"
     click.echo(f"next      fill in {empty}, then: modelfn check {folder}")
 
 

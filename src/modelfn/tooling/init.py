@@ -145,13 +145,15 @@ def contract_text(
     if signature.table:  # the columns are the inputs, the routes take rows: no hooks to write
         # A float or string column the pipeline imputes may be missing; an integer column cannot be
         # null in a contract (the DataFrame would hold floats), so it still needs a value.
-        contract["table"] = {"as": "dataframe"}
+        contract["table"] = {"as": signature.table_as}
         if signature.nullable:
             contract["table"]["nullable"] = list(signature.nullable)
     contract["inputs"] = [_spec(t) for t in signature.inputs]
     contract["outputs"] = [_spec(t) for t in signature.outputs]
     if signature.table:
-        contract["example"] = row
+        # ONNX records each column's type, so a row is not needed to write the contract; without one the
+        # example is zeros and empty strings, which the next step asks to replace.
+        contract["example"] = row if row is not None else {t.name: _blank(t) for t in signature.inputs}
     else:
         contract["hooks"] = {"pre": "hooks.py:preprocess", "post": "hooks.py:postprocess"}
         contract["example"] = {t.name: _zeros(t) for t in signature.inputs}
@@ -173,6 +175,10 @@ def _list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
 
 
 _Dumper.add_representer(list, _list)
+
+
+def _blank(tensor: Tensor) -> Any:
+    return "" if tensor.datatype == "BYTES" else False if tensor.datatype == "BOOL" else 0
 
 
 def _spec(tensor: Tensor) -> dict[str, Any]:

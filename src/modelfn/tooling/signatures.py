@@ -38,13 +38,16 @@ class Signature(NamedTuple):
     framework: str
     inputs: list[Tensor]
     outputs: list[Tensor]
-    #: A pipeline fitted on a DataFrame: the inputs are its columns (a ``table:`` contract).
+    #: A pipeline fitted on a DataFrame, or an ONNX model with one input per column: the inputs are
+    #: columns (a ``table:`` contract).
     table: bool = False
     #: skops types the user reviewed and trusts (``--trust``), for ``artifact.trusted_types``.
     trusted_types: tuple[str, ...] = ()
     #: The float and string columns the pipeline imputes: a missing value is the model's to fill
     #: (``table.nullable``).
     nullable: tuple[str, ...] = ()
+    #: How the model takes the columns (``table.as``): a DataFrame (scikit-learn), or one array each (ONNX).
+    table_as: str = "dataframe"
 
 
 def format_of(path: Path) -> str:
@@ -76,7 +79,22 @@ def read_signature(path: Path, *, trusted: tuple[str, ...] = (), example: dict[s
         return _skops(path, trusted, example)
     reader = {"onnx": _onnx, "keras": _keras, "savedmodel": _savedmodel, "torch_export": _torch}
     inputs, outputs = reader[fmt](path)
+    if fmt == "onnx" and _one_input_per_column(inputs):  # a table converted to ONNX (modelfn convert, skl2onnx)
+        unknown = sorted(set(example or {}) - {t.name for t in inputs})
+        if unknown:
+            raise ContractError(f"--example names {unknown}, which the model does not take; it takes "
+                                f"{[t.name for t in inputs]}")  # fmt: skip
+        return Signature(FRAMEWORK_OF[fmt], inputs, outputs, table=True, table_as="arrays")
+    if example is not None:
+        raise ContractError("--example is for a model that takes rows of named columns; this one takes tensors")
     return Signature(FRAMEWORK_OF[fmt], inputs, outputs)
+
+
+def _one_input_per_column(inputs: list[Tensor]) -> bool:
+    """Several inputs, each one value per row (``[-1, 1]`` or ``[-1]``), of more than one datatype or strings."""
+    if len(inputs) < 2 or any(t.shape not in ([-1, 1], [-1]) for t in inputs):
+        return False
+    return len({t.datatype for t in inputs}) > 1 or any(t.datatype == "BYTES" for t in inputs)
 
 
 def _dims(shape: Any) -> list[int]:
