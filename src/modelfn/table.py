@@ -43,7 +43,7 @@ class TableSpec(Protocol):
     def categories(self) -> dict[str, list[Any]]: ...
 
 
-class Contract(Protocol):
+class Tabular(Protocol):
     """What of a contract these helpers read: the full :class:`modelfn.contract.Contract`, or the
     edge runner's model (which carries no contract module)."""
 
@@ -57,7 +57,7 @@ class Contract(Protocol):
 ROWS_KEY = "rows"
 
 
-def columns_from_rows(contract: Contract, payload: Any, where: str = "body") -> dict[str, np.ndarray]:
+def columns_from_rows(contract: Tabular, payload: Any, where: str = "body") -> dict[str, np.ndarray]:
     """One row (an object keyed by column) or ``{"rows": [row, ...]}`` -> ``{column: array}``.
 
     Each array has the column's declared shape, with the rows as its first dimension.
@@ -75,7 +75,7 @@ def columns_from_rows(contract: Contract, payload: Any, where: str = "body") -> 
 
 
 def columns_of_rows(
-    contract: Contract, rows: Sequence[Any], where: str = "body", *, label: str = "rows[{}]"
+    contract: Tabular, rows: Sequence[Any], where: str = "body", *, label: str = "rows[{}]"
 ) -> dict[str, np.ndarray]:
     """A list of rows, each an object keyed by column -> ``{column: array}`` (see :func:`columns_from_rows`)."""
     table = contract.table
@@ -99,7 +99,7 @@ def columns_of_rows(
     return {spec.name: column_array(spec, values[spec.name], spec.name in nullable) for spec in contract.inputs}
 
 
-def columns_of_lists(contract: Contract, columns: Mapping[str, Any], where: str = "`inputs`") -> dict[str, np.ndarray]:
+def columns_of_lists(contract: Tabular, columns: Mapping[str, Any], where: str = "`inputs`") -> dict[str, np.ndarray]:
     """Columns sent as lists, one per column (TF Serving's columnar ``inputs``): ``{"tenure": [12, 40]}``.
 
     Each list holds a value per row (or ``[value]``, the ``[rows, 1]`` nesting); ``null`` is a missing
@@ -132,7 +132,7 @@ def columns_of_lists(contract: Contract, columns: Mapping[str, Any], where: str 
     return arrays
 
 
-def with_column_shapes(contract: Contract, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def with_column_shapes(contract: Tabular, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Columns sent as flat lists (``{"tenure": [12, 40]}``) in the contract's rank: ``[rows]`` or ``[rows, 1]``."""
     ranks = {spec.name: len(spec.shape) for spec in contract.inputs}
     return {
@@ -155,7 +155,7 @@ def column_array(spec: ColumnSpec, values: Sequence[Any], nullable: bool) -> np.
     return to_array(list(values), spec.datatype, where=where, shape=shape, nullable=nullable)
 
 
-def normalize_oip_inputs(contract: Contract, raw: Any) -> Any:
+def normalize_oip_inputs(contract: Tabular, raw: Any) -> Any:
     """OIP ``inputs`` whose column shapes ``[rows]`` or ``[rows, 1]`` take the contract's own rank.
 
     MLServer's pandas codec sends ``[rows, 1]``, a plain client ``[rows]``: both mean one value per
@@ -184,7 +184,7 @@ def normalize_oip_inputs(contract: Contract, raw: Any) -> Any:
     return normalized
 
 
-def column_order(contract: Contract, fitted: Sequence[str] | None) -> list[str]:
+def column_order(contract: Tabular, fitted: Sequence[str] | None) -> list[str]:
     """The columns in the order the model was fitted on (``feature_names_in_``), else the contract's.
 
     A fitted order that names other columns than the contract is a contract error naming both.
@@ -243,7 +243,7 @@ def check_categories(name: str, column: np.ndarray, known: frozenset[Any] | set[
             raise InvalidInput(f"column {name!r}: unknown category {str(text)[:60]!r}; the model knows {shown}")
 
 
-def check_declared_categories(contract: Contract, inputs: Mapping[str, np.ndarray]) -> None:
+def check_declared_categories(contract: Tabular, inputs: Mapping[str, np.ndarray]) -> None:
     """Every column with ``table.categories`` holds only those values."""
     assert contract.table is not None
     for name, known in _declared_sets(contract.table.categories).items():
