@@ -45,7 +45,8 @@ HookRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.p
 #: An ES module in the function folder: the browser's twin of the Python hooks.
 JavaScriptFile = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*\.m?js$", max_length=128)]
 
-Framework = Literal["onnx", "tensorflow", "sklearn", "pytorch", "pipeline"]
+#: ``genai``: a generative language model that ONNX Runtime GenAI runs (its model builder's folder).
+Framework = Literal["onnx", "tensorflow", "sklearn", "pytorch", "pipeline", "genai"]
 
 #: OIP ``platform`` string reported in model metadata, per framework
 #: (``ensemble`` is what Triton reports for the same idea, so clients recognise it).
@@ -55,6 +56,7 @@ PLATFORMS: dict[str, str] = {
     "sklearn": "sklearn",
     "pytorch": "pytorch_libtorch",
     "pipeline": "ensemble",
+    "genai": "onnxruntime_genai",
 }
 
 
@@ -195,6 +197,31 @@ class Page(_Strict, frozen=True):
     scores: FieldName = "probabilities"
     #: ``chat``: the answer field shown as the reply.
     reply: FieldName = "answer"
+
+
+class Generation(_Strict, frozen=True):
+    """A generative model's limits and defaults (``framework: genai``).
+
+    Every limit is the operator's: a client may ask for less, never for more. A prompt longer than
+    ``max_prompt_tokens`` is refused (400) before any work; a request for more than ``max_tokens``
+    new tokens is cut to ``max_tokens``.
+    """
+
+    #: Longest prompt, in tokens, after the chat template is applied.
+    max_prompt_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 512
+    #: Most new tokens one generation may write; also the default when a request names none.
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    #: The default sampling. ``temperature: 0`` is greedy search (the same answer every time).
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.0
+    top_p: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    #: Generations running at once in one instance; beyond them a request is refused (429, ``Retry-After``).
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=256)] = 4
+    #: The chat template (Jinja, as Hugging Face tokenizers carry it), a file pinned in
+    #: ``artifact.files``: chat messages become the prompt through it.
+    chat_template: RelativeFile | None = None
+    #: Text that ends an answer where it appears (it is not sent), besides the model's end token.
+    stop: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=8)] = []
 
 
 class Docs(_Strict, frozen=True):
@@ -458,6 +485,8 @@ class Contract(_Strict, frozen=True, kw_only=True):
     warmup: Literal["zeros", "off"] = "zeros"
     #: A tabular model: the inputs are named columns (see :class:`Table`).
     table: Table | None = None
+    #: A generative model's limits and defaults (``framework: genai``, see :class:`Generation`).
+    generation: Generation | None = None
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -492,10 +521,15 @@ class Contract(_Strict, frozen=True, kw_only=True):
             raise ValueError(f"framework {self.framework!r} needs `artifact` (its uri and sha256)")
         if self.steps:
             raise ValueError("`steps` belong to `framework: pipeline` only")
-        if self.artifact.files and self.framework != "onnx":
+        if self.artifact.files and self.framework not in ("onnx", "genai"):
             raise ValueError("artifact.files (external data beside the model file) is for ONNX models only")
+        if (self.framework == "genai") != (self.generation is not None):
+            raise ValueError("`framework: genai` and `generation` (its limits and defaults) go together")
+        if self.generation is not None:
+            self._check_generative(self.generation)
         expected = {
             "onnx": {"onnx"},
+            "genai": {"onnx"},
             "tensorflow": {"keras", "savedmodel"},
             "sklearn": {"skops"} | PICKLE_FORMATS,
             "pytorch": {"torch_export", "torchscript"},
@@ -533,6 +567,26 @@ class Contract(_Strict, frozen=True, kw_only=True):
             raise ValueError(f"`table` is for scikit-learn and ONNX models, not {self.framework}")
         if self.framework == "onnx" and table.pass_as == "dataframe":
             raise ValueError("an ONNX model takes its columns as arrays: set table.as: arrays")
+
+    def _check_generative(self, generation: Generation) -> None:
+        """Text in, text out: what the non-streamed routes (``/v2``, ``/predict``) and batch jobs call."""
+        for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+            if len(specs) != 1 or specs[0].datatype != "BYTES" or specs[0].shape not in ([1], [-1]):
+                raise ValueError(
+                    f"a generative model has one {kind[:-1]}, BYTES of shape [-1] (one text per prompt); "
+                    f"{kind} is {[(s.name, s.datatype, s.shape) for s in specs]}"
+                )
+        needed = {"genai_config.json", "tokenizer.json"}
+        if generation.chat_template is not None:
+            needed.add(generation.chat_template)
+        missing = sorted(needed - set(self.verified_artifact().files))
+        if missing:
+            raise ValueError(
+                f"artifact.files must pin {missing}: ONNX Runtime GenAI reads them beside the model "
+                "(modelfn digests FOLDER prints the block)"
+            )
+        if self.batching is not None:
+            raise ValueError("`batching` does not apply to a generative model: each generation runs on its own")
 
     def _check_pipeline(self) -> None:
         """Every tensor a step reads exists by then, each is produced once, every output is produced."""

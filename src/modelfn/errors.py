@@ -117,6 +117,13 @@ class Overloaded(ModelNotReady):
     """Every call slot and queue place of the model is taken: refused at once, with ``Retry-After``."""
 
 
+class TooManyGenerations(ModelNotReady):
+    """Every generation slot of a generative model is streaming: refused at once (429, ``Retry-After``),
+    as OpenAI-compatible servers answer a client over its rate."""
+
+    status = 429
+
+
 class DeadlineExceeded(ModelfnError):
     """The request's deadline passed while it waited for a slot or while the model ran."""
 

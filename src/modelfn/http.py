@@ -54,6 +54,34 @@ class Response(NamedTuple):
     status: int
     body: bytes
     headers: Mapping[str, str] = JSON_HEADERS
+    #: A streamed answer (``body`` is then empty): its chunks, written as they come by an adapter that
+    #: streams, joined by one that cannot (:func:`buffered`). Closing it stops the work behind it, as a
+    #: server closes a response whose client went away.
+    stream: Iterator[bytes] | None = None
+
+
+#: Says that a streamed answer was delivered whole, by a platform path that cannot stream.
+BUFFERED_HEADER = "X-Modelfn-Streaming"
+
+
+def buffered(response: Response) -> Response:
+    """``response`` with its stream read to the end into ``body`` (and :data:`BUFFERED_HEADER` set)."""
+    if response.stream is None:
+        return response
+    chunks = response.stream
+    try:
+        body = b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return Response(response.status, body, {**response.headers, BUFFERED_HEADER: "buffered"})
+
+
+def event_stream(events: Iterator[bytes], headers: Mapping[str, str] | None = None) -> Response:
+    """A ``text/event-stream`` (server-sent events) answer of already-framed events."""
+    head = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(200, b"", {**head, **(headers or {})}, events)
 
 
 def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

@@ -187,8 +187,11 @@ def _body(event: dict[str, Any], limit: int) -> bytes:
 
 def to_lambda_result(response: Any) -> LambdaResult:
     """A :class:`modelfn.http.Response` as the proxy integration result (the same shape for 1.0 and 2.0)."""
-    from modelfn.http import Headers, error_response
+    from modelfn.http import Headers, buffered, error_response
 
+    # Lambda's Python runtime returns a whole result: a streamed answer (server-sent events) is
+    # generated to its end here and returned at once, marked X-Modelfn-Streaming: buffered.
+    response = buffered(response)
     headers = dict(response.headers)
     as_text = Headers(headers).get("Content-Type", "").startswith(TEXT_TYPES)
     size = len(response.body) if as_text else (len(response.body) + 2) // 3 * 4

@@ -49,7 +49,7 @@ def handle_request(
         RECORDER.split_request(context.model, context.version, response.status, seconds, size)
         if context.watch is not None:
             context.watch.observe(context.version, response.status, seconds, size)
-    if context.shadow and response.status == 200:
+    if context.shadow and response.status == 200 and response.stream is None:
         _mirror(servable, request, context, response)
     _log(servable, request, response.status, seconds, route, context)
     return response

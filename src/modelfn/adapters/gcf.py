@@ -54,6 +54,8 @@ def http_function(
         response = handle_request(
             function, Request(method=request.method, path=request.path, body=body, headers=request.headers)
         )
+        if response.stream is not None:  # Flask writes an iterator chunk by chunk, and closes it at the end or
+            return response.stream, response.status, response.headers  # when the client goes away
         return response.body, response.status, response.headers
 
     handle.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling

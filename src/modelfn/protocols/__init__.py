@@ -55,10 +55,11 @@ def build_router() -> Router:
     Health routes are open (the platform's probes send no credentials); the server's own routes
     need any valid key; the others need a key for the model they name.
     """
-    alexa, browser, dialogflow, metrics, oip, openapi, page, simple, tfserving = (
+    alexa, browser, dialogflow, metrics, oip, openai, openapi, page, simple, tfserving = (
         _Deferred(f"modelfn.protocols.{name}")
-        for name in ("alexa", "browser", "dialogflow", "metrics", "oip", "openapi", "page", "simple", "tfserving")
-    )
+        for name in ("alexa", "browser", "dialogflow", "metrics", "oip", "openai", "openapi", "page", "simple",
+                     "tfserving")
+    )  # fmt: skip
     return Router(
         [
             route("GET", "/v2/health/live", oip.server_live, access="open",
@@ -98,6 +99,16 @@ def build_router() -> Router:
                   summary="The default model through its hooks", request="Payload", response="Answer"),
             route("POST", "/models/{name}/predict", simple.predict,
                   summary="A model through its hooks", request="Payload", response="Answer"),
+            # The body names the model: the key check is for the function's default model, and a
+            # several-model function's routes take only keys valid for every model.
+            route("GET", "/openai/v1/models", openai.models, access="server",
+                  summary="The generative models (OpenAI-compatible)", response="OpenAIModels"),
+            route("POST", "/openai/v1/chat/completions", openai.chat_completions,
+                  summary="Chat completion, streamed as server-sent events with stream: true (OpenAI-compatible)",
+                  request="ChatCompletionRequest", response="ChatCompletion"),
+            route("POST", "/openai/v1/completions", openai.completions,
+                  summary="Text completion, streamed as server-sent events with stream: true (OpenAI-compatible)",
+                  request="CompletionRequest", response="Completion"),
             route("POST", "/alexa", alexa.webhook, access="webhook",
                   summary="Alexa skill (the default model)", request="AlexaRequest", response="AlexaResponse"),
             route("POST", "/models/{name}/alexa", alexa.webhook, access="webhook",

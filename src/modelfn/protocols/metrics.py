@@ -48,6 +48,16 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
                                ("model", "version", "size")),
     "rollbacks": ("modelfn_canary_rollbacks", "counter",
                   "Canary versions taken out of a traffic split by automatic rollback.", ("model", "version")),
+    "generation_ttft_seconds": ("modelfn_generation_ttft_seconds", "histogram",
+                                "Time from a generation's start to its first token, in seconds.", ("model",)),
+    "generation_tokens": ("modelfn_generation_tokens", "counter", "Tokens generated.", ("model",)),
+    "generation_tokens_per_second": ("modelfn_generation_tokens_per_second", "histogram",
+                                     "Each generation's tokens per second, from its start to its end.", ("model",)),
+    "generation_cancelled": ("modelfn_generation_cancelled", "counter",
+                             "Generations stopped because their reader went away (a client that disconnected).",
+                             ("model",)),
+    "generation_deadline": ("modelfn_generation_deadline", "counter",
+                            "Generations cut short by the request's deadline.", ("model",)),
 }  # fmt: skip
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

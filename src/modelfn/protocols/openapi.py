@@ -198,7 +198,42 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "payload": {"type": "object"},
         },
     },
-}
+    "OpenAIModels": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": _STRING, "data": {"type": "array", "items": {"type": "object"}}},
+    },
+    "ChatCompletionRequest": {
+        "type": "object",
+        "description": "OpenAI's chat completion request; `max_tokens` is capped by the contract, `n` is 1.",
+        "required": ["model", "messages"],
+        "properties": {"model": _STRING, "messages": {"type": "array", "items": {"type": "object"}},
+                       "stream": {"type": "boolean"}, "max_tokens": {"type": "integer"},
+                       "temperature": {"type": "number"}, "top_p": {"type": "number"}, "seed": {"type": "integer"},
+                       "stop": {}},
+    },
+    "CompletionRequest": {
+        "type": "object",
+        "description": "OpenAI's completion request; `max_tokens` is capped by the contract, `n` is 1.",
+        "required": ["model", "prompt"],
+        "properties": {"model": _STRING, "prompt": {}, "stream": {"type": "boolean"},
+                       "max_tokens": {"type": "integer"}, "temperature": {"type": "number"}},
+    },
+    "ChatCompletion": {
+        "type": "object",
+        "description": "A chat completion; with `stream: true`, `text/event-stream` chunks and `data: [DONE]`.",
+        "required": ["id", "object", "choices"],
+        "properties": {"id": _STRING, "object": _STRING, "model": _STRING, "choices": {"type": "array"},
+                       "usage": {"type": "object"}},
+    },
+    "Completion": {
+        "type": "object",
+        "description": "A text completion; with `stream: true`, `text/event-stream` chunks and `data: [DONE]`.",
+        "required": ["id", "object", "choices"],
+        "properties": {"id": _STRING, "object": _STRING, "model": _STRING, "choices": {"type": "array"},
+                       "usage": {"type": "object"}},
+    },
+}  # fmt: skip
 
 #: Every error a route may answer, and when.
 ERRORS = {
@@ -213,6 +248,10 @@ ERRORS = {
     "503": "The model is loading, cannot be loaded, or is at capacity; retry after `Retry-After`.",
     "504": "The request's deadline passed.",
 }
+
+
+#: The answers of the routes that generate text.
+GENERATIONS = ("ChatCompletion", "Completion")
 
 
 def document(function: Servable, request: Request) -> Response:
@@ -262,6 +301,9 @@ def _operation(route: Route, path: str, parameters: dict[str, dict[str, Any]]) -
     responses: dict[str, Any] = {"200": {"description": "OK", "content": {media: {"schema": answer}}}}
     if doc["response"] == "InferenceResponse":  # the binary tensor extension answers octet-stream
         responses["200"]["content"]["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    if doc["response"] in GENERATIONS:  # a stream answers server-sent events; a full instance, 429
+        responses["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+        responses["429"] = {"description": "Every generation slot is streaming; retry after `Retry-After`.", **error}
     for status, description in ERRORS.items():
         responses[status] = {"description": description, **error}
     if doc["response"] in ("Live", "Ready", "ModelReady"):  # not live / not ready: the same body, 503

@@ -65,6 +65,7 @@ FRAMEWORK_PACKAGES = {
     # The CPU wheel: PyPI's Linux wheel pulls the CUDA packages (see "Frameworks" in the README).
     "pytorch": ["torch", "numpy"],
     "pipeline": [],  # its steps are models of the same function, each bringing its own
+    "genai": ["onnxruntime-genai", "numpy"],  # it carries its own ONNX Runtime
 }
 #: Where an image build finds ``torch==<version>+cpu`` (resolve with ``PIP_EXTRA_INDEX_URL`` set to it).
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"

@@ -49,6 +49,10 @@ def load_predictor(contract: Contract, artifact: VerifiedArtifact, settings: Set
         from modelfn.runtime.predictors.pytorch import TorchPredictor
 
         return TorchPredictor.from_artifact(artifact, contract)
+    if contract.framework == "genai":
+        from modelfn.runtime.predictors.genai import GenAIPredictor
+
+        return GenAIPredictor.from_artifact(artifact, contract, settings)
     raise ContractError(f"field `framework`: no predictor for {contract.framework!r}")
 
 

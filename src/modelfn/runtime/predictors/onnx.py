@@ -48,7 +48,7 @@ class OnnxPredictor:
     @classmethod
     def from_file(cls, artifact: VerifiedArtifact, contract: Contract, settings: Settings) -> OnnxPredictor:
         """Build the session from the verified file by path: no copy of the model in Python's memory."""
-        _check_external_data(artifact)
+        check_external_data(artifact)
         options = ort.SessionOptions()
         options.graph_optimization_level = _OPTIMIZATION[settings.ort_graph_optimization]
         # Sized to the CPUs this instance may use, not the host's cores (a CPU quota hides from ONNX Runtime).
@@ -94,7 +94,7 @@ def _ort_message(error: Exception) -> str:
     return str(error).rpartition("INVALID_ARGUMENT : ")[2][:MESSAGE_CHARS]
 
 
-def _check_external_data(artifact: VerifiedArtifact) -> None:
+def check_external_data(artifact: VerifiedArtifact) -> None:
     """Every tensor kept outside the model file must name one of the version's pinned, verified files."""
     from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations_in_file
 

@@ -1,0 +1,157 @@
+"""The OpenAI-compatible routes of functions/chat over real connections, with the official ``openai`` client,
+on the two HTTP paths a function is deployed on: functions-framework (Cloud Functions gen2) and modelfn's
+own server (``modelfn serve``, the Cloud Run image)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+from helpers import ROOT, copy_function, edit_contract, free_port, poll_live, running
+
+pytestmark = pytest.mark.slow
+
+CHAT = ROOT / "functions" / "chat"
+ANSWERS = set(json.loads((ROOT / "functions" / "helpdesk" / "answers.json").read_text())["answers"].values())
+
+
+@contextlib.contextmanager
+def functions_framework(folder: Path, log: Path) -> Iterator[str]:
+    """``functions-framework --target handle`` on ``folder``, as Cloud Functions gen2 runs it; yields its URL."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "functions-framework"), "--target", "handle", "--source",
+               str(folder / "main.py"), "--port", str(port)]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=folder)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            assert poll_live(url, time.monotonic() + 60, lambda: None), log.read_text()
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@contextlib.contextmanager
+def serve(path: str, folder: Path, log: Path) -> Iterator[str]:
+    if path == "functions-framework":
+        with functions_framework(folder, log) as url:
+            yield url
+    else:
+        with running(folder, log) as server:
+            yield server.url
+
+
+@pytest.fixture(scope="module", params=["functions-framework", "modelfn serve"])
+def chat_url(request, tmp_path_factory) -> Iterator[str]:
+    with serve(request.param, CHAT, tmp_path_factory.mktemp("chat") / "server.log") as url:
+        yield url
+
+
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/openai/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_the_openai_client_chats_with_and_without_a_stream(chat_url: str) -> None:
+    chat = client(chat_url)
+    assert [model.id for model in chat.models.list()] == ["chat"]
+    question = [{"role": "user", "content": "how can I deploy to aws lambda"}]
+    whole = chat.chat.completions.create(model="chat", messages=question)
+    answer = whole.choices[0].message.content
+    assert answer in ANSWERS and whole.choices[0].finish_reason == "stop"
+    assert whole.usage.completion_tokens > 5 and whole.usage.prompt_tokens > 5
+    chunks = list(chat.chat.completions.create(model="chat", messages=question, stream=True,
+                                               stream_options={"include_usage": True}))  # fmt: skip
+    assert chunks[0].choices[0].delta.role == "assistant"
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(texts) >= 5 and "".join(texts) == answer  # several chunks, the same answer
+    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].usage == whole.usage
+
+
+def test_completions_and_max_tokens(chat_url: str) -> None:
+    chat = client(chat_url)
+    short = chat.completions.create(model="chat", prompt="<|user|>what is modelfn<|assistant|>", max_tokens=3)
+    assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
+    streamed = list(chat.completions.create(model="chat", prompt="<|user|>hello<|assistant|>", max_tokens=4,
+                                            stream=True))  # fmt: skip
+    assert len([c for c in streamed if c.choices[0].text]) >= 2 and streamed[-1].choices[0].finish_reason == "length"
+
+
+def test_curl_reads_server_sent_events(chat_url: str) -> None:
+    body = json.dumps({"model": "chat", "prompt": "<|user|>hi<|assistant|>", "stream": True})
+    out = subprocess.run(["curl", "-sN", "--max-time", "60", f"{chat_url}/openai/v1/completions", "-d", body],
+                         capture_output=True, text=True, timeout=90).stdout  # fmt: skip
+    events = [line for line in out.split("\n\n") if line]
+    assert len(events) >= 4 and all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"model": "chat", "messages": [{"role": "user", "content": "word " * 300}]}, 400,
+         "this model takes at most 128"),
+        ({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n must be 1"),
+        ({"model": "chat", "messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0].role must be one of"),
+        ({"model": "chat", "messages": []}, 400, "messages must be a non-empty list"),
+        ({"model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400,
+         "temperature must be a number"),
+        ({"model": "other", "messages": [{"role": "user", "content": "hi"}]}, 404, "model 'other' not found"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model must name the model"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_4xx_naming_the_problem(chat_url: str, body: dict, status: int, message: str) -> None:
+    answer = requests.post(f"{chat_url}/openai/v1/chat/completions", json=body, timeout=60)
+    assert answer.status_code == status and message in answer.json()["error"], answer.text
+
+
+def long_answers(dest: Path) -> Path:
+    """functions/chat with its end token moved to one the model never writes: every answer runs to max_tokens."""
+    folder = copy_function(dest, CHAT)
+    config_path = folder / "model" / "genai_config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["eos_token_id"] = 0  # <|pad|>: never a training target
+    config_path.write_text(json.dumps(config))
+    contract = __import__("yaml").safe_load((folder / "modelfn.yaml").read_text())
+    contract["artifact"]["files"]["genai_config.json"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
+    edit_contract(folder, artifact=contract["artifact"],
+                  generation={**contract["generation"], "max_prompt_tokens": 16, "max_tokens": 238})  # fmt: skip
+    return folder
+
+
+def cancelled(url: str) -> tuple[float, float]:
+    """``(modelfn_generation_cancelled_total, modelfn_generation_tokens_total)`` for chat, from /metrics."""
+    values = {"cancelled": 0.0, "tokens": 0.0}
+    for line in requests.get(f"{url}/metrics", timeout=60).text.splitlines():
+        for name in values:
+            if line.startswith(f'modelfn_generation_{name}_total{{model="chat"}}'):
+                values[name] = float(line.split()[-1])
+    return values["cancelled"], values["tokens"]
+
+
+@pytest.mark.parametrize("path", ["functions-framework", "modelfn serve"])
+def test_the_first_chunk_comes_before_the_end_and_leaving_stops_the_generation(path: str, tmp_path: Path) -> None:
+    with serve(path, long_answers(tmp_path), tmp_path / "server.log") as url:
+        full = requests.post(f"{url}/openai/v1/completions", timeout=60,
+                             json={"model": "chat", "prompt": "<|user|>hi<|assistant|>"}).json()  # fmt: skip
+        assert full["usage"]["completion_tokens"] == 238  # the whole answer, when nobody leaves
+        before, tokens_before = cancelled(url)
+        body = {"model": "chat", "prompt": "<|user|>hi<|assistant|>", "stream": True}
+        with requests.post(f"{url}/openai/v1/completions", json=body, timeout=60, stream=True) as stream:
+            first = next(stream.iter_lines())
+            assert first.startswith(b"data: ")  # the first event, read while the generation goes on
+        deadline = time.monotonic() + 60
+        while cancelled(url)[0] < before + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after, tokens_after = cancelled(url)
+        assert after == before + 1  # modelfn_generation_cancelled_total counted it
+        assert tokens_after - tokens_before < 238  # and it stopped before its end
