@@ -65,6 +65,15 @@ def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
+@pytest.fixture(scope="session", params=["functions-framework", "modelfn serve"])
+def chat_url(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """functions/chat served on each HTTP path a function is deployed on, once per session."""
+    from generative import CHAT, serve
+
+    with serve(request.param, CHAT, tmp_path_factory.mktemp("chat") / "server.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def emulators() -> Iterator[dict[str, str]]:
     """Both emulators for the whole session, with the SDK variables set (and passed to child processes)."""

@@ -4,58 +4,19 @@ own server (``modelfn serve``, the Cloud Run image)."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 import requests
-from helpers import ROOT, copy_function, edit_contract, free_port, poll_live, running
+from generative import PATHS, generation_counts, long_answers, serve, wait_cancelled
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-CHAT = ROOT / "functions" / "chat"
 ANSWERS = set(json.loads((ROOT / "functions" / "helpdesk" / "answers.json").read_text())["answers"].values())
-
-
-@contextlib.contextmanager
-def functions_framework(folder: Path, log: Path) -> Iterator[str]:
-    """``functions-framework --target handle`` on ``folder``, as Cloud Functions gen2 runs it; yields its URL."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "functions-framework"), "--target", "handle", "--source",
-               str(folder / "main.py"), "--port", str(port)]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=folder)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            assert poll_live(url, time.monotonic() + 60, lambda: None), log.read_text()
-            yield url
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
-@contextlib.contextmanager
-def serve(path: str, folder: Path, log: Path) -> Iterator[str]:
-    if path == "functions-framework":
-        with functions_framework(folder, log) as url:
-            yield url
-    else:
-        with running(folder, log) as server:
-            yield server.url
-
-
-@pytest.fixture(scope="module", params=["functions-framework", "modelfn serve"])
-def chat_url(request, tmp_path_factory) -> Iterator[str]:
-    with serve(request.param, CHAT, tmp_path_factory.mktemp("chat") / "server.log") as url:
-        yield url
 
 
 def client(url: str) -> openai.OpenAI:
@@ -114,44 +75,17 @@ def test_bad_requests_are_4xx_naming_the_problem(chat_url: str, body: dict, stat
     assert answer.status_code == status and message in answer.json()["error"], answer.text
 
 
-def long_answers(dest: Path) -> Path:
-    """functions/chat with its end token moved to one the model never writes: every answer runs to max_tokens."""
-    folder = copy_function(dest, CHAT)
-    config_path = folder / "model" / "genai_config.json"
-    config = json.loads(config_path.read_text())
-    config["model"]["eos_token_id"] = 0  # <|pad|>: never a training target
-    config_path.write_text(json.dumps(config))
-    contract = __import__("yaml").safe_load((folder / "modelfn.yaml").read_text())
-    contract["artifact"]["files"]["genai_config.json"] = hashlib.sha256(config_path.read_bytes()).hexdigest()
-    edit_contract(folder, artifact=contract["artifact"],
-                  generation={**contract["generation"], "max_prompt_tokens": 16, "max_tokens": 238})  # fmt: skip
-    return folder
-
-
-def cancelled(url: str) -> tuple[float, float]:
-    """``(modelfn_generation_cancelled_total, modelfn_generation_tokens_total)`` for chat, from /metrics."""
-    values = {"cancelled": 0.0, "tokens": 0.0}
-    for line in requests.get(f"{url}/metrics", timeout=60).text.splitlines():
-        for name in values:
-            if line.startswith(f'modelfn_generation_{name}_total{{model="chat"}}'):
-                values[name] = float(line.split()[-1])
-    return values["cancelled"], values["tokens"]
-
-
-@pytest.mark.parametrize("path", ["functions-framework", "modelfn serve"])
+@pytest.mark.parametrize("path", PATHS)
 def test_the_first_chunk_comes_before_the_end_and_leaving_stops_the_generation(path: str, tmp_path: Path) -> None:
     with serve(path, long_answers(tmp_path), tmp_path / "server.log") as url:
         full = requests.post(f"{url}/openai/v1/completions", timeout=60,
                              json={"model": "chat", "prompt": "<|user|>hi<|assistant|>"}).json()  # fmt: skip
         assert full["usage"]["completion_tokens"] == 238  # the whole answer, when nobody leaves
-        before, tokens_before = cancelled(url)
+        before, tokens_before = generation_counts(url)
         body = {"model": "chat", "prompt": "<|user|>hi<|assistant|>", "stream": True}
         with requests.post(f"{url}/openai/v1/completions", json=body, timeout=60, stream=True) as stream:
             first = next(stream.iter_lines())
             assert first.startswith(b"data: ")  # the first event, read while the generation goes on
-        deadline = time.monotonic() + 60
-        while cancelled(url)[0] < before + 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        after, tokens_after = cancelled(url)
+        after, tokens_after = wait_cancelled(url, before + 1)
         assert after == before + 1  # modelfn_generation_cancelled_total counted it
         assert tokens_after - tokens_before < 238  # and it stopped before its end

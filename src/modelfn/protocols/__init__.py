@@ -55,10 +55,10 @@ def build_router() -> Router:
     Health routes are open (the platform's probes send no credentials); the server's own routes
     need any valid key; the others need a key for the model they name.
     """
-    alexa, browser, dialogflow, metrics, oip, openai, openapi, page, simple, tfserving = (
+    alexa, browser, dialogflow, generate, metrics, oip, openai, openapi, page, simple, tfserving = (
         _Deferred(f"modelfn.protocols.{name}")
-        for name in ("alexa", "browser", "dialogflow", "metrics", "oip", "openai", "openapi", "page", "simple",
-                     "tfserving")
+        for name in ("alexa", "browser", "dialogflow", "generate", "metrics", "oip", "openai", "openapi", "page",
+                     "simple", "tfserving")
     )  # fmt: skip
     return Router(
         [
@@ -91,6 +91,12 @@ def build_router() -> Router:
                   summary="Model readiness (OIP); starts the model's load", response="ModelReady"),
             route("POST", f"/v2/models/{_MODEL}/infer", oip.infer,
                   summary="Inference (OIP, KServe V2)", request="InferenceRequest", response="InferenceResponse"),
+            route("POST", f"/v2/models/{_MODEL}/generate", generate.generate,
+                  summary="Generate text (Triton's generate extension)", request="GenerateRequest",
+                  response="Generated"),
+            route("POST", f"/v2/models/{_MODEL}/generate_stream", generate.generate_stream,
+                  summary="Generate text as server-sent events (Triton's generate extension)",
+                  request="GenerateRequest", response="Generated"),
             route("GET", f"/v1/models/{_MODEL}", tfserving.model_status,
                   summary="Model status (TF Serving)", response="ModelStatus"),
             route("POST", f"/v1/models/{_MODEL}:predict", tfserving.predict,

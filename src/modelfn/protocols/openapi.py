@@ -219,6 +219,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {"model": _STRING, "prompt": {}, "stream": {"type": "boolean"},
                        "max_tokens": {"type": "integer"}, "temperature": {"type": "number"}},
     },
+    "GenerateRequest": {
+        "type": "object",
+        "description": "Triton's generate request: the prompt, its settings at the top level or under `parameters`.",
+        "required": ["text_input"],
+        "properties": {"text_input": _STRING, "parameters": {"type": "object"}, "max_tokens": {"type": "integer"},
+                       "temperature": {"type": "number"}},
+    },
+    "Generated": {
+        "type": "object",
+        "description": "The answer; `generate_stream` sends one per piece of text, as server-sent events.",
+        "required": ["model_name", "model_version", "text_output"],
+        "properties": {"model_name": _STRING, "model_version": _STRING, "text_output": _STRING},
+    },
     "ChatCompletion": {
         "type": "object",
         "description": "A chat completion; with `stream: true`, `text/event-stream` chunks and `data: [DONE]`.",
@@ -251,7 +264,7 @@ ERRORS = {
 
 
 #: The answers of the routes that generate text.
-GENERATIONS = ("ChatCompletion", "Completion")
+GENERATIONS = ("ChatCompletion", "Completion", "Generated")
 
 
 def document(function: Servable, request: Request) -> Response:
