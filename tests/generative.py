@@ -49,7 +49,7 @@ def serve(path: str, folder: Path, log: Path) -> Iterator[str]:
             yield server.url
 
 
-def long_answers(dest: Path, max_tokens: int = 238) -> Path:
+def long_answers(dest: Path, max_tokens: int = 2000) -> Path:
     """functions/chat with its end token moved to one the model never writes: every answer runs to max_tokens."""
     folder = copy_function(dest, CHAT)
     config_path = folder / "model" / "genai_config.json"

@@ -45,7 +45,7 @@ TEMPLATE = (
     "{% elif message['role'] == 'assistant' %}<|assistant|>{{ message['content'] }}<|eos|>{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-CONTEXT = 256
+CONTEXT = 2048  # positions the model has; its answers are far shorter, the limits are the contract's
 
 
 def turns() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

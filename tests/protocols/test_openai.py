@@ -80,7 +80,7 @@ def test_the_first_chunk_comes_before_the_end_and_leaving_stops_the_generation(p
     with serve(path, long_answers(tmp_path), tmp_path / "server.log") as url:
         full = requests.post(f"{url}/openai/v1/completions", timeout=60,
                              json={"model": "chat", "prompt": "<|user|>hi<|assistant|>"}).json()  # fmt: skip
-        assert full["usage"]["completion_tokens"] == 238  # the whole answer, when nobody leaves
+        assert full["usage"]["completion_tokens"] == 2000  # the whole answer, when nobody leaves
         before, tokens_before = generation_counts(url)
         body = {"model": "chat", "prompt": "<|user|>hi<|assistant|>", "stream": True}
         with requests.post(f"{url}/openai/v1/completions", json=body, timeout=60, stream=True) as stream:
@@ -88,4 +88,4 @@ def test_the_first_chunk_comes_before_the_end_and_leaving_stops_the_generation(p
             assert first.startswith(b"data: ")  # the first event, read while the generation goes on
         after, tokens_after = wait_cancelled(url, before + 1)
         assert after == before + 1  # modelfn_generation_cancelled_total counted it
-        assert tokens_after - tokens_before < 238  # and it stopped before its end
+        assert tokens_after - tokens_before < 2000  # and it stopped before its end

@@ -94,13 +94,13 @@ def test_the_chat_model_streams_in_process_and_a_closed_stream_stops(tmp_path) -
     from helpers import copy_function, edit_contract
 
     from modelfn.adapters.dispatch import handle_request
-    from modelfn.adapters.gcf import http_function
+    from modelfn.adapters.process import build_servable
     from modelfn.http import Request
 
     folder = copy_function(tmp_path, CHAT)
     edit_contract(folder, generation={"max_prompt_tokens": 128, "max_tokens": 96, "max_concurrent": 1,
                                       "chat_template": "chat_template.jinja"})  # fmt: skip
-    function = http_function(folder / "main.py").modelfn_function  # type: ignore[attr-defined]
+    function = build_servable(folder, None, None)[0]
     body = {"model": "chat", "messages": [{"role": "user", "content": "what is modelfn"}], "stream": True}
     request = Request("POST", "/openai/v1/chat/completions", orjson.dumps(body), {"Content-Type": "application/json"})
     first = handle_request(function, request)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from modelfn.errors import DeadlineExceeded, Overloaded
-from modelfn.runtime.deadline import WATCHDOG
+from modelfn.runtime.deadline import WATCHDOG, shown
 
 T = TypeVar("T")
 log = logging.getLogger("modelfn")
@@ -85,7 +85,7 @@ class Admission:
             finally:
                 self._release(number)
         try:
-            job = self._pool.submit(lambda: self._held(call, number))
+            job = self._pool.submit(lambda: self._held(lambda: shown(call, expires), number))
         except BaseException:
             self._release(number)
             raise

@@ -64,6 +64,16 @@ def current() -> Deadline | None:
     return getattr(_local, "deadline", None)
 
 
+def shown(call: Callable[[], object], at: float) -> object:
+    """``call()`` with a deadline at monotonic ``at`` that it can read (:func:`current`) but that stops nothing:
+    for a call that cannot be stopped from outside and can end itself in time (a generation between two tokens)."""
+    _local.deadline = Deadline(at)
+    try:
+        return call()
+    finally:
+        _local.deadline = None
+
+
 class Watchdog:
     """Expires deadlines on time, from one lazily started daemon thread."""
 

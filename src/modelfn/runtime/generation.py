@@ -143,11 +143,13 @@ class Slots:
 class Finish:
     """Why a generation ended (OpenAI's ``finish_reason``) and how many tokens it wrote; set when it ends."""
 
-    __slots__ = ("reason", "tokens")
+    __slots__ = ("deadline", "reason", "tokens")
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.tokens = 0
+        #: Whether the request's deadline cut it short (its ``reason`` is then ``length``).
+        self.deadline = False
 
 
 class Stream:
@@ -224,7 +226,7 @@ def _limited(
                 finish.reason = "length"
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                finish.reason = "length"  # OpenAI's name for "cut short"; counted apart below
+                finish.reason, finish.deadline = "length", True  # OpenAI's name for "cut short"
                 RECORDER.count("generation_deadline", (model,))
                 break
         else:
@@ -242,3 +244,13 @@ def _limited(
         RECORDER.count("generation_tokens", (model,), finish.tokens)
         if finish.tokens > 1 and seconds > 0:
             RECORDER.observe("generation_tokens_per_second", (model,), finish.tokens / seconds, RATE_BUCKETS)
+
+
+def whole_sentences(text: str) -> str:
+    """``text`` up to its last complete sentence (all of it when it has none): an answer cut short by a
+    deadline is said without a broken sentence at its end."""
+    ends = [text.rfind(mark) for mark in (". ", "! ", "? ", ".\n", "!\n", "?\n")]
+    last = max(ends)
+    if text.rstrip().endswith((".", "!", "?")) or last < 0:
+        return text
+    return text[: last + 1]

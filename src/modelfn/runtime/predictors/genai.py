@@ -25,6 +25,7 @@ import numpy as np
 
 from modelfn.errors import ContractError, InvalidInput
 from modelfn.runtime import generation
+from modelfn.runtime.deadline import current as current_deadline
 from modelfn.runtime.predictors import require
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from modelfn.runtime.artifacts import VerifiedArtifact
     from modelfn.runtime.chat_template import ChatTemplate
     from modelfn.settings import Settings
+
+
+#: How long before a call's deadline its generation stops: the post hook and the answer still fit.
+DEADLINE_MARGIN_S = 0.25
 
 
 class GenAIPredictor:
@@ -127,11 +132,18 @@ class GenAIPredictor:
         return _pieces(generator, self._tokenizer.create_stream())
 
     def complete(self, text: str, opts: generation.Options | None = None) -> tuple[str, generation.Finish]:
-        """The whole answer to ``text`` (a prompt as the model reads it), within the request's time."""
+        """The whole answer to ``text`` (a prompt as the model reads it), within the request's time.
+
+        Under a call's deadline (a voice assistant's few seconds), the generation stops a little before it,
+        leaving time for the post hook and the answer, and ends at its last whole sentence.
+        """
         finish = generation.Finish()
         chosen = opts or generation.options(self.limits)
-        pieces = self.stream(self.prompt_ids(text), chosen, deadline=time.monotonic() + self.timeout_s, finish=finish)
-        return "".join(pieces), finish
+        call = current_deadline()
+        now = time.monotonic()
+        at = now + self.timeout_s if call is None else call.at - min(DEADLINE_MARGIN_S, (call.at - now) / 10)
+        answer = "".join(self.stream(self.prompt_ids(text), chosen, deadline=at, finish=finish))
+        return (generation.whole_sentences(answer) if finish.deadline else answer), finish
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
         """The non-streamed routes (``/v2``, ``/predict``, batch): each text in, its answer out."""
