@@ -121,6 +121,26 @@ def test_chatting_with_the_helpdesk_behind_an_api_key(browser, tmp_path: Path) -
         page.close()
 
 
+def test_a_generative_model_streams_its_answer_into_the_chat(browser, tmp_path: Path) -> None:
+    """The chat of functions/chat reads /openai/v1/chat/completions as it streams: the reply grows in place."""
+    from generative import CHAT
+
+    with running(CHAT, tmp_path / "serve.log") as server:
+        page = browser.new_page(viewport={"width": 900, "height": 760})
+        streamed: list[str] = []
+        page.on("request", lambda sent: streamed.append(sent.post_data or "") if "/openai/" in sent.url else None)
+        page.goto(server.url + "/")
+        message = page.get_by_label("Your message")
+        message.fill("how do I deploy my model to aws lambda")
+        page.get_by_role("button", name="Send").click()
+        reply = page.get_by_role("log").locator("li.bot").first
+        reply.wait_for()
+        page.locator("li.bot[aria-busy=false]").wait_for()  # the stream has ended
+        assert reply.text_content().startswith("For AWS, modelfn render writes serverless.yml")
+        assert len(streamed) == 1 and '"stream": true' in streamed[0].replace('":true', '": true')
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def digits_bundle(tmp_path_factory) -> Path:
     from modelfn.tooling.web_bundle import build_web

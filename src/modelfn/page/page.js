@@ -281,6 +281,37 @@ function showScores(list, scores) {
   });
 }
 
+// A generative model's answer, streamed: each piece of text is shown as it arrives (server-sent events
+// of /openai/v1/chat/completions, read from the response body as it comes).
+async function streamChat(model, text, item) {
+  const response = await fetch("/openai/v1/chat/completions", {
+    method: "POST", headers: apiHeaders({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ model: model.name, messages: [{ role: "user", content: text }], stream: true }),
+  });
+  if (!response.ok) {
+    let data = null;
+    try { data = await response.json(); } catch (ignored) { data = null; }
+    throw new Error((data && data.error) || `HTTP ${response.status}`);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    const events = pending.split("\n\n");
+    pending = events.pop();
+    for (const event of events) {
+      if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
+      const chunk = JSON.parse(event.slice(6));
+      if (chunk.error) throw new Error(chunk.error.message);
+      const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+      if (delta && delta.content) item.append(delta.content);
+    }
+  }
+}
+
 // -- a chat: each message is sent as {input: text}; the answer's reply field is shown ---------------
 function chatWidget(model) {
   const page = model.page;
@@ -297,6 +328,14 @@ function chatWidget(model) {
     if (!text) return;
     log.append(el("li", { class: "user", text }));
     input.value = "";
+    if (model.generative) {  // the words appear as the model writes them
+      const item = el("li", { class: "bot", "data-source": "function", "aria-busy": "true" });
+      log.append(item);
+      try { await streamChat(model, text, item); } catch (error) { item.className = "bot error"; item.append(error.message); }
+      item.setAttribute("aria-busy", "false");
+      log.scrollTop = log.scrollHeight;
+      return;
+    }
     const results = await answers(model, { [page.input]: text });
     for (const result of results) {
       const label = results.length > 1 ? el("span", { class: "source", text: `${SOURCES[result.source]}: ` }) : null;

@@ -85,6 +85,8 @@ def card(contract: Any) -> dict[str, Any]:
         "limitations": docs.limitations,
         "example": contract.example,
         "page": {field: getattr(contract.page, field) for field in contract.page.__struct_fields__},
+        # A generative model's chat streams from /openai/v1/chat/completions.
+        "generative": contract.framework == "genai",
         # What the page may upload (a photo beside the drawing pad): the types and the size limit.
         "uploads": None
         if contract.uploads is None
