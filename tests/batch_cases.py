@@ -55,6 +55,22 @@ def write_churn_inputs(folder: Path) -> Path:
     return folder
 
 
+EMBED = DIGITS.parent / "embed"
+
+
+def write_embed_inputs(folder: Path) -> Path:
+    """The helpdesk's held-out questions as embed's POST /predict bodies (one line with two texts), and two
+    bad lines: a number for a text, and a text over the model's 32 tokens."""
+    folder.mkdir(parents=True, exist_ok=True)
+    questions = [
+        json.loads(line)["text"] for line in (DIGITS.parent / "chat" / "heldout.jsonl").read_text().splitlines()
+    ]
+    lines = [json.dumps({"text": question}) for question in questions]
+    lines[10:10] = [json.dumps({"text": 5}), json.dumps({"text": "word " * 40}), json.dumps({"texts": questions[:2]})]
+    (folder / "texts.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
 WIDTH, PER_FILE, PARTS = 16384, 800, 4  # 64 KiB rows, 200 MiB in four files
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from batch_cases import (
     CHURN,
+    EMBED,
     batch_here,
     results_of,
     write_churn_inputs,
     write_digits_inputs,
+    write_embed_inputs,
     write_wide_function,
     write_wide_inputs,
 )
@@ -36,7 +38,9 @@ def cases(tmp_path_factory, heldout):
     (corrupt / "model.onnx").write_bytes(bytes(data))
 
     write_churn_inputs(inputs)
+    write_embed_inputs(inputs)
     batch_here(str(DIGITS), str(inputs / "digits.*"), "--output", str(tmp / "here"))
+    batch_here(str(EMBED), str(inputs / "texts.jsonl"), "--output", str(tmp / "here"))
     batch_here(str(CHURN), str(inputs / "churn.csv"), "--output", str(tmp / "here"))
     batch_here(str(CHURN), str(CHURN / "validation.csv"), "--output", str(tmp / "here"))
     batch_here(str(wide), str(tmp / "parts" / "part-*.npy"), "--output", str(tmp / "here"))
@@ -51,6 +55,7 @@ def cases(tmp_path_factory, heldout):
         {"name": "typed", "source": str(CHURN), "kind": "columns", "table": [str(CHURN / "validation.csv")],
          "columns": ["tenure", "plan", "contract", "monthly"], "infer": True},
         {"name": "corrupt", "source": str(corrupt), "kind": "json", "text": [str(inputs / "digits.jsonl")]},
+        {"name": "embed", "source": str(EMBED), "kind": "json", "text": [str(inputs / "texts.jsonl")]},
     ]}  # fmt: skip
     return run_script("spark_job", config, tmp)["cases"], tmp / "here"
 
@@ -68,6 +73,13 @@ def test_json_bodies_through_the_hooks_match_the_batch_job_row_for_row(cases) ->
     predictions, errors = spark_results(spark["json"]["rows"], "digits.jsonl")
     assert (len(predictions), len(errors)) == (360, 2)
     assert (predictions, errors) == results_of(here, "digits.jsonl")
+
+
+def test_texts_are_embedded_as_the_batch_job_embeds_them(cases) -> None:
+    spark, here = cases
+    predictions, errors = spark_results(spark["embed"]["rows"], "texts.jsonl")
+    assert (len(predictions), len(errors)) == (132, 2)
+    assert (predictions, errors) == results_of(here, "texts.jsonl")
 
 
 def test_csv_lines_match_the_batch_job_with_the_same_error_rows(cases) -> None:

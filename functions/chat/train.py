@@ -48,6 +48,23 @@ TEMPLATE = (
 CONTEXT = 2048  # positions the model has; its answers are far shorter, the limits are the contract's
 
 
+def turns_by_intent() -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """``(training questions by intent, held-out (question, intent))``, split as :func:`turns` splits them."""
+    import yaml
+    from sklearn.model_selection import train_test_split
+
+    intents = yaml.safe_load((HELPDESK / "intents.yaml").read_text())
+    texts = [text for name in intents for text in intents[name]]
+    labels = [name for name in intents for _ in intents[name]]
+    x_train, x_test, y_train, y_test = train_test_split(
+        texts, labels, test_size=0.25, random_state=SEED, stratify=labels
+    )
+    by_intent: dict[str, list[str]] = {}
+    for question, name in zip(x_train, y_train, strict=True):
+        by_intent.setdefault(name, []).append(question)
+    return by_intent, list(zip(x_test, y_test, strict=True))
+
+
 def turns() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """``(train, held out)``: (question, answer) pairs, split as the helpdesk classifier splits them."""
     import yaml

@@ -224,6 +224,27 @@ class Generation(_Strict, frozen=True):
     stop: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=8)] = []
 
 
+class Embedding(_Strict, frozen=True):
+    """A text encoder (``embedding:``): the function tokenizes text and pools the model's output into one vector.
+
+    ``POST /predict`` then takes ``{"text": ...}`` (or ``{"texts": [...]}``) with no hook, and
+    ``POST /openai/v1/embeddings`` answers OpenAI's embeddings requests.
+    """
+
+    #: A Hugging Face ``tokenizer.json``, pinned in ``artifact.files`` beside the model.
+    tokenizer: RelativeFile
+    #: Tokens a text may have (special tokens included); texts are padded to this length. Longer: a 400.
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=8192)] = 128
+    #: ``mean`` over the attention mask, the first token's vector (``cls``), or ``none`` (the model pools).
+    pooling: Literal["mean", "cls", "none"] = "mean"
+    #: Scale each vector to unit length (cosine similarity is then a dot product).
+    normalize: bool = True
+    #: The output to pool; default the first.
+    output: TensorName | None = None
+    #: The payload field ``POST /predict`` reads (and its plural, for several texts).
+    input: FieldName = "text"
+
+
 class Docs(_Strict, frozen=True):
     """The model card: what users of the endpoint need to know."""
 
@@ -487,6 +508,8 @@ class Contract(_Strict, frozen=True, kw_only=True):
     table: Table | None = None
     #: A generative model's limits and defaults (``framework: genai``, see :class:`Generation`).
     generation: Generation | None = None
+    #: A text encoder: tokenizer, pooling, normalization (see :class:`Embedding`).
+    embedding: Embedding | None = None
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -527,6 +550,8 @@ class Contract(_Strict, frozen=True, kw_only=True):
             raise ValueError("`framework: genai` and `generation` (its limits and defaults) go together")
         if self.generation is not None:
             self._check_generative(self.generation)
+        if self.embedding is not None:
+            self._check_embedding(self.embedding)
         expected = {
             "onnx": {"onnx"},
             "genai": {"onnx"},
@@ -587,6 +612,27 @@ class Contract(_Strict, frozen=True, kw_only=True):
             )
         if self.batching is not None:
             raise ValueError("`batching` does not apply to a generative model: each generation runs on its own")
+
+    def _check_embedding(self, embedding: Embedding) -> None:
+        """Token ids (and an attention mask) in, a vector per text out."""
+        if self.framework != "onnx":
+            raise ValueError("`embedding` is for ONNX text encoders (framework: onnx)")
+        if embedding.tokenizer not in self.verified_artifact().files:
+            raise ValueError(f"embedding.tokenizer {embedding.tokenizer!r} must be pinned in artifact.files")
+        if not 1 <= len(self.inputs) <= 2 or any(spec.datatype not in ("INT64", "INT32") for spec in self.inputs):
+            raise ValueError("an `embedding` model takes token ids and, second, an attention mask (INT64 or INT32)")
+        if any(len(spec.shape) != 2 for spec in self.inputs):
+            raise ValueError("an `embedding` model's inputs are [texts, tokens]: shape [-1, -1] or [-1, max_tokens]")
+        name = embedding.output or self.outputs[0].name
+        output = self.output(name)
+        if output is None:
+            raise ValueError(f"embedding.output {name!r} is not an output of this contract")
+        rank = 2 if embedding.pooling == "none" else 3
+        if len(output.shape) != rank or output.shape[-1] < 1:
+            raise ValueError(
+                f"embedding: the output {name!r} must be [texts, {'tokens, ' if rank == 3 else ''}dimensions] "
+                f"with a fixed number of dimensions for pooling {embedding.pooling!r}; it is {output.shape}"
+            )
 
     def _check_pipeline(self) -> None:
         """Every tensor a step reads exists by then, each is produced once, every output is produced."""

@@ -111,7 +111,8 @@ def _make_predict_fn(
         predictor = ChunkPredictor(source.load())
         if kind == "columns":
             return _predict_columns(predictor, numbered=numbered)
-        reader = {"json": _json_rows, "csv": _csv_rows(predictor), "tensor": _tensor_rows(predictor)}[kind]
+        # Only this kind's reader: the csv and tensor ones check that the model has one input.
+        reader = _json_rows if kind == "json" else {"csv": _csv_rows, "tensor": _tensor_rows}[kind](predictor)
         fmt = "jsonl" if kind == "json" else "npy"
 
         def predict_numbered(values: np.ndarray, numbers: np.ndarray | None) -> dict[str, np.ndarray]:

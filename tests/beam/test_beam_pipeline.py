@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from batch_cases import (
     CHURN,
+    EMBED,
     batch_here,
     write_churn_inputs,
     write_digits_inputs,
+    write_embed_inputs,
     write_wide_function,
     write_wide_inputs,
 )
@@ -89,6 +91,21 @@ def test_a_csv_of_customers_is_read_by_its_header_as_on_one_machine(tmp_path) ->
     assert_same_results(here, beam)
     errors = [json.loads(line)["error"] for line in (beam / "churn.csv.errors.jsonl").read_text().splitlines()]
     assert errors[0] == "column 'tenure': 'twelve' is not a number"
+
+
+def test_texts_are_embedded_as_on_one_machine(tmp_path) -> None:
+    """functions/embed (a text encoder, no hooks) over JSON Lines of texts: the same vectors and errors."""
+    inputs = write_embed_inputs(tmp_path / "inputs")
+    here, beam = tmp_path / "here", tmp_path / "beam"
+    batch_here(str(EMBED), str(inputs / "texts.jsonl"), "--output", str(here))
+    done = modelfn_batch(str(EMBED), str(inputs / "texts.jsonl"), "--output", str(beam), *TWO_WORKERS, beam=True)
+    assert "texts.jsonl: 134 rows, 132 predicted, 2 failed" in done.stdout, done.stdout
+    assert_same_results(here, beam)
+    errors = [json.loads(line)["error"] for line in (beam / "texts.jsonl.errors.jsonl").read_text().splitlines()]
+    assert errors == [
+        'send {"text": "..."} or {"texts": ["...", ...]}',
+        "text 0 is 82 tokens; this model takes at most 32",
+    ]
 
 
 def test_a_few_hundred_megabytes_in_several_files_give_the_same_rows(tmp_path) -> None:

@@ -6,6 +6,7 @@ Needs the `train` extra (transformers, tokenizers, the model builder's packages)
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -43,10 +44,10 @@ def test_training_reproduces_the_committed_model(tmp_path) -> None:
                             text=True, timeout=900, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     printed = float(re.search(r"held-out answers written word for word: ([0-9.]+)", result.stdout).group(1))
-    sys.path.insert(0, str(CHAT))
-    from train import turns
-
-    held_out = turns()[1]
+    spec = importlib.util.spec_from_file_location("modelfn_chat_train", CHAT / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)  # type: ignore[union-attr]
+    held_out = train.turns()[1]
     questions, answers = [q for q, _ in held_out], [a for _, a in held_out]
     # The figure train.py prints is the folder it wrote, as the engine modelfn serves it with answers here.
     assert printed == pytest.approx(exact_share(out, questions, answers), abs=1e-4)

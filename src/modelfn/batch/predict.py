@@ -74,7 +74,7 @@ class ChunkPredictor:
             return columns_of_rows(contract, [row.value], f"line {row.number}", label="the row")
         if fmt not in PAYLOAD_FORMATS:  # CSV and NumPy rows fill the one input
             return {self.model.contract.inputs[0].name: np.asarray(row.value)[np.newaxis, ...]}
-        if self.model.hooks.pre is not None:
+        if self.model.hooks.pre is not None or self.model.embedder is not None:  # a hook's or an encoder's payload
             return self.model.preprocess(row.value)
         values = named_inputs(self.model.contract, row.value, f"line {row.number}")
         return {name: array[np.newaxis, ...] for name, array in values.items()}
@@ -114,7 +114,7 @@ class ChunkPredictor:
     def _answer(self, row: Row, outputs: dict[str, np.ndarray], fmt: str, inputs: dict[str, np.ndarray]) -> Any:
         if fmt == "tensors":
             return outputs
-        if fmt in PAYLOAD_FORMATS and self.model.hooks.post is not None:
+        if fmt in PAYLOAD_FORMATS and (self.model.hooks.post is not None or self.model.embedder is not None):
             try:
                 return self.model.postprocess(outputs, row.value, inputs)
             except ModelfnError as exc:

@@ -1,8 +1,9 @@
 """OpenAI-compatible routes under ``/openai/v1``, as KServe's Hugging Face runtime serves them.
 
-- ``GET /openai/v1/models``: the generative models this function serves;
+- ``GET /openai/v1/models``: the generative models and text encoders this function serves;
 - ``POST /openai/v1/chat/completions``: chat messages through the model's chat template;
-- ``POST /openai/v1/completions``: a prompt as the model reads it.
+- ``POST /openai/v1/completions``: a prompt as the model reads it;
+- ``POST /openai/v1/embeddings``: a vector per text from a text encoder (``embedding:`` in its contract).
 
 With ``"stream": true`` the answer is server-sent events, a ``chunk`` per piece of text as it is
 generated and ``data: [DONE]`` at the end, so the official ``openai`` client works unchanged with
@@ -35,7 +36,8 @@ def models(function: Servable, request: Request) -> Response:
     """``GET /openai/v1/models``: every generative model of the function."""
     data = []
     for name in function.catalog():
-        if function.member(name).contract().framework == "genai":
+        contract = function.member(name).contract()
+        if contract.framework == "genai" or contract.embedding is not None:
             data.append({"id": name, "object": "model", "created": 0, "owned_by": "modelfn"})
     return json_response({"object": "list", "data": data})
 
@@ -59,6 +61,42 @@ def completions(function: Servable, request: Request) -> Response:
     if not isinstance(prompt, str):
         raise InvalidInput("prompt must be a string (or a list of one string)")
     return _answer(body, name, version, predictor, prompt, chat=False)
+
+
+def embeddings(function: Servable, request: Request) -> Response:
+    """``POST /openai/v1/embeddings``: ``input`` a string or a list of strings; floats, or base64 (the
+    ``openai`` client's default)."""
+    import base64
+
+    from modelfn.runtime.embedding import checked_texts
+
+    body = parse_json_object(request.body, function.settings)
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("model must name the model to use (GET /openai/v1/models lists them)")
+    member = function.member(name[:128])
+    if member.contract().embedding is None:
+        raise NotFound(f"model {name[:100]!r} is not a text encoder (its contract has no `embedding:`)")
+    given = body.get("input")
+    texts = [given] if isinstance(given, str) else checked_texts(given, "input")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise InvalidInput("encoding_format must be float or base64")
+    model = member.model()
+    embedder = model.embedder
+    wanted = body.get("dimensions")
+    if wanted is not None and wanted != embedder.dimensions:
+        raise InvalidInput(f"dimensions: this model's vectors have {embedder.dimensions}; it cannot give {wanted!r}")
+    inputs, tokens = embedder.tokenize(texts)
+    outputs = member.run(lambda: model.infer(inputs), inline=model.interruptible(hooks=False))
+    vectors = embedder.vectors(outputs, inputs)
+    data = [
+        {"object": "embedding", "index": index,
+         "embedding": base64.b64encode(vector.astype("<f4").tobytes()).decode() if encoding == "base64" else vector}
+        for index, vector in enumerate(vectors)
+    ]  # fmt: skip
+    answer = {"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return json_response(answer, headers={VERSION_HEADER: model.contract.version})
 
 
 def _target(function: Servable, request: Request) -> tuple[dict[str, Any], str, GenAIPredictor, str]:

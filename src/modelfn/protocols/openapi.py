@@ -219,6 +219,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {"model": _STRING, "prompt": {}, "stream": {"type": "boolean"},
                        "max_tokens": {"type": "integer"}, "temperature": {"type": "number"}},
     },
+    "EmbeddingRequest": {
+        "type": "object",
+        "description": "OpenAI's embeddings request: `input` a string or a list of strings.",
+        "required": ["model", "input"],
+        "properties": {"model": _STRING, "input": {}, "dimensions": {"type": "integer"},
+                       "encoding_format": {"type": "string", "enum": ["float", "base64"]}},
+    },
+    "Embeddings": {
+        "type": "object",
+        "required": ["object", "data", "model", "usage"],
+        "properties": {"object": _STRING, "data": {"type": "array"}, "model": _STRING, "usage": {"type": "object"}},
+    },
     "GenerateRequest": {
         "type": "object",
         "description": "Triton's generate request: the prompt, its settings at the top level or under `parameters`.",

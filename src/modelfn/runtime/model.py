@@ -45,6 +45,8 @@ class LoadedModel(NamedTuple):
     phases: dict[str, float]
     #: Size of the artifact the model was built from (the memory budget's unit).
     artifact_bytes: int = 0
+    #: A text encoder's tokenizer and pooling (``embedding:`` in the contract), else None.
+    embedder: Any = None
 
     def interruptible(self, *, hooks: bool) -> bool:
         """Whether a call (with this model's hooks, if ``hooks``) can be stopped at a deadline.
@@ -107,6 +109,8 @@ class LoadedModel(NamedTuple):
         """
         post = self.hooks.post
         if post is None:
+            if self.embedder is not None and inputs is not None:
+                return self.embedder.answer(outputs, inputs, payload)
             return outputs
         if self.hooks.post_takes_inputs:
             return self._call_hook("post", functools.partial(post, inputs=inputs), outputs, payload)
@@ -115,6 +119,8 @@ class LoadedModel(NamedTuple):
     def preprocess(self, payload: Any) -> dict[str, np.ndarray]:
         """The pre-processing hook (or the plain ``{input name: value}`` reading) of one payload."""
         if self.hooks.pre is None:
+            if self.embedder is not None:
+                return self.embedder.tokenize(self.embedder.texts(payload))[0]
             if self.contract.table is not None:
                 from modelfn.table import columns_from_rows
 
@@ -186,14 +192,19 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
         timer.lap("deserialize")
         verified.confirm()  # nothing built from the bytes answers, the warm-up included, before they match
         size = verified.size
+        embedder = None
+        if contract.embedding is not None:  # its tokenizer, read from the verified folder
+            from modelfn.runtime.embedding import Embedder
+
+            embedder = Embedder(contract, (verified.folder / contract.embedding.tokenizer).read_text(encoding="utf-8"))
     if overlap:
         timer.lap("verify")
     if contract.batching is None:
-        return assemble(folder, contract, predictor, timer, artifact_bytes=size)
+        return assemble(folder, contract, predictor, timer, artifact_bytes=size, embedder=embedder)
     from modelfn.runtime.batching import MIN_SAVING_S, BatchingPredictor
 
     batcher = BatchingPredictor(predictor, contract.batching, model=contract.name)
-    model = assemble(folder, contract, batcher, timer, artifact_bytes=size)
+    model = assemble(folder, contract, batcher, timer, artifact_bytes=size, embedder=embedder)
     saving = batcher.calibrate(sample_inputs(model), [spec.name for spec in contract.outputs])
     timer.lap("calibrate")
     state = "on" if batcher.enabled else f"off (below {MIN_SAVING_S * 1e6:.0f} us a row, calls go straight through)"
@@ -228,13 +239,19 @@ def build_record(folder: str | Path, contract: Contract) -> dict[str, tuple[str,
 
 
 def assemble(
-    folder: str | Path, contract: Contract, predictor: Predictor, timer: PhaseTimer, *, artifact_bytes: int = 0
+    folder: str | Path,
+    contract: Contract,
+    predictor: Predictor,
+    timer: PhaseTimer,
+    *,
+    artifact_bytes: int = 0,
+    embedder: Any = None,
 ) -> LoadedModel:
     """Import the hooks and warm the predictor up: the last phases of every load."""
     namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
     hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace, turn=contract.hooks.turn)
     timer.lap("hooks")
-    model = LoadedModel(contract, predictor, hooks, timer.phases, artifact_bytes)
+    model = LoadedModel(contract, predictor, hooks, timer.phases, artifact_bytes, embedder)
     if contract.warmup == "zeros":
         _warm_up(model)
         timer.lap("warmup")
