@@ -14,7 +14,12 @@ Cold start to the first token is spawn to the first streamed chunk (systems inte
 median of ``--runs``). Then, warm, ``c`` clients (1 and 4) send streamed requests back to back for
 ``--seconds`` in ``--rounds`` rotated rounds: time to first token (request sent to first chunk read)
 and each stream's tokens per second (chunks after the first over the time they took), medians, and
-every stream's tokens per second together. Writes bench/results/generative.md and generative.png.
+every stream's tokens per second together.
+
+The embeddings route the same way: functions/embed's ``POST /openai/v1/embeddings`` against
+``bench/floors/handwritten_embed.py`` (the same tokenizer, model, pooling and answer, written by hand):
+cold start to the first embedding, and requests per second and p50 latency of one text a request at
+c1 and c4. Writes bench/results/generative.md and generative.png.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import charts  # noqa: E402
 import coldstart  # noqa: E402
 
 CHAT = ROOT / "functions" / "chat"
+EMBED = ROOT / "functions" / "embed"
+QUESTION = {"model": "embed", "input": "how do I deploy my model to cloud run", "encoding_format": "float"}
 PROMPT = "<|user|>what is modelfn<|assistant|>"
 LEVELS = (1, 4)
 
@@ -171,7 +178,88 @@ def main() -> None:
                         entry["ttft"].append(statistics.median(ttfts))
                         entry["rate"].append(statistics.median(rates))
                         entry["total"].append(total)
-    write(starts, results, args)
+    write(starts, results, args, embeddings(args))
+
+
+def embed_systems() -> dict[str, tuple[list[str], str, dict[str, str]]]:
+    return {
+        "modelfn": ([*coldstart.FF, "--source", str(EMBED / "main.py")], "/openai/v1/embeddings", {}),
+        "hand-written": ([*coldstart.FF, "--source", str(HERE / "floors" / "handwritten_embed.py")], "/",
+                         {"BENCH_MODEL": str(EMBED)}),
+    }  # fmt: skip
+
+
+def embed_cold_start(command: list[str], path: str, env: dict[str, str]) -> float:
+    port = coldstart.free_port()
+    started = time.perf_counter()
+    with coldstart.server([*command, "--port", str(port)], env) as process:
+        while True:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}{path}", json=QUESTION, timeout=120)
+                if answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 64:
+                    return time.perf_counter() - started
+                raise RuntimeError(f"{command} answered {answer.status_code}: {answer.text[:200]}")
+            except requests.ConnectionError:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command} exited with {process.returncode}") from None
+                time.sleep(0.002)
+
+
+def embed_load(url: str, clients: int, seconds: float) -> tuple[float, float]:
+    """``clients`` threads, one session each, sending one text a request: (requests per second, p50 seconds)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def client() -> None:
+        with requests.Session() as session:
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                session.post(url, json=QUESTION, timeout=60).raise_for_status()
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies) / (time.perf_counter() - started), statistics.median(latencies)
+
+
+def embeddings(
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[float]], dict[tuple[str, int], list[tuple[float, float]]]]:
+    table = embed_systems()
+    names = list(table)
+    starts: dict[str, list[float]] = {name: [] for name in names}
+    for run in range(args.runs):
+        for name in coldstart.rotated(names, run):
+            starts[name].append(embed_cold_start(*table[name]))
+    loads: dict[tuple[str, int], list[tuple[float, float]]] = {(n, c): [] for n in names for c in LEVELS}
+    for round_ in range(args.rounds):
+        for name in coldstart.rotated(names, round_):
+            command, path, env = table[name]
+            port = coldstart.free_port()
+            with coldstart.server([*command, "--port", str(port)], env):
+                url = f"http://127.0.0.1:{port}{path}"
+                embed_cold_start_wait(url)
+                for level in LEVELS:
+                    loads[(name, level)].append(embed_load(url, level, args.seconds))
+    return starts, loads
+
+
+def embed_cold_start_wait(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.post(url, json=QUESTION, timeout=60).raise_for_status()
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def cold_start_wait(url: str, tokens: int) -> None:
@@ -186,7 +274,7 @@ def cold_start_wait(url: str, tokens: int) -> None:
             time.sleep(0.01)
 
 
-def write(starts: dict[str, list[float]], results: dict, args: argparse.Namespace) -> None:
+def write(starts: dict[str, list[float]], results: dict, args: argparse.Namespace, embedded: tuple) -> None:
     med = statistics.median
     base = {level: results[("hand-written", level)] for level in LEVELS}
     lines = [
@@ -207,6 +295,24 @@ def write(starts: dict[str, list[float]], results: dict, args: argparse.Namespac
                 f"| {name} | {start * 1000:,.0f} ms | {start / med(starts['hand-written']):.2f}x "
                 f"| {level} | {ttft * 1000:.1f} ms | {ttft / med(base[level]['ttft']):.2f}x | {rate:,.0f} "
                 f"| {rate / med(base[level]['rate']):.2f}x | {total:,.0f} |"
+            )
+    embed_starts, loads = embedded
+    lines += [
+        "",
+        "The embeddings route, one text a request (functions/embed):",
+        "",
+        "| system | cold start to first embedding | vs hand-written | clients | req/s | vs hand-written | p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in embed_starts:
+        start = med(embed_starts[name])
+        for level in LEVELS:
+            rate = med([r for r, _ in loads[(name, level)]])
+            base_rate = med([r for r, _ in loads[("hand-written", level)]])
+            p50 = med([p for _, p in loads[(name, level)]])
+            lines.append(
+                f"| {name} | {start * 1000:,.0f} ms | {start / med(embed_starts['hand-written']):.2f}x | {level} "
+                f"| {rate:,.0f} | {rate / base_rate:.2f}x | {p50 * 1000:.2f} ms |"
             )
     timings = {f"{name}, TTFT at c{level}": [t * 1000 for t in results[(name, level)]["ttft"]]
                for name in starts for level in LEVELS}  # fmt: skip

@@ -64,7 +64,7 @@ class GenAIPredictor:
         require("onnxruntime_genai", "genai")
         import onnxruntime_genai as og
 
-        from modelfn.runtime.predictors.onnx import check_external_data
+        from modelfn.runtime.predictors.pinned_data import check_external_data
 
         check_external_data(artifact)
         config = _read_config(artifact)

@@ -7,7 +7,6 @@ costs (a 768 MB model: 0.9 s and one copy, against 2.2 s and three).
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from modelfn.datatypes import DATATYPE_OF_ONNX
 from modelfn.errors import ContractError, DeadlineExceeded, InvalidInput
 from modelfn.runtime.cpus import available_cpus
 from modelfn.runtime.deadline import current as current_deadline
+from modelfn.runtime.predictors.pinned_data import check_external_data
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,27 +92,6 @@ class OnnxPredictor:
 def _ort_message(error: Exception) -> str:
     """ONNX Runtime's message without its ``[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :`` prefix."""
     return str(error).rpartition("INVALID_ARGUMENT : ")[2][:MESSAGE_CHARS]
-
-
-def check_external_data(artifact: VerifiedArtifact) -> None:
-    """Every tensor kept outside the model file must name one of the version's pinned, verified files."""
-    from modelfn.runtime.predictors.onnx_external import MalformedModel, external_locations_in_file
-
-    try:  # the verified descriptor, the file ONNX Runtime then loads
-        external = external_locations_in_file(artifact.fd)
-    except (MalformedModel, OSError) as exc:
-        raise ContractError(f"artifact is not a loadable ONNX model: {exc}") from None
-    pinned = set(artifact.names[1:])
-    stray = [(name, location) for name, location in external if posixpath.normpath(location) not in pinned]
-    if stray:
-        names = [name for name, _ in stray[:5]]
-        locations = sorted({location for _, location in stray})[:5]
-        raise ContractError(
-            f"artifact is not a loadable ONNX model: tensor(s) {names} keep their data in external files "
-            f"{locations} that the contract does not pin; list each file with its sha256 under artifact.files "
-            "(modelfn digests FOLDER prints them), or embed the data with "
-            "onnx.save_model(model, path, save_as_external_data=False) (models up to 2 GB)"
-        )
 
 
 def _without_paths(message: str, artifact: VerifiedArtifact) -> str:
