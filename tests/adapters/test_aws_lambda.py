@@ -163,3 +163,16 @@ def test_prefetch_loads_during_init(prefetch) -> None:
     env = {**os.environ, "MODELFN_PREFETCH": prefetch, "MODELFN_LOG_LEVEL": "WARNING"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ("True" if prefetch == "1" else "False")
+
+
+def test_a_streamed_answer_is_generated_whole_and_says_it_was_buffered() -> None:
+    """Lambda's Python runtime returns one result: functions/chat's stream is read to its end into it."""
+    chat = lambda_function(ROOT / "functions" / "chat", settings=Settings())
+    body = {"model": "chat", "prompt": "<|user|>hello<|assistant|>", "stream": True}
+    result = chat(http_event("POST", "/openai/v1/completions", json.dumps(body)), None)
+    assert result["statusCode"] == 200 and result["headers"]["X-Modelfn-Streaming"] == "buffered"
+    assert result["headers"]["Content-Type"] == "text/event-stream" and not result["isBase64Encoded"]
+    events = [event for event in result["body"].split("\n\n") if event]
+    assert len(events) > 5 and events[-1] == "data: [DONE]"
+    text = "".join(json.loads(event[6:])["choices"][0]["text"] for event in events[:-1])
+    assert text.startswith("Hello! I answer questions about modelfn")
