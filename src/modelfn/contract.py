@@ -368,6 +368,9 @@ class Deploy(_Strict, frozen=True):
     #: build machine, times spawn to the first answered example, prints the phases, and fails the
     #: build when this is exceeded (a regression gate; the build machine is not the platform).
     cold_start_budget_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
+    #: A generative model's longest time to first token that ``modelfn build`` accepts, in ms: the
+    #: started bundle streams a completion, warm, five times; the median must be within it. HTTP targets.
+    ttft_budget_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] | None = None
     #: Lambda SnapStart for a zip function: Lambda runs the init (the model's load and warm-up)
     #: once per published version, snapshots it, and starts cold instances from the snapshot.
     #: ``modelfn render`` publishes each deploy and points the alias at it; the function's hooks

@@ -259,6 +259,26 @@ def test_a_cold_start_budget_is_measured_on_the_built_bundle_and_fails_the_build
     assert (out / ".wheels").is_dir()  # the wheel folder it shares with earlier builds stays
 
 
+@pytest.mark.slow
+def test_a_time_to_first_token_budget_streams_from_the_built_bundle(out, tmp_path) -> None:
+    """functions/chat built for Cloud Functions: warm streamed completions are timed; over the budget fails."""
+    from generative import CHAT
+    from helpers import copy_function, edit_contract
+
+    constraints = ROOT / "packaging" / "constraints.txt"
+    folder = copy_function(tmp_path, CHAT)
+    edit_contract(folder, deploy={"ttft_budget_ms": 60_000})
+    report = build(folder, "gcf", out, python=PYTHON, constraints=constraints)
+    assert 0 < report.cold_start["time to first token (warm)"] < 60_000
+    edit_contract(folder, deploy={"ttft_budget_ms": 1})
+    with pytest.raises(BuildError, match=r"time to first token [\d.,]+ ms \(median of 5 warm streams\) is over "
+                                         r"deploy\.ttft_budget_ms \(1 ms\)"):  # fmt: skip
+        build(folder, "gcf", out, python=PYTHON, constraints=constraints)
+    digits = copy_function(tmp_path, deploy={"ttft_budget_ms": 100})
+    with pytest.raises(BuildError, match=r"deploy\.ttft_budget_ms is for generative models"):
+        build(digits, "gcf", out, python=PYTHON, constraints=constraints)
+
+
 def test_a_python_on_path_that_cannot_run_only_costs_the_bytecode(tmp_path, monkeypatch) -> None:
     """A pyenv shim names python3.X and exits 127: the build warns and goes on, as for no python3.X."""
     other = "3.12" if PYTHON != "3.12" else "3.13"

@@ -35,10 +35,16 @@ _LOADED = re.compile(r"loaded (?:model|pipeline) \S+ v\S+ in [\d.]+ ms \((?P<pha
 _PHASE = re.compile(r"(?P<name>[a-z]+(?:\([^)]*\))?) (?P<ms>[\d.]+)")
 
 
+#: Warm streamed completions timed for the time-to-first-token budget; the median is judged.
+TTFT_SAMPLES = 5
+
+
 class Measurement(NamedTuple):
     total_ms: float
     #: Phase -> milliseconds, in order: the interpreter's start and the imports, then the load's phases.
     phases: dict[str, float]
+    #: A generative model's warm time to first token (median of :data:`TTFT_SAMPLES` streams), if asked for.
+    ttft_ms: float | None = None
 
 
 def example_request(contract: Contract) -> tuple[str, bytes]:
@@ -54,13 +60,16 @@ def example_request(contract: Contract) -> tuple[str, bytes]:
     return f"/v2/models/{contract.name}/infer", json.dumps({"inputs": inputs}).encode()
 
 
-def measure(stage: Path, target: str, contract: Contract, python: str, *, timeout_s: float = 300) -> Measurement:
-    """Spawn the bundle in ``stage`` and time its first answer to the example request."""
+def measure(
+    stage: Path, target: str, contract: Contract, python: str, *, timeout_s: float = 300, ttft: bool = False
+) -> Measurement:
+    """Spawn the bundle in ``stage`` and time its first answer to the example request (and, with ``ttft``,
+    a generative model's time to first token once warm: HTTP targets only, Lambda does not stream)."""
     path, body = example_request(contract)
     env = {**os.environ, "MODELFN_LOG_LEVEL": "INFO", "MODELFN_LOG_FORMAT": "text", "MODELFN_REQUEST_LOG": "0"}
     if target == "lambda":
         return _lambda(stage, path, body, python, env, timeout_s)
-    return _http(stage, target, path, body, env, timeout_s)
+    return _http(stage, target, path, body, env, timeout_s, contract.name if ttft else None)
 
 
 def _lambda(stage: Path, path: str, body: bytes, python: str, env: dict[str, str], timeout_s: float) -> Measurement:
@@ -99,7 +108,9 @@ def _lambda(stage: Path, path: str, body: bytes, python: str, env: dict[str, str
     )
 
 
-def _http(stage: Path, target: str, path: str, body: bytes, env: dict[str, str], timeout_s: float) -> Measurement:
+def _http(
+    stage: Path, target: str, path: str, body: bytes, env: dict[str, str], timeout_s: float, streamed: str | None
+) -> Measurement:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -115,13 +126,37 @@ def _http(stage: Path, target: str, path: str, body: bytes, env: dict[str, str],
                                    start_new_session=True)  # fmt: skip
         try:
             total = _first_answer(f"http://127.0.0.1:{port}{path}", body, process, started, timeout_s)
+            ttft = None if streamed is None else time_to_first_token(f"http://127.0.0.1:{port}", streamed, timeout_s)
         finally:
             os.killpg(process.pid, 9)
             process.wait()
     output = log.read_text(errors="replace")
     log.unlink(missing_ok=True)
     phases = _load_phases(output)
-    return Measurement(total, {"start, imports and the request": max(total - sum(phases.values()), 0.0), **phases})
+    start = {"start, imports and the request": max(total - sum(phases.values()), 0.0), **phases}
+    return Measurement(total, start, ttft)
+
+
+def time_to_first_token(base: str, model: str, timeout_s: float) -> float:
+    """The median milliseconds from sending a streamed completion to reading its first token's event."""
+    import statistics
+
+    body = json.dumps({"model": model, "prompt": "Hello", "max_tokens": 1, "stream": True}).encode()
+    samples = []
+    for _ in range(TTFT_SAMPLES):
+        request = urllib.request.Request(f"{base}/openai/v1/completions", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                response.readline()  # the first event's line: the first token
+                samples.append((time.perf_counter() - started) * 1000)
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(
+                f"the bundle answered a streamed completion with {exc.code}: {exc.read()[:300]!r}"
+            ) from None
+    return statistics.median(samples)
 
 
 def _first_answer(url: str, body: bytes, process: subprocess.Popen, started: float, timeout_s: float) -> float:
@@ -157,6 +192,16 @@ def verdict(measurement: Measurement, budget_ms: int | None) -> str | None:
     return (
         f"cold start {measurement.total_ms:,.0f} ms is over deploy.cold_start_budget_ms ({budget_ms:,} ms); "
         f"the largest phase is {worst[0]} ({worst[1]:,.0f} ms): " + describe(measurement)
+    )
+
+
+def ttft_verdict(measurement: Measurement, budget_ms: int | None) -> str | None:
+    """The failure message when the time to first token is over ``budget_ms``; ``None`` when within it."""
+    if budget_ms is None or measurement.ttft_ms is None or measurement.ttft_ms <= budget_ms:
+        return None
+    return (
+        f"time to first token {measurement.ttft_ms:,.1f} ms (median of {TTFT_SAMPLES} warm streams) is over "
+        f"deploy.ttft_budget_ms ({budget_ms:,} ms)"
     )
 
 

@@ -297,22 +297,29 @@ def _build(
 
 
 def check_budget(layout: FunctionLayout, stage: Path, target: str, python: str, report: BuildReport) -> None:
-    """Start the built bundle and time its first answer when a contract sets ``deploy.cold_start_budget_ms``."""
-    budgets = [(c, c.deploy.cold_start_budget_ms) for c in layout.models.values() if c.deploy is not None]
-    budgets = [(c, ms) for c, ms in budgets if ms is not None]
+    """Start the built bundle and time its first answer when a contract sets ``deploy.cold_start_budget_ms``
+    (and a generative model's warm time to first token when it sets ``deploy.ttft_budget_ms``)."""
+    budgets = [(c, c.deploy.cold_start_budget_ms, c.deploy.ttft_budget_ms)
+               for c in layout.models.values() if c.deploy is not None]  # fmt: skip
+    budgets = [each for each in budgets if each[1] is not None or each[2] is not None]
     if not budgets:
         return
     if layout.is_group:
-        raise BuildError("deploy.cold_start_budget_ms is measured for one-model functions only")
-    from modelfn.tooling.budget import measure, verdict
+        raise BuildError("deploy.cold_start_budget_ms and ttft_budget_ms are measured for one-model functions only")
+    from modelfn.tooling.budget import measure, ttft_verdict, verdict
 
-    contract, budget = budgets[0]
+    contract, budget, ttft_budget = budgets[0]
+    if ttft_budget is not None and contract.framework != "genai":
+        raise BuildError(f"{layout.name}: deploy.ttft_budget_ms is for generative models (framework: genai)")
+    streams = ttft_budget is not None and target != "lambda"  # Lambda's zip answers whole: no first token to time
     try:
-        measurement = measure(stage, target, contract, python)
+        measurement = measure(stage, target, contract, python, ttft=streams)
     except RuntimeError as exc:
         raise BuildError(f"could not measure the cold start of {layout.name}: {exc}") from None
     report.cold_start = {"total": measurement.total_ms, **measurement.phases}
-    failure = verdict(measurement, budget)
+    if measurement.ttft_ms is not None:
+        report.cold_start["time to first token (warm)"] = measurement.ttft_ms
+    failure = verdict(measurement, budget) or ttft_verdict(measurement, ttft_budget)
     if failure is not None:
         raise BuildError(f"{layout.name}: {failure}")
 
