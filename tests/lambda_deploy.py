@@ -76,10 +76,13 @@ def environment_of(name: str, registry: dict[str, str]) -> dict[str, str]:
 
 def v2_request(contract: Contract) -> dict[str, Any]:
     """An OIP request as the warm-up sends: zeros of the declared shapes (empty strings for BYTES), or for a
-    table its example row, a column per input (an empty string is no category its encoders know)."""
+    table its example row, a column per input (an empty string is no category its encoders know), or for
+    a generative model a short prompt."""
     if contract.table is not None and isinstance(contract.example, dict):
         return {"inputs": [{"name": spec.name, "shape": [1, 1], "datatype": spec.datatype,
                             "data": [contract.example[spec.name]]} for spec in contract.inputs]}  # fmt: skip
+    if contract.framework == "genai":  # a prompt: an empty one is refused
+        return {"inputs": [{"name": contract.inputs[0].name, "shape": [1], "datatype": "BYTES", "data": ["Hello"]}]}
     tensors = [{"name": name, "shape": list(array.shape), "datatype": spec.datatype, "data": array.ravel().tolist()}
                for spec, (name, array) in zip(contract.inputs, zero_inputs(contract).items(), strict=True)]  # fmt: skip
     return {"inputs": tensors}

@@ -37,7 +37,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (project / "dist").mkdir()
     # Packaging copies the zips `modelfn build` made without opening them: a stand-in is enough
     # here (tests/tooling/test_build.py builds and runs the real ones).
-    for name in ("cancer", "churn", "digits", "digits-ensemble", "helpdesk"):
+    for name in ("cancer", "chat", "churn", "digits", "digits-ensemble", "embed", "helpdesk"):
         with zipfile.ZipFile(project / "dist" / f"{name}-lambda.zip", "w") as bundle:
             bundle.writestr("lambda_function.py", "")
     env = {
@@ -89,7 +89,7 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
 def test_routes_need_an_api_key_in_a_usage_plan(template: dict[str, Any]) -> None:
     methods = resources(template, "AWS::ApiGateway::Method")
     assert methods and all(m["Properties"]["ApiKeyRequired"] is True for m in methods.values())
-    assert len(methods) == 4 * 8  # four routes for each of the eight exposed models
+    assert len(methods) == 4 * 10  # four routes for each of the ten exposed models
     [plan] = resources(template, "AWS::ApiGateway::UsagePlan").values()
     assert plan["Properties"]["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
     assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 1
@@ -103,6 +103,7 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
     }
     names = (
         "cancer",
+        "chat",
         "churn",
         "digits",
         "digits-batch",
@@ -110,6 +111,7 @@ def test_functions_zip_and_image(template: dict[str, Any]) -> None:
         "digits-keras",
         "digits-messages",
         "digits-torch",
+        "embed",
         "helpdesk",
     )
     assert set(functions) == {f"modelfn-test-{n}" for n in names}
@@ -138,7 +140,9 @@ def test_each_role_reads_only_its_model_and_writes_only_its_results(template: di
                     grants.setdefault(name, []).append((*statement["Action"], statement["Resource"]))
     assert grants == {
         "CancerRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/cancer/*")],
+        "ChatRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/chat/*")],
         "ChurnRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/churn/*")],
+        "EmbedRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/embed/*")],
         "DigitsRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "DigitsKerasRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],
         "DigitsTorchRole": [("s3:GetObject", "arn:aws:s3:::modelfn-models-test/models/digits/*")],

@@ -76,7 +76,17 @@ def pod_errors(spec: dict[str, Any], own: tuple[str, ...]) -> str | None:
 
 def test_every_http_function_is_a_knative_service_and_an_inference_service() -> None:
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in documents()}
-    folders = {"cancer", "churn", "digits", "digits-ensemble", "digits-keras", "digits-torch", "helpdesk"}
+    folders = {
+        "cancer",
+        "chat",
+        "churn",
+        "digits",
+        "digits-ensemble",
+        "digits-keras",
+        "digits-torch",
+        "embed",
+        "helpdesk",
+    }
     assert kinds == {("Service", f) for f in folders} | {("InferenceService", f) for f in folders} | {
         ("Service", "digits-grpc")  # deploy.grpc
     }

@@ -63,8 +63,8 @@ def test_a_project_without_functions_is_a_clear_error(tmp_path: Path) -> None:
 def test_plans_of_the_examples() -> None:
     plans = {each.name: each for each in plan(FUNCTIONS)}
     assert set(plans) == {
-        "cancer", "churn", "digits", "digits-batch", "digits-messages", "digits-grpc", "digits-ensemble",
-        "digits-keras", "digits-torch", "helpdesk",
+        "cancer", "chat", "churn", "digits", "digits-batch", "digits-messages", "digits-grpc", "digits-ensemble",
+        "digits-keras", "digits-torch", "embed", "helpdesk",
     }  # fmt: skip
     # digits asks for gRPC too: a service of its own from the folder's image, off the gateway and off AWS.
     grpc = plans["digits-grpc"]
@@ -151,8 +151,8 @@ def test_gateway_routes_are_routes_the_function_answers(digits_server) -> None:
         op["x-google-backend"]["address"].split("}")[0] for ops in openapi["paths"].values() for op in ops.values()
     }
     assert backends == {
-        '${backends["cancer"]', '${backends["churn"]', '${backends["digits"]', '${backends["digits-ensemble"]',
-        '${backends["helpdesk"]',
+        '${backends["cancer"]', '${backends["chat"]', '${backends["churn"]', '${backends["digits"]',
+        '${backends["digits-ensemble"]', '${backends["embed"]', '${backends["helpdesk"]',
     }  # fmt: skip
 
 

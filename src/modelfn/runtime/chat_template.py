@@ -2,8 +2,8 @@
 
 The template is the operator's (a file pinned by sha256 in the contract), but the messages are the
 caller's, so it runs in Jinja's immutable sandbox, as ``transformers`` runs it: a message cannot
-reach Python attributes or change the template's objects. Jinja comes with Flask, which
-functions-framework brings, so this needs nothing more.
+reach Python attributes or change the template's objects. Jinja is in the ``genai`` extra (and comes
+with Flask, which functions-framework brings); a bundle of a generative model carries it.
 """
 
 from __future__ import annotations

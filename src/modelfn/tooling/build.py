@@ -65,7 +65,8 @@ FRAMEWORK_PACKAGES = {
     # The CPU wheel: PyPI's Linux wheel pulls the CUDA packages (see "Frameworks" in the README).
     "pytorch": ["torch", "numpy"],
     "pipeline": [],  # its steps are models of the same function, each bringing its own
-    "genai": ["onnxruntime-genai", "numpy"],  # it carries its own ONNX Runtime
+    # It carries its own ONNX Runtime; Jinja renders the chat template (Lambda's zip has no Flask to bring it).
+    "genai": ["onnxruntime-genai", "numpy", "jinja2"],
 }
 #: Where an image build finds ``torch==<version>+cpu`` (resolve with ``PIP_EXTRA_INDEX_URL`` set to it).
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
