@@ -72,7 +72,13 @@ class InferenceService:
         self.draining = threading.Event()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        return [self._generic(SERVICE, self._inference_methods()), self._generic(HEALTH_SERVICE, {"Check": self.check})]
+        from modelfn.adapters.grpc_oip.streaming import stream_handler
+
+        streams = {"ModelStreamInfer": stream_handler(self.servable, metadata_headers, _time_left)}
+        return [
+            self._generic(SERVICE, self._inference_methods(), streams),
+            self._generic(HEALTH_SERVICE, {"Check": self.check}),
+        ]
 
     def _inference_methods(self) -> dict[str, Callable[[Any, grpc.ServicerContext], Any]]:
         return {
@@ -88,7 +94,10 @@ class InferenceService:
         }
 
     @staticmethod
-    def _generic(service: str, methods: dict[str, Callable[..., Any]]) -> grpc.GenericRpcHandler:
+    def _generic(
+        service: str, methods: dict[str, Callable[..., Any]], streams: dict[str, Any] | None = None
+    ) -> grpc.GenericRpcHandler:
+        """The unary ``methods`` of ``service``, and its already built stream handlers."""
         types = method_types(service)
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
@@ -98,7 +107,7 @@ class InferenceService:
             )
             for name, method in methods.items()
         }
-        return grpc.method_handlers_generic_handler(service, handlers)
+        return grpc.method_handlers_generic_handler(service, {**handlers, **(streams or {})})
 
     # -- the calls -----------------------------------------------------------------------------
 
