@@ -214,3 +214,25 @@ def test_an_onnx_model_with_one_input_per_column_becomes_a_table_of_arrays(tmp_p
     wrong = runner.invoke(cli, ["init", str(FUNCTIONS / "digits" / "model.onnx"), "--name", "d",
                                 "--out", str(tmp_path / "d"), "--example", str(row)])  # fmt: skip
     assert wrong.exit_code == 1 and "--example is for a model that takes rows" in wrong.output
+
+
+def test_a_genai_model_builder_folder_becomes_a_generative_function(tmp_path) -> None:
+    """The folder functions/chat serves, as the model builder wrote it: copied, every file pinned, checked."""
+    source = FUNCTIONS / "chat" / "model"
+    result = CliRunner().invoke(cli, ["init", str(source), "--name", "bot", "--out", str(tmp_path / "bot"),
+                                      "--description", "a test"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    contract = load_contract(tmp_path / "bot")
+    artifact = contract.verified_artifact()
+    assert (contract.framework, artifact.uri) == ("genai", "model/model.onnx")
+    assert set(artifact.files) == {p.name for p in source.iterdir()} - {"model.onnx"}
+    assert contract.generation is not None and contract.generation.chat_template == "chat_template.jinja"
+    assert contract.generation.max_prompt_tokens == 1024  # half the 2,048-token context
+    checked = CliRunner().invoke(cli, ["check", str(tmp_path / "bot")])
+    assert checked.exit_code == 0 and '"text_output"' in checked.output, checked.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "genai_config.json").write_text('{"model": {"decoder": {"filename": "../elsewhere.onnx"}}}')
+    refused = CliRunner().invoke(cli, ["init", str(broken), "--name", "bad", "--out", str(tmp_path / "bad")])
+    assert refused.exit_code == 1 and "which is not in the folder" in refused.output
+    assert "Traceback" not in refused.output

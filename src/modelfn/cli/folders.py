@@ -61,7 +61,7 @@ def check(folder: Path) -> None:
 
 
 @cli.command()
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="The model's name in URLs (^[a-z][a-z0-9_-]{0,62}$).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="The new folder [default: functions/NAME].")
 @click.option("--version", "model_version", default="1", show_default=True, help="The contract's version.")
@@ -84,6 +84,7 @@ def init(
 
     An ONNX model's external-data files are copied beside it and pinned in ``artifact.files``. A
     scikit-learn pipeline fitted on a DataFrame gets one input per column and no hooks (``table:``).
+    ARTIFACT may also be the folder ONNX Runtime GenAI's model builder writes: a generative model.
     """
     from modelfn.contract import load_contract
     from modelfn.tooling.init import init_function
@@ -91,7 +92,7 @@ def init(
     with click_errors():
         folder = init_function(artifact, name, out or Path("functions") / name, version=model_version,
                                description=description, trusted=trusted, example=example)  # fmt: skip
-        files = [artifact.name, *load_contract(folder).verified_artifact().files]
+        files = [load_contract(folder).verified_artifact().file_name, *load_contract(folder).verified_artifact().files]
     written = "main.py, hooks.py" if (folder / "hooks.py").exists() else "main.py"
     click.echo(f"wrote     {folder}: modelfn.yaml, {written} and {', '.join(files)}")
     empty = "each tensor's description" if description else "the docs block and each tensor's description"

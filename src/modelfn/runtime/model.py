@@ -111,7 +111,9 @@ class LoadedModel(NamedTuple):
         if post is None:
             if self.embedder is not None and inputs is not None:
                 return self.embedder.answer(outputs, inputs, payload)
-            return outputs
+            from modelfn.tensors import to_json_value  # strings (a BYTES output) as JSON writes them
+
+            return {name: to_json_value(array) for name, array in outputs.items()}
         if self.hooks.post_takes_inputs:
             return self._call_hook("post", functools.partial(post, inputs=inputs), outputs, payload)
         return self._call_hook("post", post, outputs, payload)

@@ -90,6 +90,10 @@ def init_function(
     """
     if out.exists():
         raise ContractError(f"{out} exists; modelfn init writes a new folder only (choose another --out)")
+    if artifact.is_dir() and (artifact / "genai_config.json").is_file():
+        from modelfn.tooling.init_genai import init_generative
+
+        return init_generative(artifact, name, out, version=version, description=description)
     if not artifact.is_file():
         raise ContractError(f"{artifact}: no such file")
     row = None
