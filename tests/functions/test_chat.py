@@ -43,6 +43,14 @@ def test_the_open_inference_protocol_takes_prompts_as_bytes(chat_client) -> None
     assert [text.strip() for text in output["data"]] == [ANSWERS["greeting"], ANSWERS["thanks"]]
 
 
+def test_one_request_cannot_queue_unbounded_generations(chat_client) -> None:
+    body = {
+        "inputs": [{"name": "text_input", "datatype": "BYTES", "shape": [17], "data": ["<|user|>hi<|assistant|>"] * 17}]
+    }
+    refused = chat_client.post("/v2/models/chat/infer", json=body)
+    assert refused.status_code == 400 and "17 prompts in one request; the limit is 16" in refused.get_json()["error"]
+
+
 def test_a_voice_assistant_gets_an_answer_within_its_deadline() -> None:
     function = build_servable(CHAT, None, None)[0]
     said = converse(function, Turn("dialogflow", "", {}, "what is modelfn"), timeout=4.5)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelfn.errors import ContractError, InvalidInput
+from modelfn.errors import ContractError, DeadlineExceeded, InvalidInput
 from modelfn.runtime import generation
 from modelfn.runtime.deadline import current as current_deadline
 from modelfn.runtime.predictors import require
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 #: How long before a call's deadline its generation stops: the post hook and the answer still fit.
 DEADLINE_MARGIN_S = 0.25
+#: Prompts one non-streamed request may carry (a batch job's chunks are not limited).
+MAX_PROMPTS = 16
 
 
 class GenAIPredictor:
@@ -146,10 +148,19 @@ class GenAIPredictor:
         return (generation.whole_sentences(answer) if finish.deadline else answer), finish
 
     def predict(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
-        """The non-streamed routes (``/v2``, ``/predict``, batch): each text in, its answer out."""
+        """The non-streamed routes (``/v2``, ``/predict``, batch): each text in, its answer out.
+
+        A request (it has a deadline; a batch job does not) takes at most :data:`MAX_PROMPTS` prompts,
+        and stops at its deadline rather than start another: one body cannot queue unbounded generations.
+        """
         (texts,) = inputs.values()
+        call = current_deadline()
+        if call is not None and texts.size > MAX_PROMPTS:
+            raise InvalidInput(f"{texts.size} prompts in one request; the limit is {MAX_PROMPTS} (send more requests)")
         answers = []
         for item in texts.reshape(-1):
+            if call is not None and time.monotonic() >= call.at:
+                raise DeadlineExceeded("the request's deadline passed before every prompt was answered")
             text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
             answers.append(self.complete(text)[0])
         out = np.array(answers, dtype=object).reshape(texts.shape)
