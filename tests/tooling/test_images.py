@@ -125,9 +125,9 @@ def bases(podman, tmp_path_factory) -> dict[str, str]:
     return names
 
 
-def built(podman: Podman, target: str, base: str, out: Path) -> str:
-    context = Path(build(DIGITS, target, out, python=PYTHON).output)
-    image = f"{PREFIX}-digits-{target}:latest"
+def built(podman: Podman, target: str, base: str, out: Path, folder: Path = DIGITS) -> str:
+    context = Path(build(folder, target, out, python=PYTHON).output)
+    image = f"{PREFIX}-{folder.name}-{target}:latest"
     podman("build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", image, str(context))
     return image
 
@@ -187,6 +187,32 @@ def test_the_cloud_run_image_serves_read_only_as_non_root_and_drains_on_sigterm(
         podman("stop", "-t", "10", "modelfn-test-grpc", timeout=60)
         assert podman("inspect", "--format", "{{.State.ExitCode}}", "modelfn-test-grpc").strip() == "0"
         logs = podman.logs("modelfn-test-grpc")
+    assert "stopped after draining" in logs and "Traceback" not in logs, logs[-3000:]
+
+
+def test_the_cloud_run_image_streams_a_generative_answer(podman, bases, tmp_path) -> None:
+    """functions/chat in the image Cloud Run and Knative run: the ``openai`` client reads the answer in chunks."""
+    import openai
+
+    image = built(podman, "cloudrun", bases["python"], tmp_path / "dist", folder=ROOT / "functions" / "chat")
+    name = "modelfn-test-cloudrun-chat"
+    with container(podman, image, name, "--read-only") as (url, started):
+        assert poll_live(url, started + 120), podman.logs(name)
+        chat = openai.OpenAI(base_url=f"{url}/openai/v1", api_key="unused", max_retries=0, timeout=60)
+        question = [{"role": "user", "content": "how can I deploy to aws lambda"}]
+        whole = chat.chat.completions.create(model="chat", messages=question).choices[0].message.content
+        chunks = [
+            chunk.choices[0].delta.content
+            for chunk in chat.chat.completions.create(model="chat", messages=question, stream=True)
+            if chunk.choices and chunk.choices[0].delta.content
+        ]
+        assert len(chunks) >= 5 and "".join(chunks) == whole, (chunks, whole)
+        body = {"text_input": "<|user|>hi<|assistant|>", "max_tokens": 6}
+        with requests.post(f"{url}/v2/models/chat/generate_stream", json=body, timeout=60, stream=True) as stream:
+            events = [line for line in stream.iter_lines() if line.startswith(b"data: ")]
+        assert len(events) >= 2, events
+        podman("stop", "-t", "10", name, timeout=60)
+        logs = podman.logs(name)
     assert "stopped after draining" in logs and "Traceback" not in logs, logs[-3000:]
 
 
