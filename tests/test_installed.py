@@ -98,21 +98,27 @@ def test_check_loads_the_model_and_runs_its_example(installed, project) -> None:
     assert done.returncode == 0 and done.stdout.rstrip().endswith("ok"), done.stdout + done.stderr
 
 
-def test_serve_answers_the_open_inference_protocol(installed, project, tmp_path) -> None:
+def _served(installed, folder: str, cwd: Path, log: Path) -> tuple[LoggedProcess, str]:
+    """``modelfn serve folder`` of the venv, in ``cwd``, once it answers ``/v2/health/ready``."""
     port = free_port()
-    command = [installed["modelfn"], "serve", "functions/risk", "--port", str(port)]
-    server = LoggedProcess(command, tmp_path / "serve.log", installed["env"], cwd=project)
+    command = [installed["modelfn"], "serve", folder, "--port", str(port)]
+    server = LoggedProcess(command, log, installed["env"], cwd=cwd)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/v2/health/ready", timeout=10).status_code == 200:
+                return server, url
+        except requests.ConnectionError:
+            pass
+        assert server.process.poll() is None, server.log()
+        time.sleep(0.2)
+    server.stop()
+    raise AssertionError(f"{folder} was not ready in 120 s: {server.log()[-3000:]}")
+
+
+def test_serve_answers_the_open_inference_protocol(installed, project, tmp_path) -> None:
+    server, url = _served(installed, "functions/risk", project, tmp_path / "serve.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=10).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.process.poll() is None, server.log()
-            time.sleep(0.2)
         rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
         body = {"inputs": [{"name": "measurements", "shape": [2, 4], "datatype": "FP32", "data": rows}]}
         answer = requests.post(f"{url}/v2/models/risk/infer", json=body, timeout=60)
@@ -200,6 +206,53 @@ def test_a_pipeline_fitted_on_a_dataframe_is_served_from_the_wheel(installed, tm
     batch = run([modelfn, "batch", "functions/churn", "../customers.csv", "--output", "out"], shop, env)
     # 24 customers have no monthly charge: the imputer's column, which init made nullable.
     assert batch.returncode == 0 and "1,000 rows, 1,000 predicted, 0 failed" in batch.stdout, batch.stderr[-3000:]
+
+
+def test_a_generative_model_and_a_text_encoder_are_served_from_the_wheel(installed, tmp_path) -> None:
+    """``pip install 'modelfn[genai,text]'``; ``init`` on the model builder's folder; a streamed chat answer and
+    an embedding from ``modelfn serve``, outside the checkout."""
+    import shutil
+
+    env, modelfn = installed["env"], installed["modelfn"]
+    pip = [installed["python"], "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    done = run([*pip, "-c", installed["pins"], f"{installed['wheel']}[genai,text]"], tmp_path, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shutil.copytree(ROOT / "functions" / "chat" / "model", tmp_path / "builder-output")  # the user's own folder
+    assert run([modelfn, "new", "gen"], tmp_path, env).returncode == 0
+    gen = tmp_path / "gen"
+    init = run([modelfn, "init", "../builder-output", "--name", "chat"], gen, env)
+    assert init.returncode == 0, init.stderr
+    encoder = gen / "functions" / "embed"  # a text encoder the user wrote a contract for, as functions/embed does
+    encoder.mkdir()
+    for name in ("modelfn.yaml", "model.onnx", "tokenizer.json", "main.py"):
+        shutil.copy(ROOT / "functions" / "embed" / name, encoder / name)
+
+    server, url = _served(installed, "functions/chat", gen, tmp_path / "chat.log")
+    try:
+        body = {"model": "chat", "messages": [{"role": "user", "content": "how can I deploy to aws lambda"}],
+                "stream": True, "max_tokens": 24}  # fmt: skip
+        with requests.post(f"{url}/openai/v1/chat/completions", json=body, timeout=60, stream=True) as answer:
+            assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+            events = [line for line in answer.iter_lines() if line]
+        assert events[-1] == b"data: [DONE]" and len(events) >= 5, events
+        pieces = [json.loads(e.removeprefix(b"data: "))["choices"] for e in events[:-1]]
+        text = "".join(c[0]["delta"].get("content") or "" for c in pieces if c)
+        assert len(text.split()) >= 3, text
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()
+
+    server, url = _served(installed, "functions/embed", gen, tmp_path / "embed.log")
+    try:
+        body = {"model": "embed", "input": ["how do I deploy to cloud run", "what is modelfn"]}
+        answer = requests.post(f"{url}/openai/v1/embeddings", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        vectors = [np.asarray(item["embedding"]) for item in answer.json()["data"]]
+        assert [v.shape for v in vectors] == [(64,), (64,)]  # the contract's size, normalized
+        assert np.allclose([np.linalg.norm(v) for v in vectors], 1.0, atol=1e-4)
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()
 
 
 def tutorial_steps() -> list[tuple[str, list[str]]]:

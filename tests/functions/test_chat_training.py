@@ -53,7 +53,9 @@ def test_training_reproduces_the_committed_model(tmp_path) -> None:
     assert printed == pytest.approx(exact_share(out, questions, answers), abs=1e-4)
     committed = exact_share(CHAT / "model", questions, answers)
     documented = yaml.safe_load((CHAT / "modelfn.yaml").read_text())["docs"]["metrics"]["heldout_exact_answers"]
-    assert committed == pytest.approx(documented, abs=0.0005)  # the contract's figure is the committed model's
+    # The contract's figure is the committed model's. Greedy decoding picks the likeliest token, and where two
+    # are nearly tied another CPU's kernels may pick the other one, so an answer or two may differ there.
+    assert abs(committed - documented) <= 2 / len(questions) + 1e-9, (committed, documented)
     assert [json.loads(line)["text"] for line in (CHAT / "heldout.jsonl").read_text().splitlines()] == questions
     same = all(
         hashlib.sha256((out / name).read_bytes()).digest()

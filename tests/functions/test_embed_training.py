@@ -35,7 +35,8 @@ def test_training_reproduces_the_committed_encoder(tmp_path) -> None:
                                     abs=1e-4)  # fmt: skip
     committed = train.nearest_intent_share(EMBED / "model.onnx", raw, by_intent, held_out)
     documented = yaml.safe_load((EMBED / "modelfn.yaml").read_text())["docs"]["metrics"]["heldout_nearest_intent"]
-    assert committed == pytest.approx(documented, abs=0.0005)
+    # Cosine similarities that nearly tie may rank the other way on another CPU's kernels: a question or two.
+    assert abs(committed - documented) <= 2 / len(held_out) + 1e-9, (committed, documented)
     same = all(
         hashlib.sha256((tmp_path / name).read_bytes()).digest() == hashlib.sha256((EMBED / name).read_bytes()).digest()
         for name in ("model.onnx", "tokenizer.json")
