@@ -32,6 +32,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -100,27 +102,64 @@ def stream(url: str, tokens: int) -> tuple[float, float, int]:
     return first - started, rate, chunks
 
 
-def cold_start(command: list[str], path: str, env: dict[str, str], tokens: int) -> float:
-    """Seconds from spawn to the first streamed chunk."""
+def first_answer(command: list[str], env: dict[str, str], answered: Callable[[int], bool]) -> float:
+    """Seconds from spawning ``command`` to ``answered(port)`` being true; refused connections are retried."""
     port = coldstart.free_port()
     started = time.perf_counter()
     with coldstart.server([*command, "--port", str(port)], env) as process:
         while True:
             try:
-                with requests.post(
-                    f"http://127.0.0.1:{port}{path}",
-                    stream=True,
-                    timeout=120,
-                    json={"model": "chat", "prompt": PROMPT, "max_tokens": tokens, "stream": True},
-                ) as answer:
-                    for line in answer.iter_lines():
-                        if line.startswith(b"data: {") and json.loads(line[6:])["choices"][0]["text"]:
-                            return time.perf_counter() - started  # the first token's chunk
-                raise RuntimeError(f"{command} answered no token")
+                if answered(port):
+                    return time.perf_counter() - started
+                raise RuntimeError(f"{command} answered, but not with what was asked")
             except requests.ConnectionError:
                 if process.poll() is not None:
                     raise RuntimeError(f"{command} exited with {process.returncode}") from None
                 time.sleep(0.002)
+
+
+def cold_start(command: list[str], path: str, env: dict[str, str], tokens: int) -> float:
+    """Seconds from spawn to the first streamed chunk."""
+
+    def first_token(port: int) -> bool:
+        body = {"model": "chat", "prompt": PROMPT, "max_tokens": tokens, "stream": True}
+        with requests.post(f"http://127.0.0.1:{port}{path}", stream=True, timeout=120, json=body) as answer:
+            return any(
+                line.startswith(b"data: {") and json.loads(line[6:])["choices"][0]["text"]
+                for line in answer.iter_lines()
+            )  # any() stops at the first token's chunk
+
+    return first_answer(command, env, first_token)
+
+
+def clients_for(clients: int, seconds: float, one: Callable[[], None]) -> float:
+    """``clients`` threads each calling ``one()`` back to back for ``seconds``: the seconds they took in all."""
+    stop = time.perf_counter() + seconds
+
+    def client() -> None:
+        while time.perf_counter() < stop:
+            one()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def ready(call: Callable[[], object]) -> None:
+    """``call()`` once it connects (the server may still be starting), within a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            call()
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def load(url: str, clients: int, seconds: float, tokens: int) -> tuple[list[float], list[float], float]:
@@ -129,23 +168,16 @@ def load(url: str, clients: int, seconds: float, tokens: int) -> tuple[list[floa
     rates: list[float] = []
     total = [0]
     lock = threading.Lock()
-    stop = time.perf_counter() + seconds
 
-    def client() -> None:
-        while time.perf_counter() < stop:
-            ttft, rate, chunks = stream(url, tokens)
-            with lock:
-                ttfts.append(ttft)
-                rates.append(rate)
-                total[0] += chunks
+    def one() -> None:
+        ttft, rate, chunks = stream(url, tokens)
+        with lock:
+            ttfts.append(ttft)
+            rates.append(rate)
+            total[0] += chunks
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return ttfts, rates, total[0] / (time.perf_counter() - started)
+    took = clients_for(clients, seconds, one)  # before total[0] is read
+    return ttfts, rates, total[0] / took
 
 
 def main() -> None:
@@ -171,7 +203,7 @@ def main() -> None:
                 port = coldstart.free_port()
                 with coldstart.server([*command, "--port", str(port)], env):
                     url = f"http://127.0.0.1:{port}{path}"
-                    cold_start_wait(url, args.tokens)
+                    ready(partial(stream, url, args.tokens))  # the load and one whole answer first
                     for level in LEVELS:
                         ttfts, rates, total = load(url, level, args.seconds, args.tokens)
                         entry = results[(name, level)]
@@ -190,42 +222,29 @@ def embed_systems() -> dict[str, tuple[list[str], str, dict[str, str]]]:
 
 
 def embed_cold_start(command: list[str], path: str, env: dict[str, str]) -> float:
-    port = coldstart.free_port()
-    started = time.perf_counter()
-    with coldstart.server([*command, "--port", str(port)], env) as process:
-        while True:
-            try:
-                answer = requests.post(f"http://127.0.0.1:{port}{path}", json=QUESTION, timeout=120)
-                if answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 64:
-                    return time.perf_counter() - started
-                raise RuntimeError(f"{command} answered {answer.status_code}: {answer.text[:200]}")
-            except requests.ConnectionError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{command} exited with {process.returncode}") from None
-                time.sleep(0.002)
+    def first_embedding(port: int) -> bool:
+        answer = requests.post(f"http://127.0.0.1:{port}{path}", json=QUESTION, timeout=120)
+        return answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 64
+
+    return first_answer(command, env, first_embedding)
 
 
 def embed_load(url: str, clients: int, seconds: float) -> tuple[float, float]:
     """``clients`` threads, one session each, sending one text a request: (requests per second, p50 seconds)."""
     latencies: list[float] = []
     lock = threading.Lock()
-    stop = time.perf_counter() + seconds
+    sessions = threading.local()
 
-    def client() -> None:
-        with requests.Session() as session:
-            while time.perf_counter() < stop:
-                started = time.perf_counter()
-                session.post(url, json=QUESTION, timeout=60).raise_for_status()
-                with lock:
-                    latencies.append(time.perf_counter() - started)
+    def one() -> None:
+        if not hasattr(sessions, "session"):
+            sessions.session = requests.Session()
+        started = time.perf_counter()
+        sessions.session.post(url, json=QUESTION, timeout=60).raise_for_status()
+        with lock:
+            latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return len(latencies) / (time.perf_counter() - started), statistics.median(latencies)
+    took = clients_for(clients, seconds, one)
+    return len(latencies) / took, statistics.median(latencies)
 
 
 def embeddings(
@@ -244,34 +263,10 @@ def embeddings(
             port = coldstart.free_port()
             with coldstart.server([*command, "--port", str(port)], env):
                 url = f"http://127.0.0.1:{port}{path}"
-                embed_cold_start_wait(url)
+                ready(partial(requests.post, url, json=QUESTION, timeout=60))  # load errors: embed_load raises
                 for level in LEVELS:
                     loads[(name, level)].append(embed_load(url, level, args.seconds))
     return starts, loads
-
-
-def embed_cold_start_wait(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.post(url, json=QUESTION, timeout=60).raise_for_status()
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def cold_start_wait(url: str, tokens: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            stream(url, tokens)  # the load and one whole answer before anything is measured
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def write(starts: dict[str, list[float]], results: dict, args: argparse.Namespace, embedded: tuple) -> None:
