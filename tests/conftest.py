@@ -15,8 +15,10 @@ Rules every test here follows, so that the suite passes on any machine, in any o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,12 @@ from typing import Any
 import functions_framework
 import numpy as np
 import pytest
+import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from emulators import S3_ENV, environment, gcs_server, new_bucket, s3_server
-from helpers import DIGITS, Server, copy_function, load_train_module, running
+from helpers import DIGITS, Server, copy_function, free_port, load_train_module, running
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +89,40 @@ def emulators() -> Iterator[dict[str, str]]:
         }
         with environment(values):
             yield values
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[str]:
+    """The gcloud SDK's Pub/Sub emulator (Java), reached over its REST API; skipped where it is absent."""
+    import shutil
+    import signal
+
+    if shutil.which("gcloud") is None or shutil.which("java") is None:
+        pytest.skip("the Pub/Sub emulator needs gcloud (with its pubsub-emulator component) and Java")
+    port = free_port()
+    process = subprocess.Popen(
+        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", "--project=test"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # gcloud starts a java child: stop the whole group
+    )
+    url = f"http://127.0.0.1:{port}/v1/projects/test"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.skip("the Pub/Sub emulator did not start (is the pubsub-emulator component installed?)")
+            try:
+                requests.get(f"{url}/topics", timeout=5)
+                break
+            except (requests.ConnectionError, requests.Timeout):  # the JVM starting on a busy machine
+                time.sleep(0.25)
+        else:
+            pytest.fail("the Pub/Sub emulator did not answer within 60 s")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
 
 
 @pytest.fixture(params=["file", "gs", "s3"])

@@ -18,7 +18,7 @@ import pytest
 SRC = Path(__file__).parent.parent / "src" / "modelfn"
 #: Top-level module or package -> its layer; anything not named is the bottom (contract, errors, http...).
 LAYERS = {
-    "runtime": 1, "batch": 1, "registry": 1,
+    "runtime": 1, "batch": 1, "registry": 1, "monitoring": 1,
     "function": 2, "group": 2,
     "protocols": 3, "routing": 3,
     "adapters": 4, "edge": 4, "offline": 4, "beam": 4, "spark": 4,

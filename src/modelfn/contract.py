@@ -245,6 +245,30 @@ class Embedding(_Strict, frozen=True):
     input: FieldName = "text"
 
 
+class PayloadFields(_Strict, frozen=True):
+    """Fields of a request or an answer that payload records must not carry as sent (personal data).
+
+    A name matches a key of a JSON object at any depth, and an Open Inference Protocol tensor by its
+    ``name`` (its ``data`` is then what is left out or hashed).
+    """
+
+    #: Left out of the record.
+    omit: Annotated[list[FieldName], msgspec.Meta(max_length=64)] = []
+    #: Replaced by ``sha256:<hex>`` of the value (keyed with ``MODELFN_PAYLOAD_HASH_KEY`` where set):
+    #: records can still be joined on it, and it does not say the value.
+    hash: Annotated[list[FieldName], msgspec.Meta(max_length=64)] = []
+
+
+class Monitoring(_Strict, frozen=True):
+    """What the model is asked and answers, watched (``MODELFN_PAYLOAD_LOG``, ``MODELFN_MONITOR_STORE``)."""
+
+    #: The reference distribution drift is measured against: a JSON file ``modelfn monitor reference``
+    #: writes from the validation set (``validation_requests``, ``validation`` or a file of rows).
+    reference: RelativeFile | None = None
+    #: Fields payload records leave out or hash.
+    payload: PayloadFields = PayloadFields()
+
+
 class Docs(_Strict, frozen=True):
     """The model card: what users of the endpoint need to know."""
 
@@ -513,6 +537,8 @@ class Contract(_Strict, frozen=True, kw_only=True):
     generation: Generation | None = None
     #: A text encoder: tokenizer, pooling, normalization (see :class:`Embedding`).
     embedding: Embedding | None = None
+    #: Payload logging's redactions and the drift reference (see :class:`Monitoring`).
+    monitoring: Monitoring = Monitoring()
 
     def __post_init__(self) -> None:
         for kind, specs in (("inputs", self.inputs), ("outputs", self.outputs)):

@@ -163,6 +163,28 @@ class Settings(NamedTuple):
     request_log: bool = True
     #: The Google Cloud project whose traces request lines link to (``MODELFN_TRACE_PROJECT``).
     trace_project: str = ""
+    #: Payload logging, off when empty (``MODELFN_PAYLOAD_LOG``): where sampled requests and their answers
+    #: go as CloudEvents JSON records, a file (or a publish) per batch per instance: ``gs://bucket/prefix``,
+    #: ``s3://bucket/prefix``, a folder (``file:///path``) or a Pub/Sub topic
+    #: (``pubsub://projects/<project>/topics/<topic>``). See :mod:`modelfn.monitoring.payload`.
+    payload_log: str = ""
+    #: The share of answered model requests recorded, in [0, 1] (``MODELFN_PAYLOAD_SAMPLE``).
+    payload_sample: float = 1.0
+    #: Records a batch holds at most (``MODELFN_PAYLOAD_BATCH``); a batch is written when full, or
+    #: ``MODELFN_PAYLOAD_FLUSH_S`` seconds after its first record, and at shutdown.
+    payload_batch: int = 500
+    payload_flush_s: float = 10.0
+    #: Records waiting to be written, at most (``MODELFN_PAYLOAD_QUEUE``); past it a record is dropped
+    #: and counted, never waited for: a slow sink cannot slow a request.
+    payload_queue: int = 5000
+    #: The key of the hashes of ``monitoring.payload.hash`` fields (``MODELFN_PAYLOAD_HASH_KEY``, HMAC-SHA256);
+    #: without one they are plain SHA-256, which a guess of a short value (an email) can be checked against.
+    payload_hash_key: str = ""
+    #: Where each instance's drift summaries go (``MODELFN_MONITOR_STORE``: ``gs://``, ``s3://`` or a folder),
+    #: for models whose contract has ``monitoring.reference``; empty: no summaries. Flushed every
+    #: ``MODELFN_MONITOR_FLUSH_S`` seconds and at shutdown. ``modelfn monitor report`` merges them.
+    monitor_store: str = ""
+    monitor_flush_s: float = 60.0
     #: Storage events: only objects under this prefix start a batch prediction
     #: (``MODELFN_BATCH_INPUT_PREFIX``, e.g. ``incoming/``); the others are acknowledged and ignored.
     batch_input_prefix: str = "incoming/"
@@ -280,6 +302,12 @@ class Settings(NamedTuple):
                 "MODELFN_BATCH_HANDOFF=dataflow needs MODELFN_DATAFLOW_TEMPLATE, MODELFN_DATAFLOW_PROJECT "
                 "and MODELFN_DATAFLOW_REGION"
             )
+        if not 0.0 <= self.payload_sample <= 1.0:
+            raise ValueError("MODELFN_PAYLOAD_SAMPLE must be between 0 and 1")
+        if not 1 <= self.payload_batch <= 10000 or self.payload_queue < 1:
+            raise ValueError("MODELFN_PAYLOAD_BATCH must be between 1 and 10000, and MODELFN_PAYLOAD_QUEUE positive")
+        if self.payload_flush_s <= 0 or self.monitor_flush_s <= 0:
+            raise ValueError("MODELFN_PAYLOAD_FLUSH_S and MODELFN_MONITOR_FLUSH_S must be positive")
         if self.v1_model_status not in ("tfserving", "kserve"):
             raise ValueError(f"MODELFN_V1_MODEL_STATUS must be tfserving or kserve; got {self.v1_model_status[:20]!r}")
         if self.log_format not in ("auto", "json", "text"):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ import orjson
 import pytest
 import requests
 import yaml
-from helpers import DIGITS, copy_function, free_port
+from helpers import DIGITS, copy_function
 from storage_events import binary_event, ff_server, read, upload
 
 pytestmark = pytest.mark.slow
@@ -203,40 +201,6 @@ def test_a_bad_request_message_gets_an_error_answer_not_a_retry(server, bucket, 
     assert pubsub_event(server["url"], pubsub_data(message_id, body)).status_code == 200
     result = json.loads(read(bucket, f"results/{message_id}.json"))
     assert error in result["error"] and "result" not in result
-
-
-@pytest.fixture(scope="module")
-def pubsub_emulator() -> Iterator[str]:
-    """The gcloud SDK's Pub/Sub emulator (Java), reached over its REST API; skipped where it is absent."""
-    import shutil
-    import signal
-
-    if shutil.which("gcloud") is None or shutil.which("java") is None:
-        pytest.skip("the Pub/Sub emulator needs gcloud (with its pubsub-emulator component) and Java")
-    port = free_port()
-    process = subprocess.Popen(
-        ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}", "--project=test"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # gcloud starts a java child: stop the whole group
-    )
-    url = f"http://127.0.0.1:{port}/v1/projects/test"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.skip("the Pub/Sub emulator did not start (is the pubsub-emulator component installed?)")
-            try:
-                requests.get(f"{url}/topics", timeout=5)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # the JVM starting on a busy machine
-                time.sleep(0.25)
-        else:
-            pytest.fail("the Pub/Sub emulator did not answer within 60 s")
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
 
 
 def test_a_message_published_to_the_emulator_is_pushed_and_answered(server, bucket, pubsub_emulator) -> None:

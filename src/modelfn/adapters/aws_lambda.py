@@ -58,6 +58,10 @@ def lambda_function(
     from modelfn.adapters import snapstart
 
     snapstart.register(function, settings)  # SnapStart's hooks, where Lambda's runtime has them
+    if settings.payload_log:  # made here without its writer thread: Lambda freezes the process between calls
+        from modelfn.monitoring.payload import payload_log
+
+        payload_log(settings, background=False)
     if settings.prefetch:
         # Lambda freezes the sandbox between invocations, so a background load would stall;
         # the init phase is the time to do it, bounded like any request's wait.
@@ -79,7 +83,14 @@ def lambda_function(
         except ModelfnError as exc:
             return to_lambda_result(error_response(exc))
         response: Response = handle_request(function, request)
-        return to_lambda_result(response)
+        result = to_lambda_result(response)
+        if settings.payload_log:  # a frozen process runs no thread: write a due batch before returning
+            from modelfn.monitoring.payload import payload_log
+
+            payloads = payload_log(settings, background=False)
+            if payloads.due():
+                payloads.flush()
+        return result
 
     handler.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
     return handler

@@ -51,8 +51,22 @@ def handle_request(
             context.watch.observe(context.version, response.status, seconds, size)
     if context.shadow and response.status == 200 and response.stream is None:
         _mirror(servable, request, context, response)
+    settings = servable.settings
+    if settings.payload_log and context.model and random.random() < settings.payload_sample:
+        _record_payload(servable, request, response, context, seconds)
     _log(servable, request, response.status, seconds, route, context)
     return response
+
+
+def _record_payload(servable: Servable, request: Request, response: Response, context: Any, seconds: float) -> None:
+    """A copy of the request and its answer for the payload log (:mod:`modelfn.monitoring.payload`); never raises."""
+    try:
+        from modelfn.monitoring.payload import record_request
+
+        fields = servable.member(context.model).contract().monitoring.payload
+        record_request(servable.settings, request, response, context, seconds, fields)
+    except Exception:  # monitoring never fails a request
+        log.exception("payload log: the request could not be recorded")
 
 
 def refused(servable: Servable, request: Request, error: ModelfnError, seconds: float, route: str) -> Response:

@@ -58,6 +58,9 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
                              ("model",)),
     "generation_deadline": ("modelfn_generation_deadline", "counter",
                             "Generations cut short by the request's deadline.", ("model",)),
+    "payload_records": ("modelfn_payload_records", "counter",
+                        "Payload log records: written, dropped (the queue was full) or failed (the sink refused).",
+                        ("model", "outcome")),
 }  # fmt: skip
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -5,18 +5,14 @@ the outbox pattern with the stored answer: the answer is stored first (once per 
 then sent, then marked sent. A crash before the mark sends it again on redelivery, so a consumer
 may see an answer twice and deduplicates by ``request_id``; no answer is ever lost.
 
-Pub/Sub is reached over its REST API (``PUBSUB_EMULATOR_HOST`` for the emulator, otherwise with
-Google's default credentials), which needs no gRPC client library in the function's bundle.
+Pub/Sub is reached over its REST API (:mod:`modelfn.runtime.stores.pubsub`).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from modelfn.errors import ContractError, StoreUnavailable
-
-PUBSUB_API = "https://pubsub.googleapis.com/v1"
 
 
 def send(settings: Any, request_id: str, body: bytes) -> str:
@@ -31,32 +27,9 @@ def send(settings: Any, request_id: str, body: bytes) -> str:
 
 
 def _publish(topic: str, request_id: str, body: bytes) -> None:
-    import base64
+    from modelfn.runtime.stores.pubsub import check_topic, publish
 
-    import requests
-
-    parts = topic.split("/")
-    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics":
-        raise ContractError(f"MODELFN_RESULT_TOPIC={topic!r}: expected projects/<project>/topics/<topic>")
-    message: dict[str, Any] = {"data": base64.b64encode(body).decode(), "attributes": {"request_id": request_id}}
-    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-    try:
-        if emulator:
-            answer = requests.post(f"http://{emulator}/v1/{topic}:publish", json={"messages": [message]}, timeout=30)
-        else:
-            import google.auth
-            from google.auth.transport.requests import AuthorizedSession
-
-            credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/pubsub"])
-            answer = AuthorizedSession(credentials).post(
-                f"{PUBSUB_API}/{topic}:publish", json={"messages": [message]}, timeout=30
-            )
-    except requests.RequestException as exc:
-        raise StoreUnavailable(f"publishing to {topic}: {type(exc).__name__}") from None
-    if answer.status_code >= 500 or answer.status_code == 429:
-        raise StoreUnavailable(f"publishing to {topic}: HTTP {answer.status_code}")
-    if answer.status_code >= 400:
-        raise ContractError(f"publishing to {topic} was refused: HTTP {answer.status_code} {answer.text[:200]}")
+    publish(check_topic(topic, "MODELFN_RESULT_TOPIC"), [(body, {"request_id": request_id})])
 
 
 def _enqueue(queue_url: str, request_id: str, body: bytes) -> None:
