@@ -62,6 +62,10 @@ def lambda_function(
         from modelfn.monitoring.payload import payload_log
 
         payload_log(settings, background=False)
+    if settings.monitor_store:
+        from modelfn.monitoring.drift import BACKGROUND
+
+        BACKGROUND[0] = False
     if settings.prefetch:
         # Lambda freezes the sandbox between invocations, so a background load would stall;
         # the init phase is the time to do it, bounded like any request's wait.
@@ -84,6 +88,10 @@ def lambda_function(
             return to_lambda_result(error_response(exc))
         response: Response = handle_request(function, request)
         result = to_lambda_result(response)
+        if settings.monitor_store:  # the same for drift summaries
+            from modelfn.monitoring.drift import flush_due
+
+            flush_due()
         if settings.payload_log:  # a frozen process runs no thread: write a due batch before returning
             from modelfn.monitoring.payload import payload_log
 

@@ -61,6 +61,12 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "payload_records": ("modelfn_payload_records", "counter",
                         "Payload log records: written, dropped (the queue was full) or failed (the sink refused).",
                         ("model", "outcome")),
+    "drift_summaries": ("modelfn_drift_summaries", "counter",
+                        "Drift summaries flushed to MODELFN_MONITOR_STORE: written, or failed (the store refused).",
+                        ("model", "outcome")),
+    "drift_score": ("modelfn_drift_score", "gauge",
+                    "Each feature's drift in this instance's last window against the reference (normed Wasserstein "
+                    "or Jensen-Shannon distance; drift at 0.1).", ("model", "feature")),
 }  # fmt: skip
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

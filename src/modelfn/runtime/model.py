@@ -47,6 +47,8 @@ class LoadedModel(NamedTuple):
     artifact_bytes: int = 0
     #: A text encoder's tokenizer and pooling (``embedding:`` in the contract), else None.
     embedder: Any = None
+    #: The drift watch counting this model's inputs and outputs (``MODELFN_MONITOR_STORE``), else None.
+    monitor: Any = None
 
     def interruptible(self, *, hooks: bool) -> bool:
         """Whether a call (with this model's hooks, if ``hooks``) can be stopped at a deadline.
@@ -85,7 +87,7 @@ class LoadedModel(NamedTuple):
 
             check_declared_categories(self.contract, inputs)
         try:
-            return self.predictor.predict(inputs, names)
+            outputs = self.predictor.predict(inputs, names)
         except InvalidInput as exc:  # the framework's own verdict on a value the contract admitted
             log.warning("model %s v%s refused its input: %s", self.contract.name, self.contract.version, exc.message)
             raise
@@ -94,6 +96,10 @@ class LoadedModel(NamedTuple):
         except Exception as exc:
             log.exception("model %s v%s failed during inference", self.contract.name, self.contract.version)
             raise ModelFault("the model failed while running inference") from exc
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.observe(inputs, outputs)  # counts on its bins; never raises, never waits on I/O
+        return outputs
 
     def predict_json(self, payload: Any) -> Any:
         """The plain JSON route: pre hook -> model -> post hook."""
@@ -202,7 +208,8 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     if overlap:
         timer.lap("verify")
     if contract.batching is None:
-        return assemble(folder, contract, predictor, timer, artifact_bytes=size, embedder=embedder)
+        model = assemble(folder, contract, predictor, timer, artifact_bytes=size, embedder=embedder)
+        return _watched(model, folder, settings)
     from modelfn.runtime.batching import MIN_SAVING_S, BatchingPredictor
 
     batcher = BatchingPredictor(predictor, contract.batching, model=contract.name)
@@ -211,7 +218,22 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     timer.lap("calibrate")
     state = "on" if batcher.enabled else f"off (below {MIN_SAVING_S * 1e6:.0f} us a row, calls go straight through)"
     log.info("batching %s v%s: a batch saves %.0f us a row: %s", contract.name, contract.version, saving * 1e6, state)
-    return model
+    return _watched(model, folder, settings)
+
+
+def _watched(model: LoadedModel, folder: str | Path, settings: Settings) -> LoadedModel:
+    """``model`` with its drift watch, once warmed up, where a store is set and the contract has a reference."""
+    reference = model.contract.monitoring.reference
+    if not settings.monitor_store or reference is None:
+        return model
+    from modelfn.monitoring.drift import drift_watch
+
+    try:
+        return model._replace(monitor=drift_watch(model.contract, Path(folder) / reference, settings))
+    except ModelfnError as exc:  # monitoring never takes the model down; `modelfn check` refuses the file first
+        log.error("model %s v%s serves without drift monitoring: %s", model.contract.name, model.contract.version,
+                  exc.message)  # fmt: skip
+        return model
 
 
 def overlaps_hash(contract: Contract) -> bool:

@@ -1,0 +1,169 @@
+"""An instance's drift watch: its model's inputs and outputs counted on the reference's bins, flushed to a store.
+
+Made when the model loads, where ``MODELFN_MONITOR_STORE`` is set and the contract names
+``monitoring.reference``. Each model call adds its rows' features to the counts (a few vectorized
+NumPy operations under a lock; no I/O). Every ``MODELFN_MONITOR_FLUSH_S`` seconds, and at exit, the
+counts since the last flush are written as one JSON summary and start again from zero::
+
+    <store>/<model>/<version>/<YYYY-MM-DD>/<HHMMSS>-<instance>-<sequence>.json
+
+with the reference beside them (``<store>/<model>/<version>/reference.json``, written once), so
+that ``modelfn monitor report`` can add up every instance's windows over any period. At each
+flush the window is also scored against the reference (when it holds :data:`~modelfn.monitoring.stats.MIN_ROWS`
+rows), and the scores become the gauges ``modelfn_drift_score{model,feature}``. On Lambda, which
+freezes a process between invocations, nothing runs in the background: the adapter flushes a due watch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelfn.monitoring.features import features
+from modelfn.monitoring.summary import Counts, Reference
+from modelfn.observability.metrics import RECORDER
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from modelfn.contract import Contract
+    from modelfn.settings import Settings
+
+log = logging.getLogger("modelfn")
+#: Reference files are small (bins and counts); a larger one is refused before it is parsed.
+MAX_REFERENCE_BYTES = 4 << 20
+#: The reference's copy in the store, beside its version's summaries.
+REFERENCE_NAME = "reference.json"
+#: Whether new watches start a flushing thread (Lambda's adapter turns it off: a frozen process runs none).
+BACKGROUND = [True]
+#: Every watch of the process, for :func:`flush_due`.
+WATCHES: list[DriftWatch] = []
+
+
+class DriftWatch:
+    """One model version's running summary in this instance, and the thread that flushes it."""
+
+    def __init__(self, contract: Contract, reference: Reference, settings: Settings) -> None:
+        from modelfn.runtime.stores import open_store
+
+        self.contract = contract
+        self.reference = reference
+        self.counts = Counts(reference)
+        self.store, self.prefix = open_store(settings.monitor_store)
+        self.uri = settings.monitor_store
+        self.flush_s = settings.monitor_flush_s
+        self.attempts = settings.store_attempts
+        self.instance = uuid.uuid4().hex[:12]
+        self.window_start = time.time()
+        self._next = time.monotonic() + self.flush_s
+        self._sequence = itertools.count()
+        self._writing = threading.Lock()
+        self._failures = 0
+        self._reference_stored = False
+        self._stop = threading.Event()
+        if BACKGROUND[0]:
+            threading.Thread(target=self._run, name=f"modelfn-drift-{contract.name}", daemon=True).start()
+        atexit.register(self.close)
+        WATCHES.append(self)
+
+    def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+        """Count one model call's rows; never raises (a request is never failed by its monitoring)."""
+        try:
+            self.counts.add(features(self.contract, inputs, outputs))
+        except Exception:
+            self._failures += 1
+            if self._failures == 1:  # once: a feature that cannot be counted fails the same way every call
+                log.exception("drift watch of %s could not count a call's features", self.contract.name)
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def flush(self) -> None:
+        """Write the window since the last flush (if it holds any row), score it, and start a new one."""
+        from modelfn.monitoring.stats import MIN_ROWS, score
+        from modelfn.runtime.stores import ABSENT, join, with_retries
+
+        with self._writing:
+            self._next = time.monotonic() + self.flush_s
+            start, end = self.window_start, time.time()
+            summary = self.counts.take()
+            self.window_start = end
+            if not summary["rows"]:
+                return
+            contract = self.contract
+            summary.update(model=contract.name, version=contract.version, instance=self.instance,
+                           start=start, end=end)  # fmt: skip
+            stamp = time.gmtime(end)
+            key = join(self.prefix, contract.name, contract.version, time.strftime("%Y-%m-%d", stamp),
+                       f"{time.strftime('%H%M%S', stamp)}-{self.instance}-{next(self._sequence):06d}.json")  # fmt: skip
+            data = json.dumps(summary, separators=(",", ":")).encode()
+            try:
+                if not self._reference_stored:  # beside the summaries, so that a report needs the store alone
+                    self._store_reference(join(self.prefix, contract.name, contract.version, REFERENCE_NAME))
+                with_retries(lambda: self.store.write(key, data, expect=ABSENT), what=f"writing {self.uri}/{key}",
+                             attempts=self.attempts)  # fmt: skip
+                RECORDER.count("drift_summaries", (contract.name, "written"))
+            except Exception as exc:
+                log.warning("drift summary of %s (%d rows) lost: %s", contract.name, summary["rows"],
+                            getattr(exc, "message", None) or type(exc).__name__)  # fmt: skip
+                RECORDER.count("drift_summaries", (contract.name, "failed"))
+            if summary["rows"] >= MIN_ROWS:
+                for each in score(self.reference, summary):
+                    RECORDER.gauge("drift_score", (contract.name, each.name), each.score)
+
+    def _store_reference(self, key: str) -> None:
+        from modelfn.runtime.stores import ABSENT
+
+        if self.store.stat(key) is None:
+            try:
+                self.store.write(key, json.dumps(self.reference.data).encode(), expect=ABSENT)
+            except Exception:
+                if self.store.stat(key) is None:  # another instance's write wins a race; anything else is a failure
+                    raise
+        self._reference_stored = True
+
+    def close(self) -> None:
+        self._stop.set()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(0.05, self._next - time.monotonic())):
+            if self.due():
+                try:
+                    self.flush()
+                except Exception:
+                    log.exception("drift watch of %s could not flush", self.contract.name)
+
+
+def read_reference(path: Path) -> Reference:
+    """The reference file of a contract, checked for size before it is parsed."""
+    from modelfn.errors import ContractError
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_REFERENCE_BYTES:
+            raise ContractError(
+                f"{path.name} is {size:,} bytes; a monitoring reference is at most {MAX_REFERENCE_BYTES:,}"
+            )
+        return Reference(json.loads(path.read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ContractError(f"monitoring.reference {path.name}: {exc}; `modelfn monitor reference` writes it") from None
+
+
+def drift_watch(contract: Contract, path: Path, settings: Settings) -> DriftWatch:
+    """The drift watch of a model being loaded (its reference read and checked now)."""
+    return DriftWatch(contract, read_reference(path), settings)
+
+
+def flush_due() -> None:
+    """Flush the process's due watches now, on this thread (Lambda, before an invocation returns)."""
+    for watch in list(WATCHES):
+        if watch.due():
+            watch.flush()

@@ -1,0 +1,85 @@
+"""What drift is measured on: the model's inputs, as its pre hook made them, and its outputs, as features.
+
+One value per row (the first dimension) and feature:
+
+- a numeric tensor with at most :data:`MAX_ELEMENTS` values a row: each value is a feature
+  (``pixels[12]``; the tensor's name alone when a row holds one value);
+- a larger numeric tensor (an image): its row's mean and standard deviation (``image.mean``, ``image.std``);
+- a string column of a table: its values are categories (``plan``);
+- any other string tensor (a prompt): its length in characters (``text.length``);
+- an output of integers or strings with one value a row (a predicted class): categories
+  (``label``); a numeric output: as an input is.
+
+Features of outputs are named ``output:<name>`` so that a report can tell the answer from the question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from modelfn.contract import Contract
+
+#: A row of at most this many values gives a feature per value; a larger one, its mean and deviation.
+MAX_ELEMENTS = 64
+
+
+class Features(NamedTuple):
+    #: Feature name -> one float per row.
+    numeric: dict[str, np.ndarray]
+    #: Feature name -> one category (a string) per row.
+    categorical: dict[str, list[str]]
+
+
+def features(contract: Contract, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> Features:
+    """The features of one model call's rows."""
+    numeric: dict[str, np.ndarray] = {}
+    categorical: dict[str, list[str]] = {}
+    table = contract.table is not None
+    for name, array in inputs.items():
+        _add(name, np.asarray(array), numeric, categorical, strings_are_categories=table)
+    for name, array in outputs.items():
+        value = np.asarray(array)
+        rows = _rows(value)
+        if value.dtype.kind in "iub" and rows.shape[1] == 1:  # a class per row
+            categorical[f"output:{name}"] = [str(v) for v in rows[:, 0].tolist()]
+        else:
+            _add(f"output:{name}", value, numeric, categorical, strings_are_categories=True)
+    return Features(numeric, categorical)
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    """``array`` as rows of values: ``(rows, values per row)``."""
+    if array.ndim == 0:
+        return array.reshape(1, 1)
+    return array.reshape(array.shape[0], -1)
+
+
+def _add(name: str, array: np.ndarray, numeric: dict[str, np.ndarray], categorical: dict[str, list[str]], *,
+         strings_are_categories: bool) -> None:  # fmt: skip
+    rows = _rows(array)
+    if array.dtype.kind in "OSU":
+        texts = [[_text(v) for v in row] for row in rows.tolist()]
+        if strings_are_categories and rows.shape[1] == 1:
+            categorical[name] = [row[0] for row in texts]
+        else:
+            numeric[f"{name}.length"] = np.array([sum(len(t) for t in row) for row in texts], dtype=np.float64)
+        return
+    values = rows.astype(np.float64, copy=False)
+    if values.shape[1] == 1:
+        numeric[name] = values[:, 0]
+    elif values.shape[1] <= MAX_ELEMENTS:
+        for index in range(values.shape[1]):
+            numeric[f"{name}[{index}]"] = values[:, index]
+    else:
+        numeric[f"{name}.mean"] = values.mean(axis=1)
+        numeric[f"{name}.std"] = values.std(axis=1)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
