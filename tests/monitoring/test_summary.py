@@ -13,7 +13,7 @@ from modelfn.monitoring.summary import OTHER, Counts, Reference, merge
 
 
 def rows(rng: np.random.Generator, n: int, shift: float = 0.0, plans: tuple[float, ...] = (0.6, 0.3, 0.1)) -> Features:
-    return Features(
+    return Features.of(
         {"tenure": rng.normal(30 + shift, 10, n), "monthly": rng.gamma(2.0, 20.0, n)},
         {
             "plan": list(rng.choice(["basic", "pro", "team"], n, p=plans)),
@@ -49,7 +49,7 @@ def test_values_outside_the_reference_and_new_categories_are_counted() -> None:
     rng = np.random.default_rng(3)
     reference = Reference.compute("churn", "1", rows(rng, 1000))
     counts = Counts(reference)
-    wild = Features({"tenure": np.array([-1e6, 1e6, np.nan]), "monthly": np.array([1.0, 2.0, 3.0])},
+    wild = Features.of({"tenure": np.array([-1e6, 1e6, np.nan]), "monthly": np.array([1.0, 2.0, 3.0])},
                     {"plan": [f"new-{i}" for i in range(3)], "output:label": ["0", "1", "0"]})  # fmt: skip
     for _ in range(30):
         counts.add(wild)
@@ -59,7 +59,7 @@ def test_values_outside_the_reference_and_new_categories_are_counted() -> None:
     assert tenure["below_sum"] == -3e7 and tenure["above_sum"] == 3e7
     assert summary["categorical"]["plan"] == {"new-0": 30, "new-1": 30, "new-2": 30}
     many = Counts(reference)
-    many.add(Features({}, {"plan": [f"p{i}" for i in range(200)]}))
+    many.add(Features.of({}, {"plan": [f"p{i}" for i in range(200)]}))
     assert many.take()["categorical"]["plan"][OTHER] == 200 - 64  # bounded: a caller cannot grow it without end
 
 

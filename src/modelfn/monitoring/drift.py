@@ -1,8 +1,9 @@
 """An instance's drift watch: its model's inputs and outputs counted on the reference's bins, flushed to a store.
 
 Made when the model loads, where ``MODELFN_MONITOR_STORE`` is set and the contract names
-``monitoring.reference``. Each model call adds its rows' features to the counts (a few vectorized
-NumPy operations under a lock; no I/O). Every ``MODELFN_MONITOR_FLUSH_S`` seconds, and at exit, the
+``monitoring.reference``. A model call only hands its tensors to the watch; the watch's thread counts
+them every :data:`DRAIN_S` seconds, many calls at once, on the reference's bins (no I/O on a request's
+time). Every ``MODELFN_MONITOR_FLUSH_S`` seconds, and at exit, the
 counts since the last flush are written as one JSON summary and start again from zero::
 
     <store>/<model>/<version>/<YYYY-MM-DD>/<HHMMSS>-<instance>-<sequence>.json
@@ -26,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelfn.monitoring.features import features
+from modelfn.monitoring.features import Features, features
 from modelfn.monitoring.summary import Counts, Reference
 from modelfn.observability.metrics import RECORDER
 
@@ -43,6 +44,9 @@ MAX_REFERENCE_BYTES = 4 << 20
 REFERENCE_NAME = "reference.json"
 #: Whether new watches start a flushing thread (Lambda's adapter turns it off: a frozen process runs none).
 BACKGROUND = [True]
+#: How often the watch's thread counts the calls kept since (seconds), and how many it keeps at most.
+DRAIN_S = 0.05
+MAX_PENDING_CALLS = 10_000
 #: Every watch of the process, for :func:`flush_due`.
 WATCHES: list[DriftWatch] = []
 
@@ -67,6 +71,8 @@ class DriftWatch:
         self._writing = threading.Lock()
         self._failures = 0
         self._reference_stored = False
+        self._pending: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+        self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         if BACKGROUND[0]:
             threading.Thread(target=self._run, name=f"modelfn-drift-{contract.name}", daemon=True).start()
@@ -74,13 +80,51 @@ class DriftWatch:
         WATCHES.append(self)
 
     def observe(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
-        """Count one model call's rows; never raises (a request is never failed by its monitoring)."""
+        """Keep one model call's tensors for the next count; never raises, never waits (on the request thread).
+
+        Counting runs on the watch's thread every :data:`DRAIN_S`, many calls at once: a call's own share
+        of the work is then a list append, and the bins are updated once for hundreds of rows.
+        """
+        with self._pending_lock:
+            if len(self._pending) >= MAX_PENDING_CALLS:  # the counting thread is starved: drop, and say so
+                RECORDER.count("drift_calls_dropped", (self.contract.name,))
+                return
+            self._pending.append((inputs, outputs))
+
+    def drain(self) -> None:
+        """Count the calls kept since the last drain."""
+        with self._pending_lock:
+            taken, self._pending = self._pending, []
+        if not taken:
+            return
         try:
-            self.counts.add(features(self.contract, inputs, outputs))
+            self.counts.add(self._features(taken))
         except Exception:
             self._failures += 1
             if self._failures == 1:  # once: a feature that cannot be counted fails the same way every call
-                log.exception("drift watch of %s could not count a call's features", self.contract.name)
+                log.exception("drift watch of %s could not count its calls' features", self.contract.name)
+
+    def _features(self, taken: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> Features:
+        """The features of many calls, computed once on their tensors joined row-wise where they can be."""
+        import numpy as np
+
+        first_in, first_out = taken[0]
+        same = all(a.keys() == first_in.keys() and b.keys() == first_out.keys() for a, b in taken)
+        if same and len(taken) > 1:
+            try:
+                inputs = {name: np.concatenate([a[name] for a, _ in taken]) for name in first_in}
+                outputs = {name: np.concatenate([b[name] for _, b in taken]) for name in first_out}
+                return features(self.contract, inputs, outputs)
+            except ValueError:  # rows of different widths: one call at a time
+                pass
+        parts = [features(self.contract, a, b) for a, b in taken]
+        if len({part.names for part in parts}) == 1:
+            categorical = {name: [v for part in parts for v in part.categorical.get(name, [])]
+                           for name in parts[0].categorical}  # fmt: skip
+            return Features(parts[0].names, np.vstack([part.matrix for part in parts]), categorical)
+        for part in parts[:-1]:
+            self.counts.add(part)
+        return parts[-1]
 
     def due(self) -> bool:
         return time.monotonic() >= self._next
@@ -92,6 +136,7 @@ class DriftWatch:
 
         with self._writing:
             self._next = time.monotonic() + self.flush_s
+            self.drain()
             start, end = self.window_start, time.time()
             summary = self.counts.take()
             self.window_start = end
@@ -134,12 +179,14 @@ class DriftWatch:
         self.flush()
 
     def _run(self) -> None:
-        while not self._stop.wait(max(0.05, self._next - time.monotonic())):
-            if self.due():
-                try:
+        while not self._stop.wait(DRAIN_S):
+            try:
+                if self.due():
                     self.flush()
-                except Exception:
-                    log.exception("drift watch of %s could not flush", self.contract.name)
+                else:
+                    self.drain()
+            except Exception:
+                log.exception("drift watch of %s could not count or flush", self.contract.name)
 
 
 def read_reference(path: Path) -> Reference:
@@ -163,7 +210,9 @@ def drift_watch(contract: Contract, path: Path, settings: Settings) -> DriftWatc
 
 
 def flush_due() -> None:
-    """Flush the process's due watches now, on this thread (Lambda, before an invocation returns)."""
+    """Count what each watch kept, and flush the due ones, on this thread (Lambda, before an invocation returns)."""
     for watch in list(WATCHES):
         if watch.due():
             watch.flush()
+        else:
+            watch.drain()

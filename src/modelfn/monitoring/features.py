@@ -15,6 +15,7 @@ Features of outputs are named ``output:<name>`` so that a report can tell the an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -28,27 +29,43 @@ MAX_ELEMENTS = 64
 
 
 class Features(NamedTuple):
-    #: Feature name -> one float per row.
-    numeric: dict[str, np.ndarray]
+    #: The numeric features' names, and their values: one row per row, one column per name.
+    names: tuple[str, ...]
+    matrix: np.ndarray
     #: Feature name -> one category (a string) per row.
     categorical: dict[str, list[str]]
 
+    @classmethod
+    def of(cls, numeric: Mapping[str, np.ndarray], categorical: dict[str, list[str]]) -> Features:
+        """From one array of values per numeric feature."""
+        rows = len(next(iter(numeric.values()))) if numeric else 0
+        matrix = np.column_stack([np.asarray(v, dtype=np.float64) for v in numeric.values()]) if numeric else (
+            np.zeros((rows, 0)))  # fmt: skip
+        return cls(tuple(numeric), matrix, categorical)
+
+    @property
+    def rows(self) -> int:
+        return max([len(self.matrix)] + [len(v) for v in self.categorical.values()])
+
 
 def features(contract: Contract, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> Features:
-    """The features of one model call's rows."""
-    numeric: dict[str, np.ndarray] = {}
+    """The features of one model call's rows (the numeric ones as one matrix: a call costs a few array operations)."""
+    names: list[str] = []
+    blocks: list[np.ndarray] = []
     categorical: dict[str, list[str]] = {}
     table = contract.table is not None
     for name, array in inputs.items():
-        _add(name, np.asarray(array), numeric, categorical, strings_are_categories=table)
+        _add(name, np.asarray(array), names, blocks, categorical, strings_are_categories=table)
     for name, array in outputs.items():
         value = np.asarray(array)
         rows = _rows(value)
         if value.dtype.kind in "iub" and rows.shape[1] == 1:  # a class per row
             categorical[f"output:{name}"] = [str(v) for v in rows[:, 0].tolist()]
         else:
-            _add(f"output:{name}", value, numeric, categorical, strings_are_categories=True)
-    return Features(numeric, categorical)
+            _add(f"output:{name}", value, names, blocks, categorical, strings_are_categories=True)
+    count = max([len(b) for b in blocks] + [len(v) for v in categorical.values()] + [0])
+    matrix = np.hstack(blocks) if blocks else np.zeros((count, 0))
+    return Features(tuple(names), matrix, categorical)
 
 
 def _rows(array: np.ndarray) -> np.ndarray:
@@ -58,25 +75,29 @@ def _rows(array: np.ndarray) -> np.ndarray:
     return array.reshape(array.shape[0], -1)
 
 
-def _add(name: str, array: np.ndarray, numeric: dict[str, np.ndarray], categorical: dict[str, list[str]], *,
-         strings_are_categories: bool) -> None:  # fmt: skip
+@functools.lru_cache(maxsize=256)
+def _element_names(name: str, width: int) -> tuple[str, ...]:
+    return (name,) if width == 1 else tuple(f"{name}[{index}]" for index in range(width))
+
+
+def _add(name: str, array: np.ndarray, names: list[str], blocks: list[np.ndarray], categorical: dict[str, list[str]],
+         *, strings_are_categories: bool) -> None:  # fmt: skip
     rows = _rows(array)
     if array.dtype.kind in "OSU":
         texts = [[_text(v) for v in row] for row in rows.tolist()]
         if strings_are_categories and rows.shape[1] == 1:
             categorical[name] = [row[0] for row in texts]
         else:
-            numeric[f"{name}.length"] = np.array([sum(len(t) for t in row) for row in texts], dtype=np.float64)
+            names.append(f"{name}.length")
+            blocks.append(np.array([[sum(len(t) for t in row)] for row in texts], dtype=np.float64))
         return
     values = rows.astype(np.float64, copy=False)
-    if values.shape[1] == 1:
-        numeric[name] = values[:, 0]
-    elif values.shape[1] <= MAX_ELEMENTS:
-        for index in range(values.shape[1]):
-            numeric[f"{name}[{index}]"] = values[:, index]
+    if values.shape[1] <= MAX_ELEMENTS:
+        names.extend(_element_names(name, values.shape[1]))
+        blocks.append(values)
     else:
-        numeric[f"{name}.mean"] = values.mean(axis=1)
-        numeric[f"{name}.std"] = values.std(axis=1)
+        names.extend((f"{name}.mean", f"{name}.std"))
+        blocks.append(np.column_stack([values.mean(axis=1), values.std(axis=1)]))
 
 
 def _text(value: object) -> str:

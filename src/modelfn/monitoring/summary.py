@@ -33,7 +33,7 @@ class Reference:
         if data.get("format") != FORMAT:
             raise ValueError(f"reference format {data.get('format')!r}; this modelfn reads {FORMAT}")
         self.data = data
-        self.numeric_names: list[str] = list(data["numeric"])
+        self.numeric_names: tuple[str, ...] = tuple(data["numeric"])
         self.categorical_names: list[str] = list(data["categorical"])
         self.edges = np.array([data["numeric"][n]["edges"] for n in self.numeric_names], dtype=np.float64).reshape(
             len(self.numeric_names), BINS + 1
@@ -43,7 +43,8 @@ class Reference:
     def compute(cls, model: str, version: str, rows: Features) -> Reference:
         """The reference of the validation set's features."""
         numeric: dict[str, Any] = {}
-        for name, values in rows.numeric.items():
+        for index, name in enumerate(rows.names):
+            values = rows.matrix[:, index]
             finite = values[np.isfinite(values)]
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
             if high <= low:
@@ -56,8 +57,8 @@ class Reference:
                          "categorical": categorical, "rows": 0})  # fmt: skip
         counts = Counts(reference)
         counts.add(rows)
-        for name in reference.numeric_names:
-            numeric[name]["counts"] = counts.bins[reference.numeric_names.index(name)].tolist()
+        for index, name in enumerate(reference.numeric_names):
+            numeric[name]["counts"] = counts.bins[index].tolist()
         for name in reference.categorical_names:
             categorical[name].update(counts.categories[name])
         reference.data["rows"] = counts.rows
@@ -78,30 +79,53 @@ class Counts:
         self.categories: dict[str, dict[str, int]] = {name: {} for name in reference.categorical_names}
         self.rows = 0
         self._lock = threading.Lock()
+        edges = reference.edges
+        self._low, self._high = edges[:, 0], edges[:, -1]
+        self._scale = BINS / (self._high - self._low)
+        self._offsets = np.arange(features) * (BINS + 2)
 
     def add(self, rows: Features) -> None:
         """Count a call's rows (features the reference does not know are ignored)."""
         names = self.reference.numeric_names
         if names:
-            count = len(next(iter(rows.numeric.values()))) if rows.numeric else 0
-            values = np.full((count, len(names)), np.nan)
-            for index, name in enumerate(names):
-                found = rows.numeric.get(name)
-                if found is not None and len(found) == count:
-                    values[:, index] = found
-            edges = self.reference.edges
+            if rows.names == names:  # the usual case: the model's features, in the reference's order
+                values = rows.matrix
+            else:
+                values = np.full((len(rows.matrix), len(names)), np.nan)
+                where = {name: index for index, name in enumerate(rows.names)}
+                for index, name in enumerate(names):
+                    if name in where:
+                        values[:, index] = rows.matrix[:, where[name]]
+            low, high, scale = self._low, self._high, self._scale
             missing = np.isnan(values)
+            has_missing = bool(missing.any())
+            if has_missing:
+                values = np.where(missing, low, values)  # counted apart, below
             # 0: below the first edge; i: in bin i (the last edge belongs to the last bin); BINS + 1: above.
-            slot = (values[:, :, None] >= edges[None, :, :-1]).sum(axis=2) + (values > edges[:, -1])
-            below, above = (values < edges[:, 0]) & ~missing, (values > edges[:, -1]) & ~missing
-            flat = (np.arange(len(names)) * (BINS + 2) + slot)[~missing]
-            added = np.bincount(flat, minlength=len(names) * (BINS + 2)).reshape(len(names), BINS + 2)
+            # Equal widths make it arithmetic: a few array operations a call, whatever the batch.
+            above = values > high
+            slot = np.maximum(np.minimum(np.floor((values - low) * scale), BINS - 1) + 1, 0) + above
+            flat = (self._offsets + slot.astype(np.int64)).ravel()
+            if has_missing:
+                flat = flat[~missing.ravel()]
+            # One row (a request's usual batch) has one slot per feature, each in its own row of bins: no
+            # index repeats, so the counts take +1 in place; several rows are counted with bincount.
+            added = flat if len(values) == 1 else np.bincount(flat, minlength=self.bins.size)
+            below = values < low
+            below_sum = np.where(below, values, 0.0).sum(axis=0) if below.any() else None
+            above_sum = np.where(above, values, 0.0).sum(axis=0) if above.any() else None
         with self._lock:
             if names:
-                self.bins += added
-                self.below_sum += np.where(below, values, 0.0).sum(axis=0)
-                self.above_sum += np.where(above, values, 0.0).sum(axis=0)
-                self.missing += missing.sum(axis=0)
+                if len(values) == 1:
+                    self.bins.reshape(-1)[added] += 1
+                else:
+                    self.bins += added.reshape(self.bins.shape)
+                if below_sum is not None:
+                    self.below_sum += below_sum
+                if above_sum is not None:
+                    self.above_sum += above_sum
+                if has_missing:
+                    self.missing += missing.sum(axis=0)
             for name, values_of in rows.categorical.items():
                 counts = self.categories.get(name)
                 if counts is None:
@@ -109,9 +133,7 @@ class Counts:
                 for value in values_of:
                     key = value if value in counts or len(counts) < MAX_NEW_CATEGORIES else OTHER
                     counts[key] = counts.get(key, 0) + 1
-            self.rows += max(
-                [len(v) for v in rows.numeric.values()] + [len(v) for v in rows.categorical.values()] + [0]
-            )
+            self.rows += rows.rows
 
     def take(self) -> dict[str, Any]:
         """The counts so far as a summary (JSON), and start again from zero."""

@@ -64,6 +64,8 @@ FAMILIES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "drift_summaries": ("modelfn_drift_summaries", "counter",
                         "Drift summaries flushed to MODELFN_MONITOR_STORE: written, or failed (the store refused).",
                         ("model", "outcome")),
+    "drift_calls_dropped": ("modelfn_drift_calls_dropped", "counter",
+                            "Model calls the drift watch did not count: its queue was full.", ("model",)),
     "drift_score": ("modelfn_drift_score", "gauge",
                     "Each feature's drift in this instance's last window against the reference (normed Wasserstein "
                     "or Jensen-Shannon distance; drift at 0.1).", ("model", "feature")),

@@ -51,15 +51,9 @@ def compute_reference(folder: Path, data: Path | None = None) -> Reference:
             continue  # a body the model refuses says nothing of what it is asked
     if not batches:
         raise ContractError("no rows to compute the reference on")
-    numeric: dict[str, list[np.ndarray]] = {}
-    categorical: dict[str, list[str]] = {}
-    for inputs in batches:
-        found = features(contract, inputs, model.infer(inputs))
-        for name, values in found.numeric.items():
-            numeric.setdefault(name, []).append(values)
-        for name, labels in found.categorical.items():
-            categorical.setdefault(name, []).extend(labels)
-    rows = Features({name: np.concatenate(parts) for name, parts in numeric.items()}, categorical)
+    found = [features(contract, inputs, model.infer(inputs)) for inputs in batches]
+    categorical = {name: [v for f in found for v in f.categorical[name]] for name in found[0].categorical}
+    rows = Features(found[0].names, np.vstack([f.matrix for f in found]), categorical)
     from modelfn.monitoring.summary import Reference
 
     return Reference.compute(contract.name, contract.version, rows)
