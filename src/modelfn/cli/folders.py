@@ -49,6 +49,10 @@ def check(folder: Path) -> None:
             result = model.predict_json(contract.example)
             option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
             click.echo("example   POST /predict ->\n" + orjson.dumps(result, option=option).decode())
+        if contract.monitoring.reference is not None:
+            from modelfn.tooling.monitor import check_reference
+
+            click.echo(check_reference(folder, model))
         if contract.hooks.javascript is not None:
             from modelfn.tooling.js_hooks import compare_hooks
 

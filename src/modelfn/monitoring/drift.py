@@ -58,6 +58,8 @@ class DriftWatch:
         from modelfn.runtime.stores import open_store
 
         self.contract = contract
+        # Summaries are filed under the contract's name and version; the stored reference says the same.
+        reference.data.update(model=contract.name, version=contract.version)
         self.reference = reference
         self.counts = Counts(reference)
         self.store, self.prefix = open_store(settings.monitor_store)

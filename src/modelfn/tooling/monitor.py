@@ -59,6 +59,27 @@ def compute_reference(folder: Path, data: Path | None = None) -> Reference:
     return Reference.compute(contract.name, contract.version, rows)
 
 
+def check_reference(folder: Path, model: Any) -> str:
+    """The line ``modelfn check`` prints of the contract's drift reference; a ContractError if it cannot serve."""
+    from modelfn.monitoring.drift import read_reference
+    from modelfn.monitoring.features import features
+    from modelfn.runtime.model import sample_inputs
+
+    contract = model.contract
+    name = contract.monitoring.reference
+    reference = read_reference(folder / name)
+    inputs = model.preprocess(contract.example) if contract.example is not None else sample_inputs(model)
+    found = features(contract, inputs, model.infer(inputs))
+    if found.names != reference.numeric_names or set(found.categorical) != set(reference.categorical_names):
+        raise ContractError(f"{folder / name} was computed for other features than this model has now: "
+                            f"run `modelfn monitor reference {folder}` again")  # fmt: skip
+    if (reference.data["model"], reference.data["version"]) != (contract.name, contract.version):
+        of = f"{reference.data['model']} v{reference.data['version']}"
+        raise ContractError(f"{folder / name} is the reference of {of}: run `modelfn monitor reference {folder}` again")
+    return (f"drift     {name}: {len(reference.numeric_names)} numeric and {len(reference.categorical_names)} "
+            f"categorical features of {reference.data['rows']:,} rows")  # fmt: skip
+
+
 class Report(NamedTuple):
     model: str
     version: str
