@@ -42,12 +42,12 @@ def run_engine(*args: str, check: bool = True, **extra: str) -> subprocess.Compl
     return done
 
 
-def run_script(name: str, config: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """Run ``tests/engines/<name>.py CONFIG`` in the engines' interpreter; its JSON report."""
+def run_script(name: str, config: dict[str, Any], tmp_path: Path, **extra: str) -> dict[str, Any]:
+    """Run ``tests/engines/<name>.py CONFIG`` in the engines' interpreter (``extra``: its environment); its report."""
     config_path = tmp_path / f"{name}.config.json"
     report_path = tmp_path / f"{name}.report.json"
     config_path.write_text(json.dumps({**config, "report": str(report_path)}))
-    run_engine(str(SCRIPTS / f"{name}.py"), str(config_path))
+    run_engine(str(SCRIPTS / f"{name}.py"), str(config_path), **extra)
     return json.loads(report_path.read_text())
 
 

@@ -108,7 +108,7 @@ def _make_predict_fn(
     source: ModelSource, kind: str, *, numbered: bool
 ) -> Callable[[], Callable[..., dict[str, np.ndarray]]]:
     def make_predict_fn() -> Callable[..., dict[str, np.ndarray]]:
-        predictor = ChunkPredictor(source.load())
+        predictor = ChunkPredictor(source.load(), summary_per_call=True)
         if kind == "columns":
             return _predict_columns(predictor, numbered=numbered)
         # Only this kind's reader: the csv and tensor ones check that the model has one input.

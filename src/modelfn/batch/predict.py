@@ -29,8 +29,11 @@ PAYLOAD_FORMATS = ("jsonl",)
 class ChunkPredictor:
     """Predicts chunks of rows with one loaded model; safe to share between threads."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, *, summary_per_call: bool = False) -> None:
         self.model = model
+        #: Write the model's drift summary after every :meth:`outcomes` (``MODELFN_MONITOR_STORE``): for the
+        #: engines' workers (Beam, Spark), which may end without running exit handlers.
+        self.summary_per_call = summary_per_call and model.monitor is not None
 
     def predict_chunk(self, chunk: Sequence[Row | BadRow], fmt: str) -> list[tuple[int, Any]]:
         """``(row number, prediction or BadRow)`` for each row of the chunk, in order.
@@ -47,6 +50,12 @@ class ChunkPredictor:
         ``fmt`` ``tensors``: each row's value is already ``{input name: array with its batch
         dimension}`` (an Open Inference Protocol request, decoded), and its outcome the output arrays.
         """
+        results = self._outcomes(chunk, fmt)
+        if self.summary_per_call:
+            self.model.monitor.flush()
+        return results
+
+    def _outcomes(self, chunk: Sequence[Row | BadRow], fmt: str) -> list[Any]:
         results: list[Any] = [None] * len(chunk)
         ready: list[tuple[int, Row, dict[str, np.ndarray]]] = []
         for position, row in enumerate(chunk):

@@ -105,7 +105,7 @@ class ModelfnHandler(ModelHandler[Any, PredictionResult, ChunkPredictor]):
         from modelfn.settings import Settings
 
         self._max_tensor_elements = Settings.from_env().max_tensor_elements
-        return ChunkPredictor(self.source.load())
+        return ChunkPredictor(self.source.load(), summary_per_call=True)
 
     def run_inference(
         self, batch: Sequence[Any], model: ChunkPredictor, inference_args: dict[str, Any] | None = None
