@@ -265,6 +265,10 @@ class Monitoring(_Strict, frozen=True):
     #: The reference distribution drift is measured against: a JSON file ``modelfn monitor reference``
     #: writes from the validation set (``validation_requests``, ``validation`` or a file of rows).
     reference: RelativeFile | None = None
+    #: A hook ``features(inputs) -> {name: one value per row}`` whose features drift is measured on instead
+    #: of the inputs' own (numbers, or strings as categories): an image's brightness, a text's language.
+    #: The outputs' features are kept.
+    features: HookRef | None = None
     #: Fields payload records leave out or hash.
     payload: PayloadFields = PayloadFields()
 

@@ -52,3 +52,45 @@ def test_features_of_images_text_and_tables() -> None:
     assert found.names == ("image.mean", "image.std", "prompt.length", "output:scores[0]", "output:scores[1]")
     assert found.matrix[:, 0].tolist() == [49.5, 149.5] and found.matrix[:, 2].tolist() == [5.0, 15.0]
     assert found.categorical == {"output:label": ["3", "4"]} and found.rows == 2
+
+
+FEATURES_HOOK = '''
+
+def drift_features(inputs):
+    """Two features of an image instead of its 64 pixels: its ink, and whether it is mostly dark."""
+    import numpy
+
+    ink = inputs["pixels"].mean(axis=1)
+    return {"ink": ink, "dark": numpy.where(ink > 8, "yes", "no")}
+'''
+
+
+def test_a_features_hook_replaces_the_inputs_features(tmp_path) -> None:
+    from helpers import load_train_module
+
+    from modelfn.function import ModelFunction
+    from modelfn.monitoring.drift import DriftWatch, read_reference
+    from modelfn.monitoring.features import feature_hook
+    from modelfn.monitoring.stats import score, verdict
+    from modelfn.settings import Settings
+
+    folder = copy_function(tmp_path, monitoring={"reference": "reference.json", "features": "hooks.py:drift_features"})
+    (folder / "hooks.py").write_text((folder / "hooks.py").read_text() + FEATURES_HOOK)
+    made = modelfn("monitor", "reference", str(folder))
+    assert made.returncode == 0 and "11 numeric and 2 categorical features" in made.stdout, made.stdout + made.stderr
+    assert modelfn("check", str(folder)).returncode == 0
+    contract = load_contract(folder)
+    model = ModelFunction(folder, Settings(request_log=False)).model()
+    reference = read_reference(folder / "reference.json")
+    watch = DriftWatch(
+        contract, reference, Settings(monitor_store=str(tmp_path / "store")), feature_hook(folder, contract)
+    )
+    x_train = load_train_module().heldout_split()[0].reshape(-1, 64).astype(np.float32)
+    for image in 16 - x_train[:500]:
+        inputs = {"pixels": image.reshape(1, 64)}
+        watch.observe(inputs, model.infer(inputs))
+    watch.drain()
+    scores = {s.name: s for s in score(reference, watch.counts.take())}
+    assert {"ink", "dark"} <= set(scores) and scores["ink"].drifted and scores["dark"].drifted
+    assert verdict(list(scores.values())).drift
+    watch.close()

@@ -24,10 +24,11 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from modelfn.monitoring.features import Features, features
+from modelfn.monitoring.features import Features, feature_hook, features
 from modelfn.monitoring.summary import Counts, Reference
 from modelfn.observability.metrics import RECORDER
 
@@ -54,10 +55,13 @@ WATCHES: list[DriftWatch] = []
 class DriftWatch:
     """One model version's running summary in this instance, and the thread that flushes it."""
 
-    def __init__(self, contract: Contract, reference: Reference, settings: Settings) -> None:
+    def __init__(
+        self, contract: Contract, reference: Reference, settings: Settings, hook: Callable[..., Any] | None = None
+    ) -> None:
         from modelfn.runtime.stores import open_store
 
         self.contract = contract
+        self.hook = hook
         # Summaries are filed under the contract's name and version; the stored reference says the same.
         reference.data.update(model=contract.name, version=contract.version)
         self.reference = reference
@@ -116,10 +120,10 @@ class DriftWatch:
             try:
                 inputs = {name: np.concatenate([a[name] for a, _ in taken]) for name in first_in}
                 outputs = {name: np.concatenate([b[name] for _, b in taken]) for name in first_out}
-                return features(self.contract, inputs, outputs)
+                return features(self.contract, inputs, outputs, self.hook)
             except ValueError:  # rows of different widths: one call at a time
                 pass
-        parts = [features(self.contract, a, b) for a, b in taken]
+        parts = [features(self.contract, a, b, self.hook) for a, b in taken]
         if len({part.names for part in parts}) == 1:
             categorical = {name: [v for part in parts for v in part.categorical.get(name, [])]
                            for name in parts[0].categorical}  # fmt: skip
@@ -206,9 +210,10 @@ def read_reference(path: Path) -> Reference:
         raise ContractError(f"monitoring.reference {path.name}: {exc}; `modelfn monitor reference` writes it") from None
 
 
-def drift_watch(contract: Contract, path: Path, settings: Settings) -> DriftWatch:
-    """The drift watch of a model being loaded (its reference read and checked now)."""
-    return DriftWatch(contract, read_reference(path), settings)
+def drift_watch(contract: Contract, folder: Path, settings: Settings) -> DriftWatch:
+    """The drift watch of a model being loaded from ``folder`` (its reference and features hook read now)."""
+    reference = read_reference(folder / str(contract.monitoring.reference))
+    return DriftWatch(contract, reference, settings, feature_hook(folder, contract))
 
 
 def flush_due() -> None:

@@ -16,8 +16,9 @@ Features of outputs are named ``output:<name>`` so that a report can tell the an
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -48,14 +49,30 @@ class Features(NamedTuple):
         return max([len(self.matrix)] + [len(v) for v in self.categorical.values()])
 
 
-def features(contract: Contract, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> Features:
-    """The features of one model call's rows (the numeric ones as one matrix: a call costs a few array operations)."""
+def features(
+    contract: Contract,
+    inputs: Mapping[str, np.ndarray],
+    outputs: Mapping[str, np.ndarray],
+    hook: Callable[[Mapping[str, np.ndarray]], Mapping[str, Any]] | None = None,
+) -> Features:
+    """The features of one model call's rows (the numeric ones as one matrix: a call costs a few array operations).
+
+    ``hook``: the contract's ``monitoring.features``, whose features replace the inputs' own.
+    """
     names: list[str] = []
     blocks: list[np.ndarray] = []
     categorical: dict[str, list[str]] = {}
     table = contract.table is not None
-    for name, array in inputs.items():
-        _add(name, np.asarray(array), names, blocks, categorical, strings_are_categories=table)
+    if hook is not None:
+        count = len(next(iter(inputs.values()))) if inputs else 0
+        for name, values in hook(inputs).items():
+            array = np.asarray(values)
+            if array.shape != (count,):
+                raise ValueError(f"monitoring.features gave {name!r} the shape {array.shape}; one value a row: {count}")
+            _add(str(name), array, names, blocks, categorical, strings_are_categories=True)
+    else:
+        for name, array in inputs.items():
+            _add(name, np.asarray(array), names, blocks, categorical, strings_are_categories=table)
     for name, array in outputs.items():
         value = np.asarray(array)
         rows = _rows(value)
@@ -104,3 +121,14 @@ def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return "" if value is None else str(value)
+
+
+def feature_hook(folder: str | Path, contract: Contract) -> Callable[..., Any] | None:
+    """The contract's ``monitoring.features`` hook, imported from ``folder``, or None."""
+    ref = contract.monitoring.features
+    if ref is None:
+        return None
+    from modelfn.runtime.hooks import load_hook
+
+    namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
+    return load_hook(folder, ref, "monitoring.features", namespace=namespace)

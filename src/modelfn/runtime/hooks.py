@@ -59,6 +59,17 @@ def load_hooks(
     )
 
 
+def load_hook(folder: str | Path, ref: str, field: str, *, namespace: str) -> Callable[..., Any]:
+    """One more hook function of ``folder`` (``file.py:function``, one argument), its file imported once per model."""
+    file_name = ref.partition(":")[0]
+    base = Path(folder).resolve()
+    package = _package(base, namespace)
+    path = (base / file_name).resolve()
+    known = sys.modules.get(".".join((package, *path.relative_to(base).with_suffix("").parts))) if (
+        path.is_relative_to(base)) else None  # fmt: skip
+    return _resolve(folder, ref, field, 1, namespace, {path: known} if known is not None else {})
+
+
 def takes_inputs(hook: Callable[..., Any]) -> bool:
     """Whether a post hook declares a parameter named ``inputs`` (see :class:`LoadedHooks`)."""
     try:

@@ -229,7 +229,7 @@ def _watched(model: LoadedModel, folder: str | Path, settings: Settings) -> Load
     from modelfn.monitoring.drift import drift_watch
 
     try:
-        return model._replace(monitor=drift_watch(model.contract, Path(folder) / reference, settings))
+        return model._replace(monitor=drift_watch(model.contract, Path(folder), settings))
     except ModelfnError as exc:  # monitoring never takes the model down; `modelfn check` refuses the file first
         log.error("model %s v%s serves without drift monitoring: %s", model.contract.name, model.contract.version,
                   exc.message)  # fmt: skip

@@ -25,7 +25,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def compute_reference(folder: Path, data: Path | None = None) -> Reference:
     """The reference of ``folder``'s model: its features on ``data`` (or the contract's validation set)."""
     from modelfn.function import ModelFunction
-    from modelfn.monitoring.features import Features, features
+    from modelfn.monitoring.features import Features, feature_hook, features
     from modelfn.settings import Settings
     from modelfn.tooling.heldout import requests_of, validation_tensors
 
@@ -51,7 +51,8 @@ def compute_reference(folder: Path, data: Path | None = None) -> Reference:
             continue  # a body the model refuses says nothing of what it is asked
     if not batches:
         raise ContractError("no rows to compute the reference on")
-    found = [features(contract, inputs, model.infer(inputs)) for inputs in batches]
+    hook = feature_hook(folder, contract)
+    found = [features(contract, inputs, model.infer(inputs), hook) for inputs in batches]
     categorical = {name: [v for f in found for v in f.categorical[name]] for name in found[0].categorical}
     rows = Features(found[0].names, np.vstack([f.matrix for f in found]), categorical)
     from modelfn.monitoring.summary import Reference
@@ -62,14 +63,14 @@ def compute_reference(folder: Path, data: Path | None = None) -> Reference:
 def check_reference(folder: Path, model: Any) -> str:
     """The line ``modelfn check`` prints of the contract's drift reference; a ContractError if it cannot serve."""
     from modelfn.monitoring.drift import read_reference
-    from modelfn.monitoring.features import features
+    from modelfn.monitoring.features import feature_hook, features
     from modelfn.runtime.model import sample_inputs
 
     contract = model.contract
     name = contract.monitoring.reference
     reference = read_reference(folder / name)
     inputs = model.preprocess(contract.example) if contract.example is not None else sample_inputs(model)
-    found = features(contract, inputs, model.infer(inputs))
+    found = features(contract, inputs, model.infer(inputs), feature_hook(folder, contract))
     if found.names != reference.numeric_names or set(found.categorical) != set(reference.categorical_names):
         raise ContractError(f"{folder / name} was computed for other features than this model has now: "
                             f"run `modelfn monitor reference {folder}` again")  # fmt: skip
