@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelfn.monitoring.features import Features, feature_hook, features
+from modelfn.monitoring.features import feature_hook, features
 from modelfn.monitoring.summary import Counts, Reference
 from modelfn.observability.metrics import RECORDER
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from modelfn.contract import Contract
+    from modelfn.monitoring.features import Features
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
@@ -104,33 +105,26 @@ class DriftWatch:
         if not taken:
             return
         try:
-            self.counts.add(self._features(taken))
+            for rows in self._features(taken):
+                self.counts.add(rows)
         except Exception:
             self._failures += 1
             if self._failures == 1:  # once: a feature that cannot be counted fails the same way every call
                 log.exception("drift watch of %s could not count its calls' features", self.contract.name)
 
-    def _features(self, taken: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> Features:
-        """The features of many calls, computed once on their tensors joined row-wise where they can be."""
+    def _features(self, taken: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> list[Features]:
+        """The features of many calls: computed once on their tensors joined row-wise, or else call by call."""
         import numpy as np
 
         first_in, first_out = taken[0]
-        same = all(a.keys() == first_in.keys() and b.keys() == first_out.keys() for a, b in taken)
-        if same and len(taken) > 1:
+        if len(taken) > 1 and all(a.keys() == first_in.keys() and b.keys() == first_out.keys() for a, b in taken):
             try:
                 inputs = {name: np.concatenate([a[name] for a, _ in taken]) for name in first_in}
                 outputs = {name: np.concatenate([b[name] for _, b in taken]) for name in first_out}
-                return features(self.contract, inputs, outputs, self.hook)
+                return [features(self.contract, inputs, outputs, self.hook)]
             except ValueError:  # rows of different widths: one call at a time
                 pass
-        parts = [features(self.contract, a, b, self.hook) for a, b in taken]
-        if len({part.names for part in parts}) == 1:
-            categorical = {name: [v for part in parts for v in part.categorical.get(name, [])]
-                           for name in parts[0].categorical}  # fmt: skip
-            return Features(parts[0].names, np.vstack([part.matrix for part in parts]), categorical)
-        for part in parts[:-1]:
-            self.counts.add(part)
-        return parts[-1]
+        return [features(self.contract, a, b, self.hook) for a, b in taken]
 
     def due(self) -> bool:
         return time.monotonic() >= self._next

@@ -128,7 +128,6 @@ def feature_hook(folder: str | Path, contract: Contract) -> Callable[..., Any] |
     ref = contract.monitoring.features
     if ref is None:
         return None
-    from modelfn.runtime.hooks import load_hook
+    from modelfn.runtime.hooks import hook_namespace, load_hook
 
-    namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
-    return load_hook(folder, ref, "monitoring.features", namespace=namespace)
+    return load_hook(folder, ref, "monitoring.features", namespace=hook_namespace(contract.name, contract.version))

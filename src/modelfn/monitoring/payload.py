@@ -51,7 +51,6 @@ class PayloadLog:
 
     def __init__(self, settings: Settings, sink: Sink, *, background: bool = True) -> None:
         self.sink = sink
-        self.sample = settings.payload_sample
         self.batch = settings.payload_batch
         self.flush_s = settings.payload_flush_s
         self.limit = settings.payload_queue

@@ -59,6 +59,11 @@ def load_hooks(
     )
 
 
+def hook_namespace(name: str, version: str) -> str:
+    """The ``namespace`` of a model version's hook modules (see :func:`load_hooks`)."""
+    return f"{name}_{version}".replace(".", "_").replace("-", "_")
+
+
 def load_hook(folder: str | Path, ref: str, field: str, *, namespace: str) -> Callable[..., Any]:
     """One more hook function of ``folder`` (``file.py:function``, one argument), its file imported once per model."""
     file_name = ref.partition(":")[0]

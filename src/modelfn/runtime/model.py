@@ -20,7 +20,7 @@ from modelfn.contract import Contract, resolve_local_artifact
 from modelfn.datatypes import NUMPY_DTYPES
 from modelfn.errors import ContractError, InvalidInput, ModelFault, ModelfnError
 from modelfn.runtime.artifacts import LoadPolicy, open_verified, pinned_files
-from modelfn.runtime.hooks import LoadedHooks, load_hooks
+from modelfn.runtime.hooks import LoadedHooks, hook_namespace, load_hooks
 from modelfn.runtime.predictors import Predictor, load_predictor
 from modelfn.runtime.stores.local import LocalStore
 from modelfn.tensors import check_signature, datatype_of, named_inputs
@@ -272,7 +272,7 @@ def assemble(
     embedder: Any = None,
 ) -> LoadedModel:
     """Import the hooks and warm the predictor up: the last phases of every load."""
-    namespace = f"{contract.name}_{contract.version}".replace(".", "_").replace("-", "_")
+    namespace = hook_namespace(contract.name, contract.version)
     hooks = load_hooks(folder, contract.hooks.pre, contract.hooks.post, namespace=namespace, turn=contract.hooks.turn)
     timer.lap("hooks")
     model = LoadedModel(contract, predictor, hooks, timer.phases, artifact_bytes, embedder)

@@ -138,6 +138,7 @@ def stored_reference(store_uri: str, model: str, version: str | None) -> Referen
 
 def report(reference: Reference, store_uri: str, since: float | None = None) -> Report:
     """Every instance's summaries of the reference's version in ``store_uri`` since ``since``, merged and scored."""
+    from modelfn.monitoring.drift import REFERENCE_NAME
     from modelfn.monitoring.stats import MIN_ROWS, score, verdict
     from modelfn.monitoring.summary import merge
     from modelfn.runtime.stores import join, open_store
@@ -146,7 +147,7 @@ def report(reference: Reference, store_uri: str, since: float | None = None) -> 
     model, version = reference.data["model"], reference.data["version"]
     summaries = []
     for key in sorted(store.list(join(prefix, model, version))):
-        if not key.endswith(".json") or key.endswith("/reference.json"):
+        if not key.endswith(".json") or key.endswith(REFERENCE_NAME):
             continue
         summary = json.loads(store.read(key))
         if since is None or summary.get("end", 0) >= since:
