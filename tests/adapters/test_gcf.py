@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 import pytest
 import requests
 from conftest import make_client
@@ -67,3 +70,43 @@ def test_prefetch_loads_in_the_worker_before_any_request(tmp_path, folder) -> No
 def test_without_prefetch_nothing_loads_before_a_request(tmp_path) -> None:
     with running(DIGITS, tmp_path / "serve.log") as server:
         assert not wait_for(lambda: "loaded model" in server.log(), 2)
+
+
+def _chunks(body: bytes, size: int = 100) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_a_chunked_body_is_read_whole_and_its_limit_holds(digits_server) -> None:
+    """gunicorn ends a chunked body itself (wsgi.input_terminated): modelfn reads its stream directly."""
+    pixels = [[0.0] * 64]
+    body = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": pixels}]})
+    url = f"{digits_server.url}/v2/models/digits/infer"
+    answer = requests.post(url, data=_chunks(body.encode()), headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert [output["name"] for output in answer.json()["outputs"]] == ["probabilities", "label"]
+    too_big = requests.post(url, data=_chunks(b" " * (5 << 20), 1 << 20), timeout=60)  # the limit is 4 MiB
+    assert too_big.status_code == 413 and "limit" in too_big.json()["error"]
+
+
+def test_headers_are_found_whatever_their_case(digits_server) -> None:
+    import numpy as np
+
+    header = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 256}}]}).encode()  # fmt: skip
+    body = header + np.zeros(64, np.float32).tobytes()
+    answer = requests.post(f"{digits_server.url}/v2/models/digits/infer", data=body,
+                           headers={"inference-header-content-length": str(len(header))}, timeout=30)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_environ_headers_view() -> None:
+    from modelfn.adapters.gcf import EnvironHeaders
+
+    headers = EnvironHeaders({"HTTP_X_API_KEY": "k", "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "2",
+                              "HTTP_CONTENT_TYPE": "ignored", "wsgi.input": object(), "HTTP_ODD": 1})  # fmt: skip
+    assert headers.get("x-api-key") == headers["X-Api-Key"] == "k"
+    assert headers.get("Content-Type") == "application/json" and headers["content-length"] == "2"
+    assert headers.get("Missing") is None and headers.get("Missing", "d") == "d" and "Missing" not in headers
+    assert headers.get("Odd") is None  # only strings are header values
+    assert set(headers) >= {"X-Api-Key", "Content-Type", "Content-Length"} and len(headers) == 5

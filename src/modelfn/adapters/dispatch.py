@@ -12,7 +12,8 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelfn.errors import ModelFault, ModelfnError
 from modelfn.observability.metrics import CONTEXT, RECORDER, RequestContext
@@ -20,6 +21,7 @@ from modelfn.observability.metrics import CONTEXT, RECORDER, RequestContext
 if TYPE_CHECKING:
     from modelfn.function import Servable
     from modelfn.http import Request, Response
+    from modelfn.routing import Router
 
 log = logging.getLogger("modelfn")
 
@@ -40,10 +42,9 @@ def handle_request(
     response, seconds = _timed_dispatch(servable, request, context)
     route = route or context.route or "unmatched"
     RECORDER.request(context.model, context.version, route, response.status, seconds)
-    from modelfn.http import VERSION_HEADER
-
-    if context.version and VERSION_HEADER not in response.headers:  # every answer names its version
-        response = response._replace(headers={**response.headers, VERSION_HEADER: context.version})
+    version_header = _request_path().version_header
+    if context.version and version_header not in response.headers:  # every answer names its version
+        response = response._replace(headers={**response.headers, version_header: context.version})
     if context.chosen and not context.cold:  # only what the split sent; a load's wait is not the version's
         size = len(request.body)
         RECORDER.split_request(context.model, context.version, response.status, seconds, size)
@@ -54,8 +55,30 @@ def handle_request(
     settings = servable.settings
     if settings.payload_log and context.model and random.random() < settings.payload_sample:
         _record_payload(servable, request, response, context, seconds)
-    _log(servable, request, response.status, seconds, route, context)
+    if settings.request_log:
+        _log(servable, request, response.status, seconds, route, context)
     return response
+
+
+class _RequestPath(NamedTuple):
+    router: Router
+    error_response: Callable[[ModelfnError], Response]
+    version_header: str
+
+
+_REQUEST_PATH: _RequestPath | None = None
+
+
+def _request_path() -> _RequestPath:
+    """The routes and the rendering of answers, imported by the first request rather than at start
+    (they import orjson and the protocols), and then looked up once, not in every request."""
+    global _REQUEST_PATH
+    if _REQUEST_PATH is None:
+        from modelfn.http import VERSION_HEADER, error_response
+        from modelfn.protocols import router
+
+        _REQUEST_PATH = _RequestPath(router(), error_response, VERSION_HEADER)
+    return _REQUEST_PATH
 
 
 def _record_payload(servable: Servable, request: Request, response: Response, context: Any, seconds: float) -> None:
@@ -161,21 +184,21 @@ def _comparable(body: bytes) -> Any:
 
 
 def _dispatch(servable: Servable, request: Request) -> Response:
-    from modelfn.http import error_response
-    from modelfn.protocols import router
-
+    path = _request_path()
     try:
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if request.body and encoding not in ("", "identity"):
-            from modelfn.inflate import inflate
+        if request.body:
+            encoding = request.headers.get("Content-Encoding")
+            if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+                from modelfn.inflate import inflate
 
-            request = request._replace(body=inflate(request.body, encoding, servable.settings.max_body_bytes))
-        return router().dispatch(servable, request, _guard(servable))
+                body = inflate(request.body, encoding.strip().lower(), servable.settings.max_body_bytes)
+                request = request._replace(body=body)
+        return path.router.dispatch(servable, request, _guard(servable))
     except ModelfnError as exc:
-        return error_response(exc)
+        return path.error_response(exc)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path[:200])
-        return error_response(ModelFault("unhandled error"))
+        return path.error_response(ModelFault("unhandled error"))
 
 
 def _guard(servable: Servable) -> Any:

@@ -42,18 +42,24 @@ def http_function(
     _json_framework_errors()
 
     def handle(request: Any) -> FlaskResult:
-        from modelfn.http import Request, error_response
+        from modelfn.http import Request
 
+        # functions-framework passes flask.request, a proxy that finds the request again on every attribute.
+        getter = getattr(request, "_get_current_object", None)
+        if getter is not None:
+            request = getter()
         try:
             body = _read_body(request, settings.max_body_bytes)
         except PayloadTooLarge as exc:
+            from modelfn.http import error_response
+
             response = error_response(exc)
             # A streamed body tells functions-framework not to buffer the rest of
             # the oversized upload (its after-request hook reads whole bodies).
             return _once(response.body), response.status, {**response.headers, "Connection": "close"}
-        response = handle_request(
-            function, Request(method=request.method, path=request.path, body=body, headers=request.headers)
-        )
+        environ = getattr(request, "environ", None)
+        headers = request.headers if environ is None else EnvironHeaders(environ)
+        response = handle_request(function, Request(request.method, request.path, body, headers))
         if response.stream is not None:  # Flask writes an iterator chunk by chunk, and closes it at the end or
             return response.stream, response.status, response.headers  # when the client goes away
         return response.body, response.status, response.headers
@@ -180,10 +186,53 @@ def _read_body(request: Any, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    body: bytes = request.stream.read(limit + 1)
+    environ = getattr(request, "environ", None)
+    if environ is not None and environ.get("wsgi.input_terminated"):
+        # The server ends the stream at the body's end, chunked or not (gunicorn, werkzeug's server):
+        # read it directly, as werkzeug's request.stream would, without building its wrapper each time.
+        stream = environ["wsgi.input"]
+    else:
+        stream = request.stream
+    body: bytes = stream.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
     return body
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """A WSGI request's headers, looked up case-insensitively in its environ: one dict lookup each
+    (werkzeug's own view goes through several calls a lookup, and a request makes a few)."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        key = name.upper().replace("-", "_")
+        value = self._environ[key if key in _UNPREFIXED else "HTTP_" + key]
+        if not isinstance(value, str):
+            raise KeyError(name)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:  # Mapping's own goes through an exception
+        key = name.upper().replace("-", "_")
+        value = self._environ.get(key if key in _UNPREFIXED else "HTTP_" + key)
+        return value if isinstance(value, str) else default
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                yield key[5:].replace("_", "-").title()
+            elif key in _UNPREFIXED:
+                yield key.replace("_", "-").title()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+#: The two headers WSGI keeps without the HTTP_ prefix.
+_UNPREFIXED = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
 
 
 def _once(body: bytes) -> Iterator[bytes]:

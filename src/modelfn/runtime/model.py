@@ -76,10 +76,15 @@ class LoadedModel(NamedTuple):
         names, datatypes and shapes, before decoding them). When it is this model's own contract the
         check is not repeated; when an alias swap put another version here since, it is.
         """
-        names = list(output_names) if output_names else [spec.name for spec in self.contract.outputs]
-        unknown = [name for name in names if self.contract.output(name) is None]
-        if unknown:
-            raise InvalidInput(f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}")
+        if output_names:
+            names = list(output_names)
+            unknown = [name for name in names if self.contract.output(name) is None]
+            if unknown:
+                raise InvalidInput(
+                    f"unknown output(s) {unknown}; the model has {[s.name for s in self.contract.outputs]}"
+                )
+        else:  # every output: the contract's own names
+            names = [spec.name for spec in self.contract.outputs]
         if checked_against is not self.contract:
             self.check_inputs(inputs)
         if self.contract.table is not None and self.contract.table.categories:
