@@ -91,8 +91,9 @@ class Settings(NamedTuple):
     #: request (``MODELFN_LOAD_TIMEOUT_S``; 0: no bound): a store that stalls mid-read, or a cache entry
     #: that never ends, must not hold the model's loading forever.
     load_timeout_s: float = 600.0
-    #: ONNX Runtime intra-op threads (``MODELFN_ORT_INTRA_OP_THREADS``); 0 means the CPUs this instance
-    #: may use: its CPU affinity capped by a cgroup CPU quota, which ONNX Runtime's own default ignores.
+    #: ONNX Runtime intra-op threads (``MODELFN_ORT_INTRA_OP_THREADS``); 0 means one for a model under
+    #: 4 MiB, else the CPUs this instance may use: its CPU affinity capped by a cgroup CPU quota, which
+    #: ONNX Runtime's own default ignores. Set it for a small model that runs on large inputs.
     ort_intra_op_threads: int = 0
     #: Whether ONNX Runtime's idle pool threads spin-wait (``MODELFN_ORT_SPIN``). Off by default:
     #: on serverless instances spinning burns billed CPU and starves the request threads
