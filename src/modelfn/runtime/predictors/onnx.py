@@ -89,8 +89,8 @@ class OnnxPredictor:
 
 
 #: Below this size an ONNX model runs on one intra-op thread unless told otherwise: its operators are
-#: too small to share, and waking a pool thread for each costs more than it saves (digits: 0.88x of the
-#: hand-written function's req/s with two threads, 0.92x with one; the 0.6 MB text encoder: 0.87x and 1.02x).
+#: too small to share, and waking a pool thread for each costs more than it saves (the 0.6 MB text
+#: encoder: 0.87x of the hand-written function's req/s with two threads, 1.02x with one).
 SMALL_MODEL_BYTES = 4 << 20
 
 
