@@ -11,9 +11,22 @@ The public surface is small on purpose:
 Importing this package is cheap: no numpy, no ONNX Runtime, no cloud SDK.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from modelfn.errors import InvalidInput, ModelfnError
-from modelfn.upload import Upload
+
+if TYPE_CHECKING:
+    from modelfn.upload import Upload
 
 __version__ = "0.1.0"
 
 __all__ = ["InvalidInput", "ModelfnError", "Upload", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``modelfn.Upload``, imported when asked for: a function without uploads never defines it (~1 ms)."""
+    if name == "Upload":
+        from modelfn.upload import Upload
+
+        return Upload
+    raise AttributeError(f"module 'modelfn' has no attribute {name!r}")

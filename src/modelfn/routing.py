@@ -33,7 +33,6 @@ PARAMETERS = {
 class Route(NamedTuple):
     method: str
     template: str
-    pattern: re.Pattern[str]
     handler: Handler
     #: ``open``: served without credentials (health checks, the static page); ``server``: credentials,
     #: but about no model; ``model``: credentials for the model it names (or the function's default
@@ -59,13 +58,23 @@ class Router:
             if "{" in segment or "[" in segment:
                 raise ValueError(f"route {each.template}: its first segment must be literal")
             self._by_segment.setdefault((segment, each.method), []).append(each)
+        #: Each group's routes with their patterns, compiled when a request first needs that group: a cold
+        #: start that answers one route compiles its own pattern, not all 28 (~3 ms).
+        self._compiled: dict[tuple[str, str], list[tuple[re.Pattern[str], Route]]] = {}
+
+    def _group(self, key: tuple[str, str]) -> list[tuple[re.Pattern[str], Route]]:
+        group = self._compiled.get(key)
+        if group is None:  # two threads may both compile a group: the same list, the last one kept
+            group = [(compile_template(each.template), each) for each in self._by_segment.get(key, ())]
+            self._compiled[key] = group
+        return group
 
     def dispatch(self, function: Servable, request: Request, guard: Guard | None = None) -> Response:
         path = request.path.rstrip("/") or "/"
         segment = _first_segment(path)
         method = "GET" if request.method == "HEAD" else request.method
-        for route in self._by_segment.get((segment, method), ()):
-            match = route.pattern.fullmatch(path)
+        for pattern, route in self._group((segment, method)):
+            match = pattern.fullmatch(path)
             if match is None:
                 continue
             context = CONTEXT.get()
@@ -76,8 +85,9 @@ class Router:
                 guard(request, params.get("name"), route.access == "model")
             return route.handler(function, request, **params)
         allowed = {
-            other for (where, other), routes in self._by_segment.items()
-            if where == segment and other != method and any(r.pattern.fullmatch(path) for r in routes)
+            other for (where, other) in list(self._by_segment)
+            if where == segment and other != method
+            and any(pattern.fullmatch(path) for pattern, _ in self._group((where, other)))
         }  # fmt: skip
         if allowed:
             raise MethodNotAllowed(request.method, path, sorted(allowed))
@@ -86,7 +96,7 @@ class Router:
 
 def route(method: str, template: str, handler: Handler, *, access: str = "model", **doc: str) -> Route:
     """A route from an OpenAPI-style template (see the module docstring)."""
-    return Route(method, template, compile_template(template), handler, access, doc)
+    return Route(method, template, handler, access, doc)
 
 
 def _first_segment(path: str) -> str:

@@ -29,8 +29,6 @@ import errno
 import logging
 import os
 import posixpath
-import shutil
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -168,6 +166,8 @@ class VerifiedArtifact:
         _close_all(self._fds)
         self._fds = []
         if self._remove:
+            import shutil  # here, as in the fetches below: a local model's cold start needs neither it nor tempfile
+
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> VerifiedArtifact:
@@ -247,6 +247,9 @@ def _verify_in_place(
 
 
 def _from_store(store: Store, files: Sequence[PinnedFile], policy: LoadPolicy, what: str) -> VerifiedArtifact:
+    import shutil
+    import tempfile
+
     try:
         cache = private_directory(Path(policy.cache_dir))
     except OSError as exc:
@@ -377,6 +380,8 @@ def _open_checked(
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(OSError):

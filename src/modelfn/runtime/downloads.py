@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from modelfn._files import write_all
 from modelfn.errors import ArtifactError
 from modelfn.runtime.digests import READ_BYTES, hash_range
 from modelfn.runtime.stores import Store, with_retries
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Objects larger than this are read as parallel ranges of this size.
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -51,6 +54,8 @@ def download_into(
 
     buffer = bytearray(READ_BYTES)
     starts = iter(range(0, size, chunk_bytes))
+    from concurrent.futures import ThreadPoolExecutor  # a local model is never fetched in ranges
+
     pool = ThreadPoolExecutor(RANGE_WORKERS, thread_name_prefix="modelfn-fetch")
     pending: deque[tuple[int, Future[int]]] = deque()
     try:
