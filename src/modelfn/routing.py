@@ -85,7 +85,7 @@ class Router:
                 guard(request, params.get("name"), route.access == "model")
             return route.handler(function, request, **params)
         allowed = {
-            other for (where, other) in list(self._by_segment)
+            other for (where, other) in self._by_segment
             if where == segment and other != method
             and any(pattern.fullmatch(path) for pattern, _ in self._group((where, other)))
         }  # fmt: skip

@@ -55,8 +55,7 @@ def handle_request(
     settings = servable.settings
     if settings.payload_log and context.model and random.random() < settings.payload_sample:
         _record_payload(servable, request, response, context, seconds)
-    if settings.request_log:
-        _log(servable, request, response.status, seconds, route, context)
+    _log(servable, request, response.status, seconds, route, context)
     return response
 
 
@@ -186,13 +185,11 @@ def _comparable(body: bytes) -> Any:
 def _dispatch(servable: Servable, request: Request) -> Response:
     path = _request_path()
     try:
-        if request.body:
-            encoding = request.headers.get("Content-Encoding")
-            if encoding is not None and encoding.strip().lower() not in ("", "identity"):
-                from modelfn.inflate import inflate
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if request.body and encoding not in ("", "identity"):
+            from modelfn.inflate import inflate
 
-                body = inflate(request.body, encoding.strip().lower(), servable.settings.max_body_bytes)
-                request = request._replace(body=body)
+            request = request._replace(body=inflate(request.body, encoding, servable.settings.max_body_bytes))
         return path.router.dispatch(servable, request, _guard(servable))
     except ModelfnError as exc:
         return path.error_response(exc)

@@ -209,9 +209,8 @@ class EnvironHeaders(Mapping[str, str]):
         self._environ = environ
 
     def __getitem__(self, name: str) -> str:
-        key = name.upper().replace("-", "_")
-        value = self._environ[key if key in _UNPREFIXED else "HTTP_" + key]
-        if not isinstance(value, str):
+        value: str | None = self.get(name)
+        if value is None:
             raise KeyError(name)
         return value
 

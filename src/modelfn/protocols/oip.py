@@ -105,9 +105,10 @@ def infer(function: Servable, request: Request, name: str, version: str | None =
     member = function.member(name, version)
     contract = member.contract()
     blob: memoryview | None
-    if request.headers.get(binary.HEADER) is None:  # plain JSON: the usual request
+    declared = request.headers.get(binary.HEADER)
+    if declared is None:  # plain JSON: the usual request
         body, blob = parse_json_object(request.body, function.settings), None
-    elif request.headers[binary.HEADER].strip() == "0" and request.body:
+    elif declared.strip() == "0" and request.body:
         body, blob = _raw_binary_request(contract, request.body)
     else:
         header, blob = binary.split_body(request.body, request.headers)
