@@ -98,15 +98,3 @@ def test_headers_are_found_whatever_their_case(digits_server) -> None:
     answer = requests.post(f"{digits_server.url}/v2/models/digits/infer", data=body,
                            headers={"inference-header-content-length": str(len(header))}, timeout=30)  # fmt: skip
     assert answer.status_code == 200, answer.text
-
-
-def test_the_environ_headers_view() -> None:
-    from modelfn.adapters.gcf import EnvironHeaders
-
-    headers = EnvironHeaders({"HTTP_X_API_KEY": "k", "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "2",
-                              "HTTP_CONTENT_TYPE": "ignored", "wsgi.input": object(), "HTTP_ODD": 1})  # fmt: skip
-    assert headers.get("x-api-key") == headers["X-Api-Key"] == "k"
-    assert headers.get("Content-Type") == "application/json" and headers["content-length"] == "2"
-    assert headers.get("Missing") is None and headers.get("Missing", "d") == "d" and "Missing" not in headers
-    assert headers.get("Odd") is None  # only strings are header values
-    assert set(headers) >= {"X-Api-Key", "Content-Type", "Content-Length"} and len(headers) == 5

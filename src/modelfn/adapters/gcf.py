@@ -16,14 +16,19 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from modelfn.adapters.dispatch import handle_request
 from modelfn.adapters.process import build_servable
+from modelfn.adapters.wsgi import install_front, request_from_environ
 from modelfn.errors import ModelfnError, PayloadTooLarge
 from modelfn.function import Servable
 from modelfn.settings import Settings
+
+if TYPE_CHECKING:
+    from modelfn.http import Request
 
 FlaskResult = tuple[Any, int, Mapping[str, str]]
 
@@ -42,14 +47,12 @@ def http_function(
     _json_framework_errors()
 
     def handle(request: Any) -> FlaskResult:
-        from modelfn.http import Request
-
         # functions-framework passes flask.request, a proxy that finds the request again on every attribute.
         getter = getattr(request, "_get_current_object", None)
         if getter is not None:
             request = getter()
         try:
-            body = _read_body(request, settings.max_body_bytes)
+            received = _read_request(request, settings.max_body_bytes)
         except PayloadTooLarge as exc:
             from modelfn.http import error_response
 
@@ -57,14 +60,14 @@ def http_function(
             # A streamed body tells functions-framework not to buffer the rest of
             # the oversized upload (its after-request hook reads whole bodies).
             return _once(response.body), response.status, {**response.headers, "Connection": "close"}
-        environ = getattr(request, "environ", None)
-        headers = request.headers if environ is None else EnvironHeaders(environ)
-        response = handle_request(function, Request(request.method, request.path, body, headers))
+        response = handle_request(function, received)
         if response.stream is not None:  # Flask writes an iterator chunk by chunk, and closes it at the end or
             return response.stream, response.status, response.headers  # when the client goes away
         return response.body, response.status, response.headers
 
     handle.modelfn_function = function  # type: ignore[attr-defined]  # for tests and tooling
+    if settings.wsgi_front:  # functions-framework's app answers this handler's requests before Flask
+        install_front(handle, partial(handle_request, function), settings.max_body_bytes)
     return handle
 
 
@@ -181,57 +184,20 @@ def _json_framework_errors() -> None:
     functions_framework.errorhandler(HTTPException)(as_json)
 
 
-def _read_body(request: Any, limit: int) -> bytes:
-    """Read at most ``limit`` bytes; a declared or actual larger body is a 413."""
-    declared = request.content_length
+def _read_request(request: Any, limit: int) -> Request:
+    """A Flask (werkzeug) request as modelfn's, read as :class:`WsgiFront` reads it; at most ``limit`` bytes."""
+    environ = getattr(request, "environ", None)
+    if environ is not None:
+        return request_from_environ(environ, limit, request.stream)
+    declared = request.content_length  # a request object without a WSGI environ
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
-    environ = getattr(request, "environ", None)
-    if environ is not None and environ.get("wsgi.input_terminated"):
-        # The server ends the stream at the body's end, chunked or not (gunicorn, werkzeug's server):
-        # read it directly, as werkzeug's request.stream would, without building its wrapper each time.
-        stream = environ["wsgi.input"]
-    else:
-        stream = request.stream
-    body: bytes = stream.read(limit + 1)
+    body: bytes = request.stream.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
-    return body
+    from modelfn.http import Request
 
-
-class EnvironHeaders(Mapping[str, str]):
-    """A WSGI request's headers, looked up case-insensitively in its environ: one dict lookup each
-    (werkzeug's own view goes through several calls a lookup, and a request makes a few)."""
-
-    __slots__ = ("_environ",)
-
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        self._environ = environ
-
-    def __getitem__(self, name: str) -> str:
-        value: str | None = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def get(self, name: str, default: Any = None) -> Any:  # Mapping's own goes through an exception
-        key = name.upper().replace("-", "_")
-        value = self._environ.get(key if key in _UNPREFIXED else "HTTP_" + key)
-        return value if isinstance(value, str) else default
-
-    def __iter__(self) -> Iterator[str]:
-        for key in self._environ:
-            if key.startswith("HTTP_"):
-                yield key[5:].replace("_", "-").title()
-            elif key in _UNPREFIXED:
-                yield key.replace("_", "-").title()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-#: The two headers WSGI keeps without the HTTP_ prefix.
-_UNPREFIXED = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
+    return Request(request.method, request.path, body, request.headers)
 
 
 def _once(body: bytes) -> Iterator[bytes]:
