@@ -5,10 +5,17 @@
 - **Cloud Functions gen2**: the functions-framework command (gunicorn), as bench/coldstart.py.
 - **Cloud Run image**: ``python -m modelfn.adapters.server`` (what the image's CMD runs), for both
   modelfn's ``main.py`` and the hand-written one.
-- **Lambda zip**: the zip ``modelfn build --target lambda`` writes, unpacked, run as Lambda runs it:
-  a bare interpreter (``-I -S``) importing the handler module (the init) and invoking it once, with
-  the bundle's own packages. The hand-written handler sits in the same unpacked folder (same numpy,
-  same ONNX Runtime), creating its session at import.
+- **Lambda zip**: the zip ``modelfn build --target lambda`` writes, unpacked, run two ways:
+  - *under Lambda's runtime*: the official Runtime Interface Emulator (``aws-lambda-rie``) starting
+    ``awslambdaric``, the runtime client of Lambda's Python images, on the handler, with nothing on
+    the path but the zip and the runtime's own packages (``make tools`` fetches both), and one
+    invocation posted to it. This is what a cold start costs on Lambda: the runtime client's own
+    imports (``logging``, ``json``, ``decimal``...) are paid before the handler's, by every function.
+  - *the handler alone*: a bare interpreter (``-I -S``) importing the handler module (the init) and
+    invoking it once: the least a Lambda cold start can cost, and every import charged to the handler.
+
+  The hand-written handler sits in the same unpacked folder (same numpy, same ONNX Runtime), creating
+  its session at import.
 
 Spawn to the first answered prediction, systems interleaved and rotated run by run, with bytecode
 present as in a deployed bundle. Writes bench/results/deployed_paths.{md,png}.
@@ -17,13 +24,16 @@ present as in a deployed bundle. Writes bench/results/deployed_paths.{md,png}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -75,10 +85,7 @@ def lambda_bundle() -> Path:
 
 
 def time_lambda(task: Path, module: str, body: dict) -> float:
-    event = {
-        "version": "2.0", "rawPath": "/predict", "requestContext": {"http": {"method": "POST"}},
-        "headers": {"content-type": "application/json"}, "body": json.dumps(body), "isBase64Encoded": False,
-    }  # fmt: skip
+    event = lambda_event(body)
     script = f"import sys; sys.path.insert(0, {str(task)!r})\nimport {module}\nr = {module}.handler({event!r}, None)\n"
     script += "assert r['statusCode'] == 200, r\n"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
@@ -86,6 +93,46 @@ def time_lambda(task: Path, module: str, body: dict) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=task, env=env, check=True)
     return time.perf_counter() - started
+
+
+def time_lambda_runtime(task: Path, module: str, body: dict) -> float:
+    """Spawn of the emulator and the runtime client to the answer of the first invocation."""
+    rie = ROOT / ".tools" / "lambda" / "aws-lambda-rie"
+    if not rie.is_file():
+        raise SystemExit("the Lambda emulator is missing: `make tools` fetches it into .tools/lambda")
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "LAMBDA_TASK_ROOT": str(task), "MODELFN_LOG_LEVEL": "WARNING",
+           "PYTHONPATH": f"{task}:{rie.parent / 'runtime'}", "AWS_LAMBDA_FUNCTION_NAME": "digits",
+           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "AWS_LAMBDA_FUNCTION_TIMEOUT": "30"}  # fmt: skip
+    command = [str(rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+               "--runtime-api-address", f"127.0.0.1:{free_port()}",
+               sys.executable, "-S", "-m", "awslambdaric", f"{module}.handler"]  # fmt: skip
+    event = json.dumps(lambda_event(body)).encode()
+    url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=task, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:  # the emulator listens within milliseconds; the runtime starts on the first invocation
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if process.poll() is not None or time.perf_counter() - started > 30:
+                raise SystemExit("the Lambda emulator did not start")
+            time.sleep(0.002)
+        with urllib.request.urlopen(urllib.request.Request(url, data=event), timeout=60) as answer:
+            result = json.loads(answer.read())
+        elapsed = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait()
+    assert result["statusCode"] == 200, result
+    return elapsed
+
+
+def lambda_event(body: dict) -> dict:
+    return {
+        "version": "2.0", "rawPath": "/predict", "requestContext": {"http": {"method": "POST"}},
+        "headers": {"content-type": "application/json"}, "body": json.dumps(body), "isBase64Encoded": False,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -109,16 +156,21 @@ def main() -> None:
         "Cloud Run image (modelfn.adapters.server): hand-written": lambda port: (
             [*server, "--source", str(HAND_MAIN), "--port", str(port)], "/", HAND_BODY),
     }  # fmt: skip
-    lambdas = {
-        "Lambda zip (init + first invoke): modelfn": ("lambda_function", {"image": [[0, 0, 5, 13, 9, 1, 0, 0]] * 8}),
-        "Lambda zip (init + first invoke): hand-written": ("hand_function", {"pixels": [[0.0] * 64]}),
+    modelfn_call = ("lambda_function", {"image": [[0, 0, 5, 13, 9, 1, 0, 0]] * 8})
+    hand_call = ("hand_function", {"pixels": [[0.0] * 64]})
+    lambdas = {  # name: (timer, handler module and body)
+        "Lambda zip under Lambda's runtime (emulator, awslambdaric): modelfn": (time_lambda_runtime, modelfn_call),
+        "Lambda zip under Lambda's runtime (emulator, awslambdaric): hand-written": (time_lambda_runtime, hand_call),
+        "Lambda zip, the handler alone (init + first invoke): modelfn": (time_lambda, modelfn_call),
+        "Lambda zip, the handler alone (init + first invoke): hand-written": (time_lambda, hand_call),
     }
     names = [*systems, *lambdas]
     samples: dict[str, list[float]] = {name: [] for name in names}
     for run in range(args.runs):
         for name in rotated(names, run):
             if name in lambdas:
-                samples[name].append(time_lambda(task, *lambdas[name]))
+                timer, call = lambdas[name]
+                samples[name].append(timer(task, *call))
             else:
                 port = free_port()
                 command, path, body = systems[name](port)

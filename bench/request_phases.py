@@ -8,8 +8,10 @@ thread's own CPU clock (``time.thread_time``), so a noisy neighbour's share of t
 count, and writes the averages when the server stops. Phases of modelfn, each inclusive of what it
 calls:
 
-- the handler: functions-framework's target, everything modelfn does for the request;
-- receive: reading the body (``_read_body``);
+- the handler: everything modelfn does for the request. modelfn answers in front of Flask
+  (:mod:`modelfn.adapters.wsgi`), so this is its WSGI front, from the environ to the response; the
+  hand-written function's handler is its Flask view, and Flask's own share is in neither;
+- receive: reading the body (``read_body``);
 - parse: the JSON of an Open Inference Protocol request;
 - validate and decode: every tensor's form, size and signature checked, then its array built;
 - model lookup: the loaded model from the process-global cache;
@@ -52,7 +54,7 @@ RESULTS = HERE / "results"
 MODELFN_WRAPPER = """
 import atexit, json, os, time
 import onnxruntime
-from modelfn.adapters import dispatch, gcf
+from modelfn.adapters import dispatch, gcf, wsgi
 from modelfn.function import ModelFunction
 from modelfn.observability.metrics import RECORDER
 from modelfn.protocols import oip
@@ -69,7 +71,7 @@ def timed(phase, call):
             totals[phase] = totals.get(phase, 0.0) + clock() - started
     return wrapper
 
-gcf._read_body = timed("receive", gcf._read_body)
+wsgi.read_body = timed("receive", wsgi.read_body)
 oip.parse_json_object = timed("parse", oip.parse_json_object)
 oip.decode_inputs = timed("validate and decode", oip.decode_inputs)
 ModelFunction.model = timed("model lookup", ModelFunction.model)
@@ -78,18 +80,21 @@ onnxruntime.InferenceSession.run = timed("of which ONNX Runtime", onnxruntime.In
 oip._encode_response = timed("encode", oip._encode_response)
 RECORDER.request = timed("metrics", RECORDER.request)
 dispatch._log = timed("log line", dispatch._log)
-inner = gcf.http_function(os.environ["BENCH_FOLDER"])
+front = wsgi.WsgiFront.__call__
 
-def handle(request):
-    if request.headers.get("X-Bench-Reset"):  # after the warm-up: count from here
+def answer(self, environ, start_response):
+    if environ.get("HTTP_X_BENCH_RESET"):  # after the warm-up: count from here
         totals.clear()
         count[0] = 0
     started = clock()
     try:
-        return inner(request)
+        return front(self, environ, start_response)
     finally:
         totals["handler"] = totals.get("handler", 0.0) + clock() - started
         count[0] += 1
+
+wsgi.WsgiFront.__call__ = answer
+handle = gcf.http_function(os.environ["BENCH_FOLDER"])
 
 def write():
     if count[0]:  # the worker that served them (gunicorn's master imported this module too)
