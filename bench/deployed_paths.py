@@ -17,7 +17,7 @@
   The hand-written handler sits in the same unpacked folder (same numpy, same ONNX Runtime), creating
   its session at import.
 
-Spawn to the first answered prediction, systems interleaved and rotated run by run, with bytecode
+Spawn to the first answered prediction, systems interleaved in a new random order each run, with bytecode
 present as in a deployed bundle. Writes bench/results/deployed_paths.{md,png}.
 """
 
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -41,11 +42,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
 from charts import publish  # noqa: E402
-from coldstart import FF, free_port, oip_body, rotated, time_server  # noqa: E402
+from coldstart import FF, free_port, oip_body, time_server  # noqa: E402
 
 ROOT = HERE.parent
 DIGITS = ROOT / "functions" / "digits"
 HAND_MAIN = HERE / "floors" / "handwritten_main.py"
+#: Idle before each start: a start right after a server's teardown measured tens of ms slower.
+SETTLE_S = 1.0
 HAND_BODY = b'{"pixels": [[' + b",".join([b"0.0"] * 64) + b"]]}"
 HAND_LAMBDA = '''"""The hand-written Lambda handler: the session created at import (the init), JSON in and out."""
 
@@ -167,7 +170,11 @@ def main() -> None:
     names = [*systems, *lambdas]
     samples: dict[str, list[float]] = {name: [] for name in names}
     for run in range(args.runs):
-        for name in rotated(names, run):
+        # A new order each run: rotating one order keeps each system behind the same neighbour.
+        order = list(names)
+        random.Random(run).shuffle(order)
+        for name in order:
+            time.sleep(SETTLE_S)
             if name in lambdas:
                 timer, call = lambdas[name]
                 samples[name].append(timer(task, *call))
