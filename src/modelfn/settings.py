@@ -117,7 +117,7 @@ class Settings(NamedTuple):
     #: time is not a user's wait. Readiness (``/v2/health/ready``) turns true when the load is done.
     prefetch: bool = False
     #: Under functions-framework, answer the function's requests at the WSGI layer, before Flask
-    #: (``MODELFN_WSGI_FRONT``): the same checks and answers without Flask's ~80 µs a request. 0 sends
+    #: (``MODELFN_WSGI_FRONT``): the same checks and answers without Flask's ~90 µs a request. 0 sends
     #: every request through Flask; so does ``LOG_EXECUTION_ID``. See :mod:`modelfn.adapters.wsgi`.
     wsgi_front: bool = True
     #: Require an API key on every route but health (``MODELFN_API_KEYS_FILE``): the file of salted

@@ -2,8 +2,9 @@
 
 functions-framework routes every path of an HTTP function to one Flask view, and modelfn routes
 again inside it. For modelfn, Flask's share of a request is overhead: its request and response
-objects, URL map, context push and pop, signals and after-request hook cost about 80 µs of CPU per
-request, more than all of modelfn's own path with every check (about 50 µs). None of it is used:
+objects, URL map, context push and pop, signals and after-request hook cost about 90 µs of CPU a
+digits request on the project's 2-CPU machine, more than all of modelfn's own path with every
+check (about 50 µs; docs, "Performance"). None of it is used:
 modelfn reads the request from the WSGI environ and writes its own response.
 
 So once functions-framework has made a :func:`~modelfn.adapters.gcf.http_function` handler its
