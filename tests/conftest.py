@@ -9,12 +9,16 @@ Rules every test here follows, so that the suite passes on any machine, in any o
 - **Any order.** pytest-randomly shuffles every run; no test leans on another's state.
 - **Under load.** No one-second timeouts against a server: waits are bounded by polling with
   generous deadlines (``helpers.poll_live``), and performance is measured in ``bench/``, not here.
+- **Logging left as found.** ``logging.config.dictConfig`` (functions-framework calls it under
+  ``LOG_EXECUTION_ID``) disables every logger that exists; a test that triggers it restores the
+  state (``helpers.logging_restored``), and :func:`logging_left_as_found` fails one that does not.
 - **A clean tree.** A test writes under ``tmp_path`` only; tools that keep a cache (schemathesis)
   run in a temporary folder. A run that leaves ``git status`` changed fails (:func:`pytest_sessionfinish`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -168,6 +172,18 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(autouse=True)
+def logging_left_as_found() -> Iterator[None]:
+    """Fail the test that disabled a logger: later tests' log assertions would see nothing."""
+    yield
+    disabled = sorted(name for name, logger in logging.Logger.manager.loggerDict.items()
+                      if isinstance(logger, logging.Logger) and logger.disabled)  # fmt: skip
+    if disabled:
+        for name in disabled:
+            logging.getLogger(name).disabled = False  # so that only this test fails
+        pytest.fail(f"the test disabled loggers {disabled[:5]}...: wrap what did it in helpers.logging_restored()")
 
 
 def _tree_status() -> set[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import math
 import os
 import shutil
@@ -25,6 +26,22 @@ DIGITS = ROOT / "functions" / "digits"
 HELPDESK = ROOT / "functions" / "helpdesk"
 #: Screenshots and other files a run leaves for people to look at.
 ARTIFACTS = Path(os.environ.get("MODELFN_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Undo what ``logging.config.dictConfig`` does to the process: the root's handlers and level, and
+    every logger it disabled (all that existed, ``modelfn``'s included)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for logger in logging.Logger.manager.loggerDict.values():
+            if isinstance(logger, logging.Logger):
+                logger.disabled = False
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import functions_framework
 import pytest
 from conftest import make_client
-from helpers import DIGITS
+from helpers import DIGITS, logging_restored
 
 from modelfn.adapters.wsgi import EnvironHeaders, WsgiFront, request_from_environ
 from modelfn.errors import PayloadTooLarge
@@ -117,7 +117,8 @@ def test_the_front_stands_aside_for_another_target(monkeypatch) -> None:
 
 def test_functions_frameworks_execution_id_logging_keeps_flask(monkeypatch) -> None:
     monkeypatch.setenv("LOG_EXECUTION_ID", "true")
-    client = make_client(DIGITS)
+    with logging_restored():  # functions-framework's dictConfig disables every logger in the process
+        client = make_client(DIGITS)
     assert not isinstance(client.application.wsgi_app, WsgiFront)
     answer = client.post("/predict", json=IMAGE)
     assert answer.status_code == 200, answer.data
