@@ -18,6 +18,7 @@ def test_defaults_and_environment() -> None:
         ({"MODELFN_MAX_BODY_BYTES": "0"}, "must be positive"),
         ({"MODELFN_ORT_GRAPH_OPTIMIZATION": "max"}, "must be one of disable, basic, extended, all"),
         ({"MODELFN_ORT_SPIN": "maybe"}, "MODELFN_ORT_SPIN='maybe': expected bool"),
+        ({"MODELFN_MALLOC_ARENA_MAX": "-1"}, "MODELFN_MALLOC_ARENA_MAX must not be negative"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:

@@ -35,11 +35,15 @@ class Settings(NamedTuple):
     #: The instance's memory in MiB (``MODELFN_MEMORY_LIMIT_MB``); 0 reads it from the cgroup, or from
     #: ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` on Lambda. A model that cannot fit is refused before loading.
     memory_limit_mb: float = 0.0
-    #: For models of at least 64 MiB, blocks of this many KiB or more are mapped and given back to
-    #: the system when freed (``MODELFN_MALLOC_MMAP_THRESHOLD_KB``; glibc's ``M_MMAP_THRESHOLD``),
-    #: instead of glibc's growing threshold that keeps a load's freed buffers in the heap; 0 leaves
-    #: glibc's default. It cut a 256 MiB model's peak from 457 to 280 MiB.
+    #: For models of at least 64 MiB loaded where memory is tight (the instance has less than twice the
+    #: model's size to spare), blocks of this many KiB or more are mapped and given back to the system
+    #: when freed (``MODELFN_MALLOC_MMAP_THRESHOLD_KB``; glibc's ``M_MMAP_THRESHOLD``): a lower peak for
+    #: page faults that cost load time. 0 never does. It kept a 768 MiB model's peak at 857 MiB.
     malloc_mmap_threshold_kb: int = 1024
+    #: The most heaps glibc's allocator spreads modelfn's threads over (``MODELFN_MALLOC_ARENA_MAX``;
+    #: glibc's ``M_ARENA_MAX``), set when the function is built, before its threads start. One heap
+    #: lets a model loaded on a thread reuse the blocks its parse frees; 0 leaves glibc's default.
+    malloc_arena_max: int = 1
     #: Attempts per object-store operation, with exponential backoff (``MODELFN_STORE_ATTEMPTS``).
     store_attempts: int = 3
     #: Budget for the models loaded by a several-model function, in MB of artifacts
@@ -294,6 +298,8 @@ class Settings(NamedTuple):
             raise ValueError(f"MODELFN_DISK_TIER must be auto, keep or off; got {self.disk_tier!r}")
         if self.malloc_mmap_threshold_kb < 0:
             raise ValueError("MODELFN_MALLOC_MMAP_THRESHOLD_KB must not be negative")
+        if self.malloc_arena_max < 0:
+            raise ValueError("MODELFN_MALLOC_ARENA_MAX must not be negative")
         if self.memory_limit_mb < 0:
             raise ValueError("MODELFN_MEMORY_LIMIT_MB must not be negative")
         if self.batch_handoff not in ("", "local", "dataflow"):

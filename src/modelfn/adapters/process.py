@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelfn.function import ModelFunction, Servable
+from modelfn.runtime.memory import limit_arenas
 from modelfn.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def build_servable(
     settings = Settings.from_env() if settings is None else settings
     configure_logging(settings.log_level, settings.log_format, request_log=settings.request_log)
     limit_blas_threads(settings.blas_threads)
+    limit_arenas(settings.malloc_arena_max)  # before the threads that load models start
     if models:
         from modelfn.group import FunctionGroup
 

@@ -49,6 +49,21 @@ def resident_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def room_bytes(configured_mb: float = 0) -> int:
+    """What this process may still take: its limit less what it holds, or the host's ``MemAvailable``
+    where no limit is set (0 where neither can be read)."""
+    limit = limit_bytes(configured_mb)
+    if limit is not None:
+        return max(0, limit - resident_bytes())
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def filesystem_of(path: str | Path) -> str:
     """The type of the file system ``path`` is on (``tmpfs``, ``ext4``...), from ``/proc/self/mountinfo``."""
     target = os.path.realpath(path)
@@ -77,9 +92,39 @@ def memory_backed(path: str | Path) -> bool:
     return filesystem_of(probe) in MEMORY_FILESYSTEMS
 
 
-#: glibc's ``mallopt`` parameter for the size above which blocks are mapped (and unmapped when freed).
+#: glibc's ``mallopt`` parameters: the size above which blocks are mapped (and unmapped when freed),
+#: and the most heaps ("arenas") its threads may spread over.
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _threshold_set = False
+_arenas_set = False
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt``; False where the C library is not glibc (musl, macOS) or refuses the value."""
+    try:
+        import ctypes  # numpy imports it anyway: no cost on the start-up path
+
+        return bool(ctypes.CDLL("libc.so.6").mallopt(parameter, value))
+    except (OSError, AttributeError):
+        return False
+
+
+def limit_arenas(count: int) -> bool:
+    """Let every thread started from now on allocate from at most ``count`` heaps; once per process.
+
+    glibc gives each new thread a heap of its own (up to 8 per CPU), made of 64 MiB pieces that it
+    maps and unmaps as they fill and empty. A model loaded on a thread of its own then pays a page
+    fault for every page its parse touches, again after each block it frees, and keeps what is left
+    of its heap afterwards. With one heap, the one the main thread uses, the load reuses the blocks
+    it frees, as the same load on the main thread does. Call it before modelfn starts its threads.
+    ``MALLOC_ARENA_MAX`` in the environment (read by glibc at start) wins. Returns whether it applied.
+    """
+    global _arenas_set
+    if _arenas_set or count <= 0 or "MALLOC_ARENA_MAX" in os.environ:
+        return _arenas_set
+    _arenas_set = _mallopt(_M_ARENA_MAX, count)
+    return _arenas_set
 
 
 def return_large_blocks(threshold_bytes: int) -> bool:
@@ -95,13 +140,7 @@ def return_large_blocks(threshold_bytes: int) -> bool:
     global _threshold_set
     if _threshold_set or threshold_bytes <= 0:
         return _threshold_set
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        _threshold_set = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold_bytes)))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
+    _threshold_set = _mallopt(_M_MMAP_THRESHOLD, int(threshold_bytes))
     return _threshold_set
 
 
