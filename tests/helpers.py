@@ -87,6 +87,16 @@ def near_documented(measured: float, documented: float, samples: int) -> bool:
     return abs(measured - documented) <= 1 / samples + 5e-4
 
 
+#: Source for a child process's own peak resident memory: ``peak_bytes()``. Not ``ru_maxrss``, which
+#: Linux carries across exec: a child of a large pytest process starts at its parent's peak, and a
+#: bound on its growth could then never fail.
+PEAK_BYTES = """
+def peak_bytes():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+"""
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

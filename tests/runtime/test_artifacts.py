@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from emulators import new_bucket
+from helpers import PEAK_BYTES
 
 from modelfn.errors import ArtifactError, ObjectNotFound
 from modelfn.runtime.artifacts import LoadPolicy, open_verified, pinned_files
@@ -256,17 +257,16 @@ def test_a_fetch_holds_one_range_per_worker_not_the_model(emulators, tmp_path) -
     store.write("big.onnx", data)
     digest = hashlib.sha256(data).hexdigest()
     del data
-    script = textwrap.dedent(f"""
-        import resource
+    script = PEAK_BYTES + textwrap.dedent(f"""
         from modelfn.runtime.artifacts import LoadPolicy, open_verified, pinned_files
         from modelfn.runtime.stores import open_store
         store, _ = open_store("s3://{store.uri.removeprefix("s3://")}")
         store.stat("big.onnx")  # the SDK's own start-up memory, before the fetch is measured
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_bytes()
         files = pinned_files("big.onnx", {digest!r}, {{}})
         with open_verified(store, files, LoadPolicy({str(tmp_path)!r}, "off"), what="m"):
             pass
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+        print(peak_bytes() - before)
     """)  # fmt: skip
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=os.environ)
     assert done.returncode == 0, done.stderr
