@@ -35,10 +35,10 @@ class Settings(NamedTuple):
     #: The instance's memory in MiB (``MODELFN_MEMORY_LIMIT_MB``); 0 reads it from the cgroup, or from
     #: ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` on Lambda. A model that cannot fit is refused before loading.
     memory_limit_mb: float = 0.0
-    #: For models of at least 64 MiB loaded where memory is tight (the instance has less than twice the
-    #: model's size to spare), blocks of this many KiB or more are mapped and given back to the system
-    #: when freed (``MODELFN_MALLOC_MMAP_THRESHOLD_KB``; glibc's ``M_MMAP_THRESHOLD``): a lower peak for
-    #: page faults that cost load time. 0 never does. It kept a 768 MiB model's peak at 857 MiB.
+    #: For models of at least 64 MiB, blocks of this many KiB or more are mapped and given back to
+    #: the system when freed (``MODELFN_MALLOC_MMAP_THRESHOLD_KB``; glibc's ``M_MMAP_THRESHOLD``),
+    #: instead of glibc's growing threshold that keeps a load's freed buffers in the heap; 0 leaves
+    #: glibc's default. A 768 MiB model's load peaked at 857 MiB with it, 1,146 to 1,194 without.
     malloc_mmap_threshold_kb: int = 1024
     #: The most heaps glibc's allocator spreads modelfn's threads over (``MODELFN_MALLOC_ARENA_MAX``;
     #: glibc's ``M_ARENA_MAX``), set when the function is built, before its threads start. One heap

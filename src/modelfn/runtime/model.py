@@ -30,12 +30,8 @@ if TYPE_CHECKING:
     from modelfn.settings import Settings
 
 log = logging.getLogger("modelfn")
-#: From this size on, where memory is tight, the allocator is told to give a load's large buffers
-#: back as they are freed (see ``runtime/memory``).
+#: From this size on, the allocator is told to give a load's large buffers back (see ``runtime/memory``).
 LARGE_MODEL_BYTES = 64 << 20
-#: A parse of embedded weights holds up to about twice the model's bytes at its peak (the file's
-#: copy, the tensors and their pre-packed layout overlap); memory is tight where that does not fit.
-LOAD_PEAK_FACTOR = 2
 
 
 class LoadedModel(NamedTuple):
@@ -198,7 +194,9 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     with open_verified(store, files, policy, what=what, trusted=trusted, overlap=overlap) as verified:
         timer.lap(f"fetch({verified.tier})")
         if verified.size >= LARGE_MODEL_BYTES:
-            _give_back_large_blocks_if_tight(verified.size, settings)
+            from modelfn.runtime.memory import return_large_blocks
+
+            return_large_blocks(settings.malloc_mmap_threshold_kb * 1024)
         try:
             predictor = load_predictor(contract, verified, settings)
         except BaseException:
@@ -226,20 +224,6 @@ def load_model(folder: str | Path, contract: Contract, settings: Settings, store
     state = "on" if batcher.enabled else f"off (below {MIN_SAVING_S * 1e6:.0f} us a row, calls go straight through)"
     log.info("batching %s v%s: a batch saves %.0f us a row: %s", contract.name, contract.version, saving * 1e6, state)
     return _watched(model, folder, settings)
-
-
-def _give_back_large_blocks_if_tight(size: int, settings: Settings) -> None:
-    """Trade load time for peak memory only where the instance has too little room for the fast way.
-
-    Reusing the blocks a parse frees is the fast way (every other page is faulted afresh, about 25%
-    of a 256 MiB model's session), but it holds more at the peak: 1,065 against 857 MiB for a
-    768 MiB model, the difference between a 1 GiB instance and the next size up.
-    """
-    from modelfn.runtime import memory
-
-    tight = memory.room_bytes(settings.memory_limit_mb) < LOAD_PEAK_FACTOR * size
-    if tight and memory.return_large_blocks(settings.malloc_mmap_threshold_kb * 1024):
-        log.info("memory is tight for a %d MiB model: large blocks go back to the system as freed", size >> 20)
 
 
 def _watched(model: LoadedModel, folder: str | Path, settings: Settings) -> LoadedModel:
