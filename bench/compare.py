@@ -220,6 +220,17 @@ def wrk_script(request: Request, scratch: Path, label: str) -> Path:
     return script
 
 
+def throughput(system: System, scratch: Path, tag: str, levels: tuple[int, ...], seconds: int) -> dict[int, dict]:
+    """A warm server's wrk figures at each concurrency in ``levels`` (after a second not counted)."""
+    port = coldstart.free_port()
+    with start(system, port, scratch) as process:
+        first_answer(process, port, system.request)
+        script = wrk_script(system.request, scratch, tag)
+        url = f"http://127.0.0.1:{port}{system.request.path}"
+        batching.wrk(url, levels[0], 1, script)  # a second to warm up, not counted
+        return {level: batching.wrk(url, level, seconds, script) for level in levels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="modelfn beside the alternatives.")
     parser.add_argument("--runs", type=int, default=5)
@@ -258,15 +269,9 @@ def main() -> None:
                 print(f"{model}: cold run {run + 1}/{args.runs} done", file=sys.stderr)
             for round_ in range(args.load_rounds):  # throughput, warm: rounds rotated, as the cold starts
                 for label in coldstart.rotated(labels, round_):
-                    port = coldstart.free_port()
-                    with start(table[label], port, scratch) as process:
-                        first_answer(process, port, table[label].request)
-                        script = wrk_script(table[label].request, scratch, f"{model}-{labels.index(label)}")
-                        url = f"http://127.0.0.1:{port}{table[label].request.path}"
-                        batching.wrk(url, levels[0], 1, script)  # a second to warm up, not counted
-                        for level in levels:
-                            found = batching.wrk(url, level, args.seconds, script)
-                            results[model][label]["load"].setdefault(level, []).append(found)
+                    tag = f"{model}-{labels.index(label)}"
+                    for level, found in throughput(table[label], scratch, tag, levels, args.seconds).items():
+                        results[model][label]["load"].setdefault(level, []).append(found)
                 print(f"{model}: load round {round_ + 1}/{args.load_rounds} done", file=sys.stderr)
     write(results, models, args)
 

@@ -132,14 +132,9 @@ def measure(table: dict[str, compare.System], args: argparse.Namespace, scratch:
         print(f"cold run {run + 1}/{args.runs} done", file=sys.stderr)
     for round_ in range(args.load_rounds):
         for label in coldstart.rotated(labels, round_):
-            port = coldstart.free_port()
-            with compare.start(table[label], port, scratch) as process:
-                compare.first_answer(process, port, table[label].request)
-                script = compare.wrk_script(table[label].request, scratch, f"tabular-{labels.index(label)}")
-                url = f"http://127.0.0.1:{port}{table[label].request.path}"
-                batching.wrk(url, LEVELS[0], 1, script)  # a second to warm up, not counted
-                for level in LEVELS:
-                    results[label]["load"].setdefault(level, []).append(batching.wrk(url, level, args.seconds, script))
+            found = compare.throughput(table[label], scratch, f"tabular-{labels.index(label)}", LEVELS, args.seconds)
+            for level, sample in found.items():
+                results[label]["load"].setdefault(level, []).append(sample)
         print(f"load round {round_ + 1}/{args.load_rounds} done", file=sys.stderr)
     return results
 
