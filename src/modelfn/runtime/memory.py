@@ -100,9 +100,9 @@ def limit_arenas(count: int) -> bool:
 
     glibc gives each new thread a heap of its own (up to 8 per CPU), made of 64 MiB pieces that it
     maps as they fill. A model loaded on a thread of its own then keeps in that heap what its parse
-    freed (a 256 MiB model's peak grew 1.88x its size, bench/allocator.py). With one heap, the one
+    freed (a 256 MiB model's peak grew 1.81x its size, bench/allocator.py). With one heap, the one
     the main thread uses, the load reuses the blocks it frees, as the same load on the main thread
-    does (1.62x, and a little faster). Call it before modelfn starts its threads.
+    does (1.56x). Call it before modelfn starts its threads.
     ``MALLOC_ARENA_MAX`` in the environment (read by glibc at start) wins. Returns whether it applied.
     """
     global _arenas_set
