@@ -74,7 +74,10 @@ def measure_loads(folder: Path, runs: int) -> dict[str, list[dict]]:
             env.pop("MALLOC_ARENA_MAX", None)
             argv = [sys.executable, "-c", PROBE, str(folder)]
             out = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, check=True).stdout
-            found[label].append(json.loads(out.splitlines()[-1]))
+            sample = json.loads(out.splitlines()[-1])
+            # The settings this row is named for are the ones the process ran with.
+            assert (sample["arenas"], sample["threshold"]) == (arenas != "0", threshold != "0"), (label, sample)
+            found[label].append(sample)
         print(f"loads: run {run + 1}/{runs} done", file=sys.stderr)
     return found
 

@@ -88,7 +88,7 @@ _arenas_set = False
 def _mallopt(parameter: int, value: int) -> bool:
     """glibc's ``mallopt``; False where the C library is not glibc (musl, macOS) or refuses the value."""
     try:
-        import ctypes  # numpy imports it anyway: no cost on the start-up path
+        import ctypes  # numpy, which every model's load imports, imports it too: earlier, not extra
 
         return bool(ctypes.CDLL("libc.so.6").mallopt(parameter, value))
     except (OSError, AttributeError):
